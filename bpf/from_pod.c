@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * TC ingress on a pod's host-side veth: everything a pod sends starts here.
+ *
+ *  - the source must be the pod's own IP (anti-spoofing), else drop;
+ *  - a destination pod on this node: MAC rewrite, TTL decrement and
+ *    bpf_redirect_peer() straight into its namespace;
+ *  - anything else goes to the kernel stack.
+ */
+#include "lib/common.h"
+#include "lib/maps.h"
+#include "lib/eth.h"
+#include "lib/ipv4.h"
+#include "lib/endpoints.h"
+#include "lib/metrics.h"
+
+/* Returns a TC action and sets *reason, or a negative drop reason. */
+static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
+{
+	struct skiff_endpoint_info *dst;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	int ret;
+
+	ip = ipv4_header(skb);
+	if (!ip)
+		return -SKIFF_DROP_MALFORMED;
+
+	ret = endpoint_check_source(ip->saddr, skb->ifindex);
+	if (ret < 0)
+		return ret;
+
+	dst = endpoint_lookup(ip->daddr);
+	if (!dst || !(dst->flags & SKIFF_EP_F_LOCAL)) {
+		*reason = SKIFF_FWD_STACK;
+		return TC_ACT_OK;
+	}
+	if (ip->ttl <= 1) {
+		*reason = SKIFF_FWD_TTL_EXPIRED;
+		return TC_ACT_OK;
+	}
+
+	ipv4_dec_ttl(ip);
+	eth = eth_header(skb);
+	if (!eth)
+		return -SKIFF_DROP_MALFORMED;
+	eth_set_macs(eth, dst->host_mac, dst->pod_mac);
+
+	*reason = SKIFF_FWD_LOCAL_POD;
+	ret = bpf_redirect_peer(dst->ifindex, 0);
+	if (ret != TC_ACT_REDIRECT)
+		return -SKIFF_DROP_REDIRECT_FAILED;
+	return ret;
+}
+
+SEC("tc")
+int skiff_from_pod(struct __sk_buff *skb)
+{
+	__u32 reason = SKIFF_REASON_UNSPEC;
+	struct ethhdr *eth;
+	int ret;
+
+	eth = eth_header(skb);
+	if (!eth) {
+		ret = -SKIFF_DROP_MALFORMED;
+	} else if (eth->h_proto != bpf_htons(ETH_P_IP)) {
+		reason = SKIFF_FWD_NON_IP;
+		ret = TC_ACT_OK;
+	} else {
+		ret = from_pod_ipv4(skb, &reason);
+	}
+
+	if (ret < 0) {
+		metrics_count(-ret, SKIFF_DIR_EGRESS, skb->len);
+		return TC_ACT_SHOT;
+	}
+	metrics_count(reason, SKIFF_DIR_EGRESS, skb->len);
+	return ret;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Map definitions. Every map is pinned by name under the node's pin
+ * directory (set by the loader), so all programs of a node and the control
+ * plane share one instance and a reload reuses what is pinned.
+ */
+#ifndef SKIFF_BPF_MAPS_H
+#define SKIFF_BPF_MAPS_H
+
+#include "common.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct skiff_endpoint_key);
+	__type(value, struct skiff_endpoint_info);
+	__uint(max_entries, SKIFF_ENDPOINTS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skiff_endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct skiff_metrics_value);
+	__uint(max_entries, SKIFF_METRICS_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skiff_metrics SEC(".maps");
+
+#endif /* SKIFF_BPF_MAPS_H */

@@ -1,0 +1,268 @@
+// Dispatch, ADD and DEL.
+#include "plugin.h"
+
+#include <cstring>
+
+#include "common/log.h"
+#include "delegate.h"
+#include "plugin_internal.h"
+#include "result.h"
+#include "version.h"
+
+namespace skiff::cni {
+
+using nlohmann::json;
+
+namespace detail {
+
+CniResult<NetNs> open_container_netns(const std::string& path) {
+    auto ns = NetNs::open(path);
+    if (!ns) {
+        if (ns.error().code == ENOENT)
+            return CniError{kUnknownContainer, "network namespace " + path + " does not exist", ns.error().message};
+        return CniError{kInvalidEnv, "CNI_NETNS " + path + " is not a usable network namespace", ns.error().message};
+    }
+    auto self = NetNs::current();
+    if (self && ns->same_as(*self))
+        return CniError{kInvalidEnv, "CNI_NETNS " + path + " is the plugin's own network namespace", ""};
+    return std::move(*ns);
+}
+
+CniResult<ipam::Allocator> builtin_ipam(Ctx& c) {
+    auto a = ipam::Allocator::open(c.store.ipam_dir(), *c.conf.pod_cidr);
+    if (!a) return CniError{kIoFailure, "cannot open IPAM state in " + c.store.ipam_dir(), a.error().message};
+    return std::move(*a);
+}
+
+CniResult<Ipv4> ipam_add(Ctx& c, const ipam::Owner& owner) {
+    if (!c.conf.delegated_ipam()) {
+        auto a = builtin_ipam(c);
+        if (!a) return a.error();
+        auto ip = a->allocate(owner);
+        if (ip) return *ip;
+        const auto& e = ip.error();
+        if (e.code == ENOSPC) return CniError{kTryAgain, "IP pool exhausted: " + e.message, ""};
+        if (e.code == EAGAIN) return CniError{kTryAgain, "IPAM busy, try again", e.message};
+        return CniError{kIoFailure, "IPAM allocation failed", e.message};
+    }
+    auto out = c.deps.delegate(c.conf.ipam_type(), "ADD", c.env, c.conf.raw.dump());
+    if (!out) return out.error();
+    auto res = parse_result(*out);
+    if (!res) return res.error();
+    for (const auto& ip : res->ips) {
+        if (ip.address.find(':') != std::string::npos) continue;
+        auto p = Ipv4Prefix::parse(ip.address, /*allow_host_bits=*/true);
+        if (p) return p->addr();
+    }
+    // The plugin leased something we cannot use: give it back.
+    (void)c.deps.delegate(c.conf.ipam_type(), "DEL", c.env, c.conf.raw.dump());
+    return CniError{kInternal, "ipam plugin '" + c.conf.ipam_type() + "' returned no IPv4 address", out->dump()};
+}
+
+CniStatus ipam_del(Ctx& c, const ipam::Owner& owner) {
+    if (!c.conf.delegated_ipam()) {
+        auto a = builtin_ipam(c);
+        if (!a) return a.error();
+        if (auto r = a->release(owner); !r) return CniError{kIoFailure, "IPAM release failed", r.error().message};
+        return {};
+    }
+    auto out = c.deps.delegate(c.conf.ipam_type(), "DEL", c.env, c.conf.raw.dump());
+    if (!out) return out.error();
+    return {};
+}
+
+CniStatus release_attachment(Ctx& c, const std::string& cid, const std::string& ifname,
+                             std::optional<Ipv4> ip_hint) {
+    std::optional<CniError> first_err;
+    auto note = [&](CniError e) {
+        log::warn("release " + cid + "/" + ifname + ": " + e.msg + (e.details.empty() ? "" : " (" + e.details + ")"));
+        if (!first_err) first_err = std::move(e);
+    };
+    const ipam::Owner owner{cid, ifname};
+    std::optional<Ipv4> ip = ip_hint;
+    if (auto st = c.store.load(cid, ifname); st && *st && !(*st)->ip.empty())
+        if (auto p = Ipv4::parse((*st)->ip)) ip = *p;
+    if (!ip && !c.conf.delegated_ipam()) {
+        if (auto a = builtin_ipam(c); a)
+            if (auto leases = a->leases(); leases)
+                for (const auto& [lip, o] : *leases)
+                    if (o == owner) ip = lip;
+    }
+
+    const std::string veth = host_veth_name(c.conf.name, cid, ifname);
+    auto host = c.deps.pod_network->host_side(veth);
+    if (ip) {
+        auto dp = c.deps.datapath(c.conf.pin_path);
+        auto entry = dp->lookup_endpoint(*ip);
+        if (entry && *entry) {
+            // Only our own entry: the one behind our veth, or a stale one
+            // whose device is gone.
+            bool ours = host ? (*entry)->ifindex == static_cast<uint32_t>(host->host_ifindex)
+                             : !c.deps.pod_network->link_exists(static_cast<int>((*entry)->ifindex)).value_or(true);
+            if (ours)
+                if (auto s = dp->delete_endpoint(*ip); !s)
+                    note(CniError{kInternal, "cannot remove endpoint " + ip->str(), s.error().message});
+        }
+    }
+    if (auto s = c.deps.pod_network->teardown(veth); !s)
+        note(CniError{kInternal, "cannot remove " + veth, s.error().message});
+    if (auto s = ipam_del(c, owner); !s) note(s.error());
+    if (auto s = c.store.remove(cid, ifname); !s)
+        note(CniError{kIoFailure, "cannot remove attachment state", s.error().message});
+    if (first_err) return *first_err;
+    return {};
+}
+
+CniResult<json> cmd_add(Ctx& c) {
+    const auto& env = c.env;
+    const auto& conf = c.conf;
+    CniResultModel prev;
+    if (!conf.prev_result.is_null()) {
+        auto p = parse_result(conf.prev_result);
+        if (!p) return p.error();
+        prev = std::move(*p);
+    }
+    auto ns = open_container_netns(env.netns);
+    if (!ns) return ns.error();
+    auto exists = c.deps.pod_network->ifname_exists(*ns, env.ifname);
+    if (!exists) return CniError{kInternal, "cannot inspect " + env.netns, exists.error().message};
+    if (*exists)
+        return CniError{kInvalidEnv, "interface " + env.ifname + " already exists in " + env.netns, ""};
+
+    auto dp = c.deps.datapath(conf.pin_path);
+    if (auto s = dp->ensure_loaded(); !s)
+        return CniError{kInternal, "cannot load the skiff datapath in " + conf.pin_path, s.error().message};
+
+    const ipam::Owner owner{env.container_id, env.ifname};
+    auto ip = ipam_add(c, owner);
+    if (!ip) return ip.error();
+
+    const std::string veth = host_veth_name(conf.name, env.container_id, env.ifname);
+    AttachmentState st{env.container_id, env.ifname, env.netns, veth, ip->str(), conf.delegated_ipam(),
+                       env.arg("K8S_POD_NAMESPACE"), env.arg("K8S_POD_NAME"), env.arg("K8S_POD_UID"), "adding"};
+    auto fail = [&](CniError e) -> CniResult<json> {
+        log::warn("ADD " + env.container_id + "/" + env.ifname + " failed, rolling back: " + e.msg);
+        (void)release_attachment(c, env.container_id, env.ifname, *ip);
+        return e;
+    };
+    if (c.fault("after-ipam")) return fail(CniError{kInternal, "fault injected after IPAM", ""});
+    if (auto s = c.store.save(st); !s) return fail(CniError{kIoFailure, "cannot write attachment state", s.error().message});
+
+    PodSpec spec{veth, host_veth_alias(conf.name, env.container_id, env.ifname), env.ifname, *ip, conf.mtu};
+    auto links = c.deps.pod_network->setup(*ns, spec);
+    if (!links) return fail(CniError{kInternal, "cannot set up the pod interface", links.error().message});
+    if (c.fault("after-veth")) return fail(CniError{kInternal, "fault injected after veth", ""});
+    if (auto s = dp->attach_pod(links->host_ifindex); !s)
+        return fail(CniError{kInternal, "cannot attach the datapath to " + veth, s.error().message});
+    if (c.fault("after-attach")) return fail(CniError{kInternal, "fault injected after attach", ""});
+
+    skiff_endpoint_info info{};
+    info.ifindex = static_cast<uint32_t>(links->host_ifindex);
+    info.flags = SKIFF_EP_F_LOCAL;
+    std::memcpy(info.pod_mac, links->pod_mac.data(), 6);
+    std::memcpy(info.host_mac, links->host_mac.data(), 6);
+    if (auto s = dp->upsert_endpoint(*ip, info); !s)
+        return fail(CniError{kInternal, "cannot write the endpoint entry", s.error().message});
+    if (c.fault("after-endpoint")) return fail(CniError{kInternal, "fault injected after endpoint", ""});
+
+    st.phase = "ready";
+    if (auto s = c.store.save(st); !s) return fail(CniError{kIoFailure, "cannot write attachment state", s.error().message});
+
+    CniResultModel ours;
+    ours.interfaces.push_back({veth, mac_str(links->host_mac), static_cast<int>(conf.mtu), ""});
+    ours.interfaces.push_back({env.ifname, mac_str(links->pod_mac), static_cast<int>(conf.mtu), env.netns});
+    ours.ips.push_back({ip->str() + "/32", kPodGateway.str(), 1});
+    ours.routes.push_back({"0.0.0.0/0", kPodGateway.str(), {}, {}, {}, {}, {}});
+    if (conf.dns.is_object()) ours.dns = conf.dns;
+    log::info("ADD " + env.container_id + "/" + env.ifname + " -> " + ip->str() + " via " + veth);
+    return result_to_json(merge_results(std::move(prev), ours), conf.cni_version);
+}
+
+CniStatus cmd_del(Ctx& c) {
+    std::optional<Ipv4> hint;
+    if (!c.conf.prev_result.is_null())
+        if (auto p = parse_result(c.conf.prev_result); p)
+            for (const auto& ipc : p->ips)
+                if (auto pfx = Ipv4Prefix::parse(ipc.address, true); pfx) hint = pfx->addr();
+    auto r = release_attachment(c, c.env.container_id, c.env.ifname, hint);
+    if (r) log::info("DEL " + c.env.container_id + "/" + c.env.ifname);
+    return r;
+}
+
+}  // namespace detail
+
+namespace {
+
+PluginOutput emit_error(const CniError& e, const std::string& version) {
+    log::error(e.msg + (e.details.empty() ? "" : " (" + e.details + ")"));
+    // Non-zero exit; the code itself travels in the JSON.
+    int rc = (e.code >= 1 && e.code <= 255) ? e.code : 1;
+    return PluginOutput{rc, error_to_json(e, version).dump() + "\n"};
+}
+
+PluginOutput cmd_version(const std::string& stdin_text) {
+    std::string version(kLatestVersion);
+    if (!stdin_text.empty()) {
+        auto j = decode_json(stdin_text);
+        if (!j) return emit_error(j.error(), version);
+        if (j->is_object() && j->contains("cniVersion") && (*j)["cniVersion"].is_string()) {
+            auto v = (*j)["cniVersion"].get<std::string>();
+            if (version_supported(v)) version = v;
+        }
+    }
+    json out = {{"cniVersion", version}, {"supportedVersions", json::array()}};
+    for (auto v : kSupportedVersions) out["supportedVersions"].push_back(std::string(v));
+    return PluginOutput{0, out.dump() + "\n"};
+}
+
+bool command_allowed(Command cmd, const std::string& version) {
+    switch (cmd) {
+        case Command::Check: return version_at_least(version, "0.4.0");
+        case Command::Gc:
+        case Command::Status: return version_at_least(version, "1.1.0");
+        default: return true;
+    }
+}
+
+}  // namespace
+
+PluginOutput run_plugin(const Getenv& getenv, const std::string& stdin_text, Deps& deps) {
+    if (!deps.delegate) deps.delegate = delegate;
+    auto env = parse_env(getenv);
+    if (!env) {
+        // Still answer in the config's version when it is readable.
+        std::string v;
+        if (auto j = decode_json(stdin_text); j && j->is_object() && j->contains("cniVersion") &&
+                                              (*j)["cniVersion"].is_string())
+            v = (*j)["cniVersion"].get<std::string>();
+        return emit_error(env.error(), version_supported(v) ? v : "");
+    }
+    if (env->command == Command::Version) return cmd_version(stdin_text);
+
+    auto conf = parse_netconf(stdin_text);
+    if (!conf) return emit_error(conf.error(), "");
+    if (!conf->log_file.empty()) log::set_file(conf->log_file);
+    if (!command_allowed(env->command, conf->cni_version))
+        return emit_error(CniError{kIncompatibleVersion, env->command_name + " is not supported in CNI version " +
+                                                             conf->cni_version, ""},
+                          conf->cni_version);
+
+    detail::Ctx ctx(*env, *conf, deps);
+    CniStatus st;
+    switch (env->command) {
+        case Command::Add: {
+            auto r = detail::cmd_add(ctx);
+            if (!r) return emit_error(r.error(), conf->cni_version);
+            return PluginOutput{0, r->dump() + "\n"};
+        }
+        case Command::Del: st = detail::cmd_del(ctx); break;
+        case Command::Check: st = detail::cmd_check(ctx); break;
+        case Command::Gc: st = detail::cmd_gc(ctx); break;
+        case Command::Status: st = detail::cmd_status(ctx); break;
+        case Command::Version: break;
+    }
+    if (!st) return emit_error(st.error(), conf->cni_version);
+    return PluginOutput{0, ""};
+}
+
+}  // namespace skiff::cni

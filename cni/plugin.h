@@ -1,0 +1,36 @@
+// The CNI commands. run_plugin() is the whole plugin minus process I/O:
+// main.cc feeds it the environment and stdin and prints what it returns.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "bpf/datapath.h"
+#include "env.h"
+#include "errors.h"
+#include "pod_network.h"
+
+namespace skiff::cni {
+
+struct Deps {
+    std::function<std::unique_ptr<Datapath>(const std::string& pin_path)> datapath;
+    PodNetwork* pod_network = nullptr;
+    // Runs another plugin (IPAM delegation); defaults to delegate().
+    std::function<CniResult<nlohmann::json>(const std::string& type, const std::string& command,
+                                            const Env& env, const std::string& stdin_conf)>
+        delegate;
+    // Fault injection for tests: returns true to fail at this point.
+    std::function<bool(const char* point)> fault;
+};
+
+struct PluginOutput {
+    int exit_code = 0;
+    std::string stdout_text;  // result or error JSON; empty when nothing to print
+};
+
+PluginOutput run_plugin(const Getenv& getenv, const std::string& stdin_text, Deps& deps);
+
+}  // namespace skiff::cni

@@ -1,0 +1,17 @@
+// C++ view of maps/skiff_maps.h: the same header, plus compile-time checks
+// that the layouts have no implicit padding. tests/unit/btf_layout_test.cc
+// compares them with the BTF of the compiled BPF objects.
+#pragma once
+
+#include <cstddef>
+
+#include "skiff_maps.h"
+
+static_assert(sizeof(skiff_endpoint_key) == 4);
+static_assert(sizeof(skiff_endpoint_info) == 24);
+static_assert(offsetof(skiff_endpoint_info, ifindex) == 0);
+static_assert(offsetof(skiff_endpoint_info, flags) == 4);
+static_assert(offsetof(skiff_endpoint_info, pod_mac) == 8);
+static_assert(offsetof(skiff_endpoint_info, host_mac) == 16);
+static_assert(sizeof(skiff_metrics_value) == 16);
+static_assert(SKIFF_METRICS_MAX == 512);

@@ -1,0 +1,94 @@
+#include "maps.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "pins.h"
+
+namespace skiff::bpf {
+
+Result<EndpointMap> EndpointMap::open(const std::string& pin_dir) {
+    SKIFF_ASSIGN_OR_RETURN(UniqueFd fd, open_pinned_map(pin_dir, SKIFF_MAP_ENDPOINTS));
+    return EndpointMap(std::move(fd));
+}
+
+Status EndpointMap::upsert(Ipv4 ip, const skiff_endpoint_info& info) {
+    skiff_endpoint_key k{ip.be()};
+    if (bpf_map_update_elem(fd_.get(), &k, &info, BPF_ANY) != 0)
+        return Error::errno_("update endpoint " + ip.str());
+    return ok();
+}
+
+Status EndpointMap::remove(Ipv4 ip) {
+    skiff_endpoint_key k{ip.be()};
+    if (bpf_map_delete_elem(fd_.get(), &k) != 0) return Error::errno_("delete endpoint " + ip.str());
+    return ok();
+}
+
+Result<std::optional<skiff_endpoint_info>> EndpointMap::lookup(Ipv4 ip) {
+    skiff_endpoint_key k{ip.be()};
+    skiff_endpoint_info v{};
+    if (bpf_map_lookup_elem(fd_.get(), &k, &v) != 0) {
+        if (errno == ENOENT) return std::optional<skiff_endpoint_info>{};
+        return Error::errno_("lookup endpoint " + ip.str());
+    }
+    return std::optional<skiff_endpoint_info>{v};
+}
+
+Result<std::vector<std::pair<Ipv4, skiff_endpoint_info>>> EndpointMap::list() {
+    std::vector<std::pair<Ipv4, skiff_endpoint_info>> out;
+    skiff_endpoint_key cur{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd_.get(), prev, &next) == 0) {
+        skiff_endpoint_info v{};
+        if (bpf_map_lookup_elem(fd_.get(), &next, &v) == 0) out.emplace_back(Ipv4::from_be(next.ip), v);
+        cur = next;
+        prev = &cur;
+    }
+    if (errno != ENOENT) return Error::errno_("iterate endpoints");
+    return out;
+}
+
+Result<MetricsMap> MetricsMap::open(const std::string& pin_dir) {
+    SKIFF_ASSIGN_OR_RETURN(UniqueFd fd, open_pinned_map(pin_dir, SKIFF_MAP_METRICS));
+    return MetricsMap(std::move(fd));
+}
+
+Result<std::vector<MetricRow>> MetricsMap::read() {
+    int ncpu = libbpf_num_possible_cpus();
+    if (ncpu <= 0) return Error::os(-ncpu, "count possible CPUs");
+    std::vector<skiff_metrics_value> vals(static_cast<size_t>(ncpu));
+    std::vector<MetricRow> out;
+    for (uint32_t idx = 0; idx < SKIFF_METRICS_MAX; ++idx) {
+        if (bpf_map_lookup_elem(fd_.get(), &idx, vals.data()) != 0)
+            return Error::errno_("read metrics slot " + std::to_string(idx));
+        MetricRow r{idx / SKIFF_DIR_MAX, idx % SKIFF_DIR_MAX, 0, 0};
+        for (const auto& v : vals) {
+            r.packets += v.packets;
+            r.bytes += v.bytes;
+        }
+        if (r.packets) out.push_back(r);
+    }
+    return out;
+}
+
+std::string_view reason_name(uint32_t reason) {
+    switch (reason) {
+        case SKIFF_REASON_UNSPEC: return "unspec";
+        case SKIFF_FWD_LOCAL_POD: return "fwd-local-pod";
+        case SKIFF_FWD_STACK: return "fwd-stack";
+        case SKIFF_FWD_NON_IP: return "fwd-non-ip";
+        case SKIFF_FWD_TTL_EXPIRED: return "fwd-ttl-expired";
+        case SKIFF_DROP_INVALID_SOURCE: return "drop-invalid-source";
+        case SKIFF_DROP_MALFORMED: return "drop-malformed";
+        case SKIFF_DROP_REDIRECT_FAILED: return "drop-redirect-failed";
+        case SKIFF_DROP_CSUM: return "drop-csum";
+        default: return reason >= SKIFF_DROP_BASE ? "drop-unknown" : "fwd-unknown";
+    }
+}
+
+std::string_view dir_name(uint32_t dir) { return dir == SKIFF_DIR_INGRESS ? "ingress" : "egress"; }
+
+bool reason_is_drop(uint32_t reason) { return reason >= SKIFF_DROP_BASE; }
+
+}  // namespace skiff::bpf

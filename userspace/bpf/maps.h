@@ -1,0 +1,53 @@
+// Typed access to the pinned skiff maps.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/fd.h"
+#include "common/ipv4.h"
+#include "common/result.h"
+#include "map_layout.h"
+
+namespace skiff::bpf {
+
+class EndpointMap {
+public:
+    static Result<EndpointMap> open(const std::string& pin_dir);
+
+    Status upsert(Ipv4 ip, const skiff_endpoint_info& info);
+    Status remove(Ipv4 ip);  // ENOENT when absent
+    Result<std::optional<skiff_endpoint_info>> lookup(Ipv4 ip);
+    Result<std::vector<std::pair<Ipv4, skiff_endpoint_info>>> list();
+
+private:
+    explicit EndpointMap(UniqueFd fd) : fd_(std::move(fd)) {}
+    UniqueFd fd_;
+};
+
+struct MetricRow {
+    uint32_t reason = 0;
+    uint32_t dir = 0;
+    uint64_t packets = 0;
+    uint64_t bytes = 0;
+};
+
+class MetricsMap {
+public:
+    static Result<MetricsMap> open(const std::string& pin_dir);
+    // Non-zero counters summed over CPUs.
+    Result<std::vector<MetricRow>> read();
+
+private:
+    explicit MetricsMap(UniqueFd fd) : fd_(std::move(fd)) {}
+    UniqueFd fd_;
+};
+
+std::string_view reason_name(uint32_t reason);  // "fwd-local-pod", "drop-invalid-source", ...
+std::string_view dir_name(uint32_t dir);        // "egress" / "ingress"
+bool reason_is_drop(uint32_t reason);
+
+}  // namespace skiff::bpf

@@ -1,0 +1,62 @@
+// The only translation unit that includes the generated skeletons.
+#include "objects.h"
+
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <memory>
+
+#include "from_pod.skel.h"
+
+namespace skiff::bpf {
+namespace {
+
+// Opens, loads and returns the program fd of skeleton Skel; libbpf pins and
+// reuses maps by name under pin_dir.
+template <typename Skel, typename Open, typename Load, typename Destroy, typename ProgOf>
+Result<UniqueFd> load_skeleton(const std::string& pin_dir, std::string_view what, Open open,
+                               Load load, Destroy destroy, ProgOf prog_of) {
+    char errbuf[256];
+    LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_dir.c_str());
+    std::unique_ptr<Skel, Destroy> skel(open(&opts), destroy);
+    if (!skel) return Error::errno_("open BPF object " + std::string(what));
+    if (int err = load(skel.get()); err) {
+        libbpf_strerror(err, errbuf, sizeof(errbuf));
+        return Error{-err, "load BPF object " + std::string(what) + " (pin dir " + pin_dir +
+                               "): " + errbuf};
+    }
+    int fd = ::dup(bpf_program__fd(prog_of(skel.get())));
+    if (fd < 0) return Error::errno_("dup program fd");
+    return UniqueFd(fd);
+}
+
+}  // namespace
+
+std::string_view program_name(Program p) {
+    switch (p) {
+        case Program::FromPod: return "from_pod";
+    }
+    return "?";
+}
+
+ObjectBytes program_object(Program p) {
+    ObjectBytes b;
+    switch (p) {
+        case Program::FromPod: b.data = from_pod__elf_bytes(&b.size); break;
+    }
+    return b;
+}
+
+std::vector<Program> all_programs() { return {Program::FromPod}; }
+
+Result<UniqueFd> load_program(Program p, const std::string& pin_dir) {
+    switch (p) {
+        case Program::FromPod:
+            return load_skeleton<from_pod>(
+                pin_dir, "from_pod", from_pod__open_opts, from_pod__load, from_pod__destroy,
+                [](from_pod* s) { return s->progs.skiff_from_pod; });
+    }
+    return Error::invalid("unknown program");
+}
+
+}  // namespace skiff::bpf

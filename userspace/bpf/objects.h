@@ -1,0 +1,33 @@
+// The BPF objects compiled into this binary (embedded skeletons), and how to
+// load one program against the maps pinned in a node's pin directory.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/fd.h"
+#include "common/result.h"
+
+namespace skiff::bpf {
+
+enum class Program {
+    FromPod,  // tc ingress on a pod's host veth (bpf/from_pod.c)
+};
+
+struct ObjectBytes {
+    const void* data = nullptr;
+    size_t size = 0;
+};
+
+std::string_view program_name(Program p);       // "from_pod"
+ObjectBytes program_object(Program p);          // the embedded ELF
+std::vector<Program> all_programs();
+
+// Open the embedded object with libbpf (maps pinned by name under pin_dir,
+// reused when present and compatible), load it and return the program fd.
+// Maps that did not exist are created and pinned.
+Result<UniqueFd> load_program(Program p, const std::string& pin_dir);
+
+}  // namespace skiff::bpf

@@ -1,0 +1,146 @@
+#include "files.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <thread>
+
+namespace skiff {
+
+Result<std::string> read_file(const std::string& path, size_t max_bytes) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return Error::errno_("open " + path);
+    std::string out;
+    char buf[8192];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return Error::errno_("read " + path);
+        }
+        if (n == 0) break;
+        out.append(buf, static_cast<size_t>(n));
+        if (out.size() > max_bytes)
+            return Error{EFBIG, path + ": larger than " + std::to_string(max_bytes) + " bytes"};
+    }
+    return out;
+}
+
+static Status write_all(int fd, const std::string& data, const std::string& path) {
+    size_t off = 0;
+    while (off < data.size()) {
+        ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return Error::errno_("write " + path);
+        }
+        off += static_cast<size_t>(n);
+    }
+    if (::fsync(fd) != 0) return Error::errno_("fsync " + path);
+    return ok();
+}
+
+static std::string temp_name(const std::string& path) {
+    return path + ".tmp." + std::to_string(::getpid()) + "." +
+           std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id()) % 100000);
+}
+
+Status write_file_atomic(const std::string& path, const std::string& data) {
+    std::string tmp = temp_name(path);
+    {
+        UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        if (!fd.valid()) return Error::errno_("create " + tmp);
+        if (auto s = write_all(fd.get(), data, tmp); !s) {
+            ::unlink(tmp.c_str());
+            return s;
+        }
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+        Error e = Error::errno_("rename " + tmp + " -> " + path);
+        ::unlink(tmp.c_str());
+        return e;
+    }
+    return ok();
+}
+
+Status create_file_exclusive(const std::string& path, const std::string& data) {
+    // Write the content under a temporary name first, then link() it into
+    // place: link fails with EEXIST if path exists, and readers never see a
+    // half-written file even if we are killed mid-way.
+    std::string tmp = temp_name(path);
+    {
+        UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        if (!fd.valid()) return Error::errno_("create " + tmp);
+        if (auto s = write_all(fd.get(), data, tmp); !s) {
+            ::unlink(tmp.c_str());
+            return s;
+        }
+    }
+    int rc = ::link(tmp.c_str(), path.c_str());
+    int err = errno;
+    ::unlink(tmp.c_str());
+    if (rc != 0) return Error::os(err, "create " + path);
+    return ok();
+}
+
+Status mkdir_p(const std::string& path, unsigned mode) {
+    if (path.empty()) return Error::invalid("mkdir: empty path");
+    std::string cur;
+    size_t pos = 0;
+    while (pos != std::string::npos) {
+        pos = path.find('/', pos + 1);
+        cur = path.substr(0, pos);
+        if (cur.empty()) continue;
+        if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) return Error::errno_("mkdir " + cur);
+    }
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return Error::errno_("stat " + path);
+    if (!S_ISDIR(st.st_mode)) return Error{ENOTDIR, path + " is not a directory"};
+    return ok();
+}
+
+Result<std::vector<std::string>> list_dir(const std::string& dir) {
+    std::vector<std::string> out;
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) {
+        if (errno == ENOENT) return out;
+        return Error::errno_("opendir " + dir);
+    }
+    while (dirent* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n == "." || n == "..") continue;
+        if (e->d_type == DT_REG || e->d_type == DT_UNKNOWN) out.push_back(std::move(n));
+    }
+    ::closedir(d);
+    return out;
+}
+
+Status remove_file(const std::string& path) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Error::errno_("unlink " + path);
+    return ok();
+}
+
+bool path_exists(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0;
+}
+
+Result<FileLock> FileLock::acquire(const std::string& path, std::chrono::milliseconds timeout) {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!fd.valid()) return Error::errno_("open lock " + path);
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    auto backoff = std::chrono::microseconds(200);
+    for (;;) {
+        if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) return FileLock(std::move(fd));
+        if (errno != EWOULDBLOCK && errno != EINTR) return Error::errno_("flock " + path);
+        if (std::chrono::steady_clock::now() >= deadline)
+            return Error{EAGAIN, "timed out waiting for lock " + path};
+        std::this_thread::sleep_for(backoff);
+        if (backoff < std::chrono::milliseconds(10)) backoff *= 2;
+    }
+}
+
+}  // namespace skiff

@@ -1,0 +1,86 @@
+// Route netlink through libnl-route-3, wrapped in RAII. One Netlink object
+// is bound to the namespace it was opened in.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ipv4.h"
+#include "common/result.h"
+#include "netns.h"
+
+struct nl_sock;
+
+namespace skiff {
+
+struct LinkInfo {
+    int ifindex = 0;
+    std::string name;
+    std::string kind;   // "veth", "dummy", ... (empty if unknown)
+    std::string alias;  // IFLA_IFALIAS
+    MacAddr mac{};
+    unsigned flags = 0;  // IFF_*
+    unsigned mtu = 0;
+};
+
+struct RouteInfo {
+    Ipv4Prefix dst;
+    std::optional<Ipv4> gateway;
+    int ifindex = 0;
+    int scope = 0;
+};
+
+struct VethSpec {
+    std::string host_name;
+    std::string host_alias;  // recorded on the host end so GC can find it
+    std::string peer_name;
+    int peer_netns_fd = -1;
+    unsigned mtu = 0;  // 0: kernel default
+};
+
+class Netlink {
+public:
+    static Result<Netlink> open();                 // in the current netns
+    static Result<Netlink> open_in(const NetNs& ns);  // bound to ns
+
+    Netlink(Netlink&&) noexcept;
+    Netlink& operator=(Netlink&&) noexcept;
+    ~Netlink();
+
+    // ENODEV when the link does not exist.
+    Result<LinkInfo> link(const std::string& name);
+    Result<LinkInfo> link(int ifindex);
+    Result<std::vector<LinkInfo>> links();
+
+    Status create_veth(const VethSpec& spec);
+    Status set_up(int ifindex);
+    Status delete_link(const std::string& name);  // ENODEV when absent
+
+    Status add_address(int ifindex, const Ipv4Prefix& addr);
+    Result<std::vector<Ipv4Prefix>> addresses(int ifindex);
+
+    // A route in the main table. scope: RT_SCOPE_UNIVERSE or RT_SCOPE_LINK.
+    Status add_route(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4> gateway, int scope);
+    Status replace_route(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4> gateway, int scope);
+    Status delete_route(const Ipv4Prefix& dst, int ifindex);  // ESRCH when absent
+    Result<std::vector<RouteInfo>> routes();
+
+    // A permanent neighbour entry (no ARP needed for ip on ifindex).
+    Status add_neighbor(int ifindex, Ipv4 ip, const MacAddr& mac);
+
+private:
+    struct SockDeleter {
+        void operator()(nl_sock* s) const;
+    };
+    explicit Netlink(nl_sock* s) : sk_(s) {}
+    Status route_op(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4> gw, int scope, int flags);
+    std::unique_ptr<nl_sock, SockDeleter> sk_;
+};
+
+// Write a sysctl under /proc/sys (of the calling thread's netns). Missing
+// keys (e.g. IPv6 disabled) are reported as ENOENT.
+Status write_sysctl(const std::string& key, const std::string& value);
+
+}  // namespace skiff
