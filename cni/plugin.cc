@@ -129,10 +129,6 @@ CniResult<json> cmd_add(Ctx& c) {
     if (*exists)
         return CniError{kInvalidEnv, "interface " + env.ifname + " already exists in " + env.netns, ""};
 
-    auto dp = c.deps.datapath(conf.pin_path);
-    if (auto s = dp->ensure_loaded(); !s)
-        return CniError{kInternal, "cannot load the skiff datapath in " + conf.pin_path, s.error().message};
-
     const ipam::Owner owner{env.container_id, env.ifname};
     auto ip = ipam_add(c, owner);
     if (!ip) return ip.error();
@@ -145,16 +141,19 @@ CniResult<json> cmd_add(Ctx& c) {
         (void)release_attachment(c, env.container_id, env.ifname, *ip);
         return e;
     };
-    if (c.fault("after-ipam")) return fail(CniError{kInternal, "fault injected after IPAM", ""});
+    if (c.fault("after-ipam")) return fail(CniError{kInternal, "fault injected at after-ipam", ""});
+    auto dp = c.deps.datapath(conf.pin_path);
+    if (auto s = dp->ensure_loaded(); !s)
+        return fail(CniError{kInternal, "cannot load the skiff datapath in " + conf.pin_path, s.error().message});
     if (auto s = c.store.save(st); !s) return fail(CniError{kIoFailure, "cannot write attachment state", s.error().message});
 
     PodSpec spec{veth, host_veth_alias(conf.name, env.container_id, env.ifname), env.ifname, *ip, conf.mtu};
     auto links = c.deps.pod_network->setup(*ns, spec);
     if (!links) return fail(CniError{kInternal, "cannot set up the pod interface", links.error().message});
-    if (c.fault("after-veth")) return fail(CniError{kInternal, "fault injected after veth", ""});
+    if (c.fault("after-veth")) return fail(CniError{kInternal, "fault injected at after-veth", ""});
     if (auto s = dp->attach_pod(links->host_ifindex); !s)
         return fail(CniError{kInternal, "cannot attach the datapath to " + veth, s.error().message});
-    if (c.fault("after-attach")) return fail(CniError{kInternal, "fault injected after attach", ""});
+    if (c.fault("after-attach")) return fail(CniError{kInternal, "fault injected at after-attach", ""});
 
     skiff_endpoint_info info{};
     info.ifindex = static_cast<uint32_t>(links->host_ifindex);
@@ -163,7 +162,7 @@ CniResult<json> cmd_add(Ctx& c) {
     std::memcpy(info.host_mac, links->host_mac.data(), 6);
     if (auto s = dp->upsert_endpoint(*ip, info); !s)
         return fail(CniError{kInternal, "cannot write the endpoint entry", s.error().message});
-    if (c.fault("after-endpoint")) return fail(CniError{kInternal, "fault injected after endpoint", ""});
+    if (c.fault("after-endpoint")) return fail(CniError{kInternal, "fault injected at after-endpoint", ""});
 
     st.phase = "ready";
     if (auto s = c.store.save(st); !s) return fail(CniError{kIoFailure, "cannot write attachment state", s.error().message});
