@@ -8,7 +8,7 @@ PKGS=(
   build-essential cmake pkg-config clang llvm
   libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev
   libnl-3-dev libnl-route-3-dev nlohmann-json3-dev libgtest-dev
-  iproute2 iptables kmod procps util-linux
+  iproute2 iptables iputils-ping kmod procps util-linux
   containernetworking-plugins podman runc busybox-static
   etcd-server etcd-client
   iperf3 sockperf qperf wrk nginx-light gnuplot-nox
@@ -23,8 +23,12 @@ done
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  log=$(mktemp)
+  if ! { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    exit 1
+  fi
+  rm -f "$log"
 fi
 
 # bpffs is where skiff pins its maps; mount it if the machine has none.
