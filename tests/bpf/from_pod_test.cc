@@ -273,10 +273,12 @@ TEST_F(FromPodTest, NonIpv4FramesGoToTheStackUnchanged) {
     }
     v6.insert(v6.end(), {128, 0, 0, 0, 0, 1, 0, 1});
     Bytes v6_frame = from_src_pod(v6, kEthPIpv6);
-    // An IPv4-looking payload under the IPv6 ethertype must not be parsed.
+    // An IPv4-looking payload under the IPv6 ethertype must not be parsed
+    // (long enough for test_run's IPv6 header length check).
     Ipv4Spec s;
     s.src = kSrcIp;
     s.dst = kDstIp;
+    s.l4 = icmp_echo(3, 4, pattern(32));
     Bytes fake = from_src_pod(ipv4_packet(s), kEthPIpv6);
 
     uint64_t bytes = 0;
@@ -373,9 +375,6 @@ TEST_F(FromPodTest, MalformedIpv4IsDropped) {
         b[kEthHlen] = 0x46;
         put16(&b[kEthHlen + kIpTotLen], 20);
     });
-    edit("truncated IP header (14+10)", [&](Bytes& b) { b.resize(kEthHlen + 10); }, false);
-    edit("truncated IP header (14+19)", [&](Bytes& b) { b.resize(kEthHlen + 19); }, false);
-    edit("Ethernet header only", [&](Bytes& b) { b.resize(kEthHlen); }, false);
     edit("total length > frame", [&](Bytes& b) {
         put16(&b[kEthHlen + kIpTotLen], static_cast<uint16_t>(b.size() - kEthHlen + 1));
     });
@@ -403,6 +402,34 @@ TEST_F(FromPodTest, MalformedIpv4IsDropped) {
     RunResult r = run(good);
     ASSERT_EQ(r.err, 0);
     EXPECT_EQ(r.retval, kRedirect);
+}
+
+// IPv4 ethertype but less than a full 20-byte header. Recent kernels (seen
+// on 6.18) refuse such skbs in BPF_PROG_TEST_RUN with EINVAL before running
+// the program (an ETH_P_IP frame must hold a struct iphdr; likewise ETH_P_IPV6
+// needs 14+40 bytes), so there the program's own bounds check is only proven
+// by the verifier. Where the kernel does run it, the only acceptable outcome
+// is a drop counted as malformed.
+TEST_F(FromPodTest, TruncatedIpv4HeaderIsDroppedOrRejectedByTheKernel) {
+    Bytes full = icmp_frame(kSrcIp, kDstIp);
+    uint64_t packets = 0, bytes = 0;
+    for (size_t ip_bytes : {0u, 1u, 10u, 19u}) {
+        Bytes in(full.begin(), full.begin() + static_cast<long>(kEthHlen + ip_bytes));
+        SCOPED_TRACE("14+" + std::to_string(ip_bytes) + " bytes: " + hex(in));
+        RunResult r = run(in);
+        if (r.err == -EINVAL) {
+            std::printf("  [info] kernel rejected a %zu-byte IPv4 frame with EINVAL\n", in.size());
+            continue;
+        }
+        ASSERT_EQ(r.err, 0) << std::strerror(-r.err);
+        EXPECT_EQ(r.retval, kShot);
+        ++packets;
+        bytes += in.size();
+    }
+    if (packets)
+        expect_only(SKIFF_DROP_MALFORMED, packets, bytes);
+    else
+        expect_counters({});
 }
 
 TEST_F(FromPodTest, FrameShorterThanEthernetHeaderIsRejectedByTheKernel) {

@@ -1,5 +1,5 @@
 // C++ view of maps/skiff_maps.h: the same header, plus compile-time checks
-// that the layouts have no implicit padding. tests/unit/btf_layout_test.cc
+// that the layouts have no implicit padding. tests/bpf/btf_layout_test.cc
 // compares them with the BTF of the compiled BPF objects.
 #pragma once
 
