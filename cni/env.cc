@@ -8,6 +8,9 @@
 namespace skiff::cni {
 namespace {
 
+// Keeps <containerID>:<ifname>.json within a 255-byte file name.
+constexpr size_t kMaxContainerIdLen = 200;
+
 CniError env_error(std::string msg) { return CniError{kInvalidEnv, std::move(msg), ""}; }
 
 const std::set<std::string>& known_args() {
@@ -76,6 +79,8 @@ CniResult<Env> parse_env(const Getenv& getenv) {
     if (env.ifname.empty()) missing += " CNI_IFNAME";
     if (env.netns.empty() && env.command != Command::Del) missing += " CNI_NETNS";
     if (!missing.empty()) return env_error("required environment variables missing:" + missing);
+    if (env.container_id.size() > kMaxContainerIdLen)
+        return env_error("CNI_CONTAINERID is longer than " + std::to_string(kMaxContainerIdLen) + " characters");
     if (!valid_cni_name(env.container_id))
         return env_error("CNI_CONTAINERID '" + env.container_id + "' has invalid characters");
     if (auto p = ifname_problem(env.ifname); !p.empty()) return env_error("CNI_IFNAME: " + p);

@@ -214,6 +214,14 @@ PluginOutput cmd_version(const std::string& stdin_text) {
     return PluginOutput{0, out.dump() + "\n"};
 }
 
+// Errors answer in the config's version when it is readable and supported.
+std::string config_version(const std::string& stdin_text) {
+    auto j = decode_json(stdin_text);
+    if (!j || !j->is_object() || !j->contains("cniVersion") || !(*j)["cniVersion"].is_string()) return "";
+    auto v = (*j)["cniVersion"].get<std::string>();
+    return version_supported(v) ? v : "";
+}
+
 bool command_allowed(Command cmd, const std::string& version) {
     switch (cmd) {
         case Command::Check: return version_at_least(version, "0.4.0");
@@ -228,18 +236,11 @@ bool command_allowed(Command cmd, const std::string& version) {
 PluginOutput run_plugin(const Getenv& getenv, const std::string& stdin_text, Deps& deps) {
     if (!deps.delegate) deps.delegate = delegate;
     auto env = parse_env(getenv);
-    if (!env) {
-        // Still answer in the config's version when it is readable.
-        std::string v;
-        if (auto j = decode_json(stdin_text); j && j->is_object() && j->contains("cniVersion") &&
-                                              (*j)["cniVersion"].is_string())
-            v = (*j)["cniVersion"].get<std::string>();
-        return emit_error(env.error(), version_supported(v) ? v : "");
-    }
+    if (!env) return emit_error(env.error(), config_version(stdin_text));
     if (env->command == Command::Version) return cmd_version(stdin_text);
 
     auto conf = parse_netconf(stdin_text);
-    if (!conf) return emit_error(conf.error(), "");
+    if (!conf) return emit_error(conf.error(), config_version(stdin_text));
     if (!conf->log_file.empty()) log::set_file(conf->log_file);
     if (!command_allowed(env->command, conf->cni_version))
         return emit_error(CniError{kIncompatibleVersion, env->command_name + " is not supported in CNI version " +

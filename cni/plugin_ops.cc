@@ -124,7 +124,10 @@ CniStatus cmd_status(Ctx& c) {
         if (!alloc) return CniError{kNotAvailable, alloc.error().msg, alloc.error().details};
         auto leases = alloc->leases();
         if (!leases) return CniError{kNotAvailable, "cannot read IPAM state", leases.error().message};
-        if (leases->size() >= alloc->capacity())
+        uint64_t used = 0;
+        for (const auto& [ip, o] : *leases)
+            used += (ip >= alloc->first() && ip <= alloc->last()) ? 1 : 0;
+        if (used >= alloc->capacity())
             return CniError{kNotAvailable, "IP pool " + c.conf.pod_cidr->str() + " is exhausted", ""};
     }
     return {};

@@ -12,7 +12,8 @@ StateStore::StateStore(const std::string& state_dir, const std::string& network)
     : dir_(state_dir + "/networks/" + network) {}
 
 std::string StateStore::path(const std::string& cid, const std::string& ifname) const {
-    return dir_ + "/attachments/" + cid + "_" + ifname + ".json";
+    // ':' is legal in neither a container ID nor an interface name.
+    return dir_ + "/attachments/" + cid + ":" + ifname + ".json";
 }
 
 Status StateStore::save(const AttachmentState& a) {

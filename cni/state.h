@@ -1,6 +1,6 @@
 // Per-attachment state on disk, so DEL, CHECK and GC work without
 // prevResult and without the container's netns.
-//   <stateDir>/networks/<network>/attachments/<containerID>_<ifname>.json
+//   <stateDir>/networks/<network>/attachments/<containerID>:<ifname>.json
 //   <stateDir>/networks/<network>/ipam/           (built-in IPAM leases)
 #pragma once
 

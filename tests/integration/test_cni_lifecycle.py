@@ -168,7 +168,7 @@ def test_cni_args_k8s_keys(node):
     args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=abc;Foo=bar"
     rc, out, err = node.cni("ADD", container_id="k8s", netns=f"/run/netns/{pod_ns}", env={"CNI_ARGS": args})
     assert rc == 0, (out, err)
-    state = json.load(open(os.path.join(node.state, "networks", node.network, "attachments", "k8s_eth0.json")))
+    state = json.load(open(os.path.join(node.state, "networks", node.network, "attachments", "k8s:eth0.json")))
     assert state["podNamespace"] == "default" and state["podName"] == "web-0"
 
 

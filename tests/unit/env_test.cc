@@ -88,6 +88,32 @@ TEST(ParseEnv, RequiredVarsPerCommand) {
     EXPECT_EQ(code_of(add), 0);
 }
 
+// The spec: code 4 messages must name the invalid variables.
+TEST(ParseEnv, ErrorsNameTheVariable) {
+    auto msg = [](const FakeEnv& e) {
+        auto r = parse_env(e.getenv());
+        return r.ok() ? std::string("<ok>") : r.error().msg;
+    };
+    FakeEnv none;
+    EXPECT_NE(msg(none).find("CNI_COMMAND"), std::string::npos);
+    auto e = full("ADD");
+    e.vars.erase("CNI_NETNS");
+    e.vars.erase("CNI_IFNAME");
+    EXPECT_NE(msg(e).find("CNI_NETNS"), std::string::npos) << msg(e);
+    EXPECT_NE(msg(e).find("CNI_IFNAME"), std::string::npos) << msg(e);
+    e = full("ADD");
+    e.vars["CNI_CONTAINERID"] = "a/b";
+    EXPECT_NE(msg(e).find("CNI_CONTAINERID"), std::string::npos) << msg(e);
+    e = full("ADD");
+    e.vars["CNI_IFNAME"] = "a:b";
+    EXPECT_NE(msg(e).find("CNI_IFNAME"), std::string::npos) << msg(e);
+    e = full("ADD");
+    e.vars["CNI_ARGS"] = "junk";
+    EXPECT_NE(msg(e).find("CNI_ARGS"), std::string::npos) << msg(e);
+    e.vars["CNI_ARGS"] = "FOO=1";
+    EXPECT_NE(msg(e).find("FOO"), std::string::npos) << msg(e);
+}
+
 TEST(ParseEnv, NodeLevelCommandsNeedOnlyTheCommand) {
     for (const char* cmd : {"GC", "STATUS", "VERSION"}) {
         FakeEnv e;

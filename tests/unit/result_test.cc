@@ -40,7 +40,7 @@ TEST_P(ResultToJson, ShapeFollowsVersion) {
     EXPECT_EQ(j["interfaces"][1]["sandbox"], "/var/run/netns/pod1");
     for (const auto& i : j["interfaces"]) {
         EXPECT_EQ(i.contains("mtu"), v1) << v << ": " << i.dump();
-        if (v1) EXPECT_EQ(i["mtu"], 1450);
+        if (v1) { EXPECT_EQ(i["mtu"], 1450); }
     }
 
     ASSERT_EQ(j["ips"].size(), 1u);
@@ -49,7 +49,7 @@ TEST_P(ResultToJson, ShapeFollowsVersion) {
     EXPECT_EQ(ipj["gateway"], "169.254.1.1");
     EXPECT_EQ(ipj["interface"], 1);
     EXPECT_EQ(ipj.contains("version"), !v1) << v << ": " << ipj.dump();
-    if (!v1) EXPECT_EQ(ipj["version"], "4");
+    if (!v1) { EXPECT_EQ(ipj["version"], "4"); }
 
     ASSERT_EQ(j["routes"].size(), 2u);
     const auto& r0 = j["routes"][0];

@@ -22,7 +22,9 @@
 #include "bpf/datapath.h"
 #include "cni/plugin.h"
 #include "cni/pod_network.h"
+#include "cni/state.h"
 #include "cni/version.h"
+#include "ipam/allocator.h"
 
 namespace skiff_test {
 
@@ -251,5 +253,71 @@ inline json expect_cni_error(const skiff::cni::PluginOutput& out, int code) {
         << out.stdout_text;
     return j;
 }
+
+// run_plugin() with fakes, state in a temp dir.
+class PluginFixture : public ::testing::Test {
+protected:
+    TempDir tmp;
+    FakeDatapathState dp;
+    FakePodNetwork pn;
+    skiff::cni::Deps deps;
+    std::vector<std::string> delegate_calls;
+    bool delegate_fails = false;
+    json delegate_add_result;  // what the fake IPAM plugin prints for ADD
+    std::map<std::string, std::string> extra_env;
+
+    void SetUp() override {
+        deps.datapath = [this](const std::string& pin) -> std::unique_ptr<skiff::Datapath> {
+            dp.pin_paths.push_back(pin);
+            return std::make_unique<FakeDatapath>(dp);
+        };
+        deps.pod_network = &pn;
+        deps.delegate = [this](const std::string& type, const std::string& cmd, const skiff::cni::Env&,
+                               const std::string&) -> skiff::cni::CniResult<json> {
+            delegate_calls.push_back(type + " " + cmd);
+            if (delegate_fails) return skiff::cni::CniError{skiff::cni::kInternal, "fake ipam plugin failed", ""};
+            return cmd == "ADD" ? delegate_add_result : json();
+        };
+    }
+
+    std::string state_dir() const { return tmp.sub("state"); }
+
+    json conf(const std::string& version = "1.1.0", const char* pod_cidr = "10.244.1.0/24") const {
+        return {{"cniVersion", version}, {"name", "skiffnet"},      {"type", "skiff"},
+                {"podCIDR", pod_cidr},   {"stateDir", state_dir()}, {"pinPath", "/sys/fs/bpf/skiff-unit"}};
+    }
+
+    // Runs one command; CNI_CONTAINERID/CNI_IFNAME/CNI_NETNS only for ADD, DEL and CHECK.
+    skiff::cni::PluginOutput run(const std::string& cmd, const std::string& stdin_text,
+                                 const std::string& cid = "ctr1", const std::string& ifname = "eth0",
+                                 const std::string& netns = "") {
+        FakeEnv e;
+        e.vars["CNI_COMMAND"] = cmd;
+        e.vars["CNI_PATH"] = tmp.sub("no-plugins");
+        if (cmd == "ADD" || cmd == "DEL" || cmd == "CHECK") {
+            e.vars["CNI_CONTAINERID"] = cid;
+            e.vars["CNI_IFNAME"] = ifname;
+            if (!netns.empty()) e.vars["CNI_NETNS"] = netns;
+        }
+        for (const auto& [k, v] : extra_env) e.vars[k] = v;
+        return skiff::cni::run_plugin(e.getenv(), stdin_text, deps);
+    }
+    skiff::cni::PluginOutput run(const std::string& cmd, const json& c, const std::string& cid = "ctr1",
+                                 const std::string& ifname = "eth0", const std::string& netns = "") {
+        return run(cmd, c.dump(), cid, ifname, netns);
+    }
+
+    skiff::ipam::Allocator alloc(const char* range = "10.244.1.0/24") {
+        auto a = skiff::ipam::Allocator::open(state_dir() + "/networks/skiffnet/ipam",
+                                              *skiff::Ipv4Prefix::parse(range));
+        if (!a) throw std::runtime_error(a.error().message);
+        return std::move(*a);
+    }
+    skiff::cni::StateStore store() { return skiff::cni::StateStore(state_dir(), "skiffnet"); }
+    static void expect_success(const skiff::cni::PluginOutput& out) {
+        EXPECT_EQ(out.exit_code, 0) << out.stdout_text;
+        EXPECT_EQ(out.stdout_text, "");
+    }
+};
 
 }  // namespace skiff_test

@@ -53,7 +53,8 @@ Result<Ipv4Prefix> Ipv4Prefix::parse(std::string_view s, bool allow_host_bits) {
     auto lens = s.substr(slash + 1);
     int len = -1;
     auto [p, ec] = std::from_chars(lens.data(), lens.data() + lens.size(), len);
-    if (lens.empty() || ec != std::errc{} || p != lens.data() + lens.size() || len < 0 || len > 32)
+    if (lens.empty() || ec != std::errc{} || p != lens.data() + lens.size() || len < 0 || len > 32 ||
+        (lens.size() > 1 && lens[0] == '0'))
         return Error::invalid("invalid CIDR '" + std::string(s) + "': bad prefix length");
     Ipv4Prefix pfx(*addr, len);
     if (!allow_host_bits && pfx.network() != *addr)
