@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <thread>
 
 namespace skiff {
@@ -43,21 +44,22 @@ static Status write_all(int fd, const std::string& data, const std::string& path
     return ok();
 }
 
-static std::string temp_name(const std::string& path) {
-    return path + ".tmp." + std::to_string(::getpid()) + "." +
-           std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id()) % 100000);
+// A file beside path holding data, fsynced; its name is unique per process
+// and call, so concurrent writers never share one.
+static Result<std::string> write_aside(const std::string& path, const std::string& data) {
+    static std::atomic<uint64_t> seq{0};
+    std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(seq++);
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!fd.valid()) return Error::errno_("create " + tmp);
+    if (auto s = write_all(fd.get(), data, tmp); !s) {
+        ::unlink(tmp.c_str());
+        return s.error();
+    }
+    return tmp;
 }
 
 Status write_file_atomic(const std::string& path, const std::string& data) {
-    std::string tmp = temp_name(path);
-    {
-        UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-        if (!fd.valid()) return Error::errno_("create " + tmp);
-        if (auto s = write_all(fd.get(), data, tmp); !s) {
-            ::unlink(tmp.c_str());
-            return s;
-        }
-    }
+    SKIFF_ASSIGN_OR_RETURN(std::string tmp, write_aside(path, data));
     if (::rename(tmp.c_str(), path.c_str()) != 0) {
         Error e = Error::errno_("rename " + tmp + " -> " + path);
         ::unlink(tmp.c_str());
@@ -67,18 +69,10 @@ Status write_file_atomic(const std::string& path, const std::string& data) {
 }
 
 Status create_file_exclusive(const std::string& path, const std::string& data) {
-    // Write the content under a temporary name first, then link() it into
-    // place: link fails with EEXIST if path exists, and readers never see a
-    // half-written file even if we are killed mid-way.
-    std::string tmp = temp_name(path);
-    {
-        UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-        if (!fd.valid()) return Error::errno_("create " + tmp);
-        if (auto s = write_all(fd.get(), data, tmp); !s) {
-            ::unlink(tmp.c_str());
-            return s;
-        }
-    }
+    // link() the complete file into place: it fails with EEXIST if path
+    // exists, and readers never see a half-written file even if we are
+    // killed mid-way.
+    SKIFF_ASSIGN_OR_RETURN(std::string tmp, write_aside(path, data));
     int rc = ::link(tmp.c_str(), path.c_str());
     int err = errno;
     ::unlink(tmp.c_str());
