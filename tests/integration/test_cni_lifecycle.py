@@ -193,3 +193,20 @@ def test_delegated_ipam_host_local(node, tmp_path):
                           env={"SKIFF_FAULT_INJECT": "after-endpoint"})
     assert rc != 0
     assert [f for f in os.listdir(hl_dir) if f.startswith("10.")] == []
+
+
+def test_mounts_bpffs_where_none_is_mounted(node, tmp_path):
+    mnt = tmp_path / "bpf"
+    pin = mnt / "skiff"
+    try:
+        pod_ns = node.topo.pod_ns()
+        conf = node.conf(pinPath=str(pin))
+        rc, out, err = node.cni("ADD", container_id="mnt", netns=f"/run/netns/{pod_ns}", conf=conf)
+        assert rc == 0, (out, err)
+        fstype = subprocess.run(["stat", "-f", "-c", "%T", str(mnt)], capture_output=True, text=True).stdout.strip()
+        assert fstype == "bpf_fs"
+        assert "skiff_endpoints" in os.listdir(pin)
+        rc, out, err = node.cni("DEL", container_id="mnt", netns=f"/run/netns/{pod_ns}", conf=conf)
+        assert rc == 0, (out, err)
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
