@@ -5,6 +5,8 @@
  *  - the source must be the pod's own IP (anti-spoofing), else drop;
  *  - a destination pod on this node: MAC rewrite, TTL decrement and
  *    bpf_redirect_peer() straight into its namespace;
+ *  - a destination in another node's PodCIDR: out of the uplink toward
+ *    that node (native routing, source IP preserved);
  *  - anything else goes to the kernel stack.
  */
 #include "lib/common.h"
@@ -12,13 +14,14 @@
 #include "lib/eth.h"
 #include "lib/ipv4.h"
 #include "lib/endpoints.h"
+#include "lib/forward.h"
 #include "lib/metrics.h"
 
 /* Returns a TC action and sets *reason, or a negative drop reason. */
 static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 {
-	struct skiff_endpoint_info *dst;
-	struct ethhdr *eth;
+	struct skiff_endpoint_info *ep;
+	struct skiff_node_info *node;
 	struct iphdr *ip;
 	int ret;
 
@@ -30,27 +33,16 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 	if (ret < 0)
 		return ret;
 
-	dst = endpoint_lookup(ip->daddr);
-	if (!dst || !(dst->flags & SKIFF_EP_F_LOCAL)) {
-		*reason = SKIFF_FWD_STACK;
-		return TC_ACT_OK;
-	}
-	if (ip->ttl <= 1) {
-		*reason = SKIFF_FWD_TTL_EXPIRED;
-		return TC_ACT_OK;
-	}
+	ep = endpoint_lookup(ip->daddr);
+	if (ep && (ep->flags & SKIFF_EP_F_LOCAL))
+		return fwd_to_endpoint(skb, ip, ep, reason);
 
-	ipv4_dec_ttl(ip);
-	eth = eth_header(skb);
-	if (!eth)
-		return -SKIFF_DROP_MALFORMED;
-	eth_set_macs(eth, dst->host_mac, dst->pod_mac);
+	node = node_lookup(ip->daddr);
+	if (node && !(node->flags & SKIFF_NODE_F_LOCAL))
+		return fwd_to_node(skb, ip, node, reason);
 
-	*reason = SKIFF_FWD_LOCAL_POD;
-	ret = bpf_redirect_peer(dst->ifindex, 0);
-	if (ret != TC_ACT_REDIRECT)
-		return -SKIFF_DROP_REDIRECT_FAILED;
-	return ret;
+	*reason = SKIFF_FWD_STACK;
+	return TC_ACT_OK;
 }
 
 SEC("tc")

@@ -16,8 +16,10 @@
 /* Pinned map names (BPF_OBJ_NAME_LEN is 16, so at most 15 characters). */
 #define SKIFF_MAP_ENDPOINTS "skiff_endpoints"
 #define SKIFF_MAP_METRICS "skiff_metrics"
+#define SKIFF_MAP_NODES "skiff_nodes"
 
 #define SKIFF_ENDPOINTS_MAX 65536
+#define SKIFF_NODES_MAX 16384
 
 #define SKIFF_ETH_ALEN 6
 
@@ -39,6 +41,21 @@ struct skiff_endpoint_info {
 	__u8 pad1[2];
 };
 
+/* nodes: LPM trie, PodCIDR -> the node that owns it. */
+struct skiff_node_key {
+	__u32 prefixlen; /* LPM trie header: bits of ip that count */
+	__u32 ip;        /* network byte order */
+};
+
+enum skiff_node_flags {
+	SKIFF_NODE_F_LOCAL = 1u << 0, /* this node's own PodCIDR */
+};
+
+struct skiff_node_info {
+	__u32 node_ip; /* network byte order: next hop on the underlay */
+	__u32 flags;   /* enum skiff_node_flags */
+};
+
 /*
  * Reasons: why a packet got its verdict. Values below SKIFF_DROP_BASE are
  * forwarding verdicts, values from SKIFF_DROP_BASE up are drops. BPF helpers
@@ -50,6 +67,8 @@ enum skiff_reason {
 	SKIFF_FWD_STACK = 2,       /* handed to the kernel stack */
 	SKIFF_FWD_NON_IP = 3,      /* not IPv4: handed to the kernel stack */
 	SKIFF_FWD_TTL_EXPIRED = 4, /* TTL would hit 0: the stack sends ICMP */
+	SKIFF_FWD_REMOTE_NODE = 5, /* redirected out of the uplink to another node */
+	SKIFF_FWD_FIB_MISS = 6,    /* remote PodCIDR but no usable route: stack */
 
 	SKIFF_DROP_BASE = 128,
 	SKIFF_DROP_INVALID_SOURCE = 128, /* source IP is not the pod's own */
@@ -63,7 +82,7 @@ enum skiff_reason {
 /* Direction of a counted packet, relative to the endpoint or node. */
 enum skiff_dir {
 	SKIFF_DIR_EGRESS = 0,  /* leaving a pod (host-veth ingress hook) */
-	SKIFF_DIR_INGRESS = 1, /* arriving for a pod (uplink ingress hook) */
+	SKIFF_DIR_INGRESS = 1, /* arriving at the node (uplink ingress hook) */
 	SKIFF_DIR_MAX = 2,
 };
 

@@ -26,4 +26,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } skiff_metrics SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct skiff_node_key);
+	__type(value, struct skiff_node_info);
+	__uint(max_entries, SKIFF_NODES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skiff_nodes SEC(".maps");
+
 #endif /* SKIFF_BPF_MAPS_H */

@@ -48,7 +48,7 @@ protected:
     // Ids of the maps currently pinned under their names, sorted.
     std::vector<uint32_t> pinned_map_ids() {
         std::vector<uint32_t> ids;
-        for (const char* name : {SKIFF_MAP_ENDPOINTS, SKIFF_MAP_METRICS}) {
+        for (const char* name : {SKIFF_MAP_ENDPOINTS, SKIFF_MAP_METRICS, SKIFF_MAP_NODES}) {
             auto fd = bpf::open_pinned_map(pins_.path(), name);
             EXPECT_TRUE(fd.ok()) << fd.error().message;
             if (!fd.ok()) continue;
@@ -91,7 +91,7 @@ TEST_F(PinningTest, PinnedProgramPinsProgramAndMapsByName) {
     ASSERT_TRUE(prog.ok()) << prog.error().message;
     const std::string prog_pin = bpf::program_pin_name(bpf::Program::FromPod);
     EXPECT_EQ(prog_pin.rfind("prog_from_pod_", 0), 0u) << prog_pin;
-    std::vector<std::string> want{prog_pin, SKIFF_MAP_ENDPOINTS, SKIFF_MAP_METRICS};
+    std::vector<std::string> want{prog_pin, SKIFF_MAP_ENDPOINTS, SKIFF_MAP_METRICS, SKIFF_MAP_NODES};
     std::sort(want.begin(), want.end());
     EXPECT_EQ(::testing::PrintToString(pin_dir_entries()), ::testing::PrintToString(want));
 
@@ -120,7 +120,7 @@ TEST_F(PinningTest, LoadingAgainReusesThePinnedMaps) {
     auto first = bpf::pinned_program(bpf::Program::FromPod, pins_.path());
     ASSERT_TRUE(first.ok()) << first.error().message;
     const std::vector<uint32_t> maps = pinned_map_ids();
-    ASSERT_EQ(maps.size(), 2u);
+    ASSERT_EQ(maps.size(), 3u);
     const ProgInfo p1 = info(*first);
 
     // A second load of the same object (what a new program version or a
@@ -197,7 +197,7 @@ TEST_F(PinningTest, PinDirIsRemovedCompletely) {
         ASSERT_TRUE(d.create().ok());
         auto prog = bpf::pinned_program(bpf::Program::FromPod, d.path());
         ASSERT_TRUE(prog.ok()) << prog.error().message;
-        EXPECT_EQ(list_dir_entries(path).size(), 3u);
+        EXPECT_EQ(list_dir_entries(path).size(), 4u);
         EXPECT_EQ(d.remove(), "");  // even while fds are still open
         struct stat st {};
         EXPECT_NE(::stat(path.c_str(), &st), 0);

@@ -14,4 +14,7 @@ static_assert(offsetof(skiff_endpoint_info, flags) == 4);
 static_assert(offsetof(skiff_endpoint_info, pod_mac) == 8);
 static_assert(offsetof(skiff_endpoint_info, host_mac) == 16);
 static_assert(sizeof(skiff_metrics_value) == 16);
+static_assert(sizeof(skiff_node_key) == 8);
+static_assert(offsetof(skiff_node_key, ip) == 4);
+static_assert(sizeof(skiff_node_info) == 8);
 static_assert(SKIFF_METRICS_MAX == 512);

@@ -79,6 +79,8 @@ std::string_view reason_name(uint32_t reason) {
         case SKIFF_FWD_STACK: return "fwd-stack";
         case SKIFF_FWD_NON_IP: return "fwd-non-ip";
         case SKIFF_FWD_TTL_EXPIRED: return "fwd-ttl-expired";
+        case SKIFF_FWD_REMOTE_NODE: return "fwd-remote-node";
+        case SKIFF_FWD_FIB_MISS: return "fwd-fib-miss";
         case SKIFF_DROP_INVALID_SOURCE: return "drop-invalid-source";
         case SKIFF_DROP_MALFORMED: return "drop-malformed";
         case SKIFF_DROP_REDIRECT_FAILED: return "drop-redirect-failed";

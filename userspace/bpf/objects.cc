@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "from_pod.skel.h"
+#include "from_uplink.skel.h"
 
 namespace skiff::bpf {
 namespace {
@@ -35,6 +36,7 @@ Result<UniqueFd> load_skeleton(const std::string& pin_dir, std::string_view what
 std::string_view program_name(Program p) {
     switch (p) {
         case Program::FromPod: return "from_pod";
+        case Program::FromUplink: return "from_uplink";
     }
     return "?";
 }
@@ -43,11 +45,12 @@ ObjectBytes program_object(Program p) {
     ObjectBytes b;
     switch (p) {
         case Program::FromPod: b.data = from_pod__elf_bytes(&b.size); break;
+        case Program::FromUplink: b.data = from_uplink__elf_bytes(&b.size); break;
     }
     return b;
 }
 
-std::vector<Program> all_programs() { return {Program::FromPod}; }
+std::vector<Program> all_programs() { return {Program::FromPod, Program::FromUplink}; }
 
 Result<UniqueFd> load_program(Program p, const std::string& pin_dir) {
     switch (p) {
@@ -55,6 +58,10 @@ Result<UniqueFd> load_program(Program p, const std::string& pin_dir) {
             return load_skeleton<from_pod>(
                 pin_dir, "from_pod", from_pod__open_opts, from_pod__load, from_pod__destroy,
                 [](from_pod* s) { return s->progs.skiff_from_pod; });
+        case Program::FromUplink:
+            return load_skeleton<from_uplink>(
+                pin_dir, "from_uplink", from_uplink__open_opts, from_uplink__load, from_uplink__destroy,
+                [](from_uplink* s) { return s->progs.skiff_from_uplink; });
     }
     return Error::invalid("unknown program");
 }

@@ -13,7 +13,8 @@
 namespace skiff::bpf {
 
 enum class Program {
-    FromPod,  // tc ingress on a pod's host veth (bpf/from_pod.c)
+    FromPod,     // tc ingress on a pod's host veth (bpf/from_pod.c)
+    FromUplink,  // tc ingress on the node's uplink (bpf/from_uplink.c)
 };
 
 struct ObjectBytes {

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Forwarding decisions shared by the entry programs: into a local pod, or
+ * out toward the node that owns a remote PodCIDR. Each returns a TC action
+ * and sets *reason, or returns a negative drop reason.
+ */
+#ifndef SKIFF_BPF_FORWARD_H
+#define SKIFF_BPF_FORWARD_H
+
+#include "common.h"
+#include "eth.h"
+#include "ipv4.h"
+#include "maps.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+
+/* Routed hop into a pod on this node: TTL-1, MACs, straight into its netns. */
+static __always_inline int fwd_to_endpoint(struct __sk_buff *skb, struct iphdr *ip,
+					   const struct skiff_endpoint_info *ep, __u32 *reason)
+{
+	struct ethhdr *eth;
+	int ret;
+
+	if (ip->ttl <= 1) {
+		*reason = SKIFF_FWD_TTL_EXPIRED;
+		return TC_ACT_OK;
+	}
+	ipv4_dec_ttl(ip);
+	eth = eth_header(skb);
+	if (!eth)
+		return -SKIFF_DROP_MALFORMED;
+	eth_set_macs(eth, ep->host_mac, ep->pod_mac);
+
+	*reason = SKIFF_FWD_LOCAL_POD;
+	ret = bpf_redirect_peer(ep->ifindex, 0);
+	if (ret != TC_ACT_REDIRECT)
+		return -SKIFF_DROP_REDIRECT_FAILED;
+	return ret;
+}
+
+static __always_inline struct skiff_node_info *node_lookup(__be32 ip)
+{
+	struct skiff_node_key key = { .prefixlen = 32, .ip = ip };
+
+	return bpf_map_lookup_elem(&skiff_nodes, &key);
+}
+
+/*
+ * Native routing to the node owning the destination's PodCIDR: the FIB
+ * gives the egress device and next hop toward node_ip; MACs come from the
+ * FIB result or, when the neighbour is not resolved yet, from
+ * bpf_redirect_neigh(). The source IP is never touched.
+ */
+static __always_inline int fwd_to_node(struct __sk_buff *skb, struct iphdr *ip,
+				       const struct skiff_node_info *node, __u32 *reason)
+{
+	struct bpf_fib_lookup fib = {};
+	struct ethhdr *eth;
+	long rc;
+
+	if (ip->ttl <= 1) {
+		*reason = SKIFF_FWD_TTL_EXPIRED;
+		return TC_ACT_OK;
+	}
+	fib.family = AF_INET;
+	fib.ipv4_src = ip->saddr;
+	fib.ipv4_dst = node->node_ip;
+	fib.tot_len = bpf_ntohs(ip->tot_len);
+	fib.ifindex = skb->ifindex;
+
+	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) {
+		/* No route, or too big for the path: the stack answers (ICMP). */
+		*reason = SKIFF_FWD_FIB_MISS;
+		return TC_ACT_OK;
+	}
+
+	/* The lookup touched no packet data: ip is still valid. */
+	ipv4_dec_ttl(ip);
+	*reason = SKIFF_FWD_REMOTE_NODE;
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		struct bpf_redir_neigh nh = {
+			.nh_family = AF_INET,
+			.ipv4_nh = fib.ipv4_dst,
+		};
+
+		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+	}
+	eth = eth_header(skb);
+	if (!eth)
+		return -SKIFF_DROP_MALFORMED;
+	eth_set_macs(eth, fib.smac, fib.dmac);
+	return bpf_redirect(fib.ifindex, 0);
+}
+
+#endif /* SKIFF_BPF_FORWARD_H */
