@@ -32,7 +32,7 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 }
 
 SEC("tc")
-int skiff_from_uplink(struct __sk_buff *skb)
+int skiff_uplink(struct __sk_buff *skb)
 {
 	__u32 reason = SKIFF_FWD_NON_IP;
 	struct ethhdr *eth;

@@ -41,7 +41,8 @@ def in_ns(ns, *cmd, **kw):
 class Node:
     """A node network namespace with an uplink veth, a pin dir and a state dir."""
 
-    def __init__(self, topo, name, ip, pod_cidr, cluster_cidr="10.244.0.0/16", cni_version="1.0.0"):
+    def __init__(self, topo, name, ip, pod_cidr, cluster_cidr="10.244.0.0/16", cni_version="1.0.0",
+                 underlay=None):
         self.topo = topo
         self.ns = name
         self.ip = ip
@@ -57,11 +58,17 @@ class Node:
         topo.namespaces.append(name)
         topo.pins.append(self.pin)
         in_ns(name, "ip", "link", "set", "lo", "up")
-        # No dummy module on this kernel: an uplink veth whose peer stays here.
-        in_ns(name, "ip", "link", "add", "up0", "type", "veth", "peer", "name", "up0p")
+        if underlay:
+            # The uplink's peer is a port of the underlay's bridge (one L2 segment).
+            port = unique("p")[:15]
+            in_ns(name, "ip", "link", "add", "up0", "type", "veth", "peer", "name", port, "netns", underlay)
+            in_ns(underlay, "ip", "link", "set", port, "master", "br0", "up")
+        else:
+            # No dummy module on this kernel: an uplink veth whose peer stays here.
+            in_ns(name, "ip", "link", "add", "up0", "type", "veth", "peer", "name", "up0p")
+            in_ns(name, "ip", "link", "set", "up0p", "up")
         in_ns(name, "ip", "addr", "add", f"{ip}/24", "dev", "up0")
         in_ns(name, "ip", "link", "set", "up0", "up")
-        in_ns(name, "ip", "link", "set", "up0p", "up")
 
     def conf(self, **overrides):
         c = {
@@ -177,6 +184,15 @@ class Topology:
 
     def node(self, ip="192.168.1.11", pod_cidr="10.244.1.0/24", **kw):
         return Node(self, unique("skn"), ip, pod_cidr, **kw)
+
+    def underlay(self):
+        """A namespace holding one bridge: the L2 segment nodes plug into."""
+        name = unique("sku")
+        sh("ip", "netns", "add", name)
+        self.namespaces.append(name)
+        in_ns(name, "ip", "link", "add", "br0", "type", "bridge")
+        in_ns(name, "ip", "link", "set", "br0", "up")
+        return name
 
     def pod_ns(self, name=None):
         name = name or unique("skp")

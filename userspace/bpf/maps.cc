@@ -49,6 +49,42 @@ Result<std::vector<std::pair<Ipv4, skiff_endpoint_info>>> EndpointMap::list() {
     return out;
 }
 
+Result<NodeMap> NodeMap::open(const std::string& pin_dir) {
+    SKIFF_ASSIGN_OR_RETURN(UniqueFd fd, open_pinned_map(pin_dir, SKIFF_MAP_NODES));
+    return NodeMap(std::move(fd));
+}
+
+static skiff_node_key node_key(const Ipv4Prefix& p) {
+    return skiff_node_key{static_cast<__u32>(p.len()), p.network().be()};
+}
+
+Status NodeMap::upsert(const Ipv4Prefix& cidr, const skiff_node_info& info) {
+    skiff_node_key k = node_key(cidr);
+    if (bpf_map_update_elem(fd_.get(), &k, &info, BPF_ANY) != 0) return Error::errno_("update node " + cidr.str());
+    return ok();
+}
+
+Status NodeMap::remove(const Ipv4Prefix& cidr) {
+    skiff_node_key k = node_key(cidr);
+    if (bpf_map_delete_elem(fd_.get(), &k) != 0) return Error::errno_("delete node " + cidr.str());
+    return ok();
+}
+
+Result<std::vector<std::pair<Ipv4Prefix, skiff_node_info>>> NodeMap::list() {
+    std::vector<std::pair<Ipv4Prefix, skiff_node_info>> out;
+    skiff_node_key cur{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd_.get(), prev, &next) == 0) {
+        skiff_node_info v{};
+        if (bpf_map_lookup_elem(fd_.get(), &next, &v) == 0)
+            out.emplace_back(Ipv4Prefix(Ipv4::from_be(next.ip), static_cast<int>(next.prefixlen)), v);
+        cur = next;
+        prev = &cur;
+    }
+    if (errno != ENOENT) return Error::errno_("iterate nodes");
+    return out;
+}
+
 Result<MetricsMap> MetricsMap::open(const std::string& pin_dir) {
     SKIFF_ASSIGN_OR_RETURN(UniqueFd fd, open_pinned_map(pin_dir, SKIFF_MAP_METRICS));
     return MetricsMap(std::move(fd));

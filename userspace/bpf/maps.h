@@ -28,6 +28,19 @@ private:
     UniqueFd fd_;
 };
 
+class NodeMap {
+public:
+    static Result<NodeMap> open(const std::string& pin_dir);
+
+    Status upsert(const Ipv4Prefix& cidr, const skiff_node_info& info);
+    Status remove(const Ipv4Prefix& cidr);  // ENOENT when absent
+    Result<std::vector<std::pair<Ipv4Prefix, skiff_node_info>>> list();
+
+private:
+    explicit NodeMap(UniqueFd fd) : fd_(std::move(fd)) {}
+    UniqueFd fd_;
+};
+
 struct MetricRow {
     uint32_t reason = 0;
     uint32_t dir = 0;

@@ -61,7 +61,7 @@ Result<UniqueFd> load_program(Program p, const std::string& pin_dir) {
         case Program::FromUplink:
             return load_skeleton<from_uplink>(
                 pin_dir, "from_uplink", from_uplink__open_opts, from_uplink__load, from_uplink__destroy,
-                [](from_uplink* s) { return s->progs.skiff_from_uplink; });
+                [](from_uplink* s) { return s->progs.skiff_uplink; });
     }
     return Error::invalid("unknown program");
 }

@@ -202,14 +202,14 @@ Result<std::vector<Ipv4Prefix>> Netlink::addresses(int ifindex) {
 }
 
 Status Netlink::route_op(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4> gw, int scope,
-                         int flags) {
+                         int flags, int protocol) {
     Route r(rtnl_route_alloc());
     Addr d = make_addr(dst.network(), dst.len());
     rtnl_route_set_family(r.get(), AF_INET);
     rtnl_route_set_dst(r.get(), d.get());
     rtnl_route_set_table(r.get(), RT_TABLE_MAIN);
     rtnl_route_set_scope(r.get(), static_cast<uint8_t>(scope));
-    rtnl_route_set_protocol(r.get(), RTPROT_STATIC);
+    rtnl_route_set_protocol(r.get(), static_cast<uint8_t>(protocol));
     rtnl_nexthop* nh = rtnl_route_nh_alloc();  // owned by the route once added
     rtnl_route_nh_set_ifindex(nh, ifindex);
     if (gw) {
@@ -223,21 +223,22 @@ Status Netlink::route_op(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4>
 }
 
 Status Netlink::add_route(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4> gw, int scope) {
-    return route_op(dst, ifindex, gw, scope, NLM_F_CREATE | NLM_F_EXCL);
+    return route_op(dst, ifindex, gw, scope, NLM_F_CREATE | NLM_F_EXCL, RTPROT_STATIC);
 }
 
 Status Netlink::replace_route(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4> gw,
-                              int scope) {
-    return route_op(dst, ifindex, gw, scope, NLM_F_CREATE | NLM_F_REPLACE);
+                              int scope, int protocol) {
+    return route_op(dst, ifindex, gw, scope, NLM_F_CREATE | NLM_F_REPLACE, protocol);
 }
 
-Status Netlink::delete_route(const Ipv4Prefix& dst, int ifindex) {
+Status Netlink::delete_route(const Ipv4Prefix& dst, int ifindex, int protocol) {
     Route r(rtnl_route_alloc());
     Addr d = make_addr(dst.network(), dst.len());
     rtnl_route_set_family(r.get(), AF_INET);
     rtnl_route_set_dst(r.get(), d.get());
     rtnl_route_set_table(r.get(), RT_TABLE_MAIN);
     rtnl_route_set_scope(r.get(), RT_SCOPE_NOWHERE);  // match any scope
+    rtnl_route_set_protocol(r.get(), static_cast<uint8_t>(protocol));
     if (ifindex > 0) {
         rtnl_nexthop* nh = rtnl_route_nh_alloc();
         rtnl_route_nh_set_ifindex(nh, ifindex);
@@ -264,6 +265,7 @@ Result<std::vector<RouteInfo>> Netlink::routes() {
         auto dip = addr_to_ipv4(d);
         ri.dst = Ipv4Prefix(dip.value_or(Ipv4()), d ? static_cast<int>(nl_addr_get_prefixlen(d)) : 0);
         ri.scope = rtnl_route_get_scope(r);
+        ri.protocol = rtnl_route_get_protocol(r);
         if (rtnl_route_get_nnexthops(r) > 0) {
             rtnl_nexthop* nh = rtnl_route_nexthop_n(r, 0);
             ri.ifindex = rtnl_route_nh_get_ifindex(nh);

@@ -30,7 +30,12 @@ struct RouteInfo {
     std::optional<Ipv4> gateway;
     int ifindex = 0;
     int scope = 0;
+    int protocol = 0;  // RTPROT_*
 };
+
+// Routes skiff-agent owns carry this protocol number, so it finds exactly
+// its own on restart (see /etc/iproute2/rt_protos: 0-4 and 8-19 are taken).
+inline constexpr int kSkiffRouteProto = 178;
 
 struct VethSpec {
     std::string host_name;
@@ -63,8 +68,10 @@ public:
 
     // A route in the main table. scope: RT_SCOPE_UNIVERSE or RT_SCOPE_LINK.
     Status add_route(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4> gateway, int scope);
-    Status replace_route(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4> gateway, int scope);
-    Status delete_route(const Ipv4Prefix& dst, int ifindex);  // ESRCH when absent
+    Status replace_route(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4> gateway, int scope,
+                         int protocol = 4 /* RTPROT_STATIC */);
+    // ESRCH when absent. protocol 0 matches any; libnl would default to STATIC.
+    Status delete_route(const Ipv4Prefix& dst, int ifindex, int protocol = 0);
     Result<std::vector<RouteInfo>> routes();
 
     // A permanent neighbour entry (no ARP needed for ip on ifindex).
@@ -75,7 +82,8 @@ private:
         void operator()(nl_sock* s) const;
     };
     explicit Netlink(nl_sock* s) : sk_(s) {}
-    Status route_op(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4> gw, int scope, int flags);
+    Status route_op(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4> gw, int scope, int flags,
+                    int protocol);
     std::unique_ptr<nl_sock, SockDeleter> sk_;
 };
 

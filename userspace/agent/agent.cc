@@ -1,0 +1,169 @@
+#include "agent.h"
+
+#include <nlohmann/json.hpp>
+
+#include "bpf/maps.h"
+#include "common/files.h"
+#include "common/log.h"
+
+namespace skiff::agent {
+
+using nlohmann::json;
+
+Agent::Agent(AgentConfig cfg, std::unique_ptr<Source> source, std::unique_ptr<NodeTable> nodes,
+             std::unique_ptr<RouteTable> routes)
+    : cfg_(std::move(cfg)), source_(std::move(source)), nodes_(std::move(nodes)), routes_(std::move(routes)) {}
+
+std::string conflist_for(const AgentConfig& cfg, const Ipv4Prefix& pod_cidr) {
+    json plugin = {{"type", "skiff"},           {"podCIDR", pod_cidr.str()},
+                   {"clusterCIDR", cfg.cluster_cidr.str()}, {"mtu", cfg.mtu},
+                   {"pinPath", cfg.pin_path},   {"stateDir", cfg.state_dir}};
+    json conf = {{"cniVersion", "1.0.0"}, {"name", "skiff"}, {"plugins", json::array({plugin})}};
+    return conf.dump(2) + "\n";
+}
+
+Status Agent::write_conflist(const Ipv4Prefix& pod_cidr) {
+    std::string path = cfg_.cni_conf_dir + "/10-skiff.conflist";
+    std::string want = conflist_for(cfg_, pod_cidr);
+    if (auto have = read_file(path); have && *have == want) return ok();
+    SKIFF_TRY(mkdir_p(cfg_.cni_conf_dir, 0755));
+    SKIFF_TRY(write_file_atomic(path, want));
+    log::info("wrote " + path + " (PodCIDR " + pod_cidr.str() + ")");
+    return ok();
+}
+
+void Agent::tick() {
+    auto snap = source_->poll();
+    if (!snap) {
+        std::lock_guard g(mu_);
+        if (source_error_ != snap.error().message) log::error("source " + source_->describe() + ": " + snap.error().message +
+                                                              " (keeping the programmed state, retrying)");
+        source_error_ = snap.error().message;
+        ++source_errors_;
+    } else {
+        {
+            std::lock_guard g(mu_);
+            if (!source_error_.empty()) log::info("source " + source_->describe() + " is readable again");
+            source_error_.clear();
+        }
+        if (*snap) last_good_ = std::move(**snap);
+        else if (std::chrono::steady_clock::now() - last_sync_ < std::chrono::seconds(cfg_.resync_seconds))
+            return;  // nothing changed, no resync due
+    }
+    if (last_good_) reconcile(*last_good_);
+}
+
+void Agent::reconcile(const ClusterSpec& spec) {
+    auto start = std::chrono::steady_clock::now();
+    last_sync_ = start;
+    std::map<Ipv4Prefix, Ipv4> current;
+    if (auto have = nodes_->list(); have)
+        for (const auto& [cidr, info] : *have) current[cidr] = Ipv4::from_be(info.node_ip);
+    Plan plan = plan_nodes(spec, cfg_.node_name, cfg_.cluster_cidr, current);
+    auto r = sync_nodes(plan, *nodes_, *routes_);
+    Status conf = ok();
+    if (r && plan.local_pod_cidr) conf = write_conflist(*plan.local_pod_cidr);
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+    std::lock_guard g(mu_);
+    if (plan.problems != problems_)
+        for (const auto& p : plan.problems) log::warn(p);
+    problems_ = plan.problems;
+    local_cidr_ = plan.local_pod_cidr;
+    last_duration_s_ = secs;
+    total_duration_s_ += secs;
+    if (!r || !conf) {
+        ++reconciles_failed_;
+        sync_error_ = !r ? r.error().message : conf.error().message;
+        log::error("reconcile failed: " + sync_error_);
+        return;
+    }
+    ++reconciles_ok_;
+    sync_error_.clear();
+    map_writes_ += r->map_writes;
+    map_deletes_ += r->map_deletes;
+    route_writes_ += r->route_writes;
+    route_deletes_ += r->route_deletes;
+    node_entries_ = r->nodes;
+    if (r->map_writes + r->map_deletes + r->route_writes + r->route_deletes)
+        log::info("reconciled: " + std::to_string(r->map_writes) + " node entries written, " +
+                  std::to_string(r->map_deletes) + " removed, " + std::to_string(r->route_writes) +
+                  " routes written, " + std::to_string(r->route_deletes) + " removed");
+}
+
+bool Agent::healthy() const {
+    std::lock_guard g(mu_);
+    return sync_error_.empty() && source_error_.empty() && reconciles_ok_ > 0;
+}
+
+std::string Agent::metrics_text() {
+    std::string out;
+    auto line = [&](const std::string& name, const std::string& labels, double v) {
+        char buf[64];
+        std::snprintf(buf, sizeof(buf), "%.17g", v);
+        out += name + (labels.empty() ? "" : "{" + labels + "}") + " " + buf + "\n";
+    };
+    auto head = [&](const std::string& name, const char* type, const char* help) {
+        out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+    };
+    {
+        std::lock_guard g(mu_);
+        head("skiff_agent_reconciles_total", "counter", "Reconcile passes by result.");
+        line("skiff_agent_reconciles_total", "result=\"ok\"", static_cast<double>(reconciles_ok_));
+        line("skiff_agent_reconciles_total", "result=\"error\"", static_cast<double>(reconciles_failed_));
+        head("skiff_agent_reconcile_duration_seconds", "summary", "Time spent reconciling.");
+        line("skiff_agent_reconcile_duration_seconds_sum", "", total_duration_s_);
+        line("skiff_agent_reconcile_duration_seconds_count", "", static_cast<double>(reconciles_ok_ + reconciles_failed_));
+        head("skiff_agent_last_reconcile_duration_seconds", "gauge", "Duration of the last reconcile.");
+        line("skiff_agent_last_reconcile_duration_seconds", "", last_duration_s_);
+        head("skiff_agent_source_errors_total", "counter", "Polls of the source that failed.");
+        line("skiff_agent_source_errors_total", "", static_cast<double>(source_errors_));
+        head("skiff_agent_skipped_objects", "gauge", "Source objects skipped as invalid in the last reconcile.");
+        line("skiff_agent_skipped_objects", "", static_cast<double>(problems_.size()));
+        head("skiff_agent_writes_total", "counter", "Datapath writes by target and operation.");
+        line("skiff_agent_writes_total", "target=\"node_map\",op=\"upsert\"", static_cast<double>(map_writes_));
+        line("skiff_agent_writes_total", "target=\"node_map\",op=\"delete\"", static_cast<double>(map_deletes_));
+        line("skiff_agent_writes_total", "target=\"route\",op=\"upsert\"", static_cast<double>(route_writes_));
+        line("skiff_agent_writes_total", "target=\"route\",op=\"delete\"", static_cast<double>(route_deletes_));
+        head("skiff_map_entries", "gauge", "Entries in the datapath maps.");
+        line("skiff_map_entries", "map=\"nodes\"", static_cast<double>(node_entries_));
+    }
+    if (auto eps = bpf::EndpointMap::open(cfg_.pin_path); eps)
+        if (auto l = eps->list(); l) line("skiff_map_entries", "map=\"endpoints\"", static_cast<double>(l->size()));
+    if (auto m = bpf::MetricsMap::open(cfg_.pin_path); m) {
+        if (auto rows = m->read(); rows) {
+            head("skiff_datapath_packets_total", "counter", "Packets by verdict reason and direction.");
+            for (const auto& r : *rows)
+                line("skiff_datapath_packets_total",
+                     "reason=\"" + std::string(bpf::reason_name(r.reason)) + "\",direction=\"" +
+                         std::string(bpf::dir_name(r.dir)) + "\"",
+                     static_cast<double>(r.packets));
+            head("skiff_datapath_bytes_total", "counter", "Bytes by verdict reason and direction.");
+            for (const auto& r : *rows)
+                line("skiff_datapath_bytes_total",
+                     "reason=\"" + std::string(bpf::reason_name(r.reason)) + "\",direction=\"" +
+                         std::string(bpf::dir_name(r.dir)) + "\"",
+                     static_cast<double>(r.bytes));
+        }
+    }
+    return out;
+}
+
+HttpResponse Agent::handle_http(const std::string& path) {
+    if (path == "/metrics") return {200, "text/plain; version=0.0.4", metrics_text()};
+    if (path == "/healthz" || path == "/readyz") {
+        std::lock_guard g(mu_);
+        json j = {{"node", cfg_.node_name},
+                  {"podCIDR", local_cidr_ ? local_cidr_->str() : ""},
+                  {"sourceError", source_error_},
+                  {"reconcileError", sync_error_},
+                  {"skipped", problems_},
+                  {"reconciles", reconciles_ok_}};
+        bool ok = sync_error_.empty() && source_error_.empty() && reconciles_ok_ > 0 &&
+                  (path == "/healthz" || local_cidr_.has_value());
+        return {ok ? 200 : 503, "application/json", j.dump() + "\n"};
+    }
+    return {404, "text/plain", "not found\n"};
+}
+
+}  // namespace skiff::agent

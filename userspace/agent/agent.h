@@ -1,0 +1,58 @@
+// The agent: turns source snapshots into datapath state, keeps metrics and
+// health, writes the node's CNI conflist once its PodCIDR is known.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "cluster.h"
+#include "config.h"
+#include "http.h"
+#include "node_sync.h"
+#include "source.h"
+
+namespace skiff::agent {
+
+class Agent {
+public:
+    Agent(AgentConfig cfg, std::unique_ptr<Source> source, std::unique_ptr<NodeTable> nodes,
+          std::unique_ptr<RouteTable> routes);
+
+    // One pass: poll the source; reconcile when it changed or a resync is
+    // due. Errors leave the programmed state untouched.
+    void tick();
+
+    HttpResponse handle_http(const std::string& path);
+    std::string metrics_text();
+    bool healthy() const;
+
+private:
+    void reconcile(const ClusterSpec& spec);
+    Status write_conflist(const Ipv4Prefix& pod_cidr);
+
+    AgentConfig cfg_;
+    std::unique_ptr<Source> source_;
+    std::unique_ptr<NodeTable> nodes_;
+    std::unique_ptr<RouteTable> routes_;
+    std::optional<ClusterSpec> last_good_;
+    std::chrono::steady_clock::time_point last_sync_{};
+
+    mutable std::mutex mu_;  // guards everything below (read by the HTTP thread)
+    std::string source_error_;
+    std::string sync_error_;
+    std::vector<std::string> problems_;
+    std::optional<Ipv4Prefix> local_cidr_;
+    uint64_t reconciles_ok_ = 0, reconciles_failed_ = 0, source_errors_ = 0;
+    uint64_t map_writes_ = 0, map_deletes_ = 0, route_writes_ = 0, route_deletes_ = 0;
+    double last_duration_s_ = 0, total_duration_s_ = 0;
+    size_t node_entries_ = 0;
+};
+
+// "10-skiff.conflist" content for this node.
+std::string conflist_for(const AgentConfig& cfg, const Ipv4Prefix& pod_cidr);
+
+}  // namespace skiff::agent

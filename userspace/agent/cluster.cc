@@ -1,0 +1,111 @@
+#include "cluster.h"
+
+#include <algorithm>
+
+namespace skiff::agent {
+
+using nlohmann::json;
+
+static std::string str_at(const json& j, const char* a, const char* b) {
+    if (!j.contains(a) || !j[a].is_object() || !j[a].contains(b) || !j[a][b].is_string()) return "";
+    return j[a][b].get<std::string>();
+}
+
+static NodeSpec parse_node(const json& item) {
+    NodeSpec n;
+    n.name = str_at(item, "metadata", "name");
+    if (item.contains("spec") && item["spec"].is_object()) {
+        const auto& spec = item["spec"];
+        if (spec.contains("podCIDRs") && spec["podCIDRs"].is_array()) {
+            for (const auto& c : spec["podCIDRs"])
+                if (c.is_string()) n.pod_cidrs.push_back(c.get<std::string>());
+        }
+        if (n.pod_cidrs.empty() && spec.contains("podCIDR") && spec["podCIDR"].is_string())
+            n.pod_cidrs.push_back(spec["podCIDR"].get<std::string>());
+    }
+    if (item.contains("status") && item["status"].is_object() && item["status"].contains("addresses") &&
+        item["status"]["addresses"].is_array()) {
+        for (const auto& a : item["status"]["addresses"]) {
+            if (!a.is_object() || a.value("type", "") != "InternalIP" || !a.contains("address") ||
+                !a["address"].is_string())
+                continue;
+            if (auto ip = Ipv4::parse(a["address"].get<std::string>()); ip) {
+                n.ip = *ip;
+                break;
+            }
+        }
+    }
+    return n;
+}
+
+Result<ClusterSpec> parse_kube_list(const std::string& text) {
+    json j = json::parse(text, nullptr, false);
+    if (j.is_discarded()) return Error::invalid("source is not valid JSON");
+    if (!j.is_object() || !j.contains("items") || !j["items"].is_array())
+        return Error::invalid("source is not a kubectl List (no 'items' array)");
+    const std::string list_kind = j.value("kind", "");
+    ClusterSpec c;
+    for (const auto& item : j["items"]) {
+        if (!item.is_object()) return Error::invalid("source: an item is not an object");
+        std::string kind = item.value("kind", list_kind == "NodeList" ? "Node" : "");
+        if (kind == "Node") c.nodes.push_back(parse_node(item));
+        else if (kind == "Service") c.services.push_back(item);
+        else if (kind == "EndpointSlice") c.endpoint_slices.push_back(item);
+    }
+    return c;
+}
+
+Plan plan_nodes(const ClusterSpec& spec, const std::string& local_node, const Ipv4Prefix& cluster_cidr,
+                const std::map<Ipv4Prefix, Ipv4>& current) {
+    Plan plan;
+    std::vector<NodeRoute> candidates;
+    for (const auto& n : spec.nodes) {
+        if (n.name.empty()) {
+            plan.problems.push_back("a Node has no metadata.name: skipped");
+            continue;
+        }
+        if (!n.ip) {
+            plan.problems.push_back("node " + n.name + " has no InternalIP address: skipped");
+            continue;
+        }
+        for (const auto& cs : n.pod_cidrs) {
+            if (cs.find(':') != std::string::npos) continue;  // IPv6 half of a dual-stack node
+            auto p = Ipv4Prefix::parse(cs);
+            if (!p) {
+                plan.problems.push_back("node " + n.name + ": " + p.error().message + ": skipped");
+                continue;
+            }
+            if (!cluster_cidr.contains(p->network()) || p->len() < cluster_cidr.len()) {
+                plan.problems.push_back("node " + n.name + ": PodCIDR " + p->str() + " is outside clusterCIDR " +
+                                        cluster_cidr.str() + ": skipped");
+                continue;
+            }
+            candidates.push_back({n.name, *p, *n.ip, n.name == local_node});
+        }
+    }
+    // Already-programmed claims first, then by name, so a newcomer cannot
+    // displace a working node by overlapping it.
+    auto programmed = [&](const NodeRoute& r) {
+        auto it = current.find(r.pod_cidr);
+        return it != current.end() && it->second == r.node_ip;
+    };
+    std::stable_sort(candidates.begin(), candidates.end(), [&](const NodeRoute& a, const NodeRoute& b) {
+        bool pa = programmed(a), pb = programmed(b);
+        if (pa != pb) return pa;
+        return a.node < b.node;
+    });
+    for (const auto& c : candidates) {
+        auto clash = std::find_if(plan.routes.begin(), plan.routes.end(),
+                                  [&](const NodeRoute& r) { return r.pod_cidr.overlaps(c.pod_cidr); });
+        if (clash != plan.routes.end()) {
+            plan.problems.push_back("node " + c.node + ": PodCIDR " + c.pod_cidr.str() + " overlaps " +
+                                    clash->pod_cidr.str() + " of node " + clash->node + ": skipped");
+            continue;
+        }
+        plan.routes.push_back(c);
+        if (c.local && !plan.local_pod_cidr) plan.local_pod_cidr = c.pod_cidr;
+    }
+    return plan;
+}
+
+}  // namespace skiff::agent

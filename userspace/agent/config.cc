@@ -1,0 +1,95 @@
+#include "config.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/files.h"
+
+namespace skiff::agent {
+
+using nlohmann::json;
+
+namespace {
+
+Error bad(const std::string& msg) { return Error::invalid("agent config: " + msg); }
+
+Result<std::string> req_str(const json& j, const char* key) {
+    if (!j.contains(key) || !j[key].is_string() || j[key].get<std::string>().empty())
+        return bad(std::string("'") + key + "' is required and must be a non-empty string");
+    return j[key].get<std::string>();
+}
+
+Status opt_str(const json& j, const char* key, std::string& out) {
+    if (!j.contains(key) || j[key].is_null()) return ok();
+    if (!j[key].is_string()) return bad(std::string("'") + key + "' must be a string");
+    out = j[key].get<std::string>();
+    if (out.empty() || out[0] != '/') {
+        if (std::string(key) != "listen") return bad(std::string("'") + key + "' must be an absolute path");
+    }
+    return ok();
+}
+
+}  // namespace
+
+Result<AgentConfig> parse_agent_config(const std::string& text) {
+    json j = json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
+    AgentConfig c;
+    SKIFF_ASSIGN_OR_RETURN(c.node_name, req_str(j, "nodeName"));
+    SKIFF_ASSIGN_OR_RETURN(std::string ip, req_str(j, "nodeIP"));
+    auto nip = Ipv4::parse(ip);
+    if (!nip) return bad("'nodeIP': " + nip.error().message);
+    c.node_ip = *nip;
+    SKIFF_ASSIGN_OR_RETURN(c.uplink, req_str(j, "uplink"));
+    SKIFF_ASSIGN_OR_RETURN(std::string cc, req_str(j, "clusterCIDR"));
+    auto cidr = Ipv4Prefix::parse(cc);
+    if (!cidr) return bad("'clusterCIDR': " + cidr.error().message);
+    c.cluster_cidr = *cidr;
+    SKIFF_TRY(opt_str(j, "pinPath", c.pin_path));
+    SKIFF_TRY(opt_str(j, "stateDir", c.state_dir));
+    SKIFF_TRY(opt_str(j, "cniConfDir", c.cni_conf_dir));
+    SKIFF_TRY(opt_str(j, "listen", c.listen));
+    for (const char* key : {"mtu", "resyncSeconds"}) {
+        if (!j.contains(key)) continue;
+        if (!j[key].is_number_unsigned()) return bad(std::string("'") + key + "' must be a positive integer");
+        unsigned v = j[key].get<unsigned>();
+        if (std::string(key) == "mtu") {
+            if (v < 68 || v > 65535) return bad("'mtu' must be within 68-65535");
+            c.mtu = v;
+        } else {
+            if (v == 0) return bad("'resyncSeconds' must be at least 1");
+            c.resync_seconds = v;
+        }
+    }
+    if (!j.contains("source") || !j["source"].is_object())
+        return bad("'source' is required: {\"file\": PATH} or {\"etcd\": {...}}");
+    const auto& src = j["source"];
+    if (src.contains("file")) {
+        if (!src["file"].is_string() || src["file"].get<std::string>().empty())
+            return bad("'source.file' must be a path");
+        c.file_source = src["file"].get<std::string>();
+    } else if (src.contains("etcd")) {
+        const auto& e = src["etcd"];
+        EtcdSourceConfig ec;
+        if (!e.is_object() || !e.contains("endpoints") || !e["endpoints"].is_array() || e["endpoints"].empty())
+            return bad("'source.etcd.endpoints' must be a non-empty list of URLs");
+        for (const auto& u : e["endpoints"]) {
+            if (!u.is_string()) return bad("'source.etcd.endpoints' must hold strings");
+            ec.endpoints.push_back(u.get<std::string>());
+        }
+        if (e.contains("prefix")) {
+            if (!e["prefix"].is_string()) return bad("'source.etcd.prefix' must be a string");
+            ec.prefix = e["prefix"].get<std::string>();
+        }
+        c.etcd_source = ec;
+    } else {
+        return bad("'source' needs 'file' or 'etcd'");
+    }
+    return c;
+}
+
+Result<AgentConfig> load_agent_config(const std::string& path) {
+    SKIFF_ASSIGN_OR_RETURN(std::string text, read_file(path));
+    return parse_agent_config(text);
+}
+
+}  // namespace skiff::agent

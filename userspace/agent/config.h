@@ -1,0 +1,36 @@
+// skiff-agent's JSON configuration file.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ipv4.h"
+#include "common/result.h"
+
+namespace skiff::agent {
+
+struct EtcdSourceConfig {
+    std::vector<std::string> endpoints;
+    std::string prefix = "/skiff";
+};
+
+struct AgentConfig {
+    std::string node_name;
+    Ipv4 node_ip;
+    std::string uplink;
+    Ipv4Prefix cluster_cidr;
+    std::string pin_path = "/sys/fs/bpf/skiff";
+    std::string state_dir = "/var/lib/skiff";
+    std::string cni_conf_dir = "/etc/cni/net.d";
+    std::string listen = "127.0.0.1:9964";
+    unsigned mtu = 1500;
+    unsigned resync_seconds = 30;
+    std::optional<std::string> file_source;
+    std::optional<EtcdSourceConfig> etcd_source;
+};
+
+Result<AgentConfig> parse_agent_config(const std::string& text);
+Result<AgentConfig> load_agent_config(const std::string& path);
+
+}  // namespace skiff::agent

@@ -1,0 +1,81 @@
+// skiff-agent: one per node. Keeps the node map and routes in sync with the
+// cluster, owns the uplink program, serves health and metrics.
+#include <signal.h>
+
+#include <atomic>
+#include <cstring>
+#include <iostream>
+#include <thread>
+
+#include "agent.h"
+#include "bpf/pins.h"
+#include "bpf/tc.h"
+#include "common/log.h"
+#include "net/rtnetlink.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop = true; }
+
+int usage() {
+    std::cerr << "usage: skiff-agent --config FILE\n";
+    return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    using namespace skiff;
+    std::string config_path;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--config" && i + 1 < argc) config_path = argv[++i];
+        else if (a.rfind("--config=", 0) == 0) config_path = a.substr(9);
+        else return usage();
+    }
+    if (config_path.empty()) return usage();
+    log::set_prefix("skiff-agent");
+    log::set_level(log::Level::Info);
+
+    auto cfg = agent::load_agent_config(config_path);
+    if (!cfg) {
+        log::error(cfg.error().message);
+        return 1;
+    }
+    if (cfg->etcd_source) {
+        log::error("the etcd source is not implemented yet; use {\"file\": PATH}");
+        return 1;
+    }
+
+    // The node-wide datapath: maps, and the uplink program.
+    auto nl = Netlink::open();
+    if (!nl) return log::error(nl.error().message), 1;
+    auto uplink = nl->link(cfg->uplink);
+    if (!uplink) return log::error("uplink " + cfg->uplink + ": " + uplink.error().message), 1;
+    auto prog = bpf::pinned_program(bpf::Program::FromUplink, cfg->pin_path);
+    if (!prog) return log::error(prog.error().message), 1;
+    if (auto s = bpf::tc_attach(uplink->ifindex, bpf::TcHook::Ingress, prog->get()); !s)
+        return log::error(s.error().message), 1;
+    // Pods reach other nodes' addresses (not PodCIDRs) through the stack.
+    if (auto s = write_sysctl("net/ipv4/ip_forward", "1"); !s) log::warn(s.error().message);
+
+    agent::Agent a(*cfg, agent::make_file_source(*cfg->file_source), agent::make_bpf_node_table(cfg->pin_path),
+                   agent::make_kernel_route_table(uplink->ifindex));
+    auto http = agent::HttpServer::start(cfg->listen, [&a](const std::string& p) { return a.handle_http(p); });
+    if (!http) return log::error("health/metrics endpoint: " + http.error().message), 1;
+    log::info("node " + cfg->node_name + " (" + cfg->node_ip.str() + ", uplink " + cfg->uplink + ") serving on " +
+              cfg->listen + ", source " + *cfg->file_source);
+
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+    while (!g_stop) {
+        a.tick();
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    // Leave the datapath as it is: pods keep talking while we are gone.
+    log::info("stopping; datapath left in place");
+    return 0;
+}
