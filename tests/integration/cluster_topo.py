@@ -34,19 +34,50 @@ def node_object(name, ip, pod_cidr):
     return obj
 
 
+class Etcd:
+    """A real etcd (Debian's etcd-server) listening on the underlay only."""
+
+    def __init__(self, topo, ns, ip):
+        self.url = f"http://{ip}:2379"
+        self.ns = ns
+        data = os.path.join(topo.tmp, "etcd")
+        in_ns(ns, "ip", "link", "set", "lo", "up")
+        log = open(os.path.join(topo.tmp, "etcd.log"), "w")
+        self.proc = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{ns}", "--", "etcd", "--data-dir", data, "--name", "skiff-test",
+             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+             "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+             "--initial-cluster", "skiff-test=http://127.0.0.1:2380"], stdout=log, stderr=log)
+        topo.procs.append(self.proc)
+        wait_for(lambda: in_ns(ns, "curl", "-s", "-m", "1", f"{self.url}/health", check=False).stdout.count("true"),
+                 "etcd healthy")
+
+
 class Cluster:
-    def __init__(self, topo, n=3):
+    def __init__(self, topo, n=3, etcd=False, lease_ttl=3):
         self.topo = topo
         self.underlay = topo.underlay()
         self.nodes = []
         self.agents = {}
         self.source = os.path.join(topo.tmp, "cluster.json")
+        self.lease_ttl = lease_ttl
+        self.etcd_prefix = "/skiff-" + os.path.basename(topo.tmp)
+        if etcd:
+            in_ns(self.underlay, "ip", "addr", "add", "192.168.1.1/24", "dev", "br0")
+            self.etcd = Etcd(topo, self.underlay, "192.168.1.1")
+        else:
+            self.etcd = None
         for i in range(1, n + 1):
-            node = topo.node(ip=f"192.168.1.{10 + i}", pod_cidr=f"10.244.{i}.0/24", underlay=self.underlay)
-            node.name = f"node-{i}"
-            node.cni_dir = os.path.join(topo.tmp, node.ns, "cni")
-            self.nodes.append(node)
-        self.write_source([node_object(nd.name, nd.ip, nd.pod_cidr) for nd in self.nodes])
+            self.add_node(i)
+        if not etcd:
+            self.write_source([node_object(nd.name, nd.ip, nd.pod_cidr) for nd in self.nodes])
+
+    def add_node(self, i):
+        node = self.topo.node(ip=f"192.168.1.{10 + i}", pod_cidr=f"10.244.{i}.0/24", underlay=self.underlay)
+        node.name = f"node-{i}"
+        node.cni_dir = os.path.join(self.topo.tmp, node.ns, "cni")
+        self.nodes.append(node)
+        return node
 
     def write_source(self, items):
         tmp = self.source + ".tmp"
@@ -55,9 +86,13 @@ class Cluster:
         os.rename(tmp, self.source)
 
     def agent_config(self, node):
-        return {"nodeName": node.name, "nodeIP": node.ip, "uplink": "up0", "clusterCIDR": CLUSTER_CIDR,
-                "pinPath": node.pin, "stateDir": node.state, "cniConfDir": node.cni_dir,
-                "listen": "127.0.0.1:9964", "resyncSeconds": 2, "source": {"file": self.source}}
+        cfg = {"nodeName": node.name, "nodeIP": node.ip, "uplink": "up0", "clusterCIDR": CLUSTER_CIDR,
+               "pinPath": node.pin, "stateDir": node.state, "cniConfDir": node.cni_dir,
+               "listen": "127.0.0.1:9964", "resyncSeconds": 2, "source": {"file": self.source}}
+        if self.etcd:
+            cfg["source"] = {"etcd": {"endpoints": [self.etcd.url], "prefix": self.etcd_prefix,
+                                      "leaseTTL": self.lease_ttl}}
+        return cfg
 
     def start_agent(self, node):
         cfg = os.path.join(self.topo.tmp, node.ns, "agent.json")
@@ -75,11 +110,13 @@ class Cluster:
         p.send_signal(sig)
         p.wait(timeout=10)
 
-    def start(self):
-        for nd in self.nodes:
+    def start(self, nodes=None):
+        nodes = nodes or self.nodes
+        for nd in nodes:
             self.start_agent(nd)
-        for nd in self.nodes:
+        for nd in nodes:
             wait_for(lambda nd=nd: os.path.exists(self.conflist_path(nd)), f"{nd.name} conflist")
+            nd.pod_cidr = self.plugin_conf(nd)["podCIDR"]  # claimed, with the etcd source
 
     def conflist_path(self, node):
         return os.path.join(node.cni_dir, "10-skiff.conflist")

@@ -60,6 +60,20 @@ Result<AgentConfig> parse_agent_config(const std::string& text) {
             c.resync_seconds = v;
         }
     }
+    if (j.contains("podCIDR") && !j["podCIDR"].is_null()) {
+        if (!j["podCIDR"].is_string()) return bad("'podCIDR' must be a string");
+        auto p = Ipv4Prefix::parse(j["podCIDR"].get<std::string>());
+        if (!p) return bad("'podCIDR': " + p.error().message);
+        if (!c.cluster_cidr.contains(p->network()) || p->len() < c.cluster_cidr.len())
+            return bad("'podCIDR' " + p->str() + " is outside clusterCIDR " + c.cluster_cidr.str());
+        c.pod_cidr = *p;
+    }
+    if (j.contains("podCIDRSize")) {
+        if (!j["podCIDRSize"].is_number_unsigned()) return bad("'podCIDRSize' must be a prefix length");
+        c.pod_cidr_size = static_cast<int>(j["podCIDRSize"].get<unsigned>());
+        if (c.pod_cidr_size < c.cluster_cidr.len() || c.pod_cidr_size > 30)
+            return bad("'podCIDRSize' must be between the clusterCIDR's length and 30");
+    }
     if (!j.contains("source") || !j["source"].is_object())
         return bad("'source' is required: {\"file\": PATH} or {\"etcd\": {...}}");
     const auto& src = j["source"];
@@ -75,6 +89,12 @@ Result<AgentConfig> parse_agent_config(const std::string& text) {
         for (const auto& u : e["endpoints"]) {
             if (!u.is_string()) return bad("'source.etcd.endpoints' must hold strings");
             ec.endpoints.push_back(u.get<std::string>());
+        }
+        if (e.contains("leaseTTL")) {
+            if (!e["leaseTTL"].is_number_unsigned() || e["leaseTTL"].get<unsigned>() < 2 ||
+                e["leaseTTL"].get<unsigned>() > 3600)
+                return bad("'source.etcd.leaseTTL' must be 2-3600 seconds");
+            ec.lease_ttl = static_cast<int>(e["leaseTTL"].get<unsigned>());
         }
         if (e.contains("prefix")) {
             if (!e["prefix"].is_string()) return bad("'source.etcd.prefix' must be a string");

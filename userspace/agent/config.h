@@ -13,6 +13,7 @@ namespace skiff::agent {
 struct EtcdSourceConfig {
     std::vector<std::string> endpoints;
     std::string prefix = "/skiff";
+    int lease_ttl = 10;  // seconds
 };
 
 struct AgentConfig {
@@ -26,6 +27,8 @@ struct AgentConfig {
     std::string listen = "127.0.0.1:9964";
     unsigned mtu = 1500;
     unsigned resync_seconds = 30;
+    std::optional<Ipv4Prefix> pod_cidr;  // etcd source: fixed, else claimed
+    int pod_cidr_size = 24;              // etcd source: prefix length to claim
     std::optional<std::string> file_source;
     std::optional<EtcdSourceConfig> etcd_source;
 };

@@ -43,9 +43,15 @@ int main(int argc, char** argv) {
         log::error(cfg.error().message);
         return 1;
     }
+    std::unique_ptr<agent::Source> source;
     if (cfg->etcd_source) {
-        log::error("the etcd source is not implemented yet; use {\"file\": PATH}");
-        return 1;
+        auto s = agent::make_etcd_source({cfg->etcd_source->endpoints, cfg->etcd_source->prefix, cfg->node_name,
+                                          cfg->node_ip, cfg->cluster_cidr, cfg->pod_cidr, cfg->pod_cidr_size,
+                                          cfg->etcd_source->lease_ttl});
+        if (!s) return log::error(s.error().message), 1;
+        source = std::move(*s);
+    } else {
+        source = agent::make_file_source(*cfg->file_source);
     }
 
     // The node-wide datapath: maps, and the uplink program.
@@ -60,12 +66,13 @@ int main(int argc, char** argv) {
     // Pods reach other nodes' addresses (not PodCIDRs) through the stack.
     if (auto s = write_sysctl("net/ipv4/ip_forward", "1"); !s) log::warn(s.error().message);
 
-    agent::Agent a(*cfg, agent::make_file_source(*cfg->file_source), agent::make_bpf_node_table(cfg->pin_path),
+    const std::string source_name = source->describe();
+    agent::Agent a(*cfg, std::move(source), agent::make_bpf_node_table(cfg->pin_path),
                    agent::make_kernel_route_table(uplink->ifindex));
     auto http = agent::HttpServer::start(cfg->listen, [&a](const std::string& p) { return a.handle_http(p); });
     if (!http) return log::error("health/metrics endpoint: " + http.error().message), 1;
     log::info("node " + cfg->node_name + " (" + cfg->node_ip.str() + ", uplink " + cfg->uplink + ") serving on " +
-              cfg->listen + ", source " + *cfg->file_source);
+              cfg->listen + ", source " + source_name);
 
     struct sigaction sa {};
     sa.sa_handler = on_signal;
