@@ -148,6 +148,10 @@ CniResult<NetConf> parse_netconf(const std::string& bytes) {
     if (!c.log_file.empty())
         if (auto r = check_path("logFile", c.log_file); !r) return r.error();
 
+    if (auto it = j.find("requireAgent"); it != j.end() && !it->is_null()) {
+        if (!it->is_boolean()) return invalid("network config: 'requireAgent' must be a boolean");
+        c.require_agent = it->get<bool>();
+    }
     if (auto it = j.find("mtu"); it != j.end() && !it->is_null()) {
         if (!it->is_number_integer()) return invalid("network config: 'mtu' must be an integer");
         auto m = it->get<long long>();

@@ -33,6 +33,7 @@ struct NetConf {
     std::string pin_path = kDefaultPinPath;
     std::string state_dir = kDefaultStateDir;
     std::string log_file;
+    bool require_agent = false;   // STATUS needs skiff-agent to have programmed podCIDR
     nlohmann::json ipam;          // null: built-in allocator on podCIDR
     nlohmann::json dns;           // passed through to the result
     nlohmann::json prev_result;   // null when absent

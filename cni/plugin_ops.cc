@@ -119,6 +119,12 @@ CniStatus cmd_status(Ctx& c) {
     auto dp = c.deps.datapath(c.conf.pin_path);
     if (auto s = dp->ensure_loaded(); !s)
         return CniError{kNotAvailable, "skiff datapath is not available", s.error().message};
+    if (c.conf.require_agent && c.conf.pod_cidr) {
+        auto local = dp->node_cidr_is_local(*c.conf.pod_cidr);
+        if (!local || !*local)
+            return CniError{kNotAvailable, "PodCIDR " + c.conf.pod_cidr->str() + " is not programmed by skiff-agent yet",
+                            local ? "" : local.error().message};
+    }
     if (!c.conf.delegated_ipam()) {
         auto alloc = builtin_ipam(c);
         if (!alloc) return CniError{kNotAvailable, alloc.error().msg, alloc.error().details};

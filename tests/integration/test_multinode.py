@@ -183,3 +183,20 @@ def test_metrics_endpoint(cluster):
     assert 'skiff_map_entries{map="endpoints"} 1' in body
     assert "skiff_agent_reconciles_total{result=\"ok\"}" in body
     assert "# TYPE skiff_datapath_packets_total counter" in body
+
+
+def test_status_follows_the_agent(topo):
+    cluster = Cluster(topo, n=2)
+    n1, n2 = cluster.nodes
+    cluster.agent_config = (lambda orig: (lambda nd: {**orig(nd), "cniVersion": "1.1.0"}))(cluster.agent_config)
+    cluster.start()
+    conf = cluster.plugin_conf(n1)
+    assert conf["requireAgent"] is True and conf["cniVersion"] == "1.1.0"
+    rc, out, err = n1.cni("STATUS", container_id=None, netns=None, ifname=None, conf=conf)
+    assert rc == 0, (out, err)
+    # node-1 drops out of the cluster: its agent unprograms the PodCIDR and
+    # the plugin reports the node not ready for pods.
+    cluster.write_source([node_object(n2.name, n2.ip, n2.pod_cidr)])
+    wait_for(lambda: "10.244.1.0/24" not in cluster.node_map(n1), "node-1's own PodCIDR unprogrammed")
+    rc, out, _ = n1.cni("STATUS", container_id=None, netns=None, ifname=None, conf=conf)
+    assert rc != 0 and out["code"] == 50 and "not programmed" in out["msg"]

@@ -17,8 +17,9 @@ Agent::Agent(AgentConfig cfg, std::unique_ptr<Source> source, std::unique_ptr<No
 std::string conflist_for(const AgentConfig& cfg, const Ipv4Prefix& pod_cidr) {
     json plugin = {{"type", "skiff"},           {"podCIDR", pod_cidr.str()},
                    {"clusterCIDR", cfg.cluster_cidr.str()}, {"mtu", cfg.mtu},
-                   {"pinPath", cfg.pin_path},   {"stateDir", cfg.state_dir}};
-    json conf = {{"cniVersion", "1.0.0"}, {"name", "skiff"}, {"plugins", json::array({plugin})}};
+                   {"pinPath", cfg.pin_path},   {"stateDir", cfg.state_dir},
+                   {"requireAgent", true}};
+    json conf = {{"cniVersion", cfg.cni_version}, {"name", "skiff"}, {"plugins", json::array({plugin})}};
     return conf.dump(2) + "\n";
 }
 

@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "common/files.h"
@@ -48,6 +50,13 @@ Result<AgentConfig> parse_agent_config(const std::string& text) {
     SKIFF_TRY(opt_str(j, "stateDir", c.state_dir));
     SKIFF_TRY(opt_str(j, "cniConfDir", c.cni_conf_dir));
     SKIFF_TRY(opt_str(j, "listen", c.listen));
+    if (j.contains("cniVersion")) {
+        if (!j["cniVersion"].is_string()) return bad("'cniVersion' must be a string");
+        c.cni_version = j["cniVersion"].get<std::string>();
+        static const char* known[] = {"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"};
+        if (std::find(std::begin(known), std::end(known), c.cni_version) == std::end(known))
+            return bad("'cniVersion' " + c.cni_version + " is not one skiff speaks");
+    }
     for (const char* key : {"mtu", "resyncSeconds"}) {
         if (!j.contains(key)) continue;
         if (!j[key].is_number_unsigned()) return bad(std::string("'") + key + "' must be a positive integer");

@@ -26,6 +26,7 @@ struct AgentConfig {
     std::string cni_conf_dir = "/etc/cni/net.d";
     std::string listen = "127.0.0.1:9964";
     unsigned mtu = 1500;
+    std::string cni_version = "1.0.0";   // of the conflist written for runtimes
     unsigned resync_seconds = 30;
     std::optional<Ipv4Prefix> pod_cidr;  // etcd source: fixed, else claimed
     int pod_cidr_size = 24;              // etcd source: prefix length to claim

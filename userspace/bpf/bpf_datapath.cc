@@ -53,6 +53,14 @@ public:
         return endpoints_->list();
     }
 
+    Result<bool> node_cidr_is_local(const Ipv4Prefix& cidr) override {
+        SKIFF_ASSIGN_OR_RETURN(auto nodes, bpf::NodeMap::open(pin_dir_));
+        SKIFF_ASSIGN_OR_RETURN(auto entries, nodes.list());
+        for (const auto& [c, info] : entries)
+            if (c == cidr && (info.flags & SKIFF_NODE_F_LOCAL)) return true;
+        return false;
+    }
+
 private:
     Status endpoints() {
         if (endpoints_) return ok();

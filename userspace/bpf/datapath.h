@@ -26,6 +26,11 @@ public:
     virtual Status delete_endpoint(Ipv4 ip) = 0;  // absent is fine
     virtual Result<std::optional<skiff_endpoint_info>> lookup_endpoint(Ipv4 ip) = 0;
     virtual Result<std::vector<std::pair<Ipv4, skiff_endpoint_info>>> list_endpoints() = 0;
+    // Whether the agent has programmed cidr as this node's own PodCIDR.
+    virtual Result<bool> node_cidr_is_local(const Ipv4Prefix& cidr) {
+        (void)cidr;
+        return Error{ENOTSUP, "this datapath has no node map"};
+    }
 };
 
 std::unique_ptr<Datapath> make_bpf_datapath(std::string pin_dir);
