@@ -32,6 +32,10 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 	ret = endpoint_check_source(ip->saddr, skb->ifindex);
 	if (ret < 0)
 		return ret;
+	if (!l2_to_host(skb)) {
+		*reason = SKIFF_FWD_STACK;
+		return TC_ACT_OK;
+	}
 
 	ep = endpoint_lookup(ip->daddr);
 	if (ep && (ep->flags & SKIFF_EP_F_LOCAL))

@@ -18,8 +18,9 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 	struct iphdr *ip;
 
 	ip = ipv4_header(skb);
-	if (!ip) {
-		/* Not ours to judge: the node's stack drops what is broken. */
+	if (!ip || !l2_to_host(skb)) {
+		/* Not ours to judge: the node's stack drops what is broken
+		 * and does not route what was not sent to it. */
 		*reason = SKIFF_FWD_STACK;
 		return TC_ACT_OK;
 	}

@@ -40,6 +40,16 @@ static __always_inline int fwd_to_endpoint(struct __sk_buff *skb, struct iphdr *
 	return ret;
 }
 
+/*
+ * Only frames addressed to this host at L2 are routed (RFC 1812; the
+ * kernel's ip_forward() agrees): not broadcast, multicast or frames for
+ * another MAC seen in promiscuous mode.
+ */
+static __always_inline int l2_to_host(const struct __sk_buff *skb)
+{
+	return skb->pkt_type == PACKET_HOST;
+}
+
 static __always_inline struct skiff_node_info *node_lookup(__be32 ip)
 {
 	struct skiff_node_key key = { .prefixlen = 32, .ip = ip };
@@ -67,7 +77,12 @@ static __always_inline int fwd_to_node(struct __sk_buff *skb, struct iphdr *ip,
 	fib.family = AF_INET;
 	fib.ipv4_src = ip->saddr;
 	fib.ipv4_dst = node->node_ip;
-	fib.tot_len = bpf_ntohs(ip->tot_len);
+	/*
+	 * With tot_len set the lookup checks it against the route MTU, which
+	 * a GSO super-packet always exceeds; 0 lets the kernel apply its own
+	 * GSO-aware size check instead.
+	 */
+	fib.tot_len = skb->gso_size ? 0 : bpf_ntohs(ip->tot_len);
 	fib.ifindex = skb->ifindex;
 
 	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
