@@ -34,6 +34,7 @@ Status Agent::write_conflist(const Ipv4Prefix& pod_cidr) {
 }
 
 void Agent::tick() {
+    bool changed = false;
     auto snap = source_->poll();
     if (!snap) {
         std::lock_guard g(mu_);
@@ -42,16 +43,18 @@ void Agent::tick() {
         source_error_ = snap.error().message;
         ++source_errors_;
     } else {
-        {
-            std::lock_guard g(mu_);
-            if (!source_error_.empty()) log::info("source " + source_->describe() + " is readable again");
-            source_error_.clear();
+        std::lock_guard g(mu_);
+        if (!source_error_.empty()) log::info("source " + source_->describe() + " is readable again");
+        source_error_.clear();
+        if (*snap) {
+            last_good_ = std::move(**snap);
+            changed = true;
         }
-        if (*snap) last_good_ = std::move(**snap);
-        else if (std::chrono::steady_clock::now() - last_sync_ < std::chrono::seconds(cfg_.resync_seconds))
-            return;  // nothing changed, no resync due
     }
-    if (last_good_) reconcile(*last_good_);
+    // Reconcile on a change, when a resync is due (repairs drift), or to
+    // retry a pass that failed; a failing source alone changes nothing.
+    bool resync_due = std::chrono::steady_clock::now() - last_sync_ >= std::chrono::seconds(cfg_.resync_seconds);
+    if (last_good_ && (changed || resync_due || retry_)) reconcile(*last_good_);
 }
 
 void Agent::reconcile(const ClusterSpec& spec) {
@@ -73,6 +76,7 @@ void Agent::reconcile(const ClusterSpec& spec) {
     local_cidr_ = plan.local_pod_cidr;
     last_duration_s_ = secs;
     total_duration_s_ += secs;
+    retry_ = !r || !conf;
     if (!r || !conf) {
         ++reconciles_failed_;
         sync_error_ = !r ? r.error().message : conf.error().message;

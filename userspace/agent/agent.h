@@ -40,6 +40,7 @@ private:
     std::unique_ptr<RouteTable> routes_;
     std::optional<ClusterSpec> last_good_;
     std::chrono::steady_clock::time_point last_sync_{};
+    bool retry_ = false;  // the last reconcile failed: try again next tick
 
     mutable std::mutex mu_;  // guards everything below (read by the HTTP thread)
     std::string source_error_;

@@ -6,6 +6,13 @@ namespace skiff::agent {
 
 using nlohmann::json;
 
+// Reads a string member; anything else (absent, null, a number...) is def.
+// json::value() would throw on a present member of another type.
+static std::string str_or(const json& j, const char* key, const std::string& def = "") {
+    auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : def;
+}
+
 static std::string str_at(const json& j, const char* a, const char* b) {
     if (!j.contains(a) || !j[a].is_object() || !j[a].contains(b) || !j[a][b].is_string()) return "";
     return j[a][b].get<std::string>();
@@ -26,7 +33,7 @@ static NodeSpec parse_node(const json& item) {
     if (item.contains("status") && item["status"].is_object() && item["status"].contains("addresses") &&
         item["status"]["addresses"].is_array()) {
         for (const auto& a : item["status"]["addresses"]) {
-            if (!a.is_object() || a.value("type", "") != "InternalIP" || !a.contains("address") ||
+            if (!a.is_object() || str_or(a, "type") != "InternalIP" || !a.contains("address") ||
                 !a["address"].is_string())
                 continue;
             if (auto ip = Ipv4::parse(a["address"].get<std::string>()); ip) {
@@ -43,11 +50,11 @@ Result<ClusterSpec> parse_kube_list(const std::string& text) {
     if (j.is_discarded()) return Error::invalid("source is not valid JSON");
     if (!j.is_object() || !j.contains("items") || !j["items"].is_array())
         return Error::invalid("source is not a kubectl List (no 'items' array)");
-    const std::string list_kind = j.value("kind", "");
+    const std::string list_kind = str_or(j, "kind");
     ClusterSpec c;
     for (const auto& item : j["items"]) {
         if (!item.is_object()) return Error::invalid("source: an item is not an object");
-        std::string kind = item.value("kind", list_kind == "NodeList" ? "Node" : "");
+        std::string kind = str_or(item, "kind", list_kind == "NodeList" ? "Node" : "");
         if (kind == "Node") c.nodes.push_back(parse_node(item));
         else if (kind == "Service") c.services.push_back(item);
         else if (kind == "EndpointSlice") c.endpoint_slices.push_back(item);

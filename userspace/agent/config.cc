@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/files.h"
+#include "http.h"
 
 namespace skiff::agent {
 
@@ -50,6 +51,7 @@ Result<AgentConfig> parse_agent_config(const std::string& text) {
     SKIFF_TRY(opt_str(j, "stateDir", c.state_dir));
     SKIFF_TRY(opt_str(j, "cniConfDir", c.cni_conf_dir));
     SKIFF_TRY(opt_str(j, "listen", c.listen));
+    if (auto l = parse_listen(c.listen); !l) return bad("'listen': " + l.error().message);
     if (j.contains("cniVersion")) {
         if (!j["cniVersion"].is_string()) return bad("'cniVersion' must be a string");
         c.cni_version = j["cniVersion"].get<std::string>();
@@ -60,7 +62,9 @@ Result<AgentConfig> parse_agent_config(const std::string& text) {
     for (const char* key : {"mtu", "resyncSeconds"}) {
         if (!j.contains(key)) continue;
         if (!j[key].is_number_unsigned()) return bad(std::string("'") + key + "' must be a positive integer");
-        unsigned v = j[key].get<unsigned>();
+        uint64_t wide = j[key].get<uint64_t>();  // range-check before narrowing
+        if (wide > 65535) return bad(std::string("'") + key + "' is too large");
+        unsigned v = static_cast<unsigned>(wide);
         if (std::string(key) == "mtu") {
             if (v < 68 || v > 65535) return bad("'mtu' must be within 68-65535");
             c.mtu = v;
@@ -78,17 +82,19 @@ Result<AgentConfig> parse_agent_config(const std::string& text) {
         c.pod_cidr = *p;
     }
     if (j.contains("podCIDRSize")) {
-        if (!j["podCIDRSize"].is_number_unsigned()) return bad("'podCIDRSize' must be a prefix length");
-        c.pod_cidr_size = static_cast<int>(j["podCIDRSize"].get<unsigned>());
+        if (!j["podCIDRSize"].is_number_unsigned() || j["podCIDRSize"].get<uint64_t>() > 32)
+            return bad("'podCIDRSize' must be a prefix length");
+        c.pod_cidr_size = static_cast<int>(j["podCIDRSize"].get<uint64_t>());
         if (c.pod_cidr_size < c.cluster_cidr.len() || c.pod_cidr_size > 30)
             return bad("'podCIDRSize' must be between the clusterCIDR's length and 30");
     }
     if (!j.contains("source") || !j["source"].is_object())
         return bad("'source' is required: {\"file\": PATH} or {\"etcd\": {...}}");
     const auto& src = j["source"];
+    if (src.contains("file") == src.contains("etcd")) return bad("'source' needs exactly one of 'file' and 'etcd'");
     if (src.contains("file")) {
-        if (!src["file"].is_string() || src["file"].get<std::string>().empty())
-            return bad("'source.file' must be a path");
+        if (!src["file"].is_string() || src["file"].get<std::string>().rfind('/', 0) != 0)
+            return bad("'source.file' must be an absolute path");
         c.file_source = src["file"].get<std::string>();
     } else if (src.contains("etcd")) {
         const auto& e = src["etcd"];
@@ -100,8 +106,8 @@ Result<AgentConfig> parse_agent_config(const std::string& text) {
             ec.endpoints.push_back(u.get<std::string>());
         }
         if (e.contains("leaseTTL")) {
-            if (!e["leaseTTL"].is_number_unsigned() || e["leaseTTL"].get<unsigned>() < 2 ||
-                e["leaseTTL"].get<unsigned>() > 3600)
+            if (!e["leaseTTL"].is_number_unsigned() || e["leaseTTL"].get<uint64_t>() < 2 ||
+                e["leaseTTL"].get<uint64_t>() > 3600)
                 return bad("'source.etcd.leaseTTL' must be 2-3600 seconds");
             ec.lease_ttl = static_cast<int>(e["leaseTTL"].get<unsigned>());
         }

@@ -5,19 +5,30 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <charconv>
 #include <cstring>
 
 #include "common/ipv4.h"
 
 namespace skiff::agent {
 
-Result<std::unique_ptr<HttpServer>> HttpServer::start(const std::string& listen, HttpHandler handler) {
+Result<ListenAddr> parse_listen(const std::string& listen) {
     auto colon = listen.rfind(':');
     if (colon == std::string::npos) return Error::invalid("listen address '" + listen + "' is not HOST:PORT");
     auto host = Ipv4::parse(listen.substr(0, colon));
     if (!host) return Error::invalid("listen address '" + listen + "': " + host.error().message);
-    int port = std::atoi(listen.c_str() + colon + 1);
-    if (port < 0 || port > 65535) return Error::invalid("listen address '" + listen + "': bad port");
+    std::string ps = listen.substr(colon + 1);
+    int port = -1;
+    auto [p, ec] = std::from_chars(ps.data(), ps.data() + ps.size(), port);
+    if (ps.empty() || ec != std::errc{} || p != ps.data() + ps.size() || port < 0 || port > 65535)
+        return Error::invalid("listen address '" + listen + "': bad port '" + ps + "'");
+    return ListenAddr{host->str(), port};
+}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::start(const std::string& listen, HttpHandler handler) {
+    SKIFF_ASSIGN_OR_RETURN(ListenAddr la, parse_listen(listen));
+    auto host = Ipv4::parse(la.host);
+    int port = la.port;
     UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd.valid()) return Error::errno_("socket");
     int one = 1;

@@ -20,6 +20,13 @@ struct HttpResponse {
 
 using HttpHandler = std::function<HttpResponse(const std::string& path)>;
 
+struct ListenAddr {
+    std::string host;  // IPv4 literal
+    int port = 0;
+};
+// "HOST:PORT" with an IPv4 host and a decimal port 0-65535, nothing else.
+Result<ListenAddr> parse_listen(const std::string& listen);
+
 class HttpServer {
 public:
     // listen: "HOST:PORT" (IPv4). Port 0 picks a free port.

@@ -1,0 +1,532 @@
+// The agent's main loop (userspace/agent/agent.cc) with a scripted source
+// and in-memory node map / route tables: reconcile on change, keep the last
+// good state on source errors, health, metrics and the CNI conflist.
+#include "agent/agent.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace skiff::agent {
+namespace {
+
+using nlohmann::json;
+
+Ipv4 ip(const char* s) { return *Ipv4::parse(s); }
+Ipv4Prefix pfx(const char* s) { return *Ipv4Prefix::parse(s); }
+
+// ---- fakes; their state lives in the fixture, the Agent owns the objects ----
+
+struct TablesState {
+    std::map<Ipv4Prefix, skiff_node_info> entries;
+    std::map<Ipv4Prefix, Ipv4> routes;
+    int node_lists = 0, upserts = 0, node_removes = 0;
+    int route_lists = 0, replaces = 0, route_removes = 0;
+    bool fail_upsert = false, fail_replace = false;
+};
+
+class FakeNodeTable final : public NodeTable {
+public:
+    explicit FakeNodeTable(TablesState& s) : s_(s) {}
+    Result<std::map<Ipv4Prefix, skiff_node_info>> list() override {
+        ++s_.node_lists;
+        return s_.entries;
+    }
+    Status upsert(const Ipv4Prefix& cidr, const skiff_node_info& info) override {
+        if (s_.fail_upsert) return Error{ENOSPC, "fake node map: full"};
+        ++s_.upserts;
+        s_.entries[cidr] = info;
+        return ok();
+    }
+    Status remove(const Ipv4Prefix& cidr) override {
+        ++s_.node_removes;
+        s_.entries.erase(cidr);
+        return ok();
+    }
+
+private:
+    TablesState& s_;
+};
+
+class FakeRouteTable final : public RouteTable {
+public:
+    explicit FakeRouteTable(TablesState& s) : s_(s) {}
+    Result<std::map<Ipv4Prefix, Ipv4>> list() override {
+        ++s_.route_lists;
+        return s_.routes;
+    }
+    Status replace(const Ipv4Prefix& cidr, Ipv4 via) override {
+        if (s_.fail_replace) return Error{ENETUNREACH, "fake routes: unreachable"};
+        ++s_.replaces;
+        s_.routes[cidr] = via;
+        return ok();
+    }
+    Status remove(const Ipv4Prefix& cidr) override {
+        ++s_.route_removes;
+        s_.routes.erase(cidr);
+        return ok();
+    }
+
+private:
+    TablesState& s_;
+};
+
+// Each poll() pops the next scripted answer; an empty script means "unchanged".
+struct SourceScript {
+    std::deque<Result<std::optional<ClusterSpec>>> answers;
+    int polls = 0;
+    void snapshot(ClusterSpec c) { answers.emplace_back(std::optional<ClusterSpec>(std::move(c))); }
+    void unchanged() { answers.emplace_back(std::optional<ClusterSpec>{}); }
+    void fail(const std::string& msg) { answers.emplace_back(Error{EIO, msg}); }
+};
+
+class FakeSource final : public Source {
+public:
+    explicit FakeSource(SourceScript& s) : s_(s) {}
+    Result<std::optional<ClusterSpec>> poll() override {
+        ++s_.polls;
+        if (s_.answers.empty()) return std::optional<ClusterSpec>{};
+        auto r = std::move(s_.answers.front());
+        s_.answers.pop_front();
+        return r;
+    }
+    std::string describe() const override { return "fake"; }
+
+private:
+    SourceScript& s_;
+};
+
+NodeSpec node(const char* name, const char* addr, std::vector<std::string> cidrs) {
+    NodeSpec n;
+    n.name = name;
+    if (addr) n.ip = ip(addr);
+    n.pod_cidrs = std::move(cidrs);
+    return n;
+}
+
+ClusterSpec cluster(std::vector<NodeSpec> nodes) {
+    ClusterSpec c;
+    c.nodes = std::move(nodes);
+    return c;
+}
+
+// node-a is us.
+ClusterSpec three_nodes(const char* c_ip = "192.168.50.13", const char* a_cidr = "10.244.1.0/24") {
+    return cluster({node("node-a", "192.168.50.11", {a_cidr}), node("node-b", "192.168.50.12", {"10.244.2.0/24"}),
+                    node("node-c", c_ip, {"10.244.3.0/24"})});
+}
+
+// The value of one metrics line (name including labels), or -1 if absent.
+double metric(const std::string& text, const std::string& series) {
+    size_t pos = 0;
+    while ((pos = text.find(series + " ", pos)) != std::string::npos) {
+        if (pos == 0 || text[pos - 1] == '\n') return std::stod(text.substr(pos + series.size() + 1));
+        pos += series.size();
+    }
+    return -1;
+}
+
+const std::string kOk = "skiff_agent_reconciles_total{result=\"ok\"}";
+const std::string kErr = "skiff_agent_reconciles_total{result=\"error\"}";
+const std::string kMapUp = "skiff_agent_writes_total{target=\"node_map\",op=\"upsert\"}";
+const std::string kMapDel = "skiff_agent_writes_total{target=\"node_map\",op=\"delete\"}";
+const std::string kRouteUp = "skiff_agent_writes_total{target=\"route\",op=\"upsert\"}";
+const std::string kRouteDel = "skiff_agent_writes_total{target=\"route\",op=\"delete\"}";
+
+class AgentTest : public ::testing::Test {
+protected:
+    std::string tmp;
+    SourceScript script;
+    TablesState tables;
+    std::unique_ptr<Agent> agent;
+
+    void SetUp() override {
+        char tmpl[] = "/tmp/skiff-agent-unit-XXXXXX";
+        char* p = ::mkdtemp(tmpl);
+        ASSERT_NE(p, nullptr);
+        tmp = p;
+    }
+    void TearDown() override {
+        agent.reset();
+        std::error_code ec;
+        if (!tmp.empty()) std::filesystem::remove_all(tmp, ec);
+    }
+
+    AgentConfig config(unsigned resync_seconds = 3600) {
+        AgentConfig c;
+        c.node_name = "node-a";
+        c.node_ip = ip("192.168.50.11");
+        c.uplink = "eth0";
+        c.cluster_cidr = pfx("10.244.0.0/16");
+        c.pin_path = tmp + "/bpf";  // nothing pinned there: no datapath metrics
+        c.state_dir = tmp + "/state";
+        c.cni_conf_dir = tmp + "/etc/cni/net.d";  // does not exist yet
+        c.mtu = 1450;
+        c.resync_seconds = resync_seconds;
+        c.file_source = tmp + "/cluster.json";
+        return c;
+    }
+    void make_agent(unsigned resync_seconds = 3600) {
+        agent = std::make_unique<Agent>(config(resync_seconds), std::make_unique<FakeSource>(script),
+                                        std::make_unique<FakeNodeTable>(tables),
+                                        std::make_unique<FakeRouteTable>(tables));
+    }
+    std::string conflist_path() const { return tmp + "/etc/cni/net.d/10-skiff.conflist"; }
+    json health(const std::string& path, int want_status) {
+        HttpResponse r = agent->handle_http(path);
+        EXPECT_EQ(r.status, want_status) << path << ": " << r.body;
+        EXPECT_EQ(r.content_type, "application/json");
+        json j = json::parse(r.body, nullptr, false);
+        EXPECT_TRUE(j.is_object()) << r.body;
+        return j;
+    }
+    int writes() const { return tables.upserts + tables.node_removes + tables.replaces + tables.route_removes; }
+    int lists() const { return tables.node_lists + tables.route_lists; }
+};
+
+TEST_F(AgentTest, FirstSnapshotIsReconciled) {
+    make_agent();
+    script.snapshot(three_nodes());
+    agent->tick();
+    EXPECT_EQ(script.polls, 1);
+    ASSERT_EQ(tables.entries.size(), 3u);
+    EXPECT_EQ(tables.entries.at(pfx("10.244.1.0/24")).flags, static_cast<uint32_t>(SKIFF_NODE_F_LOCAL));
+    EXPECT_EQ(tables.entries.at(pfx("10.244.1.0/24")).node_ip, ip("192.168.50.11").be());
+    EXPECT_EQ(tables.entries.at(pfx("10.244.2.0/24")).flags, 0u);
+    EXPECT_EQ(tables.routes, (std::map<Ipv4Prefix, Ipv4>{{pfx("10.244.2.0/24"), ip("192.168.50.12")},
+                                                         {pfx("10.244.3.0/24"), ip("192.168.50.13")}}));
+    EXPECT_TRUE(agent->healthy());
+}
+
+TEST_F(AgentTest, UnchangedSourceAndNoResyncDueDoesNothing) {
+    make_agent(3600);
+    script.snapshot(three_nodes());
+    agent->tick();
+    int w = writes(), l = lists();
+    for (int i = 0; i < 5; ++i) agent->tick();
+    EXPECT_EQ(script.polls, 6);
+    EXPECT_EQ(writes(), w);
+    EXPECT_EQ(lists(), l) << "no reconcile pass at all while nothing changed";
+    EXPECT_EQ(metric(agent->metrics_text(), kOk), 1);
+}
+
+TEST_F(AgentTest, ChangedSnapshotIsReconciled) {
+    make_agent();
+    script.snapshot(three_nodes());
+    agent->tick();
+    int u = tables.upserts, r = tables.replaces;
+    script.snapshot(three_nodes("192.168.50.99"));
+    agent->tick();
+    EXPECT_EQ(tables.upserts, u + 1);
+    EXPECT_EQ(tables.replaces, r + 1);
+    EXPECT_EQ(tables.node_removes + tables.route_removes, 0);
+    EXPECT_EQ(tables.routes.at(pfx("10.244.3.0/24")), ip("192.168.50.99"));
+
+    // node-c leaves the cluster.
+    script.snapshot(cluster({node("node-a", "192.168.50.11", {"10.244.1.0/24"}),
+                             node("node-b", "192.168.50.12", {"10.244.2.0/24"})}));
+    agent->tick();
+    EXPECT_EQ(tables.entries.count(pfx("10.244.3.0/24")), 0u);
+    EXPECT_EQ(tables.routes.count(pfx("10.244.3.0/24")), 0u);
+
+    std::string m = agent->metrics_text();
+    EXPECT_EQ(metric(m, kOk), 3);
+    EXPECT_EQ(metric(m, kErr), 0);
+    EXPECT_EQ(metric(m, kMapUp), 4);
+    EXPECT_EQ(metric(m, kMapDel), 1);
+    EXPECT_EQ(metric(m, kRouteUp), 3);
+    EXPECT_EQ(metric(m, kRouteDel), 1);
+    EXPECT_EQ(metric(m, "skiff_map_entries{map=\"nodes\"}"), 2);
+}
+
+TEST_F(AgentTest, IdenticalSnapshotReconcilesWithoutWrites) {
+    make_agent();
+    script.snapshot(three_nodes());
+    agent->tick();
+    int w = writes();
+    script.snapshot(three_nodes());
+    agent->tick();
+    EXPECT_EQ(writes(), w);
+    EXPECT_EQ(metric(agent->metrics_text(), kOk), 2);
+}
+
+TEST_F(AgentTest, ResyncRepairsDriftWhenDue) {
+    make_agent(1);
+    script.snapshot(three_nodes());
+    agent->tick();
+    ASSERT_EQ(tables.routes.size(), 2u);
+    tables.routes.erase(pfx("10.244.2.0/24"));  // someone deleted our route
+    agent->tick();                               // unchanged, resync not due yet
+    EXPECT_EQ(tables.routes.count(pfx("10.244.2.0/24")), 0u);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    agent->tick();  // unchanged, resync due
+    EXPECT_EQ(tables.routes.count(pfx("10.244.2.0/24")), 1u);
+    EXPECT_EQ(metric(agent->metrics_text(), kOk), 2);
+}
+
+TEST_F(AgentTest, SourceErrorKeepsLastGoodState) {
+    make_agent();
+    script.snapshot(three_nodes());
+    agent->tick();
+    auto entries = tables.entries.size();
+    auto routes = tables.routes;
+    script.fail("cluster.json: not valid JSON");
+    script.fail("cluster.json: not valid JSON");
+    agent->tick();
+    agent->tick();
+    EXPECT_EQ(tables.node_removes, 0);
+    EXPECT_EQ(tables.route_removes, 0);
+    EXPECT_EQ(tables.entries.size(), entries);
+    EXPECT_EQ(tables.routes, routes);
+    EXPECT_FALSE(agent->healthy());
+    json h = health("/healthz", 503);
+    EXPECT_NE(h.value("sourceError", "").find("not valid JSON"), std::string::npos) << h.dump();
+    EXPECT_EQ(h["podCIDR"], "10.244.1.0/24");
+    EXPECT_EQ(metric(agent->metrics_text(), "skiff_agent_source_errors_total"), 2);
+
+    // The source is readable again (and unchanged): healthy, nothing written.
+    int w = writes();
+    agent->tick();
+    EXPECT_TRUE(agent->healthy());
+    EXPECT_EQ(health("/healthz", 200)["sourceError"], "");
+    EXPECT_EQ(writes(), w);
+    EXPECT_TRUE(std::filesystem::exists(conflist_path()));
+}
+
+// Regression (fixed): Agent::tick() falls through to reconcile(*last_good_) when poll()
+// fails, so every failed poll (every 100 ms in main.cc) runs a full
+// reconcile pass -- node map and route dumps, possible writes -- and counts
+// it in skiff_agent_reconciles_total{result="ok"}, although agent.h says a
+// pass reconciles only "when it changed or a resync is due" and "errors
+// leave the programmed state untouched". resync_seconds is ignored while
+// the source is broken.
+TEST_F(AgentTest, SourceErrorDoesNotTriggerReconcileBeforeResync) {
+    make_agent(3600);
+    script.snapshot(three_nodes());
+    agent->tick();
+    int l = lists();
+    tables.routes.erase(pfx("10.244.2.0/24"));  // drift, to make a pass visible
+    script.fail("etcd unreachable");
+    script.fail("etcd unreachable");
+    agent->tick();
+    agent->tick();
+    EXPECT_EQ(lists(), l) << "reconcile passes ran on failed polls";
+    EXPECT_EQ(metric(agent->metrics_text(), kOk), 1);
+    EXPECT_EQ(tables.routes.count(pfx("10.244.2.0/24")), 0u) << "programmed state was touched on a source error";
+}
+
+TEST_F(AgentTest, SourceErrorBeforeFirstSnapshot) {
+    make_agent();
+    script.fail("open cluster.json: No such file or directory");
+    agent->tick();
+    EXPECT_EQ(writes(), 0);
+    EXPECT_FALSE(agent->healthy());
+    json h = health("/healthz", 503);
+    EXPECT_NE(h["sourceError"].get<std::string>().find("No such file"), std::string::npos);
+    health("/readyz", 503);
+    EXPECT_FALSE(std::filesystem::exists(conflist_path()));
+    EXPECT_EQ(metric(agent->metrics_text(), kOk), 0);
+
+    script.snapshot(three_nodes());
+    agent->tick();
+    EXPECT_TRUE(agent->healthy());
+    EXPECT_EQ(tables.entries.size(), 3u);
+}
+
+TEST_F(AgentTest, HealthBeforeAnyReconcile) {
+    make_agent();
+    EXPECT_FALSE(agent->healthy());
+    json h = health("/healthz", 503);
+    EXPECT_EQ(h["reconciles"], 0);
+    EXPECT_EQ(h["podCIDR"], "");
+    EXPECT_EQ(h["node"], "node-a");
+    health("/readyz", 503);
+}
+
+TEST_F(AgentTest, HealthFieldsAfterReconcile) {
+    make_agent();
+    ClusterSpec c = three_nodes();
+    c.nodes.push_back(node("node-noip", nullptr, {"10.244.9.0/24"}));
+    c.nodes.push_back(node("node-out", "192.168.50.20", {"10.99.0.0/24"}));
+    script.snapshot(c);
+    agent->tick();
+    EXPECT_TRUE(agent->healthy()) << "skipped objects do not make the agent unhealthy";
+    json h = health("/healthz", 200);
+    EXPECT_EQ(h["node"], "node-a");
+    EXPECT_EQ(h["podCIDR"], "10.244.1.0/24");
+    EXPECT_EQ(h["sourceError"], "");
+    EXPECT_EQ(h["reconcileError"], "");
+    EXPECT_EQ(h["reconciles"], 1);
+    ASSERT_TRUE(h["skipped"].is_array());
+    ASSERT_EQ(h["skipped"].size(), 2u);
+    EXPECT_NE(h["skipped"][0].get<std::string>().find("node-noip"), std::string::npos) << h.dump();
+    EXPECT_NE(h["skipped"][1].get<std::string>().find("node-out"), std::string::npos) << h.dump();
+    health("/readyz", 200);
+    EXPECT_EQ(metric(agent->metrics_text(), "skiff_agent_skipped_objects"), 2);
+}
+
+TEST_F(AgentTest, ReadyOnlyOnceLocalPodCidrIsKnown) {
+    make_agent();
+    script.snapshot(cluster({node("node-b", "192.168.50.12", {"10.244.2.0/24"}),
+                             node("node-a", "192.168.50.11", {})}));  // no PodCIDR allocated yet
+    agent->tick();
+    EXPECT_TRUE(agent->healthy());
+    health("/healthz", 200);
+    json r = health("/readyz", 503);
+    EXPECT_EQ(r["podCIDR"], "");
+    EXPECT_FALSE(std::filesystem::exists(conflist_path()));
+
+    script.snapshot(three_nodes());
+    agent->tick();
+    EXPECT_EQ(health("/readyz", 200)["podCIDR"], "10.244.1.0/24");
+    EXPECT_TRUE(std::filesystem::exists(conflist_path()));
+}
+
+TEST_F(AgentTest, UnknownPathIs404AndMetricsIs200) {
+    make_agent();
+    HttpResponse r = agent->handle_http("/nope");
+    EXPECT_EQ(r.status, 404);
+    EXPECT_EQ(agent->handle_http("/healthz/extra").status, 404);
+    HttpResponse m = agent->handle_http("/metrics");
+    EXPECT_EQ(m.status, 200);
+    EXPECT_NE(m.content_type.find("text/plain"), std::string::npos);
+    EXPECT_NE(m.body.find("# TYPE skiff_agent_reconciles_total counter"), std::string::npos) << m.body;
+    EXPECT_EQ(metric(m.body, kOk), 0);
+}
+
+TEST_F(AgentTest, SyncFailureIsUnhealthyAndCounted) {
+    make_agent();
+    tables.fail_replace = true;
+    script.snapshot(three_nodes());
+    agent->tick();
+    EXPECT_FALSE(agent->healthy());
+    json h = health("/healthz", 503);
+    EXPECT_NE(h["reconcileError"].get<std::string>().find("unreachable"), std::string::npos) << h.dump();
+    std::string m = agent->metrics_text();
+    EXPECT_EQ(metric(m, kOk), 0);
+    EXPECT_EQ(metric(m, kErr), 1);
+    EXPECT_FALSE(std::filesystem::exists(conflist_path())) << "no conflist before the datapath is programmed";
+
+    tables.fail_replace = false;
+    script.snapshot(three_nodes());
+    agent->tick();
+    EXPECT_TRUE(agent->healthy());
+    EXPECT_EQ(health("/healthz", 200)["reconcileError"], "");
+    EXPECT_EQ(tables.routes.size(), 2u);
+    EXPECT_TRUE(std::filesystem::exists(conflist_path()));
+    EXPECT_EQ(metric(agent->metrics_text(), kOk), 1);
+}
+
+TEST_F(AgentTest, MetricsCounters) {
+    make_agent();
+    script.snapshot(three_nodes());
+    agent->tick();
+    std::string m = agent->metrics_text();
+    EXPECT_EQ(metric(m, kOk), 1);
+    EXPECT_EQ(metric(m, kErr), 0);
+    EXPECT_EQ(metric(m, kMapUp), 3);
+    EXPECT_EQ(metric(m, kMapDel), 0);
+    EXPECT_EQ(metric(m, kRouteUp), 2);
+    EXPECT_EQ(metric(m, kRouteDel), 0);
+    EXPECT_EQ(metric(m, "skiff_map_entries{map=\"nodes\"}"), 3);
+    EXPECT_EQ(metric(m, "skiff_agent_source_errors_total"), 0);
+    EXPECT_EQ(metric(m, "skiff_agent_reconcile_duration_seconds_count"), 1);
+    EXPECT_GE(metric(m, "skiff_agent_reconcile_duration_seconds_sum"), 0);
+    EXPECT_EQ(m.find("skiff_datapath_packets_total"), std::string::npos) << "no metrics map pinned";
+
+    script.snapshot(three_nodes());
+    agent->tick();
+    m = agent->metrics_text();
+    EXPECT_EQ(metric(m, kOk), 2);
+    EXPECT_EQ(metric(m, kMapUp), 3) << "an unchanged pass writes nothing";
+    EXPECT_EQ(metric(m, kRouteUp), 2);
+    EXPECT_EQ(metric(m, "skiff_agent_reconcile_duration_seconds_count"), 2);
+}
+
+TEST_F(AgentTest, ConflistContent) {
+    make_agent();
+    script.snapshot(three_nodes());
+    agent->tick();
+    std::ifstream f(conflist_path());
+    ASSERT_TRUE(f.good()) << conflist_path();
+    std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    json j = json::parse(text, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << text;
+    EXPECT_EQ(j["cniVersion"], "1.0.0");
+    EXPECT_EQ(j["name"], "skiff");
+    ASSERT_TRUE(j["plugins"].is_array());
+    ASSERT_EQ(j["plugins"].size(), 1u);
+    const json& p = j["plugins"][0];
+    EXPECT_EQ(p["type"], "skiff");
+    EXPECT_EQ(p["podCIDR"], "10.244.1.0/24");
+    EXPECT_EQ(p["clusterCIDR"], "10.244.0.0/16");
+    EXPECT_EQ(p["pinPath"], tmp + "/bpf");
+    EXPECT_EQ(p["stateDir"], tmp + "/state");
+    EXPECT_EQ(p["mtu"], 1450);
+    EXPECT_EQ(text, conflist_for(config(), pfx("10.244.1.0/24")));
+    // No temporary files left in the CNI directory (the runtime reads all).
+    int files = 0;
+    for (const auto& e : std::filesystem::directory_iterator(tmp + "/etc/cni/net.d")) {
+        ++files;
+        EXPECT_EQ(e.path().filename(), "10-skiff.conflist");
+    }
+    EXPECT_EQ(files, 1);
+}
+
+TEST_F(AgentTest, ConflistRewrittenOnlyWhenPodCidrChanges) {
+    make_agent();
+    script.snapshot(three_nodes());
+    agent->tick();
+    struct stat before {};
+    ASSERT_EQ(::stat(conflist_path().c_str(), &before), 0);
+
+    // Another pass with the same PodCIDR (a changed remote node, then an identical snapshot).
+    script.snapshot(three_nodes("192.168.50.99"));
+    agent->tick();
+    script.snapshot(three_nodes("192.168.50.99"));
+    agent->tick();
+    struct stat same {};
+    ASSERT_EQ(::stat(conflist_path().c_str(), &same), 0);
+    EXPECT_EQ(same.st_ino, before.st_ino);
+    EXPECT_EQ(same.st_mtim.tv_sec, before.st_mtim.tv_sec);
+    EXPECT_EQ(same.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+
+    // Our PodCIDR changes: the conflist follows.
+    script.snapshot(three_nodes("192.168.50.99", "10.244.11.0/24"));
+    agent->tick();
+    struct stat after {};
+    ASSERT_EQ(::stat(conflist_path().c_str(), &after), 0);
+    EXPECT_NE(after.st_ino, before.st_ino) << "rewritten atomically (new inode)";
+    std::ifstream f(conflist_path());
+    json j = json::parse(f, nullptr, false);
+    ASSERT_TRUE(j.is_object());
+    EXPECT_EQ(j["plugins"][0]["podCIDR"], "10.244.11.0/24");
+    EXPECT_EQ(tables.entries.count(pfx("10.244.1.0/24")), 0u);
+    EXPECT_EQ(tables.entries.at(pfx("10.244.11.0/24")).flags, static_cast<uint32_t>(SKIFF_NODE_F_LOCAL));
+}
+
+TEST_F(AgentTest, StaleConflistIsReplaced) {
+    std::filesystem::create_directories(tmp + "/etc/cni/net.d");
+    {
+        std::ofstream f(conflist_path());
+        f << "{\"cniVersion\": \"0.4.0\", \"name\": \"old\"}\n";
+    }
+    make_agent();
+    script.snapshot(three_nodes());
+    agent->tick();
+    std::ifstream f(conflist_path());
+    std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(text, conflist_for(config(), pfx("10.244.1.0/24")));
+}
+
+}  // namespace
+}  // namespace skiff::agent
