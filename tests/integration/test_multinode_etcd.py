@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from cluster_topo import Cluster, wait_for
-from skiff_topo import in_ns
+from test_multinode import seen_source, serve
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def cluster(topo):
     return c
 
 
-def test_pod_cidrs_claimed_and_cross_node_traffic(cluster):
+def test_pod_cidrs_claimed_and_cross_node_traffic(topo, cluster):
     cidrs = [nd.pod_cidr for nd in cluster.nodes]
     assert len(set(cidrs)) == 3 and all(c.startswith("10.244.") and c.endswith("/24") for c in cidrs)
     pods = [cluster.add_pod(nd) for nd in cluster.nodes]
@@ -25,6 +25,9 @@ def test_pod_cidrs_claimed_and_cross_node_traffic(cluster):
         for b in pods:
             if a is not b:
                 assert a.ping(b.ip).returncode == 0, f"{a.ip} -> {b.ip}"
+    serve(topo, pods[2])
+    for proto in ("tcp", "udp"):
+        assert seen_source(pods[0], pods[2].ip, proto) == pods[0].ip  # no NAT
 
 
 def test_restarted_agent_keeps_its_pod_cidr(cluster):
