@@ -3,6 +3,9 @@
  * TC ingress on a pod's host-side veth: everything a pod sends starts here.
  *
  *  - the source must be the pod's own IP (anti-spoofing), else drop;
+ *  - service traffic is translated: replies from a backend back to the
+ *    service's VIP:port, connections to a VIP:port to a backend (DNAT,
+ *    conntrack); then the translated packet is forwarded like any other;
  *  - a destination pod on this node: MAC rewrite, TTL decrement and
  *    bpf_redirect_peer() straight into its namespace;
  *  - a destination in another node's PodCIDR: out of the uplink toward
@@ -15,13 +18,16 @@
 #include "lib/ipv4.h"
 #include "lib/endpoints.h"
 #include "lib/forward.h"
+#include "lib/l4.h"
 #include "lib/metrics.h"
+#include "lib/service.h"
 
 /* Returns a TC action and sets *reason, or a negative drop reason. */
 static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 {
 	struct skiff_endpoint_info *ep;
 	struct skiff_node_info *node;
+	struct l4_info l4;
 	struct iphdr *ip;
 	int ret;
 
@@ -35,6 +41,25 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 	if (!l2_to_host(skb)) {
 		*reason = SKIFF_FWD_STACK;
 		return TC_ACT_OK;
+	}
+
+	ret = l4_load(skb, ip, &l4);
+	if (ret < 0)
+		return ret;
+	if (ret == 0) {
+		__u32 svc_reason = 0;
+
+		ret = svc_reverse(skb, ip, &l4, &svc_reason);
+		if (ret == 0)
+			ret = svc_forward(skb, ip, &l4, &svc_reason);
+		if (ret < 0)
+			return ret;
+		if (ret == 1) {
+			metrics_count(svc_reason, SKIFF_DIR_EGRESS, skb->len);
+			ip = ipv4_header(skb); /* the rewrite moved the packet */
+			if (!ip)
+				return -SKIFF_DROP_MALFORMED;
+		}
 	}
 
 	ep = endpoint_lookup(ip->daddr);

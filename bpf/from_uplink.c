@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * TC ingress on the node's uplink: traffic from other nodes. A packet for a
- * pod on this node goes straight into it (bpf_redirect_peer); everything
- * else (the node's own traffic, malformed frames) is the kernel stack's.
+ * TC ingress on the node's uplink: traffic from other nodes. A reply from a
+ * remote service backend is translated back to the service's VIP:port; a
+ * packet for a pod on this node goes straight into it (bpf_redirect_peer);
+ * everything else (the node's own traffic, malformed frames) is the kernel
+ * stack's.
  */
 #include "lib/common.h"
 #include "lib/maps.h"
@@ -10,11 +12,14 @@
 #include "lib/ipv4.h"
 #include "lib/endpoints.h"
 #include "lib/forward.h"
+#include "lib/l4.h"
 #include "lib/metrics.h"
+#include "lib/service.h"
 
 static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason)
 {
 	struct skiff_endpoint_info *ep;
+	struct l4_info l4;
 	struct iphdr *ip;
 
 	ip = ipv4_header(skb);
@@ -24,6 +29,20 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 		*reason = SKIFF_FWD_STACK;
 		return TC_ACT_OK;
 	}
+	if (l4_load(skb, ip, &l4) == 0) {
+		__u32 svc_reason = 0;
+		int ret = svc_reverse(skb, ip, &l4, &svc_reason);
+
+		if (ret < 0)
+			return ret;
+		if (ret == 1) {
+			metrics_count(svc_reason, SKIFF_DIR_INGRESS, skb->len);
+			ip = ipv4_header(skb); /* the rewrite moved the packet */
+			if (!ip)
+				return -SKIFF_DROP_MALFORMED;
+		}
+	}
+
 	ep = endpoint_lookup(ip->daddr);
 	if (ep && (ep->flags & SKIFF_EP_F_LOCAL))
 		return fwd_to_endpoint(skb, ip, ep, reason);

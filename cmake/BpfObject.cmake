@@ -15,7 +15,7 @@ if(NOT SKIFF_MULTIARCH)
   set(SKIFF_MULTIARCH x86_64-linux-gnu)
 endif()
 
-file(GLOB SKIFF_BPF_HEADERS ${CMAKE_SOURCE_DIR}/bpf/lib/*.h ${CMAKE_SOURCE_DIR}/maps/*.h)
+file(GLOB SKIFF_BPF_HEADERS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/bpf/lib/*.h ${CMAKE_SOURCE_DIR}/maps/*.h)
 
 function(skiff_bpf_object)
   cmake_parse_arguments(B "" "NAME;SOURCE" "" ${ARGN})

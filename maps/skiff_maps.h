@@ -17,9 +17,17 @@
 #define SKIFF_MAP_ENDPOINTS "skiff_endpoints"
 #define SKIFF_MAP_METRICS "skiff_metrics"
 #define SKIFF_MAP_NODES "skiff_nodes"
+#define SKIFF_MAP_SERVICES "skiff_services"
+#define SKIFF_MAP_BACKENDS "skiff_backends"
+#define SKIFF_MAP_REVNAT "skiff_revnat"
+#define SKIFF_MAP_CT "skiff_ct"
 
 #define SKIFF_ENDPOINTS_MAX 65536
 #define SKIFF_NODES_MAX 16384
+#define SKIFF_SERVICES_MAX 262144 /* frontend + backend slots */
+#define SKIFF_BACKENDS_MAX 131072
+#define SKIFF_REVNAT_MAX 65536
+#define SKIFF_CT_MAX 262144
 
 #define SKIFF_ETH_ALEN 6
 
@@ -57,6 +65,92 @@ struct skiff_node_info {
 };
 
 /*
+ * services: {VIP, port, proto, slot} -> slot 0: the frontend (backend
+ * count, rev-NAT id, flags); slot n (1..count): the n-th backend's id.
+ */
+struct skiff_service_key {
+	__u32 vip;   /* network byte order */
+	__u16 port;  /* network byte order */
+	__u8 proto;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad0;
+	__u16 slot;
+	__u16 pad1;
+};
+
+enum skiff_service_flags {
+	SKIFF_SVC_F_AFFINITY = 1u << 0, /* sessionAffinity: ClientIP */
+};
+
+struct skiff_service_value {
+	__u32 backend_id;       /* slot > 0 */
+	__u16 count;            /* slot 0: backend slots 1..count */
+	__u16 revnat_id;        /* slot 0 */
+	__u32 flags;            /* slot 0: enum skiff_service_flags */
+	__u32 affinity_timeout; /* slot 0: seconds */
+};
+
+/* backends: backend id -> address. */
+struct skiff_backend {
+	__u32 ip;   /* network byte order */
+	__u16 port; /* network byte order */
+	__u8 proto;
+	__u8 flags;
+};
+
+/* revnat: rev-NAT id -> the frontend replies are translated back to. */
+struct skiff_revnat_key {
+	__u16 id;
+	__u16 pad;
+};
+
+struct skiff_revnat_value {
+	__u32 vip;  /* network byte order */
+	__u16 port; /* network byte order */
+	__u8 proto;
+	__u8 pad;
+};
+
+/*
+ * ct: connection tracking for translated flows. A new connection to a
+ * service creates two entries: FORWARD keyed by the client's tuple
+ * {client, VIP, cport, vport} holding the chosen backend, and REPLY keyed
+ * by the backend's reply tuple {backend, client, bport, cport} holding the
+ * frontend to translate replies back to.
+ */
+enum skiff_ct_dir {
+	SKIFF_CT_FORWARD = 0,
+	SKIFF_CT_REPLY = 1,
+};
+
+struct skiff_ct_key {
+	__u32 saddr; /* network byte order */
+	__u32 daddr;
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 dir; /* enum skiff_ct_dir */
+	__u16 pad;
+};
+
+enum skiff_ct_flags {
+	SKIFF_CT_F_SYN = 1u << 0,    /* a SYN was seen */
+	SKIFF_CT_F_CLOSING = 1u << 1, /* FIN or RST seen */
+};
+
+struct skiff_ct_value {
+	__u64 created_ns;   /* bpf_ktime_get_ns() */
+	__u64 last_seen_ns;
+	__u64 packets;
+	__u64 bytes;
+	__u32 backend_id;   /* FORWARD */
+	__u32 nat_addr;     /* FORWARD: backend IP; REPLY: VIP (network order) */
+	__u16 nat_port;     /* FORWARD: backend port; REPLY: VIP port */
+	__u16 revnat_id;
+	__u8 flags;         /* enum skiff_ct_flags */
+	__u8 pad[3];
+};
+
+/*
  * Reasons: why a packet got its verdict. Values below SKIFF_DROP_BASE are
  * forwarding verdicts, values from SKIFF_DROP_BASE up are drops. BPF helpers
  * return 0 or a negative drop reason (-SKIFF_DROP_...).
@@ -69,12 +163,18 @@ enum skiff_reason {
 	SKIFF_FWD_TTL_EXPIRED = 4, /* TTL would hit 0: the stack sends ICMP */
 	SKIFF_FWD_REMOTE_NODE = 5, /* redirected out of the uplink to another node */
 	SKIFF_FWD_FIB_MISS = 6,    /* remote PodCIDR but no usable route: stack */
+	SKIFF_SVC_NEW = 7,         /* new connection to a service: backend chosen */
+	SKIFF_SVC_ESTABLISHED = 8, /* packet of a tracked service connection */
+	SKIFF_SVC_REPLY = 9,       /* reply translated back to the service */
 
 	SKIFF_DROP_BASE = 128,
 	SKIFF_DROP_INVALID_SOURCE = 128, /* source IP is not the pod's own */
 	SKIFF_DROP_MALFORMED = 129,      /* truncated or inconsistent headers */
 	SKIFF_DROP_REDIRECT_FAILED = 130,
 	SKIFF_DROP_CSUM = 131,           /* checksum update failed */
+	SKIFF_DROP_NO_BACKEND = 132,     /* service without ready backends */
+	SKIFF_DROP_CT_FULL = 133,        /* conntrack insert failed */
+	SKIFF_DROP_FRAGMENT = 134,       /* non-first fragment to a service */
 
 	SKIFF_REASON_MAX = 256,
 };

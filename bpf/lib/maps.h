@@ -35,4 +35,40 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } skiff_nodes SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct skiff_service_key);
+	__type(value, struct skiff_service_value);
+	__uint(max_entries, SKIFF_SERVICES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skiff_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct skiff_backend);
+	__uint(max_entries, SKIFF_BACKENDS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skiff_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct skiff_revnat_key);
+	__type(value, struct skiff_revnat_value);
+	__uint(max_entries, SKIFF_REVNAT_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skiff_revnat SEC(".maps");
+
+/* LRU: a full table evicts the least recently used entries, not new flows. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct skiff_ct_key);
+	__type(value, struct skiff_ct_value);
+	__uint(max_entries, SKIFF_CT_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skiff_ct SEC(".maps");
+
 #endif /* SKIFF_BPF_MAPS_H */

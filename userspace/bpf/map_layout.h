@@ -18,3 +18,13 @@ static_assert(sizeof(skiff_node_key) == 8);
 static_assert(offsetof(skiff_node_key, ip) == 4);
 static_assert(sizeof(skiff_node_info) == 8);
 static_assert(SKIFF_METRICS_MAX == 512);
+
+static_assert(sizeof(skiff_service_key) == 12);
+static_assert(offsetof(skiff_service_key, slot) == 8);
+static_assert(sizeof(skiff_service_value) == 16);
+static_assert(sizeof(skiff_backend) == 8);
+static_assert(sizeof(skiff_revnat_key) == 4);
+static_assert(sizeof(skiff_revnat_value) == 8);
+static_assert(sizeof(skiff_ct_key) == 16);
+static_assert(sizeof(skiff_ct_value) == 48);
+static_assert(offsetof(skiff_ct_value, backend_id) == 32);

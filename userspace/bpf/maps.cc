@@ -117,10 +117,16 @@ std::string_view reason_name(uint32_t reason) {
         case SKIFF_FWD_TTL_EXPIRED: return "fwd-ttl-expired";
         case SKIFF_FWD_REMOTE_NODE: return "fwd-remote-node";
         case SKIFF_FWD_FIB_MISS: return "fwd-fib-miss";
+        case SKIFF_SVC_NEW: return "svc-new";
+        case SKIFF_SVC_ESTABLISHED: return "svc-established";
+        case SKIFF_SVC_REPLY: return "svc-reply";
         case SKIFF_DROP_INVALID_SOURCE: return "drop-invalid-source";
         case SKIFF_DROP_MALFORMED: return "drop-malformed";
         case SKIFF_DROP_REDIRECT_FAILED: return "drop-redirect-failed";
         case SKIFF_DROP_CSUM: return "drop-csum";
+        case SKIFF_DROP_NO_BACKEND: return "drop-no-backend";
+        case SKIFF_DROP_CT_FULL: return "drop-ct-full";
+        case SKIFF_DROP_FRAGMENT: return "drop-fragment";
         default: return reason >= SKIFF_DROP_BASE ? "drop-unknown" : "fwd-unknown";
     }
 }
