@@ -33,6 +33,28 @@ Status Agent::write_conflist(const Ipv4Prefix& pod_cidr) {
     return ok();
 }
 
+void Agent::enable_services(std::unique_ptr<ServiceTables> tables, std::unique_ptr<CtTable> ct) {
+    svc_tables_ = std::move(tables);
+    svc_sync_ = std::make_unique<ServiceSync>(*svc_tables_);
+    ct_ = std::move(ct);
+}
+
+void Agent::gc() {
+    if (!ct_ || !svc_sync_) return;
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_gc_ < std::chrono::seconds(cfg_.ct_gc_interval_seconds)) return;
+    last_gc_ = now;
+    auto st = ct_gc(*ct_, cfg_.ct_timeouts, monotonic_ns(), svc_sync_->backends());
+    if (!st) {
+        log::warn("conntrack GC: " + st.error().message);
+        return;
+    }
+    std::lock_guard g(mu_);
+    ct_expired_ += st->expired;
+    ct_stale_ += st->stale_backend;
+    ct_entries_ = st->scanned - st->expired - st->stale_backend;
+}
+
 void Agent::tick() {
     bool changed = false;
     auto snap = source_->poll();
@@ -55,6 +77,7 @@ void Agent::tick() {
     // retry a pass that failed; a failing source alone changes nothing.
     bool resync_due = std::chrono::steady_clock::now() - last_sync_ >= std::chrono::seconds(cfg_.resync_seconds);
     if (last_good_ && (changed || resync_due || retry_)) reconcile(*last_good_);
+    gc();
 }
 
 void Agent::reconcile(const ClusterSpec& spec) {
@@ -67,6 +90,18 @@ void Agent::reconcile(const ClusterSpec& spec) {
     auto r = sync_nodes(plan, *nodes_, *routes_);
     Status conf = ok();
     if (r && plan.local_pod_cidr) conf = write_conflist(*plan.local_pod_cidr);
+    std::optional<Result<ServiceSyncStats>> svc;
+    if (r && conf && svc_sync_) {
+        ServicePlan sp = plan_services(spec);
+        for (auto& p : sp.problems) plan.problems.push_back(std::move(p));
+        bool resync = std::chrono::steady_clock::now() - last_full_load_ >= std::chrono::seconds(cfg_.resync_seconds);
+        if (resync) {  // re-read the maps: repairs drift under the mirror
+            if (auto s = svc_sync_->load(); !s) conf = s;
+            last_full_load_ = std::chrono::steady_clock::now();
+        }
+        if (conf) svc = svc_sync_->apply(sp);
+        if (svc && !*svc) conf = svc->error();
+    }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
     std::lock_guard g(mu_);
@@ -90,6 +125,12 @@ void Agent::reconcile(const ClusterSpec& spec) {
     route_writes_ += r->route_writes;
     route_deletes_ += r->route_deletes;
     node_entries_ = r->nodes;
+    if (svc && *svc) {
+        svc_writes_ += (*svc)->writes;
+        svc_deletes_ += (*svc)->deletes;
+        frontends_ = (*svc)->frontends;
+        backends_ = (*svc)->backends;
+    }
     if (r->map_writes + r->map_deletes + r->route_writes + r->route_deletes)
         log::info("reconciled: " + std::to_string(r->map_writes) + " node entries written, " +
                   std::to_string(r->map_deletes) + " removed, " + std::to_string(r->route_writes) +
@@ -130,8 +171,16 @@ std::string Agent::metrics_text() {
         line("skiff_agent_writes_total", "target=\"node_map\",op=\"delete\"", static_cast<double>(map_deletes_));
         line("skiff_agent_writes_total", "target=\"route\",op=\"upsert\"", static_cast<double>(route_writes_));
         line("skiff_agent_writes_total", "target=\"route\",op=\"delete\"", static_cast<double>(route_deletes_));
+        line("skiff_agent_writes_total", "target=\"services\",op=\"upsert\"", static_cast<double>(svc_writes_));
+        line("skiff_agent_writes_total", "target=\"services\",op=\"delete\"", static_cast<double>(svc_deletes_));
+        head("skiff_agent_conntrack_gc_deleted_total", "counter", "Conntrack entries removed by the agent.");
+        line("skiff_agent_conntrack_gc_deleted_total", "reason=\"expired\"", static_cast<double>(ct_expired_));
+        line("skiff_agent_conntrack_gc_deleted_total", "reason=\"stale_backend\"", static_cast<double>(ct_stale_));
         head("skiff_map_entries", "gauge", "Entries in the datapath maps.");
         line("skiff_map_entries", "map=\"nodes\"", static_cast<double>(node_entries_));
+        line("skiff_map_entries", "map=\"frontends\"", static_cast<double>(frontends_));
+        line("skiff_map_entries", "map=\"backends\"", static_cast<double>(backends_));
+        line("skiff_map_entries", "map=\"conntrack\"", static_cast<double>(ct_entries_));
     }
     if (auto eps = bpf::EndpointMap::open(cfg_.pin_path); eps)
         if (auto l = eps->list(); l) line("skiff_map_entries", "map=\"endpoints\"", static_cast<double>(l->size()));

@@ -12,7 +12,9 @@
 #include "cluster.h"
 #include "config.h"
 #include "http.h"
+#include "ct_gc.h"
 #include "node_sync.h"
+#include "service_sync.h"
 #include "source.h"
 
 namespace skiff::agent {
@@ -21,6 +23,9 @@ class Agent {
 public:
     Agent(AgentConfig cfg, std::unique_ptr<Source> source, std::unique_ptr<NodeTable> nodes,
           std::unique_ptr<RouteTable> routes);
+
+    // Also program services and collect conntrack garbage.
+    void enable_services(std::unique_ptr<ServiceTables> tables, std::unique_ptr<CtTable> ct);
 
     // One pass: poll the source; reconcile when it changed or a resync is
     // due. Errors leave the programmed state untouched.
@@ -38,9 +43,15 @@ private:
     std::unique_ptr<Source> source_;
     std::unique_ptr<NodeTable> nodes_;
     std::unique_ptr<RouteTable> routes_;
+    std::unique_ptr<ServiceTables> svc_tables_;
+    std::unique_ptr<ServiceSync> svc_sync_;
+    std::unique_ptr<CtTable> ct_;
+    std::chrono::steady_clock::time_point last_gc_{};
+    void gc();
     std::optional<ClusterSpec> last_good_;
     std::chrono::steady_clock::time_point last_sync_{};
-    bool retry_ = false;  // the last reconcile failed: try again next tick
+    bool retry_ = false;
+    std::chrono::steady_clock::time_point last_full_load_ = std::chrono::steady_clock::now();  // the last reconcile failed: try again next tick
 
     mutable std::mutex mu_;  // guards everything below (read by the HTTP thread)
     std::string source_error_;
@@ -51,6 +62,9 @@ private:
     uint64_t map_writes_ = 0, map_deletes_ = 0, route_writes_ = 0, route_deletes_ = 0;
     double last_duration_s_ = 0, total_duration_s_ = 0;
     size_t node_entries_ = 0;
+    size_t frontends_ = 0, backends_ = 0;
+    uint64_t svc_writes_ = 0, svc_deletes_ = 0;
+    uint64_t ct_expired_ = 0, ct_stale_ = 0, ct_entries_ = 0;
 };
 
 // "10-skiff.conflist" content for this node.

@@ -88,6 +88,24 @@ Result<AgentConfig> parse_agent_config(const std::string& text) {
         if (c.pod_cidr_size < c.cluster_cidr.len() || c.pod_cidr_size > 30)
             return bad("'podCIDRSize' must be between the clusterCIDR's length and 30");
     }
+    if (j.contains("conntrack")) {
+        const auto& ct = j["conntrack"];
+        if (!ct.is_object()) return bad("'conntrack' must be an object");
+        struct Field {
+            const char* key;
+            uint32_t* out;
+        } fields[] = {{"tcpTimeoutSeconds", &c.ct_timeouts.tcp_established},
+                      {"tcpSynTimeoutSeconds", &c.ct_timeouts.tcp_syn},
+                      {"tcpClosingTimeoutSeconds", &c.ct_timeouts.tcp_closing},
+                      {"udpTimeoutSeconds", &c.ct_timeouts.udp},
+                      {"gcIntervalSeconds", &c.ct_gc_interval_seconds}};
+        for (const auto& f : fields) {
+            if (!ct.contains(f.key)) continue;
+            if (!ct[f.key].is_number_unsigned() || ct[f.key].get<uint64_t>() < 1 || ct[f.key].get<uint64_t>() > 604800)
+                return bad(std::string("'conntrack.") + f.key + "' must be 1-604800 seconds");
+            *f.out = static_cast<uint32_t>(ct[f.key].get<uint64_t>());
+        }
+    }
     if (!j.contains("source") || !j["source"].is_object())
         return bad("'source' is required: {\"file\": PATH} or {\"etcd\": {...}}");
     const auto& src = j["source"];

@@ -7,6 +7,7 @@
 
 #include "common/ipv4.h"
 #include "common/result.h"
+#include "ct_gc.h"
 
 namespace skiff::agent {
 
@@ -30,6 +31,8 @@ struct AgentConfig {
     unsigned resync_seconds = 30;
     std::optional<Ipv4Prefix> pod_cidr;  // etcd source: fixed, else claimed
     int pod_cidr_size = 24;              // etcd source: prefix length to claim
+    CtTimeouts ct_timeouts;
+    unsigned ct_gc_interval_seconds = 10;
     std::optional<std::string> file_source;
     std::optional<EtcdSourceConfig> etcd_source;
 };

@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
     const std::string source_name = source->describe();
     agent::Agent a(*cfg, std::move(source), agent::make_bpf_node_table(cfg->pin_path),
                    agent::make_kernel_route_table(uplink->ifindex));
+    a.enable_services(agent::make_bpf_service_tables(cfg->pin_path), agent::make_bpf_ct_table(cfg->pin_path));
     auto http = agent::HttpServer::start(cfg->listen, [&a](const std::string& p) { return a.handle_http(p); });
     if (!http) return log::error("health/metrics endpoint: " + http.error().message), 1;
     log::info("node " + cfg->node_name + " (" + cfg->node_ip.str() + ", uplink " + cfg->uplink + ") serving on " +

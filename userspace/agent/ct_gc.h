@@ -1,0 +1,42 @@
+// Conntrack garbage collection: expire idle entries by protocol and TCP
+// state, and purge entries whose backend no longer exists.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "bpf/map_layout.h"
+#include "common/result.h"
+
+namespace skiff::agent {
+
+struct CtTimeouts {
+    uint32_t tcp_established = 21600;  // seconds idle
+    uint32_t tcp_syn = 60;             // SYN seen, never established
+    uint32_t tcp_closing = 10;         // FIN or RST seen
+    uint32_t udp = 60;
+};
+
+struct CtGcStats {
+    uint64_t scanned = 0, expired = 0, stale_backend = 0;
+};
+
+class CtTable {
+public:
+    virtual ~CtTable() = default;
+    // Calls f for every entry; f returns true to delete it.
+    virtual Result<uint64_t> sweep(const std::function<bool(const skiff_ct_key&, const skiff_ct_value&)>& f) = 0;
+};
+
+std::unique_ptr<CtTable> make_bpf_ct_table(const std::string& pin_dir);
+
+// now_ns on the clock of bpf_ktime_get_ns() (CLOCK_MONOTONIC).
+Result<CtGcStats> ct_gc(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
+                        const std::map<uint32_t, skiff_backend>& backends);
+
+uint64_t monotonic_ns();
+
+}  // namespace skiff::agent

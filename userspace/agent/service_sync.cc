@@ -1,0 +1,278 @@
+#include "service_sync.h"
+
+#include <arpa/inet.h>
+
+#include <cstring>
+#include <set>
+
+#include "bpf/maps.h"
+#include "bpf/pins.h"
+
+#include <bpf/bpf.h>
+
+namespace skiff::agent {
+
+namespace {
+
+L4Addr addr_of(const skiff_backend& b) { return {Ipv4::from_be(b.ip), ntohs(b.port), b.proto}; }
+L4Addr addr_of(const skiff_revnat_value& r) { return {Ipv4::from_be(r.vip), ntohs(r.port), r.proto}; }
+
+bool same(const skiff_service_value& a, const skiff_service_value& b) {
+    return a.backend_id == b.backend_id && a.count == b.count && a.revnat_id == b.revnat_id && a.flags == b.flags &&
+           a.affinity_timeout == b.affinity_timeout;
+}
+
+}  // namespace
+
+Status ServiceSync::load() {
+    SKIFF_ASSIGN_OR_RETURN(services_, t_.services());
+    SKIFF_ASSIGN_OR_RETURN(backends_, t_.backends());
+    SKIFF_ASSIGN_OR_RETURN(revnats_, t_.revnats());
+    backend_ids_.clear();
+    revnat_ids_.clear();
+    for (const auto& [id, b] : backends_) backend_ids_[addr_of(b)] = id;
+    for (const auto& [id, r] : revnats_) revnat_ids_[addr_of(r)] = id;
+    loaded_ = true;
+    return ok();
+}
+
+Result<uint32_t> ServiceSync::backend_id(const L4Addr& a) {
+    if (auto it = backend_ids_.find(a); it != backend_ids_.end()) return it->second;
+    for (size_t tries = 0; tries < SKIFF_BACKENDS_MAX; ++tries) {
+        uint32_t id = next_backend_++;
+        if (next_backend_ == 0 || next_backend_ > SKIFF_BACKENDS_MAX * 2u) next_backend_ = 1;
+        if (backends_.count(id)) continue;
+        skiff_backend b{a.ip.be(), htons(a.port), a.proto, 0};
+        SKIFF_TRY(t_.put_backend(id, b));
+        ++id_writes_;
+        backends_[id] = b;
+        backend_ids_[a] = id;
+        return id;
+    }
+    return Error{ENOSPC, "no free backend id"};
+}
+
+Result<uint16_t> ServiceSync::revnat_id(const L4Addr& fe) {
+    if (auto it = revnat_ids_.find(fe); it != revnat_ids_.end()) return it->second;
+    for (size_t tries = 0; tries < 65535; ++tries) {
+        uint16_t id = next_revnat_++;
+        if (next_revnat_ == 0) next_revnat_ = 1;
+        if (id == 0 || revnats_.count(id)) continue;
+        skiff_revnat_value v{fe.ip.be(), htons(fe.port), fe.proto, 0};
+        SKIFF_TRY(t_.put_revnat(id, v));
+        ++id_writes_;
+        revnats_[id] = v;
+        revnat_ids_[fe] = id;
+        return id;
+    }
+    return Error{ENOSPC, "no free rev-NAT id"};
+}
+
+Result<ServiceSyncStats> ServiceSync::apply(const ServicePlan& plan) {
+    if (!loaded_) SKIFF_TRY(load());
+    ServiceSyncStats st;
+    std::set<SvcKey> keep;
+    std::set<uint32_t> used_backends;
+    std::set<uint16_t> used_revnats;
+
+    auto put = [&](const SvcKey& k, const skiff_service_value& v) -> Status {
+        if (auto it = services_.find(k); it != services_.end() && same(it->second, v)) return ok();
+        SKIFF_TRY(t_.put_service(k, v));
+        services_[k] = v;
+        ++st.writes;
+        return ok();
+    };
+    auto del = [&](const SvcKey& k) -> Status {
+        if (!services_.count(k)) return ok();
+        SKIFF_TRY(t_.del_service(k));
+        services_.erase(k);
+        ++st.deletes;
+        return ok();
+    };
+
+    for (const auto& sp : plan.ports) {
+        const SvcKey base{sp.frontend.ip.be(), htons(sp.frontend.port), sp.frontend.proto, 0};
+        SKIFF_ASSIGN_OR_RETURN(uint16_t rid, revnat_id(sp.frontend));
+        used_revnats.insert(rid);
+        // 1. backends (ready and terminating) exist before any slot names them
+        std::vector<uint32_t> ids;
+        for (const auto& b : sp.backends) {
+            SKIFF_ASSIGN_OR_RETURN(uint32_t id, backend_id(b));
+            ids.push_back(id);
+            used_backends.insert(id);
+        }
+        for (const auto& b : sp.terminating) {
+            SKIFF_ASSIGN_OR_RETURN(uint32_t id, backend_id(b));
+            used_backends.insert(id);
+        }
+        // 2. slots 1..n, 3. the frontend with its count, 4. surplus slots
+        for (size_t i = 0; i < ids.size(); ++i) {
+            SvcKey k = base;
+            k.slot = static_cast<uint16_t>(i + 1);
+            skiff_service_value v{};
+            v.backend_id = ids[i];
+            SKIFF_TRY(put(k, v));
+            keep.insert(k);
+        }
+        uint16_t old_count = 0;
+        if (auto it = services_.find(base); it != services_.end()) old_count = it->second.count;
+        skiff_service_value fe{};
+        fe.count = static_cast<uint16_t>(ids.size());
+        fe.revnat_id = rid;
+        fe.flags = sp.affinity ? SKIFF_SVC_F_AFFINITY : 0;
+        fe.affinity_timeout = sp.affinity ? sp.affinity_timeout : 0;
+        SKIFF_TRY(put(base, fe));
+        keep.insert(base);
+        for (uint32_t slot = static_cast<uint32_t>(ids.size()) + 1; slot <= old_count; ++slot) {
+            SvcKey k = base;
+            k.slot = static_cast<uint16_t>(slot);
+            SKIFF_TRY(del(k));
+        }
+    }
+    // Services that went away: the frontend first (no new connections),
+    // then its slots.
+    std::vector<SvcKey> gone_fe, gone_slots;
+    for (const auto& [k, v] : services_) {
+        if (keep.count(k)) continue;
+        (k.slot == 0 ? gone_fe : gone_slots).push_back(k);
+    }
+    for (const auto& k : gone_fe) SKIFF_TRY(del(k));
+    for (const auto& k : gone_slots) SKIFF_TRY(del(k));
+    // Backends and rev-NAT entries nobody uses any more.
+    for (auto it = backends_.begin(); it != backends_.end();) {
+        if (used_backends.count(it->first)) {
+            ++it;
+            continue;
+        }
+        SKIFF_TRY(t_.del_backend(it->first));
+        backend_ids_.erase(addr_of(it->second));
+        it = backends_.erase(it);
+        ++st.deletes;
+    }
+    for (auto it = revnats_.begin(); it != revnats_.end();) {
+        if (used_revnats.count(it->first)) {
+            ++it;
+            continue;
+        }
+        SKIFF_TRY(t_.del_revnat(it->first));
+        revnat_ids_.erase(addr_of(it->second));
+        it = revnats_.erase(it);
+        ++st.deletes;
+    }
+    st.writes += static_cast<unsigned>(id_writes_);
+    id_writes_ = 0;
+    st.frontends = plan.ports.size();
+    st.backends = backends_.size();
+    return st;
+}
+
+// ---- the real maps ----
+namespace {
+
+template <typename K, typename V>
+Result<std::map<K, V>> dump(int fd, const char* what) {
+    std::map<K, V> out;
+    K cur{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        V v{};
+        if (bpf_map_lookup_elem(fd, &next, &v) == 0) out[next] = v;
+        cur = next;
+        prev = &cur;
+    }
+    if (errno != ENOENT) return Error::errno_(std::string("iterate ") + what);
+    return out;
+}
+
+class BpfServiceTables final : public ServiceTables {
+public:
+    explicit BpfServiceTables(std::string pin) : pin_(std::move(pin)) {}
+
+    Result<std::map<SvcKey, skiff_service_value>> services() override {
+        SKIFF_TRY(open());
+        struct RawKeyLess {
+            bool operator()(const skiff_service_key& a, const skiff_service_key& b) const {
+                return std::memcmp(&a, &b, sizeof(a)) < 0;
+            }
+        };
+        std::map<SvcKey, skiff_service_value> out;
+        skiff_service_key cur{}, next{};
+        const void* prev = nullptr;
+        while (bpf_map_get_next_key(svc_.get(), prev, &next) == 0) {
+            skiff_service_value v{};
+            if (bpf_map_lookup_elem(svc_.get(), &next, &v) == 0) out[{next.vip, next.port, next.proto, next.slot}] = v;
+            cur = next;
+            prev = &cur;
+        }
+        if (errno != ENOENT) return Error::errno_("iterate services");
+        return out;
+    }
+    Result<std::map<uint32_t, skiff_backend>> backends() override {
+        SKIFF_TRY(open());
+        return dump<uint32_t, skiff_backend>(be_.get(), "backends");
+    }
+    Result<std::map<uint16_t, skiff_revnat_value>> revnats() override {
+        SKIFF_TRY(open());
+        SKIFF_ASSIGN_OR_RETURN(auto raw, (dump<uint32_t, skiff_revnat_value>(rn_.get(), "revnat")));
+        std::map<uint16_t, skiff_revnat_value> out;
+        for (const auto& [k, v] : raw) {
+            skiff_revnat_key rk;
+            std::memcpy(&rk, &k, sizeof(rk));
+            out[rk.id] = v;
+        }
+        return out;
+    }
+    Status put_service(const SvcKey& k, const skiff_service_value& v) override {
+        SKIFF_TRY(open());
+        skiff_service_key key{k.vip_be, k.port_be, k.proto, 0, k.slot, 0};
+        if (bpf_map_update_elem(svc_.get(), &key, &v, BPF_ANY) != 0) return Error::errno_("update service");
+        return ok();
+    }
+    Status del_service(const SvcKey& k) override {
+        SKIFF_TRY(open());
+        skiff_service_key key{k.vip_be, k.port_be, k.proto, 0, k.slot, 0};
+        if (bpf_map_delete_elem(svc_.get(), &key) != 0 && errno != ENOENT) return Error::errno_("delete service");
+        return ok();
+    }
+    Status put_backend(uint32_t id, const skiff_backend& b) override {
+        SKIFF_TRY(open());
+        if (bpf_map_update_elem(be_.get(), &id, &b, BPF_ANY) != 0) return Error::errno_("update backend");
+        return ok();
+    }
+    Status del_backend(uint32_t id) override {
+        SKIFF_TRY(open());
+        if (bpf_map_delete_elem(be_.get(), &id) != 0 && errno != ENOENT) return Error::errno_("delete backend");
+        return ok();
+    }
+    Status put_revnat(uint16_t id, const skiff_revnat_value& v) override {
+        SKIFF_TRY(open());
+        skiff_revnat_key k{id, 0};
+        if (bpf_map_update_elem(rn_.get(), &k, &v, BPF_ANY) != 0) return Error::errno_("update revnat");
+        return ok();
+    }
+    Status del_revnat(uint16_t id) override {
+        SKIFF_TRY(open());
+        skiff_revnat_key k{id, 0};
+        if (bpf_map_delete_elem(rn_.get(), &k) != 0 && errno != ENOENT) return Error::errno_("delete revnat");
+        return ok();
+    }
+
+private:
+    Status open() {
+        if (svc_.valid()) return ok();
+        SKIFF_ASSIGN_OR_RETURN(svc_, bpf::open_pinned_map(pin_, SKIFF_MAP_SERVICES));
+        SKIFF_ASSIGN_OR_RETURN(be_, bpf::open_pinned_map(pin_, SKIFF_MAP_BACKENDS));
+        SKIFF_ASSIGN_OR_RETURN(rn_, bpf::open_pinned_map(pin_, SKIFF_MAP_REVNAT));
+        return ok();
+    }
+    std::string pin_;
+    UniqueFd svc_, be_, rn_;
+};
+
+}  // namespace
+
+std::unique_ptr<ServiceTables> make_bpf_service_tables(const std::string& pin_dir) {
+    return std::make_unique<BpfServiceTables>(pin_dir);
+}
+
+}  // namespace skiff::agent

@@ -1,0 +1,76 @@
+// Programming service frontends, backends and rev-NAT entries. The agent
+// keeps a mirror of what it programmed (loaded from the maps at start), so
+// a change costs work in proportion to the change, not to the number of
+// services; a resync re-reads the maps to repair drift.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "bpf/map_layout.h"
+#include "common/result.h"
+#include "services.h"
+
+namespace skiff::agent {
+
+struct SvcKey {
+    uint32_t vip_be = 0;
+    uint16_t port_be = 0;
+    uint8_t proto = 0;
+    uint16_t slot = 0;
+    auto operator<=>(const SvcKey&) const = default;
+};
+
+class ServiceTables {
+public:
+    virtual ~ServiceTables() = default;
+    virtual Result<std::map<SvcKey, skiff_service_value>> services() = 0;
+    virtual Result<std::map<uint32_t, skiff_backend>> backends() = 0;
+    virtual Result<std::map<uint16_t, skiff_revnat_value>> revnats() = 0;
+    virtual Status put_service(const SvcKey& k, const skiff_service_value& v) = 0;
+    virtual Status del_service(const SvcKey& k) = 0;
+    virtual Status put_backend(uint32_t id, const skiff_backend& b) = 0;
+    virtual Status del_backend(uint32_t id) = 0;
+    virtual Status put_revnat(uint16_t id, const skiff_revnat_value& v) = 0;
+    virtual Status del_revnat(uint16_t id) = 0;
+};
+
+std::unique_ptr<ServiceTables> make_bpf_service_tables(const std::string& pin_dir);
+
+struct ServiceSyncStats {
+    unsigned writes = 0, deletes = 0;
+    size_t frontends = 0, backends = 0;
+};
+
+class ServiceSync {
+public:
+    explicit ServiceSync(ServiceTables& t) : t_(t) {}
+
+    // Re-read the maps into the mirror (start, resync).
+    Status load();
+    // Make the maps match plan, writing only differences, in an order that
+    // never exposes a half-programmed service: new backends, then slots,
+    // then the frontend's count; shrinking removes slots after the count.
+    Result<ServiceSyncStats> apply(const ServicePlan& plan);
+
+    // Backends currently programmed (for conntrack purging).
+    const std::map<uint32_t, skiff_backend>& backends() const { return backends_; }
+
+private:
+    Result<uint32_t> backend_id(const L4Addr& a);
+    Result<uint16_t> revnat_id(const L4Addr& fe);
+
+    ServiceTables& t_;
+    bool loaded_ = false;
+    std::map<SvcKey, skiff_service_value> services_;
+    std::map<uint32_t, skiff_backend> backends_;
+    std::map<uint16_t, skiff_revnat_value> revnats_;
+    std::map<L4Addr, uint32_t> backend_ids_;
+    std::map<L4Addr, uint16_t> revnat_ids_;
+    size_t id_writes_ = 0;  // backend/rev-NAT entries written since the last apply
+    uint32_t next_backend_ = 1;
+    uint16_t next_revnat_ = 1;
+};
+
+}  // namespace skiff::agent
