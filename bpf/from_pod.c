@@ -4,13 +4,12 @@
  *
  *  - the source must be the pod's own IP (anti-spoofing), else drop;
  *  - service traffic is translated: replies from a backend back to the
- *    service's VIP:port, connections to a VIP:port to a backend (DNAT,
- *    conntrack); then the translated packet is forwarded like any other;
- *  - a destination pod on this node: MAC rewrite, TTL decrement and
- *    bpf_redirect_peer() straight into its namespace;
- *  - a destination in another node's PodCIDR: out of the uplink toward
- *    that node (native routing, source IP preserved);
- *  - anything else goes to the kernel stack.
+ *    service's frontend, connections to a frontend to a backend (DNAT,
+ *    conntrack), refused at once when the service has no backend;
+ *  - then the packet is forwarded: into a pod on this node
+ *    (bpf_redirect_peer), out of the uplink toward the node owning a
+ *    remote PodCIDR (native routing, source IP preserved), or to the
+ *    kernel stack.
  */
 #include "lib/common.h"
 #include "lib/maps.h"
@@ -20,13 +19,13 @@
 #include "lib/forward.h"
 #include "lib/l4.h"
 #include "lib/metrics.h"
+#include "lib/reject.h"
 #include "lib/service.h"
 
 /* Returns a TC action and sets *reason, or a negative drop reason. */
 static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 {
-	struct skiff_endpoint_info *ep;
-	struct skiff_node_info *node;
+	__u32 how = FWD_TO_NODES;
 	struct l4_info l4;
 	struct iphdr *ip;
 	int ret;
@@ -43,35 +42,31 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 		return TC_ACT_OK;
 	}
 
-	ret = l4_load(skb, ip, &l4);
-	if (ret < 0)
-		return ret;
-	if (ret == 0) {
+	if (l4_load(skb, ip, &l4) == 0) {
 		__u32 svc_reason = 0;
 
 		ret = svc_reverse(skb, ip, &l4, &svc_reason);
-		if (ret == 0)
-			ret = svc_forward(skb, ip, &l4, &svc_reason);
+		if (ret == SVC_PASS)
+			ret = svc_forward(skb, ip, &l4, &svc_reason, 0);
 		if (ret < 0)
 			return ret;
-		if (ret == 1) {
+		if (ret == SVC_REJECT) {
+			ret = reject(skb, l4.proto);
+			if (ret < 0)
+				return ret;
+			*reason = SKIFF_DROP_NO_BACKEND;
+			return bpf_redirect_peer(skb->ifindex, 0); /* back to the client */
+		}
+		if (ret == SVC_TRANSLATED) {
 			metrics_count(svc_reason, SKIFF_DIR_EGRESS, skb->len);
+			if (svc_reason == SKIFF_SVC_REPLY)
+				how |= FWD_BY_FIB; /* e.g. a NodePort reply, now from this node */
 			ip = ipv4_header(skb); /* the rewrite moved the packet */
 			if (!ip)
 				return -SKIFF_DROP_MALFORMED;
 		}
 	}
-
-	ep = endpoint_lookup(ip->daddr);
-	if (ep && (ep->flags & SKIFF_EP_F_LOCAL))
-		return fwd_to_endpoint(skb, ip, ep, reason);
-
-	node = node_lookup(ip->daddr);
-	if (node && !(node->flags & SKIFF_NODE_F_LOCAL))
-		return fwd_to_node(skb, ip, node, reason);
-
-	*reason = SKIFF_FWD_STACK;
-	return TC_ACT_OK;
+	return fwd_ipv4(skb, ip, how, reason);
 }
 
 SEC("tc")

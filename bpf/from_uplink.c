@@ -1,10 +1,16 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * TC ingress on the node's uplink: traffic from other nodes. A reply from a
- * remote service backend is translated back to the service's VIP:port; a
- * packet for a pod on this node goes straight into it (bpf_redirect_peer);
- * everything else (the node's own traffic, malformed frames) is the kernel
- * stack's.
+ * TC ingress on the node's uplink: traffic from other nodes and from
+ * outside the cluster.
+ *
+ *  - a reply from a remote service backend is translated back to the
+ *    service's frontend (and, for NodePort, to the outside client);
+ *  - a connection to a frontend (a NodePort on this node's address, or a
+ *    ClusterIP) is DNATed to a backend; remote backends also get this
+ *    node's address as source so their replies come back here;
+ *  - a packet for a pod on this node goes straight into it;
+ *  - everything else (the node's own traffic, malformed frames) is the
+ *    kernel stack's.
  */
 #include "lib/common.h"
 #include "lib/maps.h"
@@ -14,13 +20,16 @@
 #include "lib/forward.h"
 #include "lib/l4.h"
 #include "lib/metrics.h"
+#include "lib/reject.h"
 #include "lib/service.h"
 
 static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason)
 {
-	struct skiff_endpoint_info *ep;
+	struct skiff_config *cfg;
 	struct l4_info l4;
 	struct iphdr *ip;
+	__u32 how = 0;
+	int ret;
 
 	ip = ipv4_header(skb);
 	if (!ip || !l2_to_host(skb)) {
@@ -29,26 +38,33 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 		*reason = SKIFF_FWD_STACK;
 		return TC_ACT_OK;
 	}
+
 	if (l4_load(skb, ip, &l4) == 0) {
 		__u32 svc_reason = 0;
-		int ret = svc_reverse(skb, ip, &l4, &svc_reason);
 
+		ret = svc_reverse(skb, ip, &l4, &svc_reason);
+		if (ret == SVC_PASS) {
+			cfg = config_get();
+			ret = svc_forward(skb, ip, &l4, &svc_reason, cfg ? cfg->node_ip : 0);
+		}
 		if (ret < 0)
 			return ret;
-		if (ret == 1) {
+		if (ret == SVC_REJECT) {
+			ret = reject(skb, l4.proto);
+			if (ret < 0)
+				return ret;
+			*reason = SKIFF_DROP_NO_BACKEND;
+			return bpf_redirect(skb->ifindex, 0); /* back out the uplink */
+		}
+		if (ret == SVC_TRANSLATED) {
 			metrics_count(svc_reason, SKIFF_DIR_INGRESS, skb->len);
+			how = svc_reason == SKIFF_SVC_REPLY ? FWD_BY_FIB : FWD_TO_NODES;
 			ip = ipv4_header(skb); /* the rewrite moved the packet */
 			if (!ip)
 				return -SKIFF_DROP_MALFORMED;
 		}
 	}
-
-	ep = endpoint_lookup(ip->daddr);
-	if (ep && (ep->flags & SKIFF_EP_F_LOCAL))
-		return fwd_to_endpoint(skb, ip, ep, reason);
-
-	*reason = SKIFF_FWD_STACK;
-	return TC_ACT_OK;
+	return fwd_ipv4(skb, ip, how, reason);
 }
 
 SEC("tc")

@@ -21,6 +21,8 @@
 #define SKIFF_MAP_BACKENDS "skiff_backends"
 #define SKIFF_MAP_REVNAT "skiff_revnat"
 #define SKIFF_MAP_CT "skiff_ct"
+#define SKIFF_MAP_AFFINITY "skiff_affinity"
+#define SKIFF_MAP_CONFIG "skiff_config"
 
 #define SKIFF_ENDPOINTS_MAX 65536
 #define SKIFF_NODES_MAX 16384
@@ -28,6 +30,7 @@
 #define SKIFF_BACKENDS_MAX 131072
 #define SKIFF_REVNAT_MAX 65536
 #define SKIFF_CT_MAX 262144
+#define SKIFF_AFFINITY_MAX 65536
 
 #define SKIFF_ETH_ALEN 6
 
@@ -133,8 +136,9 @@ struct skiff_ct_key {
 };
 
 enum skiff_ct_flags {
-	SKIFF_CT_F_SYN = 1u << 0,    /* a SYN was seen */
+	SKIFF_CT_F_SYN = 1u << 0,     /* a SYN was seen */
 	SKIFF_CT_F_CLOSING = 1u << 1, /* FIN or RST seen */
+	SKIFF_CT_F_SNAT = 1u << 2,    /* the source is translated too (hairpin, NodePort) */
 };
 
 struct skiff_ct_value {
@@ -142,12 +146,37 @@ struct skiff_ct_value {
 	__u64 last_seen_ns;
 	__u64 packets;
 	__u64 bytes;
-	__u32 backend_id;   /* FORWARD */
-	__u32 nat_addr;     /* FORWARD: backend IP; REPLY: VIP (network order) */
-	__u16 nat_port;     /* FORWARD: backend port; REPLY: VIP port */
+	__u32 backend_id;
+	__u32 nat_addr;     /* FORWARD: backend IP; REPLY: frontend IP (network order) */
+	__u32 snat_addr;    /* with SKIFF_CT_F_SNAT: FORWARD: new source; REPLY: the client */
+	__u16 nat_port;     /* FORWARD: backend port; REPLY: frontend port */
+	__u16 snat_port;    /* with SKIFF_CT_F_SNAT, like snat_addr */
 	__u16 revnat_id;
 	__u8 flags;         /* enum skiff_ct_flags */
-	__u8 pad[3];
+	__u8 pad[5];
+};
+
+/* Source address of hairpinned connections (a pod reaching itself through
+ * a service): the pod would drop a packet from its own address. */
+#define SKIFF_HAIRPIN_ADDR 0xa9fe2a01 /* 169.254.42.1, host order */
+
+/* affinity: sessionAffinity ClientIP, {client, service} -> backend. */
+struct skiff_affinity_key {
+	__u32 client; /* network byte order */
+	__u16 revnat_id;
+	__u16 pad;
+};
+
+struct skiff_affinity_value {
+	__u64 last_used_ns;
+	__u32 backend_id;
+	__u32 pad;
+};
+
+/* config: a one-entry array the agent fills in for its node. */
+struct skiff_config {
+	__u32 node_ip; /* network byte order; 0 until the agent set it */
+	__u32 flags;
 };
 
 /*
@@ -166,6 +195,7 @@ enum skiff_reason {
 	SKIFF_SVC_NEW = 7,         /* new connection to a service: backend chosen */
 	SKIFF_SVC_ESTABLISHED = 8, /* packet of a tracked service connection */
 	SKIFF_SVC_REPLY = 9,       /* reply translated back to the service */
+	SKIFF_FWD_FIB = 10,        /* translated reply routed out by FIB lookup */
 
 	SKIFF_DROP_BASE = 128,
 	SKIFF_DROP_INVALID_SOURCE = 128, /* source IP is not the pod's own */

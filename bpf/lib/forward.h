@@ -10,6 +10,7 @@
 #include "common.h"
 #include "eth.h"
 #include "ipv4.h"
+#include "endpoints.h"
 #include "maps.h"
 
 #ifndef AF_INET
@@ -58,13 +59,13 @@ static __always_inline struct skiff_node_info *node_lookup(__be32 ip)
 }
 
 /*
- * Native routing to the node owning the destination's PodCIDR: the FIB
- * gives the egress device and next hop toward node_ip; MACs come from the
- * FIB result or, when the neighbour is not resolved yet, from
- * bpf_redirect_neigh(). The source IP is never touched.
+ * Route the packet out toward nexthop_dst using the FIB: the egress device
+ * and next hop come from the lookup, MACs from its result or, when the
+ * neighbour is not resolved yet, from bpf_redirect_neigh(). Addresses are
+ * not touched. ok_reason is reported when the packet is sent.
  */
-static __always_inline int fwd_to_node(struct __sk_buff *skb, struct iphdr *ip,
-				       const struct skiff_node_info *node, __u32 *reason)
+static __always_inline int fwd_fib(struct __sk_buff *skb, struct iphdr *ip, __be32 nexthop_dst, __u32 ok_reason,
+				   __u32 *reason)
 {
 	struct bpf_fib_lookup fib = {};
 	struct ethhdr *eth;
@@ -76,7 +77,7 @@ static __always_inline int fwd_to_node(struct __sk_buff *skb, struct iphdr *ip,
 	}
 	fib.family = AF_INET;
 	fib.ipv4_src = ip->saddr;
-	fib.ipv4_dst = node->node_ip;
+	fib.ipv4_dst = nexthop_dst;
 	/*
 	 * With tot_len set the lookup checks it against the route MTU, which
 	 * a GSO super-packet always exceeds; 0 lets the kernel apply its own
@@ -94,7 +95,7 @@ static __always_inline int fwd_to_node(struct __sk_buff *skb, struct iphdr *ip,
 
 	/* The lookup touched no packet data: ip is still valid. */
 	ipv4_dec_ttl(ip);
-	*reason = SKIFF_FWD_REMOTE_NODE;
+	*reason = ok_reason;
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
 		struct bpf_redir_neigh nh = {
 			.nh_family = AF_INET,
@@ -108,6 +109,42 @@ static __always_inline int fwd_to_node(struct __sk_buff *skb, struct iphdr *ip,
 		return -SKIFF_DROP_MALFORMED;
 	eth_set_macs(eth, fib.smac, fib.dmac);
 	return bpf_redirect(fib.ifindex, 0);
+}
+
+/* Native routing to the node owning the destination's PodCIDR; the source
+ * IP is never touched. */
+static __always_inline int fwd_to_node(struct __sk_buff *skb, struct iphdr *ip,
+				       const struct skiff_node_info *node, __u32 *reason)
+{
+	return fwd_fib(skb, ip, node->node_ip, SKIFF_FWD_REMOTE_NODE, reason);
+}
+
+#define FWD_TO_NODES 1u   /* route remote PodCIDRs to their nodes */
+#define FWD_BY_FIB 2u     /* anything else: route by FIB, not the stack */
+
+/*
+ * Forward by destination: into a local pod, to the node owning a remote
+ * PodCIDR (FWD_TO_NODES), by FIB lookup (FWD_BY_FIB: translated packets
+ * whose source may now be this node's own address, which the stack would
+ * drop as martian), or to the stack.
+ */
+static __always_inline int fwd_ipv4(struct __sk_buff *skb, struct iphdr *ip, __u32 how, __u32 *reason)
+{
+	struct skiff_endpoint_info *ep;
+	struct skiff_node_info *node;
+
+	ep = endpoint_lookup(ip->daddr);
+	if (ep && (ep->flags & SKIFF_EP_F_LOCAL))
+		return fwd_to_endpoint(skb, ip, ep, reason);
+	if (how & FWD_TO_NODES) {
+		node = node_lookup(ip->daddr);
+		if (node && !(node->flags & SKIFF_NODE_F_LOCAL))
+			return fwd_to_node(skb, ip, node, reason);
+	}
+	if (how & FWD_BY_FIB)
+		return fwd_fib(skb, ip, ip->daddr, SKIFF_FWD_FIB, reason);
+	*reason = SKIFF_FWD_STACK;
+	return TC_ACT_OK;
 }
 
 #endif /* SKIFF_BPF_FORWARD_H */

@@ -71,4 +71,27 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } skiff_ct SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct skiff_affinity_key);
+	__type(value, struct skiff_affinity_value);
+	__uint(max_entries, SKIFF_AFFINITY_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skiff_affinity SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct skiff_config);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skiff_config SEC(".maps");
+
+static __always_inline struct skiff_config *config_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&skiff_config, &zero);
+}
+
 #endif /* SKIFF_BPF_MAPS_H */

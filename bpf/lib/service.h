@@ -2,18 +2,26 @@
 /*
  * Service load-balancing: DNAT of new and tracked connections to a
  * frontend {VIP, port, proto}, and reverse translation of their replies.
- * Both return 0 when the packet is not theirs, 1 when they translated it
- * (packet pointers are then stale), or a negative drop reason; *reason is
- * set to the service verdict for the metrics.
+ * Both return SVC_PASS when the packet is not theirs, SVC_TRANSLATED when
+ * they rewrote it (packet pointers are then stale), SVC_REJECT when the
+ * service has no backend (the caller answers like kube-proxy's REJECT), or
+ * a negative drop reason; *reason is set to the service verdict.
  */
 #ifndef SKIFF_BPF_SERVICE_H
 #define SKIFF_BPF_SERVICE_H
 
 #include "common.h"
 #include "conntrack.h"
+#include "endpoints.h"
 #include "l4.h"
 #include "maps.h"
 #include "nat.h"
+
+#define SVC_PASS 0
+#define SVC_TRANSLATED 1
+#define SVC_REJECT 2
+
+#define NSEC_PER_SEC 1000000000ull
 
 static __always_inline struct skiff_service_value *svc_lookup(__be32 vip, __be16 port, __u8 proto, __u16 slot)
 {
@@ -43,42 +51,88 @@ static __always_inline struct skiff_backend *svc_pick(__be32 vip, const struct l
 	return svc_backend(*id);
 }
 
-/* A reply from a backend of a tracked connection: source back to the VIP. */
+/* sessionAffinity ClientIP: the client's last backend while it is fresh. */
+static __always_inline struct skiff_backend *svc_affinity_get(__be32 client, const struct skiff_service_value *svc,
+							      __u64 now, __u32 *id)
+{
+	struct skiff_affinity_key key = { .client = client, .revnat_id = svc->revnat_id };
+	struct skiff_affinity_value *a = bpf_map_lookup_elem(&skiff_affinity, &key);
+
+	if (!a || now - a->last_used_ns > (__u64)svc->affinity_timeout * NSEC_PER_SEC)
+		return NULL;
+	*id = a->backend_id;
+	return svc_backend(*id);
+}
+
+static __always_inline void svc_affinity_put(__be32 client, const struct skiff_service_value *svc, __u64 now,
+					     __u32 id)
+{
+	struct skiff_affinity_key key = { .client = client, .revnat_id = svc->revnat_id };
+	struct skiff_affinity_value val = { .last_used_ns = now, .backend_id = id };
+
+	bpf_map_update_elem(&skiff_affinity, &key, &val, BPF_ANY);
+}
+
+/* Rewrite the source of a forward packet when its connection needs it. */
+static __always_inline int svc_snat(struct __sk_buff *skb, const struct l4_info *l4, __be32 saddr,
+				    const struct skiff_ct_value *ct)
+{
+	if (!(ct->flags & SKIFF_CT_F_SNAT))
+		return 0;
+	return nat_rewrite(skb, l4, 0, saddr, ct->snat_addr, l4->sport, ct->snat_port);
+}
+
+/* A reply from a backend of a tracked connection: source back to the
+ * frontend, and destination back to the client if the source was
+ * translated on the way in. */
 static __always_inline int svc_reverse(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4,
 				       __u32 *reason)
 {
 	struct skiff_ct_value *ct;
 	struct skiff_ct_key key;
+	__be32 daddr = ip->daddr;
 	int ret;
 
-	ct_key_init(&key, ip->saddr, ip->daddr, l4, SKIFF_CT_REPLY);
+	ct_key_init(&key, ip->saddr, daddr, l4, SKIFF_CT_REPLY);
 	ct = bpf_map_lookup_elem(&skiff_ct, &key);
 	if (!ct)
-		return 0;
+		return SVC_PASS;
 	ct_touch(ct, l4, skb->len);
 	ret = nat_rewrite(skb, l4, 0, ip->saddr, ct->nat_addr, l4->sport, ct->nat_port);
 	if (ret < 0)
 		return ret;
+	if (ct->flags & SKIFF_CT_F_SNAT) {
+		ret = nat_rewrite(skb, l4, 1, daddr, ct->snat_addr, l4->dport, ct->snat_port);
+		if (ret < 0)
+			return ret;
+	}
 	*reason = SKIFF_SVC_REPLY;
-	return 1;
+	return SVC_TRANSLATED;
 }
 
-/* A packet to a service frontend: to the connection's backend, choosing one
- * for a new connection (or when the old one went away). */
+/*
+ * A packet to a service frontend: to the connection's backend, choosing one
+ * for a new connection (or when the old one went away). The source is
+ * translated too for a hairpin (to SKIFF_HAIRPIN_ADDR) and, when
+ * snat_remote is set (NodePort, externalTrafficPolicy Cluster), for
+ * backends on other nodes, so their replies come back through this node.
+ */
 static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4,
-				       __u32 *reason)
+				       __u32 *reason, __be32 snat_remote)
 {
 	struct skiff_ct_value fwd = {}, rev = {}, *ct;
 	struct skiff_ct_key key, rkey;
 	struct skiff_service_value *svc;
+	struct skiff_endpoint_info *ep;
 	struct skiff_backend *be = NULL;
 	__be32 vip = ip->daddr, client = ip->saddr;
+	__u64 now;
 	__u32 id = 0;
 	int ret;
 
 	svc = svc_lookup(vip, l4->dport, l4->proto, 0);
 	if (!svc)
-		return 0;
+		return SVC_PASS;
 
 	ct_key_init(&key, client, vip, l4, SKIFF_CT_FORWARD);
 	ct = bpf_map_lookup_elem(&skiff_ct, &key);
@@ -87,53 +141,84 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 	if (ct && be) {
 		ct_touch(ct, l4, skb->len);
 		*reason = SKIFF_SVC_ESTABLISHED;
-	} else {
-		if (svc->count == 0)
-			return -SKIFF_DROP_NO_BACKEND;
-		be = svc_pick(vip, l4, svc, &id);
-		if (!be)
-			return -SKIFF_DROP_NO_BACKEND;
-		if (ct) /* its backend was removed: move the flow, keep the entry */
-			bpf_map_delete_elem(&skiff_ct, &key);
-
-		fwd.created_ns = fwd.last_seen_ns = bpf_ktime_get_ns();
-		fwd.packets = 1;
-		fwd.bytes = skb->len;
-		fwd.backend_id = id;
-		fwd.nat_addr = be->ip;
-		fwd.nat_port = be->port;
-		fwd.revnat_id = svc->revnat_id;
-		fwd.flags = (l4->tcp_flags & TCP_FLAG_SYN_BIT) ? SKIFF_CT_F_SYN : 0;
-		rev = fwd;
-		rev.packets = rev.bytes = 0;
-		rev.nat_addr = vip;
-		rev.nat_port = l4->dport;
-
-		rkey.saddr = be->ip;
-		rkey.daddr = client;
-		rkey.sport = be->port;
-		rkey.dport = l4->sport;
-		rkey.proto = l4->proto;
-		rkey.dir = SKIFF_CT_REPLY;
-		rkey.pad = 0;
-
-		ret = ct_create(&key, &fwd, &rkey, &rev);
+		ret = nat_rewrite(skb, l4, 1, vip, be->ip, l4->dport, be->port);
 		if (ret < 0)
 			return ret;
-		if (ret == 1) { /* lost the race: follow the winner's choice */
-			ct = bpf_map_lookup_elem(&skiff_ct, &key);
-			if (!ct)
-				return -SKIFF_DROP_CT_FULL;
-			be = svc_backend(ct->backend_id);
-			if (!be)
-				return -SKIFF_DROP_NO_BACKEND;
+		ret = svc_snat(skb, l4, client, ct);
+		return ret < 0 ? ret : SVC_TRANSLATED;
+	}
+
+	if (svc->count == 0)
+		return SVC_REJECT;
+	now = bpf_ktime_get_ns();
+	if (svc->flags & SKIFF_SVC_F_AFFINITY)
+		be = svc_affinity_get(client, svc, now, &id);
+	if (!be)
+		be = svc_pick(vip, l4, svc, &id);
+	if (!be)
+		return SVC_REJECT;
+	if (svc->flags & SKIFF_SVC_F_AFFINITY)
+		svc_affinity_put(client, svc, now, id);
+	if (ct) /* its backend was removed: move the flow to a live one */
+		bpf_map_delete_elem(&skiff_ct, &key);
+
+	fwd.created_ns = fwd.last_seen_ns = now;
+	fwd.packets = 1;
+	fwd.bytes = skb->len;
+	fwd.backend_id = id;
+	fwd.nat_addr = be->ip;
+	fwd.nat_port = be->port;
+	fwd.revnat_id = svc->revnat_id;
+	fwd.flags = (l4->tcp_flags & TCP_FLAG_SYN_BIT) ? SKIFF_CT_F_SYN : 0;
+	if (be->ip == client) {
+		fwd.flags |= SKIFF_CT_F_SNAT;
+		fwd.snat_addr = bpf_htonl(SKIFF_HAIRPIN_ADDR);
+	} else if (snat_remote) {
+		ep = endpoint_lookup(be->ip);
+		if (!ep || !(ep->flags & SKIFF_EP_F_LOCAL)) {
+			fwd.flags |= SKIFF_CT_F_SNAT;
+			fwd.snat_addr = snat_remote;
 		}
-		*reason = SKIFF_SVC_NEW;
+	}
+	fwd.snat_port = l4->sport;
+
+	rev = fwd;
+	rev.packets = rev.bytes = 0;
+	rev.nat_addr = vip;
+	rev.nat_port = l4->dport;
+	rev.snat_addr = client;
+	rev.snat_port = l4->sport;
+
+	rkey.saddr = be->ip;
+	rkey.daddr = (fwd.flags & SKIFF_CT_F_SNAT) ? fwd.snat_addr : client;
+	rkey.sport = be->port;
+	rkey.dport = l4->sport;
+	rkey.proto = l4->proto;
+	rkey.dir = SKIFF_CT_REPLY;
+	rkey.pad = 0;
+
+	ret = ct_create(&key, &fwd, &rkey, &rev);
+	if (ret < 0)
+		return ret;
+	*reason = SKIFF_SVC_NEW;
+	if (ret == 1) { /* another CPU won the race: follow its choice */
+		ct = bpf_map_lookup_elem(&skiff_ct, &key);
+		if (!ct)
+			return -SKIFF_DROP_CT_FULL;
+		be = svc_backend(ct->backend_id);
+		if (!be)
+			return SVC_REJECT;
+		ret = nat_rewrite(skb, l4, 1, vip, be->ip, l4->dport, be->port);
+		if (ret < 0)
+			return ret;
+		ret = svc_snat(skb, l4, client, ct);
+		return ret < 0 ? ret : SVC_TRANSLATED;
 	}
 	ret = nat_rewrite(skb, l4, 1, vip, be->ip, l4->dport, be->port);
 	if (ret < 0)
 		return ret;
-	return 1;
+	ret = svc_snat(skb, l4, client, &fwd);
+	return ret < 0 ? ret : SVC_TRANSLATED;
 }
 
 #endif /* SKIFF_BPF_SERVICE_H */

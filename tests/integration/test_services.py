@@ -169,12 +169,104 @@ def test_not_ready_and_terminating_endpoints(svc):
     assert {x[0] for x in answers} == {a.ip}
 
 
-def test_service_without_endpoints_is_counted(svc):
-    svc.publish(service("empty", "10.96.0.20", [{"name": "http", "port": 80, "protocol": "TCP"}]))
-    wait_for(lambda: svc.frontends(svc.nodes[0]) == 1, "frontend programmed")
-    r = svc.client.run("/usr/bin/python3", "-c", CLIENT, "10.96.0.20", "80", "tcp", "1", check=False, timeout=30)
-    assert "ERR" in r.stdout
-    assert svc.nodes[0].counters().get((132, 0), 0) >= 1  # drop-no-backend
+REFUSED = r"""
+import socket, sys
+ip = sys.argv[1]
+try:
+    socket.create_connection((ip, 80), timeout=5); print("tcp connected")
+except ConnectionRefusedError:
+    print("tcp refused")
+except OSError as e:
+    print("tcp", e)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(5); u.connect((ip, 53))
+try:
+    u.send(b"q"); u.recv(64); print("udp answered")
+except ConnectionRefusedError:
+    print("udp refused")
+except OSError as e:
+    print("udp", e)
+"""
+
+
+def test_service_without_endpoints_refuses_at_once(svc):
+    svc.publish(service("empty", "10.96.0.20", [{"name": "http", "port": 80, "protocol": "TCP"},
+                                                {"name": "dns", "port": 53, "protocol": "UDP"}]))
+    wait_for(lambda: svc.frontends(svc.nodes[0]) == 2, "frontends programmed")
+    r = svc.client.run("/usr/bin/python3", "-c", REFUSED, "10.96.0.20", check=False, timeout=30)
+    # Like kube-proxy's REJECT: a TCP RST and an ICMP port unreachable, not a timeout.
+    assert r.stdout.split("\n")[:2] == ["tcp refused", "udp refused"], r.stdout
+    assert svc.nodes[0].counters().get((132, 0), 0) >= 2  # no-backend, counted
+
+
+def test_session_affinity_client_ip(svc):
+    svc.web(affinity=60)
+    wait_for(lambda: svc.frontends(svc.nodes[0]) == 2, "frontends programmed")
+    answers = svc.ask(svc.client, 80, "tcp", 20)
+    assert len({a[0] for a in answers}) == 1, answers  # every connection to one backend
+    other = svc.cluster.add_pod(svc.nodes[2])
+    assert len({a[0] for a in svc.ask(other, 80, "tcp", 10)}) == 1
+
+
+def test_hairpin_pod_reaches_itself_through_its_service(svc):
+    me = svc.backends[1]
+    svc.web(endpoints=[(me.ip, True, False)])
+    wait_for(lambda: svc.frontends(svc.nodes[1]) == 2, "frontends programmed")
+    for proto, port in (("tcp", 80), ("udp", 53)):
+        answers = svc.ask(me, port, proto, 5)
+        # It answered itself; the connection came from the hairpin address.
+        assert answers == [[me.ip, "169.254.42.1"]] * 5, (proto, answers)
+
+
+def outside_host(svc):
+    """A host on the underlay that is not a cluster node."""
+    ns = svc.topo.pod_ns()
+    port = "o" + ns[-12:]
+    in_ns(ns, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", port[:15], "netns", svc.cluster.underlay)
+    in_ns(svc.cluster.underlay, "ip", "link", "set", port[:15], "master", "br0", "up")
+    in_ns(ns, "ip", "addr", "add", "192.168.1.100/24", "dev", "eth0")
+    in_ns(ns, "ip", "link", "set", "eth0", "up")
+    return ns
+
+
+def nodeport_service(policy):
+    spec = {"type": "NodePort", "clusterIP": VIP, "clusterIPs": [VIP], "externalTrafficPolicy": policy,
+            "ports": [{"name": "http", "port": 80, "nodePort": 30080, "protocol": "TCP"},
+                      {"name": "dns", "port": 53, "targetPort": 7001, "nodePort": 30053, "protocol": "UDP"}]}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"}, "spec": spec}
+
+
+def ask_from(ns, ip, port, proto, n):
+    r = in_ns(ns, "/usr/bin/python3", "-c", CLIENT, ip, str(port), proto, str(n), check=False, timeout=120)
+    return [line.split() for line in r.stdout.splitlines()]
+
+
+def test_nodeport_cluster_policy_from_outside(svc):
+    outside = outside_host(svc)
+    svc.publish(nodeport_service("Cluster"),
+                slice_("web", "web-1", [(b.ip, True, False) for b in svc.backends], WEB_SLICE_PORTS))
+    wait_for(lambda: all(svc.frontends(nd) == 4 for nd in svc.nodes), "ClusterIP + NodePort frontends")
+    for node in (svc.nodes[0], svc.nodes[2]):  # a node with a local backend, and one without
+        for proto, port in (("tcp", 30080), ("udp", 30053)):
+            answers = ask_from(outside, node.ip, port, proto, 20)
+            assert all(a[0] != "ERR" for a in answers), (node.name, proto, answers)
+            # Remote backends see the node's address (SNAT), so their replies
+            # come back through it; a local backend may see the client.
+            for a in answers:
+                assert a[1] in (node.ip, "192.168.1.100"), a
+    assert {a[0] for a in ask_from(outside, svc.nodes[2].ip, 30080, "tcp", 20)} == {b.ip for b in svc.backends}
+
+
+def test_nodeport_local_policy_keeps_client_ip(svc):
+    outside = outside_host(svc)
+    svc.publish(nodeport_service("Local"),
+                slice_("web", "web-1", [(b.ip, True, False) for b in svc.backends], WEB_SLICE_PORTS))
+    wait_for(lambda: svc.frontends(svc.nodes[0]) == 4, "frontends programmed")
+    answers = ask_from(outside, svc.nodes[0].ip, 30080, "tcp", 10)
+    # Only node-1's own backend, and it sees the real client address.
+    assert answers == [[svc.backends[0].ip, "192.168.1.100"]] * 10, answers
+    # node-3 has no local backend: refused at once.
+    r = in_ns(outside, "/usr/bin/python3", "-c", CLIENT, svc.nodes[2].ip, "30080", "tcp", "1", check=False)
+    assert "Connection refused" in r.stdout, r.stdout
 
 
 def test_bad_services_are_skipped_whole(svc):

@@ -92,7 +92,7 @@ void Agent::reconcile(const ClusterSpec& spec) {
     if (r && plan.local_pod_cidr) conf = write_conflist(*plan.local_pod_cidr);
     std::optional<Result<ServiceSyncStats>> svc;
     if (r && conf && svc_sync_) {
-        ServicePlan sp = plan_services(spec);
+        ServicePlan sp = plan_services(spec, NodeContext{cfg_.node_ip, plan.local_pod_cidr});
         for (auto& p : sp.problems) plan.problems.push_back(std::move(p));
         bool resync = std::chrono::steady_clock::now() - last_full_load_ >= std::chrono::seconds(cfg_.resync_seconds);
         if (resync) {  // re-read the maps: repairs drift under the mirror

@@ -8,6 +8,9 @@
 #include <thread>
 
 #include "agent.h"
+#include <bpf/bpf.h>
+
+#include "bpf/map_layout.h"
 #include "bpf/pins.h"
 #include "bpf/tc.h"
 #include "common/log.h"
@@ -63,6 +66,14 @@ int main(int argc, char** argv) {
     if (!prog) return log::error(prog.error().message), 1;
     if (auto s = bpf::tc_attach(uplink->ifindex, bpf::TcHook::Ingress, prog->get()); !s)
         return log::error(s.error().message), 1;
+    // The datapath's view of this node (NodePort SNAT address).
+    if (auto m = bpf::open_pinned_map(cfg->pin_path, SKIFF_MAP_CONFIG); m) {
+        uint32_t zero = 0;
+        skiff_config c{cfg->node_ip.be(), 0};
+        if (bpf_map_update_elem(m->get(), &zero, &c, BPF_ANY) != 0) return log::error("write skiff_config"), 1;
+    } else {
+        return log::error(m.error().message), 1;
+    }
     // Pods reach other nodes' addresses (not PodCIDRs) through the stack.
     if (auto s = write_sysctl("net/ipv4/ip_forward", "1"); !s) log::warn(s.error().message);
 

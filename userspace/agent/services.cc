@@ -61,7 +61,7 @@ struct SliceEndpoints {
 
 }  // namespace
 
-ServicePlan plan_services(const ClusterSpec& spec) {
+ServicePlan plan_services(const ClusterSpec& spec, const NodeContext& node) {
     ServicePlan plan;
     // EndpointSlices by "<namespace>/<service>".
     std::map<std::string, std::vector<SliceEndpoints>> slices;
@@ -177,6 +177,26 @@ ServicePlan plan_services(const ClusterSpec& spec) {
                 problem = "port " + std::to_string(*port) + " has " + std::to_string(out.backends.size()) +
                           " backends, more than " + std::to_string(kMaxBackendsPerService);
                 break;
+            }
+            // NodePort: the same backends on node IP:nodePort.
+            bool exposes = type == "NodePort" || type == "LoadBalancer";
+            if (exposes && node.node_ip && p.contains("nodePort")) {
+                auto np = port_of(p, "nodePort");
+                if (!np) {
+                    problem = "invalid nodePort " + p["nodePort"].dump();
+                    break;
+                }
+                ServicePort n = out;
+                n.name += "/nodeport";
+                n.frontend = {*node.node_ip, *np, *proto};
+                if (sget(specj, "externalTrafficPolicy", "Cluster") == "Local") {
+                    auto local = [&](const L4Addr& a) { return node.local_pod_cidr && node.local_pod_cidr->contains(a.ip); };
+                    std::erase_if(n.backends, [&](const L4Addr& a) { return !local(a); });
+                    std::erase_if(n.terminating, [&](const L4Addr& a) { return !local(a); });
+                }
+                mine.push_back(std::move(out));
+                mine.push_back(std::move(n));
+                continue;
             }
             mine.push_back(std::move(out));
         }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,8 +35,16 @@ struct ServicePlan {
 
 inline constexpr size_t kMaxBackendsPerService = 65535;  // u16 slot count
 
+// What a node needs to know to plan NodePorts.
+struct NodeContext {
+    std::optional<Ipv4> node_ip;               // NodePort frontends listen here
+    std::optional<Ipv4Prefix> local_pod_cidr;  // backends here are "local"
+};
+
 // A service with any invalid field is skipped whole (never half-programmed);
 // of two services claiming one frontend the first by namespace/name wins.
-ServicePlan plan_services(const ClusterSpec& spec);
+// With a node IP, NodePort/LoadBalancer services also get a frontend on
+// node IP:nodePort (externalTrafficPolicy Local: only local backends).
+ServicePlan plan_services(const ClusterSpec& spec, const NodeContext& node = {});
 
 }  // namespace skiff::agent

@@ -120,6 +120,7 @@ std::string_view reason_name(uint32_t reason) {
         case SKIFF_SVC_NEW: return "svc-new";
         case SKIFF_SVC_ESTABLISHED: return "svc-established";
         case SKIFF_SVC_REPLY: return "svc-reply";
+        case SKIFF_FWD_FIB: return "fwd-fib";
         case SKIFF_DROP_INVALID_SOURCE: return "drop-invalid-source";
         case SKIFF_DROP_MALFORMED: return "drop-malformed";
         case SKIFF_DROP_REDIRECT_FAILED: return "drop-redirect-failed";
