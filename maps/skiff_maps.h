@@ -139,6 +139,7 @@ enum skiff_ct_flags {
 	SKIFF_CT_F_SYN = 1u << 0,     /* a SYN was seen */
 	SKIFF_CT_F_CLOSING = 1u << 1, /* FIN or RST seen */
 	SKIFF_CT_F_SNAT = 1u << 2,    /* the source is translated too (hairpin, NodePort) */
+	SKIFF_CT_F_REPLIED = 1u << 3, /* the backend answered: set on both entries */
 };
 
 struct skiff_ct_value {

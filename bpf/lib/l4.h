@@ -41,6 +41,11 @@ static __always_inline int l4_load(struct __sk_buff *skb, const struct iphdr *ip
 		return 1;
 	l4->proto = ip->protocol;
 	l4->off = ETH_HLEN + (__u32)ip->ihl * 4;
+	/* The whole header inside the IP packet (not in Ethernet padding):
+	 * translation rewrites its checksum field. */
+	if (l4->off + (l4->proto == IPPROTO_TCP ? sizeof(struct tcphdr) : sizeof(struct udphdr)) >
+	    ETH_HLEN + (__u32)bpf_ntohs(ip->tot_len))
+		return 1;
 	if (bpf_skb_load_bytes(skb, l4->off, ports, sizeof(ports)) < 0)
 		return 1;
 	l4->sport = ports[0];

@@ -98,6 +98,20 @@ static __always_inline int svc_reverse(struct __sk_buff *skb, struct iphdr *ip, 
 	if (!ct)
 		return SVC_PASS;
 	ct_touch(ct, l4, skb->len);
+	if (!(ct->flags & SKIFF_CT_F_REPLIED)) {
+		/* First answer: the connection is established on both entries
+		 * (the forward key is the client's original tuple). */
+		struct skiff_ct_key fkey = {
+			.saddr = ct->snat_addr, .daddr = ct->nat_addr,
+			.sport = ct->snat_port, .dport = ct->nat_port,
+			.proto = l4->proto, .dir = SKIFF_CT_FORWARD,
+		};
+		struct skiff_ct_value *fwd = bpf_map_lookup_elem(&skiff_ct, &fkey);
+
+		ct->flags |= SKIFF_CT_F_REPLIED;
+		if (fwd)
+			fwd->flags |= SKIFF_CT_F_REPLIED;
+	}
 	ret = nat_rewrite(skb, l4, 0, ip->saddr, ct->nat_addr, l4->sport, ct->nat_port);
 	if (ret < 0)
 		return ret;
@@ -141,7 +155,9 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 	if (ct && be) {
 		ct_touch(ct, l4, skb->len);
 		*reason = SKIFF_SVC_ESTABLISHED;
-		ret = nat_rewrite(skb, l4, 1, vip, be->ip, l4->dport, be->port);
+		/* The address the connection started with: its REPLY entry
+		 * is keyed by it. */
+		ret = nat_rewrite(skb, l4, 1, vip, ct->nat_addr, l4->dport, ct->nat_port);
 		if (ret < 0)
 			return ret;
 		ret = svc_snat(skb, l4, client, ct);

@@ -27,8 +27,9 @@ Result<CtGcStats> ct_gc(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
         }
         uint32_t timeout = to.udp;
         if (k.proto == IPPROTO_TCP) {
+            // Never answered (SYNs only, retransmitted or not): tcp_syn.
             if (v.flags & SKIFF_CT_F_CLOSING) timeout = to.tcp_closing;
-            else if (v.packets <= 1 && (v.flags & SKIFF_CT_F_SYN)) timeout = to.tcp_syn;
+            else if (!(v.flags & SKIFF_CT_F_REPLIED)) timeout = to.tcp_syn;
             else timeout = to.tcp_established;
         }
         if (now_ns > v.last_seen_ns && now_ns - v.last_seen_ns > uint64_t{timeout} * 1000000000ull) {

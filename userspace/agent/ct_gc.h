@@ -15,7 +15,7 @@ namespace skiff::agent {
 
 struct CtTimeouts {
     uint32_t tcp_established = 21600;  // seconds idle
-    uint32_t tcp_syn = 60;             // SYN seen, never established
+    uint32_t tcp_syn = 60;             // never answered by the backend
     uint32_t tcp_closing = 10;         // FIN or RST seen
     uint32_t udp = 60;
 };

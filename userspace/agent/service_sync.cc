@@ -70,6 +70,7 @@ Result<uint16_t> ServiceSync::revnat_id(const L4Addr& fe) {
 
 Result<ServiceSyncStats> ServiceSync::apply(const ServicePlan& plan) {
     if (!loaded_) SKIFF_TRY(load());
+    id_writes_ = 0;  // a failed apply's count must not leak into this one
     ServiceSyncStats st;
     std::set<SvcKey> keep;
     std::set<uint32_t> used_backends;

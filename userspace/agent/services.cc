@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <set>
 
 namespace skiff::agent {
 
@@ -206,9 +207,13 @@ ServicePlan plan_services(const ClusterSpec& spec, const NodeContext& node) {
         }
         // All of a service's frontends or none.
         std::string clash;
-        for (const auto& sp2 : mine)
+        std::set<L4Addr> own;
+        for (const auto& sp2 : mine) {
             if (auto it = taken.find(sp2.frontend); it != taken.end())
                 clash = "frontend " + sp2.frontend.str() + " is already used by " + it->second;
+            else if (!own.insert(sp2.frontend).second)
+                clash = "frontend " + sp2.frontend.str() + " is listed twice";
+        }
         if (!clash.empty()) {
             plan.problems.push_back("Service " + id + ": " + clash + ": skipped");
             continue;

@@ -1,0 +1,303 @@
+// Conntrack garbage collection: ct_gc (userspace/agent/ct_gc.cc) against an
+// in-memory CtTable.
+#include "agent/ct_gc.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace skiff::agent {
+namespace {
+
+constexpr uint64_t kSec = 1000000000ull;
+
+struct KeyLess {
+    bool operator()(const skiff_ct_key& a, const skiff_ct_key& b) const {
+        return std::memcmp(&a, &b, sizeof(a)) < 0;
+    }
+};
+
+class FakeCtTable final : public CtTable {
+public:
+    std::map<skiff_ct_key, skiff_ct_value, KeyLess> entries;
+    int sweeps = 0;
+    bool fail = false;
+
+    Result<uint64_t> sweep(const std::function<bool(const skiff_ct_key&, const skiff_ct_value&)>& f) override {
+        ++sweeps;
+        if (fail) return Error{EPERM, "fake ct: iterate failed"};
+        uint64_t n = 0;
+        for (auto it = entries.begin(); it != entries.end(); ++n) {
+            if (f(it->first, it->second)) it = entries.erase(it);
+            else ++it;
+        }
+        return n;
+    }
+
+    bool has(const skiff_ct_key& k) const { return entries.count(k) != 0; }
+};
+
+// Keys differ by client port so every entry is distinct.
+skiff_ct_key ct_key(uint8_t proto, uint16_t sport, uint8_t dir = SKIFF_CT_FORWARD) {
+    skiff_ct_key k{};
+    k.saddr = htonl(0x0af40101u);  // 10.244.1.1
+    k.daddr = htonl(0x0a600001u);  // 10.96.0.1
+    k.sport = htons(sport);
+    k.dport = htons(80);
+    k.proto = proto;
+    k.dir = dir;
+    return k;
+}
+
+skiff_ct_value ct_val(uint32_t backend_id, uint64_t last_seen_ns, uint64_t packets, uint8_t flags) {
+    skiff_ct_value v{};
+    v.created_ns = last_seen_ns > 5 * kSec ? last_seen_ns - 5 * kSec : 0;
+    v.last_seen_ns = last_seen_ns;
+    v.packets = packets;
+    v.bytes = packets * 100;
+    v.backend_id = backend_id;
+    v.flags = flags;
+    return v;
+}
+
+class CtGcTest : public ::testing::Test {
+protected:
+    FakeCtTable t;
+    CtTimeouts to;  // defaults: established 21600, syn 60, closing 10, udp 60
+    std::map<uint32_t, skiff_backend> backends{{1, skiff_backend{htonl(0x0af40201u), htons(8080), IPPROTO_TCP, 0}},
+                                               {2, skiff_backend{htonl(0x0af40202u), htons(8080), IPPROTO_UDP, 0}}};
+    const uint64_t now = 1000000 * kSec;
+
+    CtGcStats gc() {
+        auto r = ct_gc(t, to, now, backends);
+        if (!r) {
+            ADD_FAILURE() << "ct_gc failed: " << r.error().message;
+            return {};
+        }
+        return *r;
+    }
+    // An entry idle for `idle_s` seconds plus `extra_ns`.
+    skiff_ct_key add(uint8_t proto, uint16_t sport, uint32_t backend, uint64_t idle_s, uint64_t packets,
+                     uint8_t flags, int64_t extra_ns = 0, uint8_t dir = SKIFF_CT_FORWARD) {
+        auto k = ct_key(proto, sport, dir);
+        t.entries[k] = ct_val(backend, now - idle_s * kSec - extra_ns, packets, flags);
+        return k;
+    }
+};
+
+TEST_F(CtGcTest, DefaultTimeouts) {
+    CtTimeouts d;
+    EXPECT_EQ(d.tcp_established, 21600u);
+    EXPECT_EQ(d.tcp_syn, 60u);
+    EXPECT_EQ(d.tcp_closing, 10u);
+    EXPECT_EQ(d.udp, 60u);
+}
+
+TEST_F(CtGcTest, EmptyTable) {
+    auto st = gc();
+    EXPECT_EQ(st.scanned, 0u);
+    EXPECT_EQ(st.expired, 0u);
+    EXPECT_EQ(st.stale_backend, 0u);
+    EXPECT_EQ(t.sweeps, 1);
+}
+
+TEST_F(CtGcTest, StaleBackendDeletedEvenWhenFresh) {
+    auto gone = add(IPPROTO_TCP, 1000, 3, 0, 10, 0);          // backend 3 was removed
+    auto gone_udp = add(IPPROTO_UDP, 1001, 99, 0, 1, 0);      // never existed
+    auto gone_rep = add(IPPROTO_TCP, 1002, 3, 0, 10, 0, 0, SKIFF_CT_REPLY);
+    auto zero = add(IPPROTO_TCP, 1003, 0, 0, 10, 0);          // id 0 is never a backend
+    auto kept = add(IPPROTO_TCP, 1004, 1, 0, 10, 0);
+    auto kept_rep = add(IPPROTO_TCP, 1005, 1, 0, 10, 0, 0, SKIFF_CT_REPLY);
+    auto st = gc();
+    EXPECT_EQ(st.scanned, 6u);
+    EXPECT_EQ(st.stale_backend, 4u);
+    EXPECT_EQ(st.expired, 0u);
+    EXPECT_FALSE(t.has(gone));
+    EXPECT_FALSE(t.has(gone_udp));
+    EXPECT_FALSE(t.has(gone_rep));
+    EXPECT_FALSE(t.has(zero));
+    EXPECT_TRUE(t.has(kept));
+    EXPECT_TRUE(t.has(kept_rep));
+}
+
+TEST_F(CtGcTest, StaleBackendCountedOnceEvenWhenAlsoExpired) {
+    add(IPPROTO_UDP, 1000, 7, 1000, 1, 0);
+    auto st = gc();
+    EXPECT_EQ(st.stale_backend, 1u);
+    EXPECT_EQ(st.expired, 0u);
+    EXPECT_TRUE(t.entries.empty());
+}
+
+TEST_F(CtGcTest, NoBackendsAtAllPurgesEverything) {
+    add(IPPROTO_TCP, 1000, 1, 0, 10, 0);
+    add(IPPROTO_UDP, 1001, 2, 0, 10, 0);
+    backends.clear();
+    auto st = gc();
+    EXPECT_EQ(st.stale_backend, 2u);
+    EXPECT_TRUE(t.entries.empty());
+}
+
+TEST_F(CtGcTest, UdpIdleLongerThanUdpTimeoutDeleted) {
+    auto old = add(IPPROTO_UDP, 1000, 2, 61, 5, 0);
+    auto just_over = add(IPPROTO_UDP, 1001, 2, 60, 5, 0, 1);
+    auto at_limit = add(IPPROTO_UDP, 1002, 2, 60, 5, 0);  // exactly 60 s: kept
+    auto fresh = add(IPPROTO_UDP, 1003, 2, 59, 5, 0);
+    auto st = gc();
+    EXPECT_EQ(st.scanned, 4u);
+    EXPECT_EQ(st.expired, 2u);
+    EXPECT_EQ(st.stale_backend, 0u);
+    EXPECT_FALSE(t.has(old));
+    EXPECT_FALSE(t.has(just_over));
+    EXPECT_TRUE(t.has(at_limit));
+    EXPECT_TRUE(t.has(fresh));
+}
+
+TEST_F(CtGcTest, UdpUsesUdpTimeoutNotTcpOnes) {
+    to.udp = 30;
+    // Idle 45 s: within every TCP timeout except closing, beyond udp.
+    auto k = add(IPPROTO_UDP, 1000, 2, 45, 1, 0);
+    // UDP never has TCP flags, but even if one were set it is not TCP.
+    auto k2 = add(IPPROTO_UDP, 1001, 2, 20, 1, SKIFF_CT_F_CLOSING);
+    auto st = gc();
+    EXPECT_EQ(st.expired, 1u);
+    EXPECT_FALSE(t.has(k));
+    EXPECT_TRUE(t.has(k2));
+}
+
+TEST_F(CtGcTest, TcpClosingUsesClosingTimeout) {
+    auto old = add(IPPROTO_TCP, 1000, 1, 11, 40, SKIFF_CT_F_CLOSING | SKIFF_CT_F_SYN);
+    auto fresh = add(IPPROTO_TCP, 1001, 1, 9, 40, SKIFF_CT_F_CLOSING | SKIFF_CT_F_SYN);
+    // RST answering a SYN: closing wins over SYN-only.
+    auto rst = add(IPPROTO_TCP, 1002, 1, 11, 1, SKIFF_CT_F_CLOSING | SKIFF_CT_F_SYN);
+    auto st = gc();
+    EXPECT_EQ(st.expired, 2u);
+    EXPECT_FALSE(t.has(old));
+    EXPECT_TRUE(t.has(fresh));
+    EXPECT_FALSE(t.has(rst));
+}
+
+TEST_F(CtGcTest, TcpNeverAnsweredUsesSynTimeout) {
+    auto syn_old = add(IPPROTO_TCP, 1000, 1, 61, 1, SKIFF_CT_F_SYN);
+    auto syn_fresh = add(IPPROTO_TCP, 1001, 1, 59, 1, SKIFF_CT_F_SYN);
+    // REPLY half of an unanswered connection: no REPLIED flag either.
+    auto syn_rep = add(IPPROTO_TCP, 1002, 1, 61, 0, SKIFF_CT_F_SYN, 0, SKIFF_CT_REPLY);
+    // Retransmitted SYNs, still unanswered: the SYN timeout, not 6 h.
+    auto retrans = add(IPPROTO_TCP, 1003, 1, 61, 3, SKIFF_CT_F_SYN);
+    // Answered: established, whatever the packet count.
+    auto est = add(IPPROTO_TCP, 1004, 1, 61, 1, SKIFF_CT_F_SYN | SKIFF_CT_F_REPLIED);
+    auto st = gc();
+    EXPECT_EQ(st.scanned, 5u);
+    EXPECT_EQ(st.expired, 3u);
+    EXPECT_FALSE(t.has(syn_old));
+    EXPECT_TRUE(t.has(syn_fresh));
+    EXPECT_FALSE(t.has(syn_rep));
+    EXPECT_FALSE(t.has(retrans));
+    EXPECT_TRUE(t.has(est));
+}
+
+TEST_F(CtGcTest, ReplyEntryOfIdleEstablishedConnectionKept) {
+    // Regression: the REPLY half of an answered connection used to be judged
+    // by its own packet count (SYN-ACK only) and expired after tcp_syn while
+    // the FORWARD half lived on; the backend's next reply then left
+    // untranslated. Both halves now carry SKIFF_CT_F_REPLIED.
+    auto fwd = add(IPPROTO_TCP, 1000, 1, 120, 2, SKIFF_CT_F_SYN | SKIFF_CT_F_REPLIED);
+    auto rep = add(IPPROTO_TCP, 1000, 1, 120, 1, SKIFF_CT_F_SYN | SKIFF_CT_F_REPLIED, 0, SKIFF_CT_REPLY);
+    auto st = gc();
+    EXPECT_TRUE(t.has(fwd));
+    EXPECT_TRUE(t.has(rep)) << "REPLY entry of an established connection expired after 120 s idle";
+    EXPECT_EQ(st.expired, 0u);
+}
+
+TEST_F(CtGcTest, TcpEstablishedUsesEstablishedTimeout) {
+    const uint8_t f = SKIFF_CT_F_SYN | SKIFF_CT_F_REPLIED;
+    auto old = add(IPPROTO_TCP, 1000, 1, 21601, 100, f);
+    auto at_limit = add(IPPROTO_TCP, 1001, 1, 21600, 100, f);
+    auto idle_hour = add(IPPROTO_TCP, 1002, 1, 3600, 100, f);
+    auto st = gc();
+    EXPECT_EQ(st.expired, 1u);
+    EXPECT_FALSE(t.has(old));
+    EXPECT_TRUE(t.has(at_limit));
+    EXPECT_TRUE(t.has(idle_hour));
+}
+
+TEST_F(CtGcTest, CustomTimeoutsHonoured) {
+    to.tcp_established = 100;
+    to.tcp_syn = 5;
+    to.tcp_closing = 2;
+    to.udp = 7;
+    auto est = add(IPPROTO_TCP, 1000, 1, 101, 10, SKIFF_CT_F_REPLIED);
+    auto est_keep = add(IPPROTO_TCP, 1001, 1, 99, 10, SKIFF_CT_F_REPLIED);
+    auto syn = add(IPPROTO_TCP, 1002, 1, 6, 1, SKIFF_CT_F_SYN);
+    auto syn_keep = add(IPPROTO_TCP, 1003, 1, 4, 1, SKIFF_CT_F_SYN);
+    auto fin = add(IPPROTO_TCP, 1004, 1, 3, 10, SKIFF_CT_F_CLOSING);
+    auto fin_keep = add(IPPROTO_TCP, 1005, 1, 1, 10, SKIFF_CT_F_CLOSING);
+    auto u = add(IPPROTO_UDP, 1006, 2, 8, 10, 0);
+    auto u_keep = add(IPPROTO_UDP, 1007, 2, 6, 10, 0);
+    auto st = gc();
+    EXPECT_EQ(st.scanned, 8u);
+    EXPECT_EQ(st.expired, 4u);
+    EXPECT_FALSE(t.has(est));
+    EXPECT_FALSE(t.has(syn));
+    EXPECT_FALSE(t.has(fin));
+    EXPECT_FALSE(t.has(u));
+    EXPECT_TRUE(t.has(est_keep));
+    EXPECT_TRUE(t.has(syn_keep));
+    EXPECT_TRUE(t.has(fin_keep));
+    EXPECT_TRUE(t.has(u_keep));
+}
+
+TEST_F(CtGcTest, LastSeenInTheFutureIsKept) {
+    // A packet seen after `now` was sampled (another CPU): not expired, and
+    // no unsigned wrap-around.
+    auto k = ct_key(IPPROTO_UDP, 1000);
+    t.entries[k] = ct_val(2, now + 5 * kSec, 1, 0);
+    auto st = gc();
+    EXPECT_EQ(st.expired, 0u);
+    EXPECT_TRUE(t.has(k));
+}
+
+TEST_F(CtGcTest, StatsOverAMixedTable) {
+    add(IPPROTO_TCP, 1000, 1, 5, 100, SKIFF_CT_F_SYN);                       // keep
+    add(IPPROTO_TCP, 1001, 1, 30, 10, SKIFF_CT_F_CLOSING);                   // expired
+    add(IPPROTO_TCP, 1002, 1, 120, 1, SKIFF_CT_F_SYN);                       // expired
+    add(IPPROTO_TCP, 1003, 9, 1, 100, 0);                                    // stale
+    add(IPPROTO_UDP, 1004, 2, 120, 3, 0);                                    // expired
+    add(IPPROTO_UDP, 1005, 2, 1, 3, 0);                                      // keep
+    add(IPPROTO_UDP, 1006, 8, 1, 3, 0, 0, SKIFF_CT_REPLY);                   // stale
+    auto st = gc();
+    EXPECT_EQ(st.scanned, 7u);
+    EXPECT_EQ(st.expired, 3u);
+    EXPECT_EQ(st.stale_backend, 2u);
+    EXPECT_EQ(t.entries.size(), 2u);
+
+    // A second pass over what is left finds nothing more to do.
+    st = gc();
+    EXPECT_EQ(st.scanned, 2u);
+    EXPECT_EQ(st.expired, 0u);
+    EXPECT_EQ(st.stale_backend, 0u);
+}
+
+TEST_F(CtGcTest, SweepErrorPropagates) {
+    add(IPPROTO_TCP, 1000, 1, 0, 10, 0);
+    t.fail = true;
+    auto r = ct_gc(t, to, now, backends);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, EPERM);
+    EXPECT_EQ(t.entries.size(), 1u);
+}
+
+TEST(CtGcClockTest, MonotonicNsAdvances) {
+    uint64_t a = monotonic_ns();
+    uint64_t b = monotonic_ns();
+    EXPECT_GT(a, 0u);
+    EXPECT_GE(b, a);
+}
+
+}  // namespace
+}  // namespace skiff::agent
