@@ -23,6 +23,7 @@
 #define SKIFF_MAP_CT "skiff_ct"
 #define SKIFF_MAP_AFFINITY "skiff_affinity"
 #define SKIFF_MAP_CONFIG "skiff_config"
+#define SKIFF_MAP_SOCK_REVNAT "skiff_sock_rnat"
 
 #define SKIFF_ENDPOINTS_MAX 65536
 #define SKIFF_NODES_MAX 16384
@@ -176,8 +177,24 @@ struct skiff_affinity_value {
 
 /* config: a one-entry array the agent fills in for its node. */
 struct skiff_config {
-	__u32 node_ip; /* network byte order; 0 until the agent set it */
+	__u32 node_ip;       /* network byte order; 0 until the agent set it */
 	__u32 flags;
+	__u64 netns_cookie;  /* the node's network namespace (socket LB scope) */
+};
+
+/* sock_revnat: for UDP sockets translated at sendmsg/connect time, what a
+ * datagram from the backend must look like it came from. */
+struct skiff_sock_revnat_key {
+	__u64 cookie; /* bpf_get_socket_cookie() */
+	__u32 addr;   /* backend, network byte order */
+	__u16 port;
+	__u16 pad;
+};
+
+struct skiff_sock_revnat_value {
+	__u32 vip;
+	__u16 port;
+	__u16 pad;
 };
 
 /*

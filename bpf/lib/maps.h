@@ -87,6 +87,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } skiff_config SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct skiff_sock_revnat_key);
+	__type(value, struct skiff_sock_revnat_value);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skiff_sock_rnat SEC(".maps");
+
 static __always_inline struct skiff_config *config_get(void)
 {
 	__u32 zero = 0;

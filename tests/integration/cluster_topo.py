@@ -61,6 +61,7 @@ class Cluster:
         self.agents = {}
         self.source = os.path.join(topo.tmp, "cluster.json")
         self.lease_ttl = lease_ttl
+        self.socket_lb_cgroup = None
         self.etcd_prefix = "/skiff-" + os.path.basename(topo.tmp)
         if etcd:
             in_ns(self.underlay, "ip", "addr", "add", "192.168.1.1/24", "dev", "br0")
@@ -89,6 +90,8 @@ class Cluster:
         cfg = {"nodeName": node.name, "nodeIP": node.ip, "uplink": "up0", "clusterCIDR": CLUSTER_CIDR,
                "pinPath": node.pin, "stateDir": node.state, "cniConfDir": node.cni_dir,
                "listen": "127.0.0.1:9964", "resyncSeconds": 2, "source": {"file": self.source}}
+        if self.socket_lb_cgroup:
+            cfg["socketLBCgroup"] = self.socket_lb_cgroup
         if self.etcd:
             cfg["source"] = {"etcd": {"endpoints": [self.etcd.url], "prefix": self.etcd_prefix,
                                       "leaseTTL": self.lease_ttl}}

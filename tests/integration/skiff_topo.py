@@ -181,6 +181,7 @@ class Topology:
         self.namespaces = []
         self.pins = []
         self.procs = []
+        self.cgroups = []
 
     def node(self, ip="192.168.1.11", pod_cidr="10.244.1.0/24", **kw):
         return Node(self, unique("skn"), ip, pod_cidr, **kw)
@@ -201,6 +202,17 @@ class Topology:
         in_ns(name, "ip", "link", "set", "lo", "up")
         return name
 
+    def cgroup(self):
+        """A private cgroup2 directory (never the root cgroup) for socket-LB tests."""
+        for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+            if os.path.exists(os.path.join(root, "cgroup.procs")) and \
+                    sh("stat", "-f", "-c", "%T", root).stdout.strip() == "cgroup2fs":
+                path = os.path.join(root, unique("skiff-cg-"))
+                os.mkdir(path)
+                self.cgroups.append(path)
+                return path
+        raise RuntimeError("no cgroup2 mount")
+
     def spawn(self, ns, *cmd):
         p = subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}", "--", *cmd], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
@@ -218,4 +230,9 @@ class Topology:
                 for f in os.listdir(pin):
                     os.unlink(os.path.join(pin, f))
                 os.rmdir(pin)
+        for cg in self.cgroups:
+            try:
+                os.rmdir(cg)
+            except OSError:
+                pass
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -82,6 +82,8 @@ class Svc:
     def __init__(self, topo):
         self.topo = topo
         self.cluster = Cluster(topo, n=3)
+        self.cgroup = topo.cgroup()
+        self.cluster.socket_lb_cgroup = self.cgroup
         self.cluster.start()
         self.nodes = self.cluster.nodes
         self.base = [node_object(nd.name, nd.ip, nd.pod_cidr) for nd in self.nodes]
@@ -294,3 +296,18 @@ def test_thousands_of_endpoints_in_one_slice(svc):
     wait_for(lambda: svc.frontends(svc.nodes[0]) == 1, "big service programmed")
     code, body = svc.cluster.http(svc.nodes[0], "/metrics")
     assert 'skiff_map_entries{map="backends"} 3000' in body
+
+
+def test_host_processes_reach_clusterip(svc):
+    svc.web()
+    wait_for(lambda: svc.frontends(svc.nodes[0]) == 2, "frontends programmed")
+    node = svc.nodes[0]
+    # A host process (host-network pods are the same) of node-1, in the
+    # cgroup the agent attached socket LB to.
+    for proto, port in (("tcp", 80), ("udp", 53)):
+        r = in_ns(node.ns, "sh", "-c", f'echo $$ > {svc.cgroup}/cgroup.procs && exec /usr/bin/python3 -c "$0" "$@"',
+                  CLIENT, VIP, str(port), proto, "20", check=False, timeout=120)
+        answers = [line.split() for line in r.stdout.splitlines()]
+        assert len(answers) == 20 and all(a[0] != "ERR" for a in answers), (proto, r.stdout, r.stderr)
+        assert {a[0] for a in answers} == {b.ip for b in svc.backends}, proto  # local and remote backends
+        assert {a[1] for a in answers} == {node.ip}, proto  # the node's own address, no NAT on the wire

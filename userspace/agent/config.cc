@@ -50,6 +50,7 @@ Result<AgentConfig> parse_agent_config(const std::string& text) {
     SKIFF_TRY(opt_str(j, "pinPath", c.pin_path));
     SKIFF_TRY(opt_str(j, "stateDir", c.state_dir));
     SKIFF_TRY(opt_str(j, "cniConfDir", c.cni_conf_dir));
+    SKIFF_TRY(opt_str(j, "socketLBCgroup", c.socket_lb_cgroup));
     SKIFF_TRY(opt_str(j, "listen", c.listen));
     if (auto l = parse_listen(c.listen); !l) return bad("'listen': " + l.error().message);
     if (j.contains("cniVersion")) {

@@ -31,6 +31,7 @@ struct AgentConfig {
     unsigned resync_seconds = 30;
     std::optional<Ipv4Prefix> pod_cidr;  // etcd source: fixed, else claimed
     int pod_cidr_size = 24;              // etcd source: prefix length to claim
+    std::string socket_lb_cgroup;  // cgroup2 dir for host ClusterIP access; empty: off
     CtTimeouts ct_timeouts;
     unsigned ct_gc_interval_seconds = 10;
     std::optional<std::string> file_source;

@@ -12,6 +12,7 @@
 
 #include "bpf/map_layout.h"
 #include "bpf/pins.h"
+#include "bpf/socklb.h"
 #include "bpf/tc.h"
 #include "common/log.h"
 #include "net/rtnetlink.h"
@@ -67,12 +68,19 @@ int main(int argc, char** argv) {
     if (auto s = bpf::tc_attach(uplink->ifindex, bpf::TcHook::Ingress, prog->get()); !s)
         return log::error(s.error().message), 1;
     // The datapath's view of this node (NodePort SNAT address).
+    auto cookie = bpf::current_netns_cookie();
+    if (!cookie) return log::error(cookie.error().message), 1;
     if (auto m = bpf::open_pinned_map(cfg->pin_path, SKIFF_MAP_CONFIG); m) {
         uint32_t zero = 0;
-        skiff_config c{cfg->node_ip.be(), 0};
+        skiff_config c{cfg->node_ip.be(), 0, *cookie};
         if (bpf_map_update_elem(m->get(), &zero, &c, BPF_ANY) != 0) return log::error("write skiff_config"), 1;
     } else {
         return log::error(m.error().message), 1;
+    }
+    // Host processes and host-network pods reach ClusterIPs by socket LB.
+    if (!cfg->socket_lb_cgroup.empty()) {
+        if (auto s = bpf::attach_socket_lb(cfg->pin_path, cfg->socket_lb_cgroup); !s)
+            return log::error("socket LB: " + s.error().message), 1;
     }
     // Pods reach other nodes' addresses (not PodCIDRs) through the stack.
     if (auto s = write_sysctl("net/ipv4/ip_forward", "1"); !s) log::warn(s.error().message);

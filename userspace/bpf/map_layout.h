@@ -31,4 +31,6 @@ static_assert(offsetof(skiff_ct_value, backend_id) == 32);
 static_assert(offsetof(skiff_ct_value, flags) == 50);
 static_assert(sizeof(skiff_affinity_key) == 8);
 static_assert(sizeof(skiff_affinity_value) == 16);
-static_assert(sizeof(skiff_config) == 8);
+static_assert(sizeof(skiff_config) == 16);
+static_assert(sizeof(skiff_sock_revnat_key) == 16);
+static_assert(sizeof(skiff_sock_revnat_value) == 8);

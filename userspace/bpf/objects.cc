@@ -8,6 +8,7 @@
 
 #include "from_pod.skel.h"
 #include "from_uplink.skel.h"
+#include "sock.skel.h"
 
 namespace skiff::bpf {
 namespace {
@@ -64,6 +65,35 @@ Result<UniqueFd> load_program(Program p, const std::string& pin_dir) {
                 [](from_uplink* s) { return s->progs.skiff_uplink; });
     }
     return Error::invalid("unknown program");
+}
+
+}  // namespace skiff::bpf
+
+namespace skiff::bpf {
+
+ObjectBytes sock_object() {
+    ObjectBytes b;
+    b.data = sock__elf_bytes(&b.size);
+    return b;
+}
+
+Result<SockPrograms> load_sock_programs(const std::string& pin_dir) {
+    char errbuf[256];
+    LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_dir.c_str());
+    std::unique_ptr<sock, decltype(&sock__destroy)> skel(sock__open_opts(&opts), sock__destroy);
+    if (!skel) return Error::errno_("open BPF object sock");
+    if (int err = sock__load(skel.get()); err) {
+        libbpf_strerror(err, errbuf, sizeof(errbuf));
+        return Error{-err, "load BPF object sock (pin dir " + pin_dir + "): " + errbuf};
+    }
+    SockPrograms p;
+    p.connect4.reset(::dup(bpf_program__fd(skel->progs.skiff_connect4)));
+    p.sendmsg4.reset(::dup(bpf_program__fd(skel->progs.skiff_sendmsg4)));
+    p.recvmsg4.reset(::dup(bpf_program__fd(skel->progs.skiff_recvmsg4)));
+    p.getpeername4.reset(::dup(bpf_program__fd(skel->progs.skiff_getpeer4)));
+    if (!p.connect4.valid() || !p.sendmsg4.valid() || !p.recvmsg4.valid() || !p.getpeername4.valid())
+        return Error::errno_("dup socket program fds");
+    return p;
 }
 
 }  // namespace skiff::bpf

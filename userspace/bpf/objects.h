@@ -26,6 +26,13 @@ std::string_view program_name(Program p);       // "from_pod"
 ObjectBytes program_object(Program p);          // the embedded ELF
 std::vector<Program> all_programs();
 
+// The socket-LB object (bpf/sock.c): one program per cgroup hook.
+struct SockPrograms {
+    UniqueFd connect4, sendmsg4, recvmsg4, getpeername4;
+};
+ObjectBytes sock_object();
+Result<SockPrograms> load_sock_programs(const std::string& pin_dir);
+
 // Open the embedded object with libbpf (maps pinned by name under pin_dir,
 // reused when present and compatible), load it and return the program fd.
 // Maps that did not exist are created and pinned.

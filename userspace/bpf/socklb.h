@@ -1,0 +1,20 @@
+// Socket-level load-balancing for host processes: the sock_addr programs
+// attached to a cgroup through bpf_links pinned in the node's pin dir, so
+// the attachment outlives the agent and a restart swaps programs in place.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/result.h"
+
+namespace skiff::bpf {
+
+// Load the programs and attach (or update) them on cgroup_path (a cgroup2
+// directory). Links are pinned as <pin_dir>/link_sock_<hook>.
+Status attach_socket_lb(const std::string& pin_dir, const std::string& cgroup_path);
+
+// The calling thread's network namespace cookie (SO_NETNS_COOKIE).
+Result<uint64_t> current_netns_cookie();
+
+}  // namespace skiff::bpf
