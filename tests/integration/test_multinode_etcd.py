@@ -1,10 +1,12 @@
 """Agents sharing a real etcd: PodCIDRs claimed atomically, nodes joining
 and leaving (lease expiry) while traffic runs."""
+import json
 import subprocess
 
 import pytest
 
 from cluster_topo import Cluster, wait_for
+from skiff_topo import in_ns
 from test_multinode import seen_source, serve
 
 
@@ -72,3 +74,26 @@ def test_etcd_unreachable_keeps_state_and_recovers(topo, cluster):
     cluster.etcd = Etcd(topo, cluster.underlay, "192.168.1.1")
     wait_for(lambda: cluster.http(n1, "/healthz")[0] == 200, "agent healthy again", timeout=30)
     assert cluster.node_map(n1) == before
+
+
+def test_services_from_etcd(topo, cluster):
+    import base64
+    from test_services import SERVER, CLIENT, service, slice_, WEB_PORTS, WEB_SLICE_PORTS, VIP
+    n1, n2, n3 = cluster.nodes
+    backend = cluster.add_pod(n2)
+    topo.spawn(backend.ns, "/usr/bin/python3", "-c", SERVER, backend.ip)
+    wait_for(lambda: "LISTEN" in in_ns(backend.ns, "ss", "-ltn", "sport = :7000", check=False).stdout, "server")
+    client = cluster.add_pod(n1)
+
+    def put(key, obj):
+        body = json.dumps({"key": base64.b64encode(key.encode()).decode(),
+                           "value": base64.b64encode(json.dumps(obj).encode()).decode()})
+        in_ns(cluster.underlay, "curl", "-s", "-X", "POST", f"{cluster.etcd.url}/v3/kv/put", "-d", body)
+
+    put(f"{cluster.etcd_prefix}/services/default/web", service("web", VIP, WEB_PORTS))
+    put(f"{cluster.etcd_prefix}/endpointslices/default/web-1",
+        slice_("web", "web-1", [(backend.ip, True, False)], WEB_SLICE_PORTS))
+    wait_for(lambda: 'skiff_map_entries{map="frontends"} 2' in cluster.http(n1, "/metrics")[1], "services programmed")
+    for proto, port in (("tcp", 80), ("udp", 53)):
+        r = client.run("/usr/bin/python3", "-c", CLIENT, VIP, str(port), proto, "5", check=False, timeout=60)
+        assert [line.split() for line in r.stdout.splitlines()] == [[backend.ip, client.ip]] * 5, r.stdout

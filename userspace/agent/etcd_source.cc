@@ -25,7 +25,7 @@ std::optional<Ipv4Prefix> parse_cidr_key(std::string k) {
 class EtcdSource final : public Source {
 public:
     EtcdSource(EtcdSourceOptions o, std::vector<Endpoint> eps)
-        : opts_(std::move(o)), client_(eps), watch_(eps, opts_.prefix + "/nodes/") {}
+        : opts_(std::move(o)), client_(eps), watch_(eps, opts_.prefix + "/") {}
 
     std::string describe() const override {
         std::string s = "etcd";
@@ -48,6 +48,18 @@ public:
                 if (j.contains("podCIDR") && j["podCIDR"].is_string()) n.pod_cidrs.push_back(j["podCIDR"].get<std::string>());
             }
             spec.nodes.push_back(std::move(n));
+        }
+        // Services and EndpointSlices, stored as their Kubernetes JSON.
+        for (const char* kind : {"services", "endpointslices"}) {
+            SKIFF_ASSIGN_OR_RETURN(auto objs, client_.range_prefix(opts_.prefix + "/" + kind + "/"));
+            for (const auto& [k, v] : objs) {
+                json j = json::parse(v, nullptr, false);
+                if (!j.is_object()) {
+                    log::warn("etcd " + k + ": not a JSON object, skipped");
+                    continue;
+                }
+                (kind[0] == 's' ? spec.services : spec.endpoint_slices).push_back(std::move(j));
+            }
         }
         dirty_ = false;
         return std::optional<ClusterSpec>{std::move(spec)};

@@ -48,6 +48,8 @@ struct EtcdSourceOptions {
 // is configured), keeps its lease alive and watches the others.
 //   <prefix>/nodes/<name>        {"name","ip","podCIDR"}  (leased)
 //   <prefix>/podcidrs/<a.b.c.d-len>  owning node name  (sticky)
+//   <prefix>/services/<ns>/<name>, <prefix>/endpointslices/<ns>/<name>
+//                                Kubernetes Service / EndpointSlice JSON
 Result<std::unique_ptr<Source>> make_etcd_source(EtcdSourceOptions opts);
 
 }  // namespace skiff::agent
