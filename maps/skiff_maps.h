@@ -24,6 +24,7 @@
 #define SKIFF_MAP_AFFINITY "skiff_affinity"
 #define SKIFF_MAP_CONFIG "skiff_config"
 #define SKIFF_MAP_SOCK_REVNAT "skiff_sock_rnat"
+#define SKIFF_MAP_MAGLEV "skiff_maglev"
 
 #define SKIFF_ENDPOINTS_MAX 65536
 #define SKIFF_NODES_MAX 16384
@@ -32,6 +33,8 @@
 #define SKIFF_REVNAT_MAX 65536
 #define SKIFF_CT_MAX 262144
 #define SKIFF_AFFINITY_MAX 65536
+#define SKIFF_MAGLEV_SIZE 1021 /* entries per frontend: a prime */
+#define SKIFF_MAGLEV_MAX (SKIFF_MAGLEV_SIZE * 512)
 
 #define SKIFF_ETH_ALEN 6
 
@@ -83,6 +86,7 @@ struct skiff_service_key {
 
 enum skiff_service_flags {
 	SKIFF_SVC_F_AFFINITY = 1u << 0, /* sessionAffinity: ClientIP */
+	SKIFF_SVC_F_MAGLEV = 1u << 1,   /* backend by Maglev table, not at random */
 };
 
 struct skiff_service_value {
@@ -91,6 +95,13 @@ struct skiff_service_value {
 	__u16 revnat_id;        /* slot 0 */
 	__u32 flags;            /* slot 0: enum skiff_service_flags */
 	__u32 affinity_timeout; /* slot 0: seconds */
+};
+
+/* maglev: {frontend's rev-NAT id, flow hash % SKIFF_MAGLEV_SIZE} -> backend id */
+struct skiff_maglev_key {
+	__u16 revnat_id;
+	__u16 pad;
+	__u32 index;
 };
 
 /* backends: backend id -> address. */

@@ -95,6 +95,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } skiff_sock_rnat SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct skiff_maglev_key);
+	__type(value, __u32);
+	__uint(max_entries, SKIFF_MAGLEV_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skiff_maglev SEC(".maps");
+
 static __always_inline struct skiff_config *config_get(void)
 {
 	__u32 zero = 0;

@@ -51,6 +51,40 @@ static __always_inline struct skiff_backend *svc_pick(__be32 vip, const struct l
 	return svc_backend(*id);
 }
 
+/* A flow hash with no per-boot seed, so every node maps a flow alike. */
+static __always_inline __u32 hash_mix(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+static __always_inline __u32 svc_flow_hash(__be32 client, __be32 vip, const struct l4_info *l4)
+{
+	__u32 ports = ((__u32)bpf_ntohs(l4->sport) << 16) | bpf_ntohs(l4->dport);
+
+	return hash_mix(bpf_ntohl(client) ^ hash_mix(ports ^ hash_mix(bpf_ntohl(vip) + l4->proto)));
+}
+
+/* Maglev: the frontend's lookup table, indexed by the flow hash. */
+static __always_inline struct skiff_backend *svc_maglev(__be32 client, __be32 vip, const struct l4_info *l4,
+							const struct skiff_service_value *svc, __u32 *id)
+{
+	struct skiff_maglev_key key = {
+		.revnat_id = svc->revnat_id,
+		.index = svc_flow_hash(client, vip, l4) % SKIFF_MAGLEV_SIZE,
+	};
+	__u32 *bid = bpf_map_lookup_elem(&skiff_maglev, &key);
+
+	if (!bid)
+		return NULL;
+	*id = *bid;
+	return svc_backend(*id);
+}
+
 /* sessionAffinity ClientIP: the client's last backend while it is fresh. */
 static __always_inline struct skiff_backend *svc_affinity_get(__be32 client, const struct skiff_service_value *svc,
 							      __u64 now, __u32 *id)
@@ -169,6 +203,8 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 	now = bpf_ktime_get_ns();
 	if (svc->flags & SKIFF_SVC_F_AFFINITY)
 		be = svc_affinity_get(client, svc, now, &id);
+	if (!be && (svc->flags & SKIFF_SVC_F_MAGLEV))
+		be = svc_maglev(client, vip, l4, svc, &id);
 	if (!be)
 		be = svc_pick(vip, l4, svc, &id);
 	if (!be)

@@ -56,12 +56,15 @@ for i in range(n):
 """
 
 
-def service(name, vip, ports, affinity=None):
+def service(name, vip, ports, affinity=None, maglev=False):
     spec = {"type": "ClusterIP", "clusterIP": vip, "clusterIPs": [vip], "ports": ports}
     if affinity:
         spec["sessionAffinity"] = "ClientIP"
         spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": affinity}}
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"}, "spec": spec}
+    meta = {"name": name, "namespace": "default"}
+    if maglev:
+        meta["annotations"] = {"skiff.io/lb-algorithm": "maglev"}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
 
 
 def slice_(svc, name, endpoints, ports):
@@ -311,3 +314,30 @@ def test_host_processes_reach_clusterip(svc):
         assert len(answers) == 20 and all(a[0] != "ERR" for a in answers), (proto, r.stdout, r.stderr)
         assert {a[0] for a in answers} == {b.ip for b in svc.backends}, proto  # local and remote backends
         assert {a[1] for a in answers} == {node.ip}, proto  # the node's own address, no NAT on the wire
+
+
+def test_maglev_service(svc):
+    svc.web(maglev=True)
+    wait_for(lambda: svc.frontends(svc.nodes[0]) == 2, "frontends programmed")
+    code, body = svc.cluster.http(svc.nodes[0], "/metrics")
+    for proto, port in (("tcp", 80), ("udp", 53)):
+        answers = svc.ask(svc.client, port, proto, 40)
+        assert all(a[0] != "ERR" for a in answers), answers
+        assert {a[0] for a in answers} == {b.ip for b in svc.backends}, proto  # the table spreads flows
+    # Every node holds the same table for the frontend: a flow maps alike
+    # whichever node sees it (compared through the maps, keyed the same).
+    tables = []
+
+    def dump(nd, name):
+        out = subprocess.run(["bpftool", "-j", "map", "dump", "pinned", f"{nd.pin}/{name}"],
+                             capture_output=True, text=True).stdout
+        return [e["formatted"] for e in json.loads(out)]
+
+    for nd in svc.nodes:
+        frontend = {e["key"]["id"]: (e["value"]["vip"], e["value"]["port"], e["value"]["proto"])
+                    for e in dump(nd, "skiff_revnat")}
+        addr = {e["key"]: (e["value"]["ip"], e["value"]["port"]) for e in dump(nd, "skiff_backends")}
+        tables.append(sorted((frontend[e["key"]["revnat_id"]], e["key"]["index"], addr[e["value"]])
+                             for e in dump(nd, "skiff_maglev")))
+    assert len(tables[0]) == 2 * 1021  # one table per frontend (TCP and UDP)
+    assert tables[0] == tables[1] == tables[2]

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "bpf/maps.h"
+#include "maglev.h"
 #include "bpf/pins.h"
 
 #include <bpf/bpf.h>
@@ -28,6 +29,7 @@ Status ServiceSync::load() {
     SKIFF_ASSIGN_OR_RETURN(services_, t_.services());
     SKIFF_ASSIGN_OR_RETURN(backends_, t_.backends());
     SKIFF_ASSIGN_OR_RETURN(revnats_, t_.revnats());
+    SKIFF_ASSIGN_OR_RETURN(maglev_, t_.maglev());
     backend_ids_.clear();
     revnat_ids_.clear();
     for (const auto& [id, b] : backends_) backend_ids_[addr_of(b)] = id;
@@ -75,6 +77,7 @@ Result<ServiceSyncStats> ServiceSync::apply(const ServicePlan& plan) {
     std::set<SvcKey> keep;
     std::set<uint32_t> used_backends;
     std::set<uint16_t> used_revnats;
+    std::set<uint16_t> maglev_rids;
 
     auto put = [&](const SvcKey& k, const skiff_service_value& v) -> Status {
         if (auto it = services_.find(k); it != services_.end() && same(it->second, v)) return ok();
@@ -115,12 +118,27 @@ Result<ServiceSyncStats> ServiceSync::apply(const ServicePlan& plan) {
             SKIFF_TRY(put(k, v));
             keep.insert(k);
         }
+        // Maglev: the table before the flag that makes the datapath use it.
+        if (sp.maglev && !ids.empty()) {
+            std::vector<std::string> names;
+            for (const auto& b : sp.backends) names.push_back(b.str());
+            auto table = maglev_table(names, SKIFF_MAGLEV_SIZE);
+            for (uint32_t idx = 0; idx < table.size(); ++idx) {
+                const ServiceTables::MaglevKey k{rid, idx};
+                const uint32_t want = ids[table[idx]];
+                if (auto it = maglev_.find(k); it != maglev_.end() && it->second == want) continue;
+                SKIFF_TRY(t_.put_maglev(k, want));
+                maglev_[k] = want;
+                ++st.writes;
+            }
+            maglev_rids.insert(rid);
+        }
         uint16_t old_count = 0;
         if (auto it = services_.find(base); it != services_.end()) old_count = it->second.count;
         skiff_service_value fe{};
         fe.count = static_cast<uint16_t>(ids.size());
         fe.revnat_id = rid;
-        fe.flags = sp.affinity ? SKIFF_SVC_F_AFFINITY : 0;
+        fe.flags = (sp.affinity ? SKIFF_SVC_F_AFFINITY : 0) | (maglev_rids.count(rid) ? SKIFF_SVC_F_MAGLEV : 0);
         fe.affinity_timeout = sp.affinity ? sp.affinity_timeout : 0;
         SKIFF_TRY(put(base, fe));
         keep.insert(base);
@@ -139,6 +157,16 @@ Result<ServiceSyncStats> ServiceSync::apply(const ServicePlan& plan) {
     }
     for (const auto& k : gone_fe) SKIFF_TRY(del(k));
     for (const auto& k : gone_slots) SKIFF_TRY(del(k));
+    // Maglev tables of frontends that no longer use one (their flag is off).
+    for (auto it = maglev_.begin(); it != maglev_.end();) {
+        if (maglev_rids.count(it->first.first)) {
+            ++it;
+            continue;
+        }
+        SKIFF_TRY(t_.del_maglev(it->first));
+        it = maglev_.erase(it);
+        ++st.deletes;
+    }
     // Backends and rev-NAT entries nobody uses any more.
     for (auto it = backends_.begin(); it != backends_.end();) {
         if (used_backends.count(it->first)) {
@@ -258,16 +286,44 @@ public:
         return ok();
     }
 
+    Result<std::map<MaglevKey, uint32_t>> maglev() override {
+        SKIFF_TRY(open());
+        std::map<MaglevKey, uint32_t> out;
+        skiff_maglev_key cur{}, next{};
+        const void* prev = nullptr;
+        while (bpf_map_get_next_key(mg_.get(), prev, &next) == 0) {
+            uint32_t v = 0;
+            if (bpf_map_lookup_elem(mg_.get(), &next, &v) == 0) out[{next.revnat_id, next.index}] = v;
+            cur = next;
+            prev = &cur;
+        }
+        if (errno != ENOENT) return Error::errno_("iterate maglev");
+        return out;
+    }
+    Status put_maglev(const MaglevKey& k, uint32_t backend) override {
+        SKIFF_TRY(open());
+        skiff_maglev_key key{k.first, 0, k.second};
+        if (bpf_map_update_elem(mg_.get(), &key, &backend, BPF_ANY) != 0) return Error::errno_("update maglev");
+        return ok();
+    }
+    Status del_maglev(const MaglevKey& k) override {
+        SKIFF_TRY(open());
+        skiff_maglev_key key{k.first, 0, k.second};
+        if (bpf_map_delete_elem(mg_.get(), &key) != 0 && errno != ENOENT) return Error::errno_("delete maglev");
+        return ok();
+    }
+
 private:
     Status open() {
         if (svc_.valid()) return ok();
+        SKIFF_ASSIGN_OR_RETURN(mg_, bpf::open_pinned_map(pin_, SKIFF_MAP_MAGLEV));
         SKIFF_ASSIGN_OR_RETURN(svc_, bpf::open_pinned_map(pin_, SKIFF_MAP_SERVICES));
         SKIFF_ASSIGN_OR_RETURN(be_, bpf::open_pinned_map(pin_, SKIFF_MAP_BACKENDS));
         SKIFF_ASSIGN_OR_RETURN(rn_, bpf::open_pinned_map(pin_, SKIFF_MAP_REVNAT));
         return ok();
     }
     std::string pin_;
-    UniqueFd svc_, be_, rn_;
+    UniqueFd svc_, be_, rn_, mg_;
 };
 
 }  // namespace

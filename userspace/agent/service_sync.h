@@ -34,6 +34,11 @@ public:
     virtual Status del_backend(uint32_t id) = 0;
     virtual Status put_revnat(uint16_t id, const skiff_revnat_value& v) = 0;
     virtual Status del_revnat(uint16_t id) = 0;
+    // Maglev tables: {rev-NAT id, index} -> backend id.
+    using MaglevKey = std::pair<uint16_t, uint32_t>;
+    virtual Result<std::map<MaglevKey, uint32_t>> maglev() { return std::map<MaglevKey, uint32_t>{}; }
+    virtual Status put_maglev(const MaglevKey&, uint32_t) { return Error{ENOTSUP, "no Maglev table"}; }
+    virtual Status del_maglev(const MaglevKey&) { return Error{ENOTSUP, "no Maglev table"}; }
 };
 
 std::unique_ptr<ServiceTables> make_bpf_service_tables(const std::string& pin_dir);
@@ -66,6 +71,7 @@ private:
     std::map<SvcKey, skiff_service_value> services_;
     std::map<uint32_t, skiff_backend> backends_;
     std::map<uint16_t, skiff_revnat_value> revnats_;
+    std::map<ServiceTables::MaglevKey, uint32_t> maglev_;
     std::map<L4Addr, uint32_t> backend_ids_;
     std::map<L4Addr, uint16_t> revnat_ids_;
     size_t id_writes_ = 0;  // backend/rev-NAT entries written since the last apply

@@ -139,6 +139,11 @@ ServicePlan plan_services(const ClusterSpec& spec, const NodeContext& node) {
             continue;
         }
         bool affinity = sget(specj, "sessionAffinity", "None") == "ClientIP";
+        std::string algo = sget(obj(obj(s, "metadata"), "annotations"), kLbAlgorithmAnnotation, "random");
+        if (algo != "random" && algo != "maglev") {
+            plan.problems.push_back("Service " + id + ": unknown " + kLbAlgorithmAnnotation + " '" + algo + "': skipped");
+            continue;
+        }
         uint32_t timeout = 10800;
         if (auto t = obj(obj(specj, "sessionAffinityConfig"), "clientIP").find("timeoutSeconds");
             t != obj(obj(specj, "sessionAffinityConfig"), "clientIP").end() && t->is_number_integer() &&
@@ -158,6 +163,7 @@ ServicePlan plan_services(const ClusterSpec& spec, const NodeContext& node) {
             out.frontend = {*vip, *port, *proto};
             out.affinity = affinity;
             out.affinity_timeout = timeout;
+            out.maglev = algo == "maglev";
             // Slice ports carry the resolved target port under the service
             // port's name (this is how named targetPorts resolve).
             for (const auto& se : slices[id]) {

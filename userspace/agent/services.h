@@ -25,6 +25,7 @@ struct ServicePort {
     std::vector<L4Addr> backends;     // ready: get new connections
     std::vector<L4Addr> terminating;  // serving but terminating: keep existing ones
     bool affinity = false;            // sessionAffinity: ClientIP
+    bool maglev = false;              // annotation skiff.io/lb-algorithm: maglev
     uint32_t affinity_timeout = 10800;
 };
 
@@ -34,6 +35,7 @@ struct ServicePlan {
 };
 
 inline constexpr size_t kMaxBackendsPerService = 65535;  // u16 slot count
+inline constexpr const char* kLbAlgorithmAnnotation = "skiff.io/lb-algorithm";
 
 // What a node needs to know to plan NodePorts.
 struct NodeContext {

@@ -34,3 +34,4 @@ static_assert(sizeof(skiff_affinity_value) == 16);
 static_assert(sizeof(skiff_config) == 16);
 static_assert(sizeof(skiff_sock_revnat_key) == 16);
 static_assert(sizeof(skiff_sock_revnat_value) == 8);
+static_assert(sizeof(skiff_maglev_key) == 8);

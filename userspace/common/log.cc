@@ -31,6 +31,7 @@ const char* level_name(Level l) {
         case Level::Info: return "info";
         case Level::Warn: return "warn";
         case Level::Error: return "error";
+        case Level::Silent: return "";
     }
     return "?";
 }
@@ -43,7 +44,7 @@ void set_file(const std::string& path) {
     int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd >= 0) {
         s.fd.reset(fd);
-        if (s.level > Level::Info) s.level = Level::Info;
+        if (s.level > Level::Info && s.level != Level::Silent) s.level = Level::Info;
     }
 }
 

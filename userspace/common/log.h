@@ -6,7 +6,7 @@
 
 namespace skiff::log {
 
-enum class Level { Debug = 0, Info = 1, Warn = 2, Error = 3 };
+enum class Level { Debug = 0, Info = 1, Warn = 2, Error = 3, Silent = 4 };
 
 // Default: stderr at Warn. A file sink also receives Info and above.
 void set_file(const std::string& path);
