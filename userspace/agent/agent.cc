@@ -91,15 +91,20 @@ void Agent::reconcile(const ClusterSpec& spec) {
     Status conf = ok();
     if (r && plan.local_pod_cidr) conf = write_conflist(*plan.local_pod_cidr);
     std::optional<Result<ServiceSyncStats>> svc;
+    double plan_s = 0, apply_s = 0;
     if (r && conf && svc_sync_) {
+        auto t0 = std::chrono::steady_clock::now();
         ServicePlan sp = plan_services(spec, NodeContext{cfg_.node_ip, plan.local_pod_cidr});
+        plan_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         for (auto& p : sp.problems) plan.problems.push_back(std::move(p));
         bool resync = std::chrono::steady_clock::now() - last_full_load_ >= std::chrono::seconds(cfg_.resync_seconds);
         if (resync) {  // re-read the maps: repairs drift under the mirror
             if (auto s = svc_sync_->load(); !s) conf = s;
             last_full_load_ = std::chrono::steady_clock::now();
         }
+        auto t1 = std::chrono::steady_clock::now();
         if (conf) svc = svc_sync_->apply(sp);
+        apply_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
         if (svc && !*svc) conf = svc->error();
     }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -110,6 +115,8 @@ void Agent::reconcile(const ClusterSpec& spec) {
     problems_ = plan.problems;
     local_cidr_ = plan.local_pod_cidr;
     last_duration_s_ = secs;
+    last_plan_s_ = plan_s;
+    last_apply_s_ = apply_s;
     total_duration_s_ += secs;
     retry_ = !r || !conf;
     if (!r || !conf) {
@@ -162,6 +169,9 @@ std::string Agent::metrics_text() {
         line("skiff_agent_reconcile_duration_seconds_count", "", static_cast<double>(reconciles_ok_ + reconciles_failed_));
         head("skiff_agent_last_reconcile_duration_seconds", "gauge", "Duration of the last reconcile.");
         line("skiff_agent_last_reconcile_duration_seconds", "", last_duration_s_);
+        head("skiff_agent_last_services_duration_seconds", "gauge", "Last reconcile's service planning and map sync.");
+        line("skiff_agent_last_services_duration_seconds", "phase=\"plan\"", last_plan_s_);
+        line("skiff_agent_last_services_duration_seconds", "phase=\"apply\"", last_apply_s_);
         head("skiff_agent_source_errors_total", "counter", "Polls of the source that failed.");
         line("skiff_agent_source_errors_total", "", static_cast<double>(source_errors_));
         head("skiff_agent_skipped_objects", "gauge", "Source objects skipped as invalid in the last reconcile.");

@@ -61,6 +61,7 @@ private:
     uint64_t reconciles_ok_ = 0, reconciles_failed_ = 0, source_errors_ = 0;
     uint64_t map_writes_ = 0, map_deletes_ = 0, route_writes_ = 0, route_deletes_ = 0;
     double last_duration_s_ = 0, total_duration_s_ = 0;
+    double last_plan_s_ = 0, last_apply_s_ = 0;
     size_t node_entries_ = 0;
     size_t frontends_ = 0, backends_ = 0;
     uint64_t svc_writes_ = 0, svc_deletes_ = 0;

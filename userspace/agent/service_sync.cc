@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <cstring>
+#include <optional>
 #include <set>
 
 #include "bpf/maps.h"
@@ -34,6 +35,11 @@ Status ServiceSync::load() {
     revnat_ids_.clear();
     for (const auto& [id, b] : backends_) backend_ids_[addr_of(b)] = id;
     for (const auto& [id, r] : revnats_) revnat_ids_[addr_of(r)] = id;
+    // What the maps hold is known, what it was meant for is not: the next
+    // apply visits every frontend and sweeps the rest.
+    applied_.clear();
+    backend_refs_.clear();
+    unref_candidates_.clear();
     loaded_ = true;
     return ok();
 }
@@ -70,96 +76,138 @@ Result<uint16_t> ServiceSync::revnat_id(const L4Addr& fe) {
     return Error{ENOSPC, "no free rev-NAT id"};
 }
 
-Result<ServiceSyncStats> ServiceSync::apply(const ServicePlan& plan) {
-    if (!loaded_) SKIFF_TRY(load());
-    id_writes_ = 0;  // a failed apply's count must not leak into this one
-    ServiceSyncStats st;
-    std::set<SvcKey> keep;
-    std::set<uint32_t> used_backends;
-    std::set<uint16_t> used_revnats;
-    std::set<uint16_t> maglev_rids;
+Status ServiceSync::put_entry(const SvcKey& k, const skiff_service_value& v, ServiceSyncStats& st) {
+    if (auto it = services_.find(k); it != services_.end() && same(it->second, v)) return ok();
+    SKIFF_TRY(t_.put_service(k, v));
+    services_[k] = v;
+    ++st.writes;
+    return ok();
+}
 
-    auto put = [&](const SvcKey& k, const skiff_service_value& v) -> Status {
-        if (auto it = services_.find(k); it != services_.end() && same(it->second, v)) return ok();
-        SKIFF_TRY(t_.put_service(k, v));
-        services_[k] = v;
-        ++st.writes;
-        return ok();
-    };
-    auto del = [&](const SvcKey& k) -> Status {
-        if (!services_.count(k)) return ok();
-        SKIFF_TRY(t_.del_service(k));
-        services_.erase(k);
+Status ServiceSync::del_entry(const SvcKey& k, ServiceSyncStats& st) {
+    if (!services_.count(k)) return ok();
+    SKIFF_TRY(t_.del_service(k));
+    services_.erase(k);
+    ++st.deletes;
+    return ok();
+}
+
+Status ServiceSync::del_maglev_of(uint16_t rid, ServiceSyncStats& st) {
+    auto it = maglev_.lower_bound({rid, 0});
+    while (it != maglev_.end() && it->first.first == rid) {
+        SKIFF_TRY(t_.del_maglev(it->first));
+        it = maglev_.erase(it);
         ++st.deletes;
-        return ok();
-    };
+    }
+    return ok();
+}
 
-    for (const auto& sp : plan.ports) {
-        const SvcKey base{sp.frontend.ip.be(), htons(sp.frontend.port), sp.frontend.proto, 0};
-        SKIFF_ASSIGN_OR_RETURN(uint16_t rid, revnat_id(sp.frontend));
-        used_revnats.insert(rid);
-        // 1. backends (ready and terminating) exist before any slot names them
-        std::vector<uint32_t> ids;
-        for (const auto& b : sp.backends) {
-            SKIFF_ASSIGN_OR_RETURN(uint32_t id, backend_id(b));
-            ids.push_back(id);
-            used_backends.insert(id);
-        }
-        for (const auto& b : sp.terminating) {
-            SKIFF_ASSIGN_OR_RETURN(uint32_t id, backend_id(b));
-            used_backends.insert(id);
-        }
-        // 2. slots 1..n, 3. the frontend with its count, 4. surplus slots
-        for (size_t i = 0; i < ids.size(); ++i) {
-            SvcKey k = base;
-            k.slot = static_cast<uint16_t>(i + 1);
-            skiff_service_value v{};
-            v.backend_id = ids[i];
-            SKIFF_TRY(put(k, v));
-            keep.insert(k);
-        }
-        // Maglev: the table before the flag that makes the datapath use it.
-        if (sp.maglev && !ids.empty()) {
-            std::vector<std::string> names;
-            for (const auto& b : sp.backends) names.push_back(b.str());
-            auto table = maglev_table(names, SKIFF_MAGLEV_SIZE);
-            for (uint32_t idx = 0; idx < table.size(); ++idx) {
-                const ServiceTables::MaglevKey k{rid, idx};
-                const uint32_t want = ids[table[idx]];
-                if (auto it = maglev_.find(k); it != maglev_.end() && it->second == want) continue;
-                SKIFF_TRY(t_.put_maglev(k, want));
-                maglev_[k] = want;
-                ++st.writes;
-            }
-            maglev_rids.insert(rid);
-        }
-        uint16_t old_count = 0;
-        if (auto it = services_.find(base); it != services_.end()) old_count = it->second.count;
-        skiff_service_value fe{};
-        fe.count = static_cast<uint16_t>(ids.size());
-        fe.revnat_id = rid;
-        fe.flags = (sp.affinity ? SKIFF_SVC_F_AFFINITY : 0) | (maglev_rids.count(rid) ? SKIFF_SVC_F_MAGLEV : 0);
-        fe.affinity_timeout = sp.affinity ? sp.affinity_timeout : 0;
-        SKIFF_TRY(put(base, fe));
-        keep.insert(base);
-        for (uint32_t slot = static_cast<uint32_t>(ids.size()) + 1; slot <= old_count; ++slot) {
-            SvcKey k = base;
-            k.slot = static_cast<uint16_t>(slot);
-            SKIFF_TRY(del(k));
+void ServiceSync::unref(const ServicePort& old) {
+    for (const auto* list : {&old.backends, &old.terminating})
+        for (const auto& b : *list)
+            if (auto id = backend_ids_.find(b); id != backend_ids_.end())
+                if (auto r = backend_refs_.find(id->second); r != backend_refs_.end() && --r->second == 0)
+                    unref_candidates_.push_back(id->second);
+}
+
+Status ServiceSync::apply_port(const ServicePort& sp, const ServicePort* old, ServiceSyncStats& st) {
+    const SvcKey base{sp.frontend.ip.be(), htons(sp.frontend.port), sp.frontend.proto, 0};
+    SKIFF_ASSIGN_OR_RETURN(uint16_t rid, revnat_id(sp.frontend));
+    // 1. backends (ready and terminating) exist before any slot names them
+    std::vector<uint32_t> ids;
+    for (const auto& b : sp.backends) {
+        SKIFF_ASSIGN_OR_RETURN(uint32_t id, backend_id(b));
+        ids.push_back(id);
+        ++backend_refs_[id];
+    }
+    for (const auto& b : sp.terminating) {
+        SKIFF_ASSIGN_OR_RETURN(uint32_t id, backend_id(b));
+        ++backend_refs_[id];
+    }
+    // 2. Maglev: the table before the flag that makes the datapath use it.
+    const bool maglev = sp.maglev && !ids.empty();
+    if (maglev) {
+        std::vector<std::string> names;
+        for (const auto& b : sp.backends) names.push_back(b.str());
+        auto table = maglev_table(names, SKIFF_MAGLEV_SIZE);
+        for (uint32_t idx = 0; idx < table.size(); ++idx) {
+            const ServiceTables::MaglevKey k{rid, idx};
+            const uint32_t want = ids[table[idx]];
+            if (auto it = maglev_.find(k); it != maglev_.end() && it->second == want) continue;
+            SKIFF_TRY(t_.put_maglev(k, want));
+            maglev_[k] = want;
+            ++st.writes;
         }
     }
-    // Services that went away: the frontend first (no new connections),
-    // then its slots.
+    // 3. slots 1..n, 4. the frontend with its count, 5. surplus slots
+    for (size_t i = 0; i < ids.size(); ++i) {
+        SvcKey k = base;
+        k.slot = static_cast<uint16_t>(i + 1);
+        skiff_service_value v{};
+        v.backend_id = ids[i];
+        SKIFF_TRY(put_entry(k, v, st));
+    }
+    uint16_t old_count = 0;
+    if (auto it = services_.find(base); it != services_.end()) old_count = it->second.count;
+    skiff_service_value fe{};
+    fe.count = static_cast<uint16_t>(ids.size());
+    fe.revnat_id = rid;
+    fe.flags = (sp.affinity ? SKIFF_SVC_F_AFFINITY : 0) | (maglev ? SKIFF_SVC_F_MAGLEV : 0);
+    fe.affinity_timeout = sp.affinity ? sp.affinity_timeout : 0;
+    SKIFF_TRY(put_entry(base, fe, st));
+    for (uint32_t slot = static_cast<uint32_t>(ids.size()) + 1; slot <= old_count; ++slot) {
+        SvcKey k = base;
+        k.slot = static_cast<uint16_t>(slot);
+        SKIFF_TRY(del_entry(k, st));
+    }
+    // 6. a table the flag no longer points at
+    if (!maglev) SKIFF_TRY(del_maglev_of(rid, st));
+    if (old) unref(*old);
+    return ok();
+}
+
+Status ServiceSync::remove_port(const ServicePort& old, ServiceSyncStats& st) {
+    // The frontend first (no new connections), then its slots and tables.
+    SvcKey base{old.frontend.ip.be(), htons(old.frontend.port), old.frontend.proto, 0};
+    uint16_t count = 0;
+    if (auto it = services_.find(base); it != services_.end()) count = it->second.count;
+    SKIFF_TRY(del_entry(base, st));
+    for (uint32_t slot = 1; slot <= count; ++slot) {
+        SvcKey k = base;
+        k.slot = static_cast<uint16_t>(slot);
+        SKIFF_TRY(del_entry(k, st));
+    }
+    if (auto r = revnat_ids_.find(old.frontend); r != revnat_ids_.end()) {
+        SKIFF_TRY(del_maglev_of(r->second, st));
+        SKIFF_TRY(t_.del_revnat(r->second));
+        revnats_.erase(r->second);
+        revnat_ids_.erase(r);
+        ++st.deletes;
+    }
+    unref(old);
+    return ok();
+}
+
+Status ServiceSync::sweep(ServiceSyncStats& st) {
+    std::set<SvcKey> keep;
+    std::set<uint16_t> rids;
+    for (const auto& [fe, sp] : applied_) {
+        SvcKey base{fe.ip.be(), htons(fe.port), fe.proto, 0};
+        auto it = services_.find(base);
+        uint16_t count = it == services_.end() ? 0 : it->second.count;
+        for (uint32_t slot = 0; slot <= count; ++slot) {
+            base.slot = static_cast<uint16_t>(slot);
+            keep.insert(base);
+        }
+        if (auto r = revnat_ids_.find(fe); r != revnat_ids_.end()) rids.insert(r->second);
+    }
     std::vector<SvcKey> gone_fe, gone_slots;
-    for (const auto& [k, v] : services_) {
-        if (keep.count(k)) continue;
-        (k.slot == 0 ? gone_fe : gone_slots).push_back(k);
-    }
-    for (const auto& k : gone_fe) SKIFF_TRY(del(k));
-    for (const auto& k : gone_slots) SKIFF_TRY(del(k));
-    // Maglev tables of frontends that no longer use one (their flag is off).
+    for (const auto& [k, v] : services_)
+        if (!keep.count(k)) (k.slot == 0 ? gone_fe : gone_slots).push_back(k);
+    for (const auto& k : gone_fe) SKIFF_TRY(del_entry(k, st));
+    for (const auto& k : gone_slots) SKIFF_TRY(del_entry(k, st));
     for (auto it = maglev_.begin(); it != maglev_.end();) {
-        if (maglev_rids.count(it->first.first)) {
+        if (rids.count(it->first.first)) {
             ++it;
             continue;
         }
@@ -167,19 +215,8 @@ Result<ServiceSyncStats> ServiceSync::apply(const ServicePlan& plan) {
         it = maglev_.erase(it);
         ++st.deletes;
     }
-    // Backends and rev-NAT entries nobody uses any more.
-    for (auto it = backends_.begin(); it != backends_.end();) {
-        if (used_backends.count(it->first)) {
-            ++it;
-            continue;
-        }
-        SKIFF_TRY(t_.del_backend(it->first));
-        backend_ids_.erase(addr_of(it->second));
-        it = backends_.erase(it);
-        ++st.deletes;
-    }
     for (auto it = revnats_.begin(); it != revnats_.end();) {
-        if (used_revnats.count(it->first)) {
+        if (rids.count(it->first)) {
             ++it;
             continue;
         }
@@ -188,8 +225,63 @@ Result<ServiceSyncStats> ServiceSync::apply(const ServicePlan& plan) {
         it = revnats_.erase(it);
         ++st.deletes;
     }
+    for (const auto& [id, b] : backends_)
+        if (!backend_refs_.count(id) || backend_refs_[id] == 0) unref_candidates_.push_back(id);
+    return ok();
+}
+
+Result<ServiceSyncStats> ServiceSync::apply(const ServicePlan& plan) {
+    auto r = apply_incremental(plan);
+    // After a failure part-way the mirror and the references may be off:
+    // the next apply re-reads the maps and takes the full path.
+    if (!r) loaded_ = false;
+    return r;
+}
+
+Result<ServiceSyncStats> ServiceSync::apply_incremental(const ServicePlan& plan) {
+    if (!loaded_) SKIFF_TRY(load());
+    id_writes_ = 0;  // a failed apply's count must not leak into this one
+    ServiceSyncStats st;
+    const bool full = applied_.empty();
+
+    // Changed and new frontends (unchanged ones cost a comparison).
+    for (const auto& sp : plan.ports) {
+        auto it = applied_.find(sp.frontend);
+        if (it != applied_.end() && it->second == sp) continue;
+        std::optional<ServicePort> old;
+        if (it != applied_.end()) old = it->second;
+        // Recorded before the writes: if they fail, the next apply sees a
+        // difference (or a load) and tries again.
+        applied_.erase(sp.frontend);
+        SKIFF_TRY(apply_port(sp, old ? &*old : nullptr, st));
+        applied_.emplace(sp.frontend, sp);
+    }
+    // Frontends that went away: both lists are sorted by frontend.
+    std::vector<L4Addr> gone;
+    auto p = plan.ports.begin();
+    for (const auto& [fe, sp] : applied_) {
+        while (p != plan.ports.end() && p->frontend < fe) ++p;
+        if (p == plan.ports.end() || p->frontend != fe) gone.push_back(fe);
+    }
+    for (const auto& fe : gone) {
+        auto node = applied_.extract(fe);
+        SKIFF_TRY(remove_port(node.mapped(), st));
+    }
+    if (full) SKIFF_TRY(sweep(st));
+    // Backends nobody uses any more, after every slot stopped naming them.
+    for (uint32_t id : unref_candidates_) {
+        auto r = backend_refs_.find(id);
+        if (r != backend_refs_.end() && r->second > 0) continue;
+        auto b = backends_.find(id);
+        if (b == backends_.end()) continue;
+        SKIFF_TRY(t_.del_backend(id));
+        backend_ids_.erase(addr_of(b->second));
+        backends_.erase(b);
+        if (r != backend_refs_.end()) backend_refs_.erase(r);
+        ++st.deletes;
+    }
+    unref_candidates_.clear();
     st.writes += static_cast<unsigned>(id_writes_);
-    id_writes_ = 0;
     st.frontends = plan.ports.size();
     st.backends = backends_.size();
     return st;

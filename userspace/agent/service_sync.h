@@ -6,6 +6,7 @@
 
 #include <map>
 #include <memory>
+#include <vector>
 #include <string>
 
 #include "bpf/map_layout.h"
@@ -57,14 +58,26 @@ public:
     // Make the maps match plan, writing only differences, in an order that
     // never exposes a half-programmed service: new backends, then slots,
     // then the frontend's count; shrinking removes slots after the count.
+    // Frontends whose plan did not change since the last apply cost nothing,
+    // so one change costs the same whatever the number of services.
     Result<ServiceSyncStats> apply(const ServicePlan& plan);
 
     // Backends currently programmed (for conntrack purging).
     const std::map<uint32_t, skiff_backend>& backends() const { return backends_; }
 
 private:
+    Result<ServiceSyncStats> apply_incremental(const ServicePlan& plan);
     Result<uint32_t> backend_id(const L4Addr& a);
     Result<uint16_t> revnat_id(const L4Addr& fe);
+    // Program one frontend (old: what was applied for it before, if any).
+    Status apply_port(const ServicePort& sp, const ServicePort* old, ServiceSyncStats& st);
+    Status remove_port(const ServicePort& old, ServiceSyncStats& st);
+    Status put_entry(const SvcKey& k, const skiff_service_value& v, ServiceSyncStats& st);
+    Status del_entry(const SvcKey& k, ServiceSyncStats& st);
+    Status del_maglev_of(uint16_t rid, ServiceSyncStats& st);
+    void unref(const ServicePort& old);
+    // Full sweep after a load: whatever no applied frontend uses goes.
+    Status sweep(ServiceSyncStats& st);
 
     ServiceTables& t_;
     bool loaded_ = false;
@@ -74,6 +87,9 @@ private:
     std::map<ServiceTables::MaglevKey, uint32_t> maglev_;
     std::map<L4Addr, uint32_t> backend_ids_;
     std::map<L4Addr, uint16_t> revnat_ids_;
+    std::map<L4Addr, ServicePort> applied_;      // frontend -> last applied
+    std::map<uint32_t, uint32_t> backend_refs_;  // backend id -> frontends using it
+    std::vector<uint32_t> unref_candidates_;
     size_t id_writes_ = 0;  // backend/rev-NAT entries written since the last apply
     uint32_t next_backend_ = 1;
     uint16_t next_revnat_ = 1;

@@ -26,6 +26,7 @@ struct ServicePort {
     std::vector<L4Addr> terminating;  // serving but terminating: keep existing ones
     bool affinity = false;            // sessionAffinity: ClientIP
     bool maglev = false;              // annotation skiff.io/lb-algorithm: maglev
+    bool operator==(const ServicePort&) const = default;
     uint32_t affinity_timeout = 10800;
 };
 
