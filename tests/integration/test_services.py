@@ -341,3 +341,31 @@ def test_maglev_service(svc):
                              for e in dump(nd, "skiff_maglev")))
     assert len(tables[0]) == 2 * 1021  # one table per frontend (TCP and UDP)
     assert tables[0] == tables[1] == tables[2]
+
+
+def test_conntrack_entries_expire_and_are_collected(topo):
+    cluster = Cluster(topo, n=2)
+    cluster.agent_config = (lambda orig: lambda nd: {**orig(nd), "conntrack": {
+        "udpTimeoutSeconds": 1, "gcIntervalSeconds": 1}})(cluster.agent_config)
+    cluster.start()
+    n1, n2 = cluster.nodes
+    backend = cluster.add_pod(n2)
+    topo.spawn(backend.ns, "/usr/bin/python3", "-c", SERVER, backend.ip)
+    wait_for(lambda: "LISTEN" in in_ns(backend.ns, "ss", "-ltn", "sport = :7000", check=False).stdout, "server")
+    client = cluster.add_pod(n1)
+    base = [node_object(nd.name, nd.ip, nd.pod_cidr) for nd in cluster.nodes]
+    cluster.write_source(base + [service("web", VIP, WEB_PORTS),
+                                 slice_("web", "web-1", [(backend.ip, True, False)], WEB_SLICE_PORTS)])
+    wait_for(lambda: 'skiff_map_entries{map="frontends"} 2' in cluster.http(n1, "/metrics")[1], "programmed")
+
+    def ct_entries():
+        out = subprocess.run(["bpftool", "-j", "map", "dump", "pinned", f"{n1.pin}/skiff_ct"],
+                             capture_output=True, text=True).stdout
+        return json.loads(out) if out.strip() else []
+
+    r = client.run("/usr/bin/python3", "-c", CLIENT, VIP, "53", "udp", "3", check=False, timeout=60)
+    assert r.stdout.count(backend.ip) == 3, r.stdout
+    assert len(ct_entries()) == 6  # forward + reply for three sockets
+    # Idle for longer than the UDP timeout: the agent's GC removes them.
+    wait_for(lambda: ct_entries() == [], "conntrack collected", timeout=30)
+    assert cluster.metric(n1, 'skiff_agent_conntrack_gc_deleted_total{reason="expired"}') >= 6
