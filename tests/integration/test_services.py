@@ -21,6 +21,17 @@ def udp():
     while True:
         data, peer = u.recvfrom(2048); u.sendto(f"{me} {peer[0]}".encode(), peer)
 threading.Thread(target=udp, daemon=True).start()
+e = socket.socket(); e.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); e.bind(("0.0.0.0", 7002)); e.listen(16)
+def echo(c):
+    while True:
+        d = c.recv(64)
+        if not d:
+            return
+        c.sendall(me.encode() + b" " + d)
+def echo_accept():
+    while True:
+        c, _ = e.accept(); threading.Thread(target=echo, args=(c,), daemon=True).start()
+threading.Thread(target=echo_accept, daemon=True).start()
 while True:
     c, peer = t.accept(); c.sendall(f"{me} {peer[0]}".encode()); c.close()
 """
@@ -369,3 +380,27 @@ def test_conntrack_entries_expire_and_are_collected(topo):
     # Idle for longer than the UDP timeout: the agent's GC removes them.
     wait_for(lambda: ct_entries() == [], "conntrack collected", timeout=30)
     assert cluster.metric(n1, 'skiff_agent_conntrack_gc_deleted_total{reason="expired"}') >= 6
+
+
+def test_terminating_endpoint_keeps_existing_connections(svc):
+    a, b = svc.backends
+    ports = WEB_PORTS + [{"name": "echo", "port": 9000, "protocol": "TCP"}]
+    slice_ports = WEB_SLICE_PORTS + [{"name": "echo", "port": 7002, "protocol": "TCP"}]
+    svc.publish(service("web", VIP, ports), slice_("web", "web-1", [(b.ip, True, False)], slice_ports))
+    wait_for(lambda: svc.frontends(svc.nodes[0]) == 3, "frontends programmed")
+    # A long-lived connection to b, then b starts terminating (a takes new ones).
+    conv = subprocess.Popen(["nsenter", f"--net=/run/netns/{svc.client.ns}", "--", "/usr/bin/python3", "-c", r"""
+import socket, sys
+s = socket.create_connection((sys.argv[1], 9000), timeout=5)
+for line in sys.stdin:
+    s.sendall(line.strip().encode()); print(s.recv(64).decode(), flush=True)
+""", VIP], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    conv.stdin.write("before\n"); conv.stdin.flush()
+    assert conv.stdout.readline().strip() == f"{b.ip} before"
+    svc.publish(service("web", VIP, ports),
+                slice_("web", "web-1", [(a.ip, True, False), (b.ip, False, True)], slice_ports))
+    wait_for(lambda: {x[0] for x in svc.ask(svc.client, 80, "tcp", 3)} == {a.ip}, "new connections to a only")
+    conv.stdin.write("after\n"); conv.stdin.flush()
+    assert conv.stdout.readline().strip() == f"{b.ip} after"  # the old connection lives on
+    conv.stdin.close()
+    conv.wait(timeout=10)

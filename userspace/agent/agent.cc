@@ -191,6 +191,10 @@ std::string Agent::metrics_text() {
         line("skiff_map_entries", "map=\"frontends\"", static_cast<double>(frontends_));
         line("skiff_map_entries", "map=\"backends\"", static_cast<double>(backends_));
         line("skiff_map_entries", "map=\"conntrack\"", static_cast<double>(ct_entries_));
+        head("skiff_map_capacity", "gauge", "Entries the datapath maps can hold (conntrack evicts least recently used).");
+        line("skiff_map_capacity", "map=\"conntrack\"", SKIFF_CT_MAX);
+        line("skiff_map_capacity", "map=\"backends\"", SKIFF_BACKENDS_MAX);
+        line("skiff_map_capacity", "map=\"services\"", SKIFF_SERVICES_MAX);
     }
     if (auto eps = bpf::EndpointMap::open(cfg_.pin_path); eps)
         if (auto l = eps->list(); l) line("skiff_map_entries", "map=\"endpoints\"", static_cast<double>(l->size()));
