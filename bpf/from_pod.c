@@ -6,6 +6,7 @@
  *  - service traffic is translated: replies from a backend back to the
  *    service's frontend, connections to a frontend to a backend (DNAT,
  *    conntrack), refused at once when the service has no backend;
+ *  - traffic leaving the cluster is masqueraded to the node's address;
  *  - then the packet is forwarded: into a pod on this node
  *    (bpf_redirect_peer), out of the uplink toward the node owning a
  *    remote PodCIDR (native routing, source IP preserved), or to the
@@ -21,6 +22,7 @@
 #include "lib/metrics.h"
 #include "lib/reject.h"
 #include "lib/service.h"
+#include "lib/snat.h"
 
 /* Returns a TC action and sets *reason, or a negative drop reason. */
 static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
@@ -64,6 +66,17 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 			ip = ipv4_header(skb); /* the rewrite moved the packet */
 			if (!ip)
 				return -SKIFF_DROP_MALFORMED;
+		} else {
+			ret = snat_egress(skb, ip, &l4, &svc_reason);
+			if (ret < 0)
+				return ret;
+			if (ret == 1) {
+				metrics_count(svc_reason, SKIFF_DIR_EGRESS, skb->len);
+				how |= FWD_BY_FIB; /* now from this node: not the stack's */
+				ip = ipv4_header(skb);
+				if (!ip)
+					return -SKIFF_DROP_MALFORMED;
+			}
 		}
 	}
 	return fwd_ipv4(skb, ip, how, reason);

@@ -5,6 +5,8 @@
  *
  *  - a reply from a remote service backend is translated back to the
  *    service's frontend (and, for NodePort, to the outside client);
+ *  - a reply to a masqueraded pod flow, or an ICMP error about one, is
+ *    translated back to the pod;
  *  - a connection to a frontend (a NodePort on this node's address, or a
  *    ClusterIP) is DNATed to a backend; remote backends also get this
  *    node's address as source so their replies come back here;
@@ -22,6 +24,7 @@
 #include "lib/metrics.h"
 #include "lib/reject.h"
 #include "lib/service.h"
+#include "lib/snat.h"
 
 static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason)
 {
@@ -39,11 +42,34 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 		return TC_ACT_OK;
 	}
 
-	if (l4_load(skb, ip, &l4) == 0) {
+	ret = l4_load(skb, ip, &l4);
+	if (ret == L4_ICMP_ERROR) {
+		__u32 nat_reason = 0;
+
+		ret = snat_icmp_error(skb, ip, &l4, &nat_reason);
+		if (ret < 0)
+			return ret;
+		if (ret == 1) {
+			metrics_count(nat_reason, SKIFF_DIR_INGRESS, skb->len);
+			ip = ipv4_header(skb);
+			if (!ip)
+				return -SKIFF_DROP_MALFORMED;
+		}
+	} else if (ret == L4_PORTS) {
 		__u32 svc_reason = 0;
 
 		ret = svc_reverse(skb, ip, &l4, &svc_reason);
 		if (ret == SVC_PASS) {
+			ret = snat_ingress(skb, ip, &l4, &svc_reason);
+			if (ret < 0)
+				return ret;
+			if (ret == 1) {
+				metrics_count(svc_reason, SKIFF_DIR_INGRESS, skb->len);
+				ip = ipv4_header(skb);
+				if (!ip)
+					return -SKIFF_DROP_MALFORMED;
+				return fwd_ipv4(skb, ip, 0, reason);
+			}
 			cfg = config_get();
 			ret = svc_forward(skb, ip, &l4, &svc_reason, cfg ? cfg->node_ip : 0);
 		}

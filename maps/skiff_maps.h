@@ -25,6 +25,8 @@
 #define SKIFF_MAP_CONFIG "skiff_config"
 #define SKIFF_MAP_SOCK_REVNAT "skiff_sock_rnat"
 #define SKIFF_MAP_MAGLEV "skiff_maglev"
+#define SKIFF_MAP_SNAT "skiff_snat"
+#define SKIFF_MAP_NOMASQ "skiff_nomasq"
 
 #define SKIFF_ENDPOINTS_MAX 65536
 #define SKIFF_NODES_MAX 16384
@@ -35,6 +37,8 @@
 #define SKIFF_AFFINITY_MAX 65536
 #define SKIFF_MAGLEV_SIZE 1021 /* entries per frontend: a prime */
 #define SKIFF_MAGLEV_MAX (SKIFF_MAGLEV_SIZE * 512)
+#define SKIFF_SNAT_MAX 131072
+#define SKIFF_NOMASQ_MAX 4096
 
 #define SKIFF_ETH_ALEN 6
 
@@ -187,10 +191,42 @@ struct skiff_affinity_value {
 };
 
 /* config: a one-entry array the agent fills in for its node. */
+enum skiff_config_flags {
+	SKIFF_CFG_F_MASQUERADE = 1u << 0, /* SNAT pod traffic leaving the cluster */
+};
+
 struct skiff_config {
 	__u32 node_ip;       /* network byte order; 0 until the agent set it */
-	__u32 flags;
+	__u32 flags;         /* enum skiff_config_flags */
 	__u64 netns_cookie;  /* the node's network namespace (socket LB scope) */
+	__u16 nat_port_min;  /* masquerade port range (host order) */
+	__u16 nat_port_max;
+	__u16 eph_port_min;  /* the node's own ephemeral ports (never taken) */
+	__u16 eph_port_max;
+};
+
+/*
+ * snat: masquerade translations, keyed like conntrack (struct skiff_ct_key):
+ * EGRESS {pod, dst, pod port, dst port} -> {node IP, NAT port};
+ * INGRESS {dst, node IP, dst port, NAT port} -> {pod, pod port}.
+ * For ICMP echo the identifier is the "port": the request's source port,
+ * the reply's destination port. A plain hash: a busy table never evicts a
+ * live flow; the agent expires idle ones.
+ */
+enum skiff_snat_dir {
+	SKIFF_SNAT_EGRESS = 0,
+	SKIFF_SNAT_INGRESS = 1,
+};
+
+struct skiff_nat_value {
+	__u64 created_ns;
+	__u64 last_seen_ns;
+	__u64 packets;
+	__u64 bytes;
+	__u32 addr; /* the address written in (network order) */
+	__u16 port; /* the port written in (network order) */
+	__u8 flags; /* enum skiff_ct_flags: CLOSING */
+	__u8 pad;
 };
 
 /* sock_revnat: for UDP sockets translated at sendmsg/connect time, what a
@@ -225,6 +261,10 @@ enum skiff_reason {
 	SKIFF_SVC_ESTABLISHED = 8, /* packet of a tracked service connection */
 	SKIFF_SVC_REPLY = 9,       /* reply translated back to the service */
 	SKIFF_FWD_FIB = 10,        /* translated reply routed out by FIB lookup */
+	SKIFF_SNAT_NEW = 11,       /* new masqueraded flow: a port was taken */
+	SKIFF_SNAT_EGRESS_XLATE = 12, /* masqueraded on the way out */
+	SKIFF_SNAT_INGRESS_XLATE = 13, /* reply translated back to the pod */
+	SKIFF_SNAT_ICMP_ERROR = 14, /* ICMP error about a masqueraded flow, translated */
 
 	SKIFF_DROP_BASE = 128,
 	SKIFF_DROP_INVALID_SOURCE = 128, /* source IP is not the pod's own */
@@ -234,6 +274,7 @@ enum skiff_reason {
 	SKIFF_DROP_NO_BACKEND = 132,     /* service without ready backends */
 	SKIFF_DROP_CT_FULL = 133,        /* conntrack insert failed */
 	SKIFF_DROP_FRAGMENT = 134,       /* non-first fragment to a service */
+	SKIFF_DROP_NAT_NO_PORT = 135,    /* masquerade port range exhausted */
 
 	SKIFF_REASON_MAX = 256,
 };

@@ -14,7 +14,18 @@ struct l4_info {
 	__be16 dport;
 	__u8 proto;
 	__u8 tcp_flags; /* byte 13 of the TCP header; 0 for UDP */
+	__u8 icmp_type; /* ICMP only */
 };
+
+#define ICMP_ECHOREPLY_T 0
+#define ICMP_DEST_UNREACH_T 3
+#define ICMP_ECHO_T 8
+#define ICMP_TIME_EXCEEDED_T 11
+#define ICMP_PARAMETERPROB_T 12
+
+#define L4_PORTS 0      /* TCP, UDP, ICMP echo: sport/dport are set */
+#define L4_NONE 1       /* nothing to translate by */
+#define L4_ICMP_ERROR 2 /* an ICMP error: the offending packet is quoted */
 
 #define TCP_FLAG_FIN_BIT 0x01
 #define TCP_FLAG_SYN_BIT 0x02
@@ -26,35 +37,53 @@ static __always_inline int ipv4_is_fragment_tail(const struct iphdr *ip)
 }
 
 /*
- * Fills *l4 for the first (or only) fragment of a TCP or UDP packet.
- * Returns 0, or 1 when the packet has no ports to look at: other
- * protocols, later fragments, an L4 header cut short. Those are forwarded
- * by L3 only; untranslated, a packet to a VIP reaches nothing.
+ * Fills *l4 for the first (or only) fragment of a TCP or UDP packet, and
+ * for ICMP echo (the identifier is the request's source port and the
+ * reply's destination port). Returns L4_PORTS, L4_ICMP_ERROR for ICMP
+ * errors, or L4_NONE when there are no ports to look at: other protocols,
+ * later fragments, a header cut short. Those are forwarded by L3 only.
  */
 static __always_inline int l4_load(struct __sk_buff *skb, const struct iphdr *ip, struct l4_info *l4)
 {
+	__u32 need, end = ETH_HLEN + (__u32)bpf_ntohs(ip->tot_len);
 	__be16 ports[2];
 
-	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
-		return 1;
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_ICMP)
+		return L4_NONE;
 	if (ipv4_is_fragment_tail(ip))
-		return 1;
+		return L4_NONE;
 	l4->proto = ip->protocol;
 	l4->off = ETH_HLEN + (__u32)ip->ihl * 4;
+	l4->tcp_flags = 0;
+	l4->icmp_type = 0;
 	/* The whole header inside the IP packet (not in Ethernet padding):
 	 * translation rewrites its checksum field. */
-	if (l4->off + (l4->proto == IPPROTO_TCP ? sizeof(struct tcphdr) : sizeof(struct udphdr)) >
-	    ETH_HLEN + (__u32)bpf_ntohs(ip->tot_len))
-		return 1;
+	need = l4->proto == IPPROTO_TCP ? sizeof(struct tcphdr) : 8; /* UDP and ICMP: 8 */
+	if (l4->off + need > end)
+		return L4_NONE;
 	if (bpf_skb_load_bytes(skb, l4->off, ports, sizeof(ports)) < 0)
-		return 1;
+		return L4_NONE;
+	if (l4->proto == IPPROTO_ICMP) {
+		__be16 id;
+
+		l4->icmp_type = ((__u8 *)ports)[0];
+		if (l4->icmp_type == ICMP_DEST_UNREACH_T || l4->icmp_type == ICMP_TIME_EXCEEDED_T ||
+		    l4->icmp_type == ICMP_PARAMETERPROB_T)
+			return L4_ICMP_ERROR;
+		if (l4->icmp_type != ICMP_ECHO_T && l4->icmp_type != ICMP_ECHOREPLY_T)
+			return L4_NONE;
+		if (bpf_skb_load_bytes(skb, l4->off + 4, &id, sizeof(id)) < 0)
+			return L4_NONE;
+		l4->sport = l4->icmp_type == ICMP_ECHO_T ? id : 0;
+		l4->dport = l4->icmp_type == ICMP_ECHO_T ? 0 : id;
+		return L4_PORTS;
+	}
 	l4->sport = ports[0];
 	l4->dport = ports[1];
-	l4->tcp_flags = 0;
 	if (l4->proto == IPPROTO_TCP &&
 	    bpf_skb_load_bytes(skb, l4->off + 13, &l4->tcp_flags, 1) < 0)
-		return 1;
-	return 0;
+		return L4_NONE;
+	return L4_PORTS;
 }
 
 #endif /* SKIFF_BPF_L4_H */

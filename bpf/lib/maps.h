@@ -104,6 +104,26 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } skiff_maglev SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct skiff_ct_key);
+	__type(value, struct skiff_nat_value);
+	__uint(max_entries, SKIFF_SNAT_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skiff_snat SEC(".maps");
+
+/* Destinations never masqueraded: the cluster CIDR, configured CIDRs and
+ * every node's address. Value unused. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct skiff_node_key);
+	__type(value, __u32);
+	__uint(max_entries, SKIFF_NOMASQ_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skiff_nomasq SEC(".maps");
+
 static __always_inline struct skiff_config *config_get(void)
 {
 	__u32 zero = 0;

@@ -1,5 +1,7 @@
 #include "agent.h"
 
+#include <set>
+
 #include <nlohmann/json.hpp>
 
 #include "bpf/maps.h"
@@ -39,11 +41,22 @@ void Agent::enable_services(std::unique_ptr<ServiceTables> tables, std::unique_p
     ct_ = std::move(ct);
 }
 
+void Agent::enable_masquerade(std::unique_ptr<SnatTable> snat) { snat_ = std::move(snat); }
+
 void Agent::gc() {
     if (!ct_ || !svc_sync_) return;
     auto now = std::chrono::steady_clock::now();
     if (now - last_gc_ < std::chrono::seconds(cfg_.ct_gc_interval_seconds)) return;
     last_gc_ = now;
+    if (snat_) {
+        if (auto ns = snat_gc(*snat_, cfg_.ct_timeouts, monotonic_ns()); ns) {
+            std::lock_guard g(mu_);
+            snat_expired_ += ns->expired + ns->orphans;
+            snat_flows_ = ns->flows - ns->expired;
+        } else {
+            log::warn("NAT GC: " + ns.error().message);
+        }
+    }
     auto st = ct_gc(*ct_, cfg_.ct_timeouts, monotonic_ns(), svc_sync_->backends());
     if (!st) {
         log::warn("conntrack GC: " + st.error().message);
@@ -90,6 +103,13 @@ void Agent::reconcile(const ClusterSpec& spec) {
     auto r = sync_nodes(plan, *nodes_, *routes_);
     Status conf = ok();
     if (r && plan.local_pod_cidr) conf = write_conflist(*plan.local_pod_cidr);
+    if (r && conf && snat_) {
+        // Never masqueraded: the cluster, configured ranges, every node.
+        std::set<Ipv4Prefix> keep{cfg_.cluster_cidr, Ipv4Prefix(cfg_.node_ip, 32)};
+        for (const auto& p : cfg_.masquerade.non_masquerade) keep.insert(p);
+        for (const auto& nr : plan.routes) keep.insert(Ipv4Prefix(nr.node_ip, 32));
+        if (auto s = sync_nomasq(cfg_.pin_path, keep); !s) conf = s;
+    }
     std::optional<Result<ServiceSyncStats>> svc;
     double plan_s = 0, apply_s = 0;
     if (r && conf && svc_sync_) {
@@ -191,10 +211,14 @@ std::string Agent::metrics_text() {
         line("skiff_map_entries", "map=\"frontends\"", static_cast<double>(frontends_));
         line("skiff_map_entries", "map=\"backends\"", static_cast<double>(backends_));
         line("skiff_map_entries", "map=\"conntrack\"", static_cast<double>(ct_entries_));
+        line("skiff_map_entries", "map=\"snat_flows\"", static_cast<double>(snat_flows_));
+        head("skiff_agent_snat_gc_deleted_total", "counter", "Masquerade flows expired by the agent.");
+        line("skiff_agent_snat_gc_deleted_total", "", static_cast<double>(snat_expired_));
         head("skiff_map_capacity", "gauge", "Entries the datapath maps can hold (conntrack evicts least recently used).");
         line("skiff_map_capacity", "map=\"conntrack\"", SKIFF_CT_MAX);
         line("skiff_map_capacity", "map=\"backends\"", SKIFF_BACKENDS_MAX);
         line("skiff_map_capacity", "map=\"services\"", SKIFF_SERVICES_MAX);
+        line("skiff_map_capacity", "map=\"snat\"", SKIFF_SNAT_MAX);
     }
     if (auto eps = bpf::EndpointMap::open(cfg_.pin_path); eps)
         if (auto l = eps->list(); l) line("skiff_map_entries", "map=\"endpoints\"", static_cast<double>(l->size()));

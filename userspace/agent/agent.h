@@ -15,6 +15,7 @@
 #include "ct_gc.h"
 #include "node_sync.h"
 #include "service_sync.h"
+#include "snat_gc.h"
 #include "source.h"
 
 namespace skiff::agent {
@@ -26,6 +27,8 @@ public:
 
     // Also program services and collect conntrack garbage.
     void enable_services(std::unique_ptr<ServiceTables> tables, std::unique_ptr<CtTable> ct);
+    // Also keep the no-masquerade set and collect NAT garbage.
+    void enable_masquerade(std::unique_ptr<SnatTable> snat);
 
     // One pass: poll the source; reconcile when it changed or a resync is
     // due. Errors leave the programmed state untouched.
@@ -46,6 +49,7 @@ private:
     std::unique_ptr<ServiceTables> svc_tables_;
     std::unique_ptr<ServiceSync> svc_sync_;
     std::unique_ptr<CtTable> ct_;
+    std::unique_ptr<SnatTable> snat_;
     std::chrono::steady_clock::time_point last_gc_{};
     void gc();
     std::optional<ClusterSpec> last_good_;
@@ -66,6 +70,7 @@ private:
     size_t frontends_ = 0, backends_ = 0;
     uint64_t svc_writes_ = 0, svc_deletes_ = 0;
     uint64_t ct_expired_ = 0, ct_stale_ = 0, ct_entries_ = 0;
+    uint64_t snat_expired_ = 0, snat_flows_ = 0;
 };
 
 // "10-skiff.conflist" content for this node.

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include <nlohmann/json.hpp>
 
@@ -88,6 +89,35 @@ Result<AgentConfig> parse_agent_config(const std::string& text) {
         c.pod_cidr_size = static_cast<int>(j["podCIDRSize"].get<uint64_t>());
         if (c.pod_cidr_size < c.cluster_cidr.len() || c.pod_cidr_size > 30)
             return bad("'podCIDRSize' must be between the clusterCIDR's length and 30");
+    }
+    if (j.contains("masquerade")) {
+        const auto& m = j["masquerade"];
+        if (!m.is_object()) return bad("'masquerade' must be an object");
+        if (m.contains("enabled")) {
+            if (!m["enabled"].is_boolean()) return bad("'masquerade.enabled' must be a boolean");
+            c.masquerade.enabled = m["enabled"].get<bool>();
+        }
+        if (m.contains("portRange")) {
+            if (!m["portRange"].is_string()) return bad("'masquerade.portRange' must be \"LOW-HIGH\"");
+            std::string r = m["portRange"].get<std::string>();
+            auto dash = r.find('-');
+            unsigned lo = 0, hi = 0;
+            char extra = 0;
+            if (dash == std::string::npos || std::sscanf(r.c_str(), "%u-%u%c", &lo, &hi, &extra) != 2 || lo < 1024 ||
+                hi > 65535 || lo > hi)
+                return bad("'masquerade.portRange' must be LOW-HIGH within 1024-65535, got '" + r + "'");
+            c.masquerade.port_min = static_cast<uint16_t>(lo);
+            c.masquerade.port_max = static_cast<uint16_t>(hi);
+        }
+        if (m.contains("nonMasqueradeCIDRs")) {
+            if (!m["nonMasqueradeCIDRs"].is_array()) return bad("'masquerade.nonMasqueradeCIDRs' must be a list");
+            for (const auto& x : m["nonMasqueradeCIDRs"]) {
+                if (!x.is_string()) return bad("'masquerade.nonMasqueradeCIDRs' must hold CIDR strings");
+                auto p = Ipv4Prefix::parse(x.get<std::string>());
+                if (!p) return bad("'masquerade.nonMasqueradeCIDRs': " + p.error().message);
+                c.masquerade.non_masquerade.push_back(*p);
+            }
+        }
     }
     if (j.contains("conntrack")) {
         const auto& ct = j["conntrack"];

@@ -17,6 +17,13 @@ struct EtcdSourceConfig {
     int lease_ttl = 10;  // seconds
 };
 
+struct MasqueradeConfig {
+    bool enabled = true;
+    uint16_t port_min = 61000;  // outside Linux's default ephemeral range 32768-60999
+    uint16_t port_max = 65535;
+    std::vector<Ipv4Prefix> non_masquerade;  // besides the cluster CIDR and node IPs
+};
+
 struct AgentConfig {
     std::string node_name;
     Ipv4 node_ip;
@@ -32,6 +39,7 @@ struct AgentConfig {
     std::optional<Ipv4Prefix> pod_cidr;  // etcd source: fixed, else claimed
     int pod_cidr_size = 24;              // etcd source: prefix length to claim
     std::string socket_lb_cgroup;  // cgroup2 dir for host ClusterIP access; empty: off
+    MasqueradeConfig masquerade;
     CtTimeouts ct_timeouts;
     unsigned ct_gc_interval_seconds = 10;
     std::optional<std::string> file_source;

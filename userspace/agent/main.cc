@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <thread>
@@ -14,6 +15,7 @@
 #include "bpf/pins.h"
 #include "bpf/socklb.h"
 #include "bpf/tc.h"
+#include "common/files.h"
 #include "common/log.h"
 #include "net/rtnetlink.h"
 
@@ -72,7 +74,22 @@ int main(int argc, char** argv) {
     if (!cookie) return log::error(cookie.error().message), 1;
     if (auto m = bpf::open_pinned_map(cfg->pin_path, SKIFF_MAP_CONFIG); m) {
         uint32_t zero = 0;
-        skiff_config c{cfg->node_ip.be(), 0, *cookie};
+        skiff_config c{cfg->node_ip.be(), 0, *cookie, 0, 0, 0, 0};
+        // The node's own ephemeral ports are never handed out for NAT.
+        unsigned eph_lo = 32768, eph_hi = 60999;
+        if (auto r = read_file("/proc/sys/net/ipv4/ip_local_port_range"); r)
+            std::sscanf(r->c_str(), "%u %u", &eph_lo, &eph_hi);
+        const auto& mq = cfg->masquerade;
+        if (mq.enabled && mq.port_min <= eph_hi && mq.port_max >= eph_lo)
+            return log::error("masquerade.portRange " + std::to_string(mq.port_min) + "-" + std::to_string(mq.port_max) +
+                              " overlaps this node's ephemeral ports " + std::to_string(eph_lo) + "-" +
+                              std::to_string(eph_hi) + " (net.ipv4.ip_local_port_range)"),
+                   1;
+        c.flags = mq.enabled ? SKIFF_CFG_F_MASQUERADE : 0;
+        c.nat_port_min = mq.port_min;
+        c.nat_port_max = mq.port_max;
+        c.eph_port_min = static_cast<uint16_t>(eph_lo);
+        c.eph_port_max = static_cast<uint16_t>(eph_hi);
         if (bpf_map_update_elem(m->get(), &zero, &c, BPF_ANY) != 0) return log::error("write skiff_config"), 1;
     } else {
         return log::error(m.error().message), 1;
@@ -89,6 +106,7 @@ int main(int argc, char** argv) {
     agent::Agent a(*cfg, std::move(source), agent::make_bpf_node_table(cfg->pin_path),
                    agent::make_kernel_route_table(uplink->ifindex));
     a.enable_services(agent::make_bpf_service_tables(cfg->pin_path), agent::make_bpf_ct_table(cfg->pin_path));
+    a.enable_masquerade(agent::make_bpf_snat_table(cfg->pin_path));
     auto http = agent::HttpServer::start(cfg->listen, [&a](const std::string& p) { return a.handle_http(p); });
     if (!http) return log::error("health/metrics endpoint: " + http.error().message), 1;
     log::info("node " + cfg->node_name + " (" + cfg->node_ip.str() + ", uplink " + cfg->uplink + ") serving on " +

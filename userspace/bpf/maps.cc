@@ -121,6 +121,10 @@ std::string_view reason_name(uint32_t reason) {
         case SKIFF_SVC_ESTABLISHED: return "svc-established";
         case SKIFF_SVC_REPLY: return "svc-reply";
         case SKIFF_FWD_FIB: return "fwd-fib";
+        case SKIFF_SNAT_NEW: return "snat-new";
+        case SKIFF_SNAT_EGRESS_XLATE: return "snat-egress";
+        case SKIFF_SNAT_INGRESS_XLATE: return "snat-ingress";
+        case SKIFF_SNAT_ICMP_ERROR: return "snat-icmp-error";
         case SKIFF_DROP_INVALID_SOURCE: return "drop-invalid-source";
         case SKIFF_DROP_MALFORMED: return "drop-malformed";
         case SKIFF_DROP_REDIRECT_FAILED: return "drop-redirect-failed";
@@ -128,6 +132,7 @@ std::string_view reason_name(uint32_t reason) {
         case SKIFF_DROP_NO_BACKEND: return "drop-no-backend";
         case SKIFF_DROP_CT_FULL: return "drop-ct-full";
         case SKIFF_DROP_FRAGMENT: return "drop-fragment";
+        case SKIFF_DROP_NAT_NO_PORT: return "drop-nat-no-port";
         default: return reason >= SKIFF_DROP_BASE ? "drop-unknown" : "fwd-unknown";
     }
 }

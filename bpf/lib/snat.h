@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Masquerade (SNAT) of pod traffic leaving the cluster: the node's address
+ * as source, a NAT port that is never handed out twice for one
+ * destination, replies and ICMP errors translated back. Functions return
+ * 0 when the packet is not theirs, 1 when they rewrote it (packet
+ * pointers are stale), or a negative drop reason.
+ */
+#ifndef SKIFF_BPF_SNAT_H
+#define SKIFF_BPF_SNAT_H
+
+#include <stddef.h>
+
+#include "common.h"
+#include "csum.h"
+#include "l4.h"
+#include "maps.h"
+#include "nat.h"
+
+#define SNAT_PORT_TRIES 32
+#define ICMP_CSUM_OFF(l4) ((l4)->off + 2)
+#define ICMP_ID_OFF(l4) ((l4)->off + 4)
+
+/* Rewrite an address and "port" (ICMP: echo identifier) in one direction. */
+static __always_inline int snat_rewrite(struct __sk_buff *skb, const struct l4_info *l4, int dst,
+					__be32 old_ip, __be32 new_ip, __be16 old_port, __be16 new_port)
+{
+	if (l4->proto != IPPROTO_ICMP)
+		return nat_rewrite(skb, l4, dst, old_ip, new_ip, old_port, new_port);
+	/* ICMP's checksum has no pseudo header: the address is the IP
+	 * header's business only; the identifier is the ICMP checksum's. */
+	if (old_ip != new_ip) {
+		if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_ip, new_ip, sizeof(new_ip)) < 0)
+			return -SKIFF_DROP_CSUM;
+		if (bpf_skb_store_bytes(skb, dst ? IP_DADDR_OFF : IP_SADDR_OFF, &new_ip, sizeof(new_ip), 0) < 0)
+			return -SKIFF_DROP_CSUM;
+	}
+	if (old_port != new_port) {
+		if (bpf_l4_csum_replace(skb, ICMP_CSUM_OFF(l4), old_port, new_port, sizeof(new_port)) < 0)
+			return -SKIFF_DROP_CSUM;
+		if (bpf_skb_store_bytes(skb, ICMP_ID_OFF(l4), &new_port, sizeof(new_port), 0) < 0)
+			return -SKIFF_DROP_CSUM;
+	}
+	return 0;
+}
+
+static __always_inline int snat_exempt(__be32 daddr, const struct skiff_config *cfg)
+{
+	struct skiff_node_key key = { .prefixlen = 32, .ip = daddr };
+
+	return daddr == cfg->node_ip || bpf_map_lookup_elem(&skiff_nomasq, &key) != NULL;
+}
+
+static __always_inline void snat_touch(struct skiff_nat_value *v, const struct l4_info *l4, __u32 bytes)
+{
+	v->last_seen_ns = bpf_ktime_get_ns();
+	v->packets++;
+	v->bytes += bytes;
+	if (l4->tcp_flags & (TCP_FLAG_FIN_BIT | TCP_FLAG_RST_BIT))
+		v->flags |= SKIFF_CT_F_CLOSING;
+}
+
+/* The reply tuple of an egress flow translated to nat_port: what the
+ * destination will send back to the node. */
+static __always_inline void snat_ingress_key(struct skiff_ct_key *k, const struct iphdr *ip,
+					     const struct l4_info *l4, __be32 node_ip, __be16 nat_port)
+{
+	k->saddr = ip->daddr;
+	k->daddr = node_ip;
+	k->sport = l4->dport;
+	k->dport = nat_port;
+	k->proto = l4->proto;
+	k->dir = SKIFF_SNAT_INGRESS;
+	k->pad = 0;
+}
+
+/*
+ * Take a NAT port for a new flow: the pod's own port when its reply tuple
+ * is free and the node's own connections cannot use it, else ports from
+ * the configured range. The reply entry is inserted with BPF_NOEXIST, so
+ * a tuple is never handed out twice, even by two CPUs at once.
+ */
+static __always_inline int snat_claim(const struct iphdr *ip, const struct l4_info *l4,
+				      const struct skiff_config *cfg, __u64 now, __be16 *nat_port)
+{
+	struct skiff_nat_value rev = {
+		.created_ns = now, .last_seen_ns = now, .addr = ip->saddr, .port = l4->sport,
+	};
+	__u16 own = bpf_ntohs(l4->sport), lo = cfg->nat_port_min, hi = cfg->nat_port_max;
+	__u32 span, start;
+	struct skiff_ct_key k;
+
+	if (l4->proto == IPPROTO_ICMP || own < cfg->eph_port_min || own > cfg->eph_port_max) {
+		snat_ingress_key(&k, ip, l4, cfg->node_ip, l4->sport);
+		if (!bpf_map_update_elem(&skiff_snat, &k, &rev, BPF_NOEXIST)) {
+			*nat_port = l4->sport;
+			return 0;
+		}
+	}
+	if (hi < lo || lo == 0)
+		return -SKIFF_DROP_NAT_NO_PORT;
+	span = (__u32)hi - lo + 1;
+	start = bpf_get_prandom_u32() % span;
+	for (int i = 0; i < SNAT_PORT_TRIES; i++) {
+		__be16 port = bpf_htons((__u16)(lo + (start + i) % span));
+
+		if ((__u32)i >= span)
+			break;
+		snat_ingress_key(&k, ip, l4, cfg->node_ip, port);
+		if (!bpf_map_update_elem(&skiff_snat, &k, &rev, BPF_NOEXIST)) {
+			*nat_port = port;
+			return 0;
+		}
+	}
+	return -SKIFF_DROP_NAT_NO_PORT;
+}
+
+/* Pod traffic to a destination outside the cluster: source -> node. */
+static __always_inline int snat_egress(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4,
+				       __u32 *reason)
+{
+	struct skiff_nat_value fwd = {}, *v;
+	struct skiff_config *cfg = config_get();
+	struct skiff_ct_key key, rkey;
+	__be16 nat_port;
+	__u64 now;
+	int ret;
+
+	if (!cfg || !(cfg->flags & SKIFF_CFG_F_MASQUERADE) || !cfg->node_ip)
+		return 0;
+	if (l4->proto == IPPROTO_ICMP && l4->icmp_type != ICMP_ECHO_T)
+		return 0;
+	if (snat_exempt(ip->daddr, cfg))
+		return 0;
+
+	ct_key_init(&key, ip->saddr, ip->daddr, l4, SKIFF_SNAT_EGRESS);
+	v = bpf_map_lookup_elem(&skiff_snat, &key);
+	if (v) {
+		snat_touch(v, l4, skb->len);
+		*reason = SKIFF_SNAT_EGRESS_XLATE;
+		nat_port = v->port;
+	} else {
+		now = bpf_ktime_get_ns();
+		ret = snat_claim(ip, l4, cfg, now, &nat_port);
+		if (ret < 0)
+			return ret;
+		fwd.created_ns = fwd.last_seen_ns = now;
+		fwd.packets = 1;
+		fwd.bytes = skb->len;
+		fwd.addr = cfg->node_ip;
+		fwd.port = nat_port;
+		if (bpf_map_update_elem(&skiff_snat, &key, &fwd, BPF_NOEXIST)) {
+			/* Another CPU set this flow up first: give our port back. */
+			snat_ingress_key(&rkey, ip, l4, cfg->node_ip, nat_port);
+			bpf_map_delete_elem(&skiff_snat, &rkey);
+			v = bpf_map_lookup_elem(&skiff_snat, &key);
+			if (!v)
+				return -SKIFF_DROP_NAT_NO_PORT;
+			nat_port = v->port;
+		}
+		*reason = SKIFF_SNAT_NEW;
+	}
+	ret = snat_rewrite(skb, l4, 0, ip->saddr, cfg->node_ip, l4->sport, nat_port);
+	return ret < 0 ? ret : 1;
+}
+
+/* A reply to a masqueraded flow: destination -> the pod. */
+static __always_inline int snat_ingress(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4,
+					__u32 *reason)
+{
+	struct skiff_nat_value *v;
+	struct skiff_ct_key key;
+	int ret;
+
+	if (l4->proto == IPPROTO_ICMP && l4->icmp_type != ICMP_ECHOREPLY_T)
+		return 0;
+	ct_key_init(&key, ip->saddr, ip->daddr, l4, SKIFF_SNAT_INGRESS);
+	v = bpf_map_lookup_elem(&skiff_snat, &key);
+	if (!v)
+		return 0;
+	snat_touch(v, l4, skb->len);
+	ret = snat_rewrite(skb, l4, 1, ip->daddr, v->addr, l4->dport, v->port);
+	if (ret < 0)
+		return ret;
+	*reason = SKIFF_SNAT_INGRESS_XLATE;
+	return 1;
+}
+
+/*
+ * An ICMP error (unreachable, fragmentation needed, time exceeded) about a
+ * masqueraded flow: the quoted packet went out as node:NAT port -> dst.
+ * Outer destination -> pod; quoted source address and port -> pod's, with
+ * the quoted IP header's checksum and the ICMP checksum kept right, so the
+ * pod's stack matches it to its socket (PMTU discovery).
+ */
+static __always_inline int snat_icmp_error(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4,
+					   __u32 *reason)
+{
+	struct iphdr inner;
+	struct skiff_nat_value *v;
+	struct skiff_ct_key key = {};
+	__u32 inner_off = l4->off + 8, port_off;
+	__be16 ports[2], new_check;
+	__be32 outer_daddr = ip->daddr;
+	__sum16 check;
+
+	if (bpf_skb_load_bytes(skb, inner_off, &inner, sizeof(inner)) < 0 || inner.ihl != 5)
+		return 0;
+	if (inner.protocol != IPPROTO_TCP && inner.protocol != IPPROTO_UDP && inner.protocol != IPPROTO_ICMP)
+		return 0;
+	port_off = inner_off + sizeof(inner) + (inner.protocol == IPPROTO_ICMP ? 4 : 0);
+	if (bpf_skb_load_bytes(skb, port_off, ports, sizeof(ports)) < 0)
+		return 0;
+	/* As if it were a reply to the quoted packet. */
+	key.saddr = inner.daddr;
+	key.daddr = inner.saddr;
+	key.proto = inner.protocol;
+	key.dir = SKIFF_SNAT_INGRESS;
+	if (inner.protocol == IPPROTO_ICMP) {
+		key.dport = ports[0]; /* the echo identifier */
+	} else {
+		key.sport = ports[1];
+		key.dport = ports[0];
+	}
+	v = bpf_map_lookup_elem(&skiff_snat, &key);
+	if (!v || inner.saddr != outer_daddr)
+		return 0;
+
+	/* Quoted source address, with the quoted IP checksum. */
+	check = inner.check;
+	csum_replace4(&check, inner.saddr, v->addr);
+	new_check = check;
+	if (bpf_l4_csum_replace(skb, ICMP_CSUM_OFF(l4), inner.saddr, v->addr, 4) < 0 ||
+	    bpf_l4_csum_replace(skb, ICMP_CSUM_OFF(l4), inner.check, new_check, 2) < 0 ||
+	    bpf_skb_store_bytes(skb, inner_off + offsetof(struct iphdr, saddr), &v->addr, 4, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, inner_off + offsetof(struct iphdr, check), &new_check, 2, 0) < 0)
+		return -SKIFF_DROP_CSUM;
+	/* Quoted source port (echo identifier). The quoted L4 checksum is left
+	 * alone: nobody verifies it on a quote that may be cut short. */
+	if (ports[0] != v->port) {
+		if (bpf_l4_csum_replace(skb, ICMP_CSUM_OFF(l4), ports[0], v->port, 2) < 0 ||
+		    bpf_skb_store_bytes(skb, port_off, &v->port, 2, 0) < 0)
+			return -SKIFF_DROP_CSUM;
+	}
+	/* Outer destination. */
+	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, outer_daddr, v->addr, 4) < 0 ||
+	    bpf_skb_store_bytes(skb, IP_DADDR_OFF, &v->addr, 4, 0) < 0)
+		return -SKIFF_DROP_CSUM;
+	*reason = SKIFF_SNAT_ICMP_ERROR;
+	return 1;
+}
+
+#endif /* SKIFF_BPF_SNAT_H */
