@@ -84,7 +84,10 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 		}
 		if (ret == SVC_TRANSLATED) {
 			metrics_count(svc_reason, SKIFF_DIR_INGRESS, skb->len);
-			how = svc_reason == SKIFF_SVC_REPLY ? FWD_BY_FIB : FWD_TO_NODES;
+			/* A backend outside every PodCIDR (a host-network pod) is
+			 * routed by FIB: with this node's address as source the
+			 * stack would drop it as martian. */
+			how = svc_reason == SKIFF_SVC_REPLY ? FWD_BY_FIB : FWD_TO_NODES | FWD_BY_FIB;
 			ip = ipv4_header(skb); /* the rewrite moved the packet */
 			if (!ip)
 				return -SKIFF_DROP_MALFORMED;

@@ -30,6 +30,7 @@ static __always_inline int sock_translate(struct bpf_sock_addr *ctx)
 	struct skiff_backend *be;
 	struct l4_info l4 = {};
 	__be32 vip = ctx->user_ip4;
+	__u16 slot_nr = 0;
 	__u32 id = 0;
 
 	if (!sock_in_scope(ctx))
@@ -41,7 +42,7 @@ static __always_inline int sock_translate(struct bpf_sock_addr *ctx)
 	svc = svc_lookup(vip, l4.dport, l4.proto, 0);
 	if (!svc || svc->count == 0)
 		return SOCK_PASS; /* no backend: the packet path rejects it */
-	be = svc_pick(vip, &l4, svc, &id);
+	be = svc_pick(vip, &l4, svc, &id, &slot_nr);
 	if (!be)
 		return SOCK_PASS;
 	ctx->user_ip4 = be->ip;

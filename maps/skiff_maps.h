@@ -187,7 +187,8 @@ struct skiff_affinity_key {
 struct skiff_affinity_value {
 	__u64 last_used_ns;
 	__u32 backend_id;
-	__u32 pad;
+	__u16 slot; /* honoured only while this slot still names backend_id */
+	__u16 pad;
 };
 
 /* config: a one-entry array the agent fills in for its node. */

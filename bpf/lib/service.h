@@ -39,7 +39,7 @@ static __always_inline struct skiff_backend *svc_backend(__u32 id)
 
 /* A random backend slot; NULL only if the maps are mid-update. */
 static __always_inline struct skiff_backend *svc_pick(__be32 vip, const struct l4_info *l4,
-						      const struct skiff_service_value *svc, __u32 *id)
+						      const struct skiff_service_value *svc, __u32 *id, __u16 *slot_nr)
 {
 	struct skiff_service_value *slot;
 	__u16 n = (__u16)(bpf_get_prandom_u32() % svc->count) + 1;
@@ -48,6 +48,7 @@ static __always_inline struct skiff_backend *svc_pick(__be32 vip, const struct l
 	if (!slot)
 		return NULL;
 	*id = slot->backend_id;
+	*slot_nr = n;
 	return svc_backend(*id);
 }
 
@@ -85,26 +86,65 @@ static __always_inline struct skiff_backend *svc_maglev(__be32 client, __be32 vi
 	return svc_backend(*id);
 }
 
-/* sessionAffinity ClientIP: the client's last backend while it is fresh. */
-static __always_inline struct skiff_backend *svc_affinity_get(__be32 client, const struct skiff_service_value *svc,
-							      __u64 now, __u32 *id)
+/* sessionAffinity ClientIP: the client's last backend while it is fresh
+ * and still one of the service's ready backends (its slot still names it). */
+static __always_inline struct skiff_backend *svc_affinity_get(__be32 client, __be32 vip, const struct l4_info *l4,
+							      const struct skiff_service_value *svc, __u64 now,
+							      __u32 *id, __u16 *slot_nr)
 {
 	struct skiff_affinity_key key = { .client = client, .revnat_id = svc->revnat_id };
 	struct skiff_affinity_value *a = bpf_map_lookup_elem(&skiff_affinity, &key);
+	struct skiff_service_value *slot;
 
-	if (!a || now - a->last_used_ns > (__u64)svc->affinity_timeout * NSEC_PER_SEC)
+	if (!a || (now > a->last_used_ns && now - a->last_used_ns > (__u64)svc->affinity_timeout * NSEC_PER_SEC))
+		return NULL;
+	if (a->slot == 0 || a->slot > svc->count)
+		return NULL;
+	slot = svc_lookup(vip, l4->dport, l4->proto, a->slot);
+	if (!slot || slot->backend_id != a->backend_id)
 		return NULL;
 	*id = a->backend_id;
+	*slot_nr = a->slot;
 	return svc_backend(*id);
 }
 
 static __always_inline void svc_affinity_put(__be32 client, const struct skiff_service_value *svc, __u64 now,
-					     __u32 id)
+					     __u32 id, __u16 slot_nr)
 {
 	struct skiff_affinity_key key = { .client = client, .revnat_id = svc->revnat_id };
-	struct skiff_affinity_value val = { .last_used_ns = now, .backend_id = id };
+	struct skiff_affinity_value val = { .last_used_ns = now, .backend_id = id, .slot = slot_nr };
 
 	bpf_map_update_elem(&skiff_affinity, &key, &val, BPF_ANY);
+}
+
+#define SVC_SNAT_PORT_TRIES 32
+
+/*
+ * The REPLY entry of a connection whose source is translated: the
+ * client's own port when that reply tuple is free, else a port of the
+ * masquerade range. BPF_NOEXIST makes the claim atomic, so two clients
+ * never share a translated tuple.
+ */
+static __always_inline int svc_snat_claim(struct skiff_ct_key *rkey, const struct skiff_ct_value *rev)
+{
+	struct skiff_config *cfg;
+	__u32 span, start;
+
+	if (!bpf_map_update_elem(&skiff_ct, rkey, rev, BPF_NOEXIST))
+		return 0;
+	cfg = config_get();
+	if (!cfg || !cfg->nat_port_min || cfg->nat_port_max < cfg->nat_port_min)
+		return -SKIFF_DROP_NAT_NO_PORT;
+	span = (__u32)cfg->nat_port_max - cfg->nat_port_min + 1;
+	start = bpf_get_prandom_u32() % span;
+	for (int i = 0; i < SVC_SNAT_PORT_TRIES; i++) {
+		if ((__u32)i >= span)
+			break;
+		rkey->dport = bpf_htons((__u16)(cfg->nat_port_min + (start + i) % span));
+		if (!bpf_map_update_elem(&skiff_ct, rkey, rev, BPF_NOEXIST))
+			return 0;
+	}
+	return -SKIFF_DROP_NAT_NO_PORT;
 }
 
 /* Rewrite the source of a forward packet when its connection needs it. */
@@ -174,6 +214,7 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 	struct skiff_endpoint_info *ep;
 	struct skiff_backend *be = NULL;
 	__be32 vip = ip->daddr, client = ip->saddr;
+	__u16 slot_nr = 0;
 	__u64 now;
 	__u32 id = 0;
 	int ret;
@@ -201,16 +242,21 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 	if (svc->count == 0)
 		return SVC_REJECT;
 	now = bpf_ktime_get_ns();
-	if (svc->flags & SKIFF_SVC_F_AFFINITY)
-		be = svc_affinity_get(client, svc, now, &id);
-	if (!be && (svc->flags & SKIFF_SVC_F_MAGLEV))
-		be = svc_maglev(client, vip, l4, svc, &id);
-	if (!be)
-		be = svc_pick(vip, l4, svc, &id);
+	if (svc->flags & SKIFF_SVC_F_AFFINITY) {
+		/* Affinity picks by slot (it must know its slot to stay valid). */
+		be = svc_affinity_get(client, vip, l4, svc, now, &id, &slot_nr);
+		if (!be)
+			be = svc_pick(vip, l4, svc, &id, &slot_nr);
+		if (be)
+			svc_affinity_put(client, svc, now, id, slot_nr);
+	} else {
+		if (svc->flags & SKIFF_SVC_F_MAGLEV)
+			be = svc_maglev(client, vip, l4, svc, &id);
+		if (!be)
+			be = svc_pick(vip, l4, svc, &id, &slot_nr);
+	}
 	if (!be)
 		return SVC_REJECT;
-	if (svc->flags & SKIFF_SVC_F_AFFINITY)
-		svc_affinity_put(client, svc, now, id);
 	if (ct) /* its backend was removed: move the flow to a live one */
 		bpf_map_delete_elem(&skiff_ct, &key);
 
@@ -249,9 +295,22 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 	rkey.dir = SKIFF_CT_REPLY;
 	rkey.pad = 0;
 
-	ret = ct_create(&key, &fwd, &rkey, &rev);
-	if (ret < 0)
-		return ret;
+	if (fwd.flags & SKIFF_CT_F_SNAT) {
+		/* The translated source port must be ours alone. */
+		ret = svc_snat_claim(&rkey, &rev);
+		if (ret < 0)
+			return ret;
+		fwd.snat_port = rkey.dport;
+		ret = 0;
+		if (bpf_map_update_elem(&skiff_ct, &key, &fwd, BPF_NOEXIST)) {
+			bpf_map_delete_elem(&skiff_ct, &rkey);
+			ret = 1;
+		}
+	} else {
+		ret = ct_create(&key, &fwd, &rkey, &rev);
+		if (ret < 0)
+			return ret;
+	}
 	*reason = SKIFF_SVC_NEW;
 	if (ret == 1) { /* another CPU won the race: follow its choice */
 		ct = bpf_map_lookup_elem(&skiff_ct, &key);

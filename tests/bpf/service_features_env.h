@@ -113,11 +113,14 @@ public:
         k.revnat_id = revnat_id;
         return k;
     }
-    Status put_affinity(Ipv4 client, uint16_t revnat_id, uint32_t backend_id, uint64_t last_used_ns) {
+    // slot: the backend's slot in the frontend (the datapath honours an
+    // entry only while that slot still names the backend).
+    Status put_affinity(Ipv4 client, uint16_t revnat_id, uint32_t backend_id, uint16_t slot, uint64_t last_used_ns) {
         skiff_affinity_key k = affinity_key(client, revnat_id);
         skiff_affinity_value v{};
         v.last_used_ns = last_used_ns;
         v.backend_id = backend_id;
+        v.slot = slot;
         if (bpf_map_update_elem(affinity_.get(), &k, &v, BPF_ANY) != 0) return Error::errno_("affinity: update");
         return {};
     }

@@ -481,7 +481,7 @@ TEST_F(ServiceFeatureTest, FreshAffinityEntryIsHonoured) {
     const uint64_t now = monotonic_ns();
     ASSERT_GT(now, 60 * kNsPerSec) << "uptime too short for this test";
     const uint64_t written = now - 50 * kNsPerSec;  // within the 100 s
-    ASSERT_OK(fmaps_.put_affinity(kPodA, kRevNat, kIdC, written));
+    ASSERT_OK(fmaps_.put_affinity(kPodA, kRevNat, kIdC, 2, written));
     for (int i = 0; i < 30; ++i) EXPECT_EQ(connect_a(static_cast<uint16_t>(31000 + i)).str(), kPodC.str());
     auto a = fmaps_.affinity(kPodA, kRevNat);
     ASSERT_TRUE(a.has_value());
@@ -499,7 +499,7 @@ TEST_F(ServiceFeatureTest, ExpiredAffinityEntryIsIgnored) {
     int to_b = 0;
     for (int i = 0; i < 40; ++i) {
         const uint64_t t = monotonic_ns();
-        ASSERT_OK(fmaps_.put_affinity(kPodA, kRevNat, kIdC, t - 60 * kNsPerSec));
+        ASSERT_OK(fmaps_.put_affinity(kPodA, kRevNat, kIdC, 2, t - 60 * kNsPerSec));
         const Ipv4 be = connect_a(static_cast<uint16_t>(32000 + i));
         ASSERT_TRUE(be == kPodB || be == kPodC) << be.str();
         to_b += be == kPodB;
@@ -517,7 +517,7 @@ TEST_F(ServiceFeatureTest, AffinityIsNotRecordedWithoutTheFlag) {
     EXPECT_EQ(fmaps_.affinity_count(), 0u);
 }
 
-// BUG: svc_affinity_get() (bpf/lib/service.h) returns the affinity entry's
+// Regression (fixed): svc_affinity_get() (bpf/lib/service.h) returns the affinity entry's
 // backend as long as its id still exists in skiff_backends, without checking
 // that it is still one of the frontend's slots. The agent keeps backend ids
 // alive while anything references them: terminating endpoints
@@ -536,7 +536,7 @@ TEST_F(ServiceFeatureTest, AffinityToABackendNoLongerInTheServiceIsIgnored) {
     // C was a backend (the client's affinity says so); now only B is in the
     // service's slots, while C's backend entry stays (terminating).
     ASSERT_OK(fmaps_.set_frontend(kVip, kVport, kTcp, {kIdB}, kRevNat, SKIFF_SVC_F_AFFINITY, 10800));
-    ASSERT_OK(fmaps_.put_affinity(kPodA, kRevNat, kIdC, monotonic_ns() - kNsPerSec));
+    ASSERT_OK(fmaps_.put_affinity(kPodA, kRevNat, kIdC, 2, monotonic_ns() - kNsPerSec));
     const Ipv4 be = connect_a(34000);
     EXPECT_EQ(be.str(), kPodB.str()) << "a new connection went to a backend that is not in the service";
 }
@@ -631,7 +631,7 @@ TEST_F(ServiceFeatureTest, AffinityTakesPrecedenceOverMaglev) {
     ASSERT_OK(fmaps_.set_frontend(kVip, kVport, kTcp, {kIdB, kIdC}, kRevNat,
                                   SKIFF_SVC_F_MAGLEV | SKIFF_SVC_F_AFFINITY, 100));
     ASSERT_OK(fmaps_.set_maglev(kRevNat, std::vector<uint32_t>(SKIFF_MAGLEV_SIZE, kIdC)));
-    ASSERT_OK(fmaps_.put_affinity(kPodA, kRevNat, kIdB, monotonic_ns()));
+    ASSERT_OK(fmaps_.put_affinity(kPodA, kRevNat, kIdB, 1, monotonic_ns()));
     for (int i = 0; i < 10; ++i) EXPECT_EQ(connect_a(static_cast<uint16_t>(38000 + i)).str(), kPodB.str());
 }
 
@@ -771,6 +771,8 @@ protected:
         ASSERT_OK(fwd_dst_.enable("skt-dst-h"));
         skiff_config cfg{};
         cfg.node_ip = kUplinkIp.be();
+        cfg.nat_port_min = 61000;  // the agent always sets a range
+        cfg.nat_port_max = 65535;
         ASSERT_OK(fmaps_.set_config(cfg));
     }
 
@@ -887,7 +889,7 @@ TEST_F(ServiceFeatureNodePortTest, LocalBackendIsOnlyDestinationNated) {
     EXPECT_TRUE(maps_.ct(rkey)->flags & SKIFF_CT_F_REPLIED);
 }
 
-// BUG: NodePort SNAT keeps the client's source port. svc_forward()
+// Regression (fixed): NodePort SNAT keeps the client's source port. svc_forward()
 // (bpf/lib/service.h) sets fwd.snat_port = l4->sport, so two outside
 // clients that happen to use the same source port (common: ephemeral
 // ranges overlap, clients behind different NATs) reach the same remote
@@ -938,7 +940,7 @@ TEST_F(ServiceFeatureNodePortTest, ClientsWithTheSameSourcePortGetDistinctTuples
     }
 }
 
-// BUG: a NodePort whose backend lies outside every PodCIDR (a hostNetwork
+// Regression (fixed): a NodePort whose backend lies outside every PodCIDR (a hostNetwork
 // pod on another node, an external endpoint) is source-NATed to node_ip and
 // then handed to the stack: from_uplink_ipv4() (bpf/from_uplink.c) forwards
 // translated new/established packets with how = FWD_TO_NODES only, and

@@ -86,8 +86,10 @@ def cluster(topo):
 
 def start(cluster, **masq):
     if masq:
+        # UDP flows expire after 6 s idle: longer than any step of a test
+        # (a refused attempt takes 3 s), short enough to wait for.
         cluster.agent_config = (lambda orig: lambda nd: {**orig(nd), "masquerade": masq,
-                                                          "conntrack": {"udpTimeoutSeconds": 2, "gcIntervalSeconds": 1}})(
+                                                          "conntrack": {"udpTimeoutSeconds": 6, "gcIntervalSeconds": 1}})(
             cluster.agent_config)
     cluster.start()
 
@@ -154,7 +156,7 @@ def test_port_range_exhaustion_drops_new_flows_only_and_recovers(cluster):
     assert ask(pods[2], "192.168.1.100", "udp", sport=45000).startswith("ERR")
     assert n1.counters().get((135, 0), 0) >= 1  # drop-nat-no-port
     assert ask(pods[0], "192.168.1.100", "udp", sport=45000) == first  # existing flow untouched
-    # Once the idle flows expire (2 s UDP timeout) the range frees up.
+    # Once the idle flows expire (6 s UDP timeout) the range frees up.
     wait_for(lambda: ask(pods[2], "192.168.1.100", "udp", sport=45000).startswith(n1.ip + ":"),
              "a port frees up after expiry", timeout=30, interval=0.5)
 
