@@ -23,6 +23,7 @@
 #include "lib/reject.h"
 #include "lib/service.h"
 #include "lib/snat.h"
+#include "lib/trace.h"
 
 /* Returns a TC action and sets *reason, or a negative drop reason. */
 static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
@@ -57,10 +58,10 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 			if (ret < 0)
 				return ret;
 			*reason = SKIFF_DROP_NO_BACKEND;
-			return bpf_redirect_peer(skb->ifindex, 0); /* back to the client */
+			return skiff_redirect_peer(skb, skb->ifindex); /* back to the client */
 		}
 		if (ret == SVC_TRANSLATED) {
-			metrics_count(svc_reason, SKIFF_DIR_EGRESS, skb->len);
+			count(skb, svc_reason, SKIFF_DIR_EGRESS);
 			if (svc_reason == SKIFF_SVC_REPLY)
 				how |= FWD_BY_FIB; /* e.g. a NodePort reply, now from this node */
 			ip = ipv4_header(skb); /* the rewrite moved the packet */
@@ -71,7 +72,7 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 			if (ret < 0)
 				return ret;
 			if (ret == 1) {
-				metrics_count(svc_reason, SKIFF_DIR_EGRESS, skb->len);
+				count(skb, svc_reason, SKIFF_DIR_EGRESS);
 				how |= FWD_BY_FIB; /* now from this node: not the stack's */
 				ip = ipv4_header(skb);
 				if (!ip)
@@ -89,6 +90,7 @@ int skiff_from_pod(struct __sk_buff *skb)
 	struct ethhdr *eth;
 	int ret;
 
+	trace_begin(skb);
 	eth = eth_header(skb);
 	if (!eth) {
 		ret = -SKIFF_DROP_MALFORMED;
@@ -99,12 +101,7 @@ int skiff_from_pod(struct __sk_buff *skb)
 		ret = from_pod_ipv4(skb, &reason);
 	}
 
-	if (ret < 0) {
-		metrics_count(-ret, SKIFF_DIR_EGRESS, skb->len);
-		return TC_ACT_SHOT;
-	}
-	metrics_count(reason, SKIFF_DIR_EGRESS, skb->len);
-	return ret;
+	return verdict(skb, ret, reason, SKIFF_DIR_EGRESS);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -25,6 +25,7 @@
 #include "lib/reject.h"
 #include "lib/service.h"
 #include "lib/snat.h"
+#include "lib/trace.h"
 
 static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason)
 {
@@ -50,7 +51,7 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 		if (ret < 0)
 			return ret;
 		if (ret == 1) {
-			metrics_count(nat_reason, SKIFF_DIR_INGRESS, skb->len);
+			count(skb, nat_reason, SKIFF_DIR_INGRESS);
 			ip = ipv4_header(skb);
 			if (!ip)
 				return -SKIFF_DROP_MALFORMED;
@@ -64,7 +65,7 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 			if (ret < 0)
 				return ret;
 			if (ret == 1) {
-				metrics_count(svc_reason, SKIFF_DIR_INGRESS, skb->len);
+				count(skb, svc_reason, SKIFF_DIR_INGRESS);
 				ip = ipv4_header(skb);
 				if (!ip)
 					return -SKIFF_DROP_MALFORMED;
@@ -80,10 +81,10 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 			if (ret < 0)
 				return ret;
 			*reason = SKIFF_DROP_NO_BACKEND;
-			return bpf_redirect(skb->ifindex, 0); /* back out the uplink */
+			return skiff_redirect(skb, skb->ifindex); /* back out the uplink */
 		}
 		if (ret == SVC_TRANSLATED) {
-			metrics_count(svc_reason, SKIFF_DIR_INGRESS, skb->len);
+			count(skb, svc_reason, SKIFF_DIR_INGRESS);
 			/* A backend outside every PodCIDR (a host-network pod) is
 			 * routed by FIB: with this node's address as source the
 			 * stack would drop it as martian. */
@@ -103,16 +104,12 @@ int skiff_uplink(struct __sk_buff *skb)
 	struct ethhdr *eth;
 	int ret = TC_ACT_OK;
 
+	trace_begin(skb);
 	eth = eth_header(skb);
 	if (eth && eth->h_proto == bpf_htons(ETH_P_IP))
 		ret = from_uplink_ipv4(skb, &reason);
 
-	if (ret < 0) {
-		metrics_count(-ret, SKIFF_DIR_INGRESS, skb->len);
-		return TC_ACT_SHOT;
-	}
-	metrics_count(reason, SKIFF_DIR_INGRESS, skb->len);
-	return ret;
+	return verdict(skb, ret, reason, SKIFF_DIR_INGRESS);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -27,6 +27,8 @@
 #define SKIFF_MAP_MAGLEV "skiff_maglev"
 #define SKIFF_MAP_SNAT "skiff_snat"
 #define SKIFF_MAP_NOMASQ "skiff_nomasq"
+#define SKIFF_MAP_EVENTS "skiff_events"
+#define SKIFF_MAP_TRACE "skiff_trace"
 
 #define SKIFF_ENDPOINTS_MAX 65536
 #define SKIFF_NODES_MAX 16384
@@ -243,6 +245,50 @@ struct skiff_sock_revnat_value {
 	__u32 vip;
 	__u16 port;
 	__u16 pad;
+};
+
+/*
+ * Trace mode (skiffctl trace): a packet run through BPF_PROG_TEST_RUN with
+ * this mark is judged like any other, but changes no state (no conntrack,
+ * NAT, affinity or counters) and leaves its verdict in skiff_trace.
+ */
+#define SKIFF_TRACE_MARK 0x5c1ff7ac
+
+enum skiff_trace_flags {
+	SKIFF_TRACE_F_REDIRECT_PEER = 1u << 0, /* into the peer of redirect_ifindex */
+	SKIFF_TRACE_F_BACKEND = 1u << 1,       /* backend_id is set */
+	SKIFF_TRACE_F_NEW = 1u << 2,           /* would create conntrack/NAT state */
+};
+
+struct skiff_trace_result {
+	__u32 reason;            /* enum skiff_reason of the verdict */
+	__s32 action;            /* TC action returned */
+	__u32 redirect_ifindex;  /* 0: none */
+	__u32 backend_id;
+	__u32 flags;             /* enum skiff_trace_flags */
+	__u32 seq;               /* bumped on every traced run */
+};
+
+/* events: ring buffer records for skiffctl monitor (drops, traces). */
+enum skiff_event_type {
+	SKIFF_EVENT_DROP = 1,
+	SKIFF_EVENT_TRACE = 2,
+};
+
+struct skiff_event {
+	__u64 ts_ns;    /* bpf_ktime_get_ns() */
+	__u8 type;      /* enum skiff_event_type */
+	__u8 dir;       /* enum skiff_dir */
+	__u16 reason;   /* enum skiff_reason */
+	__u32 ifindex;  /* the device the program runs on */
+	__u32 saddr;    /* network byte order; 0 if not IPv4 */
+	__u32 daddr;
+	__u16 sport;    /* network byte order */
+	__u16 dport;
+	__u8 proto;
+	__u8 pad[3];
+	__u32 len;      /* packet length */
+	__u32 pad1;
 };
 
 /*

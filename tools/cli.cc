@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <iostream>
 
@@ -15,6 +16,21 @@ Error explain(const Error& e, const Options& o) {
         return Error{e.code, "no skiff maps in " + o.pin_path +
                                  " (is the datapath loaded on this node? use --pin-path)"};
     return e;
+}
+
+Result<std::map<std::string, std::string>> parse_flags(const std::vector<std::string>& args,
+                                                       const std::vector<std::string>& known) {
+    std::map<std::string, std::string> out;
+    for (size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        if (a.rfind("--", 0) != 0) return Error::invalid("unexpected argument '" + a + "'");
+        std::string name = a.substr(2);
+        if (std::find(known.begin(), known.end(), name) == known.end())
+            return Error::invalid("unknown option '" + a + "'");
+        if (i + 1 >= args.size()) return Error::invalid("option '" + a + "' needs a value");
+        out[name] = args[++i];
+    }
+    return out;
 }
 
 std::string table(const std::vector<std::vector<std::string>>& rows) {
@@ -86,6 +102,7 @@ int run_cli(int argc, char** argv, const std::vector<Noun>& nouns) {
     if (verb->usage.empty() && !args.empty()) return fail("unexpected argument '" + args[0] + "'");
     auto out = verb->run(o, args);
     if (!out) return fail(out.error().message);
+    if (out->streamed) return 0;
     if (o.json) std::cout << out->doc.dump(o.pretty ? 2 : -1) << "\n";
     else std::cout << out->text(out->doc);
     return 0;

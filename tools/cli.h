@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@ struct Options {
 struct Output {
     nlohmann::json doc;
     std::function<std::string(const nlohmann::json&)> text;
+    bool streamed = false;  // the command printed as it went (monitor)
 };
 
 using Handler = std::function<Result<Output>(const Options&, const std::vector<std::string>& args)>;
@@ -61,6 +63,10 @@ int run_cli(int argc, char** argv, const std::vector<Noun>& nouns);
 
 // Error text for failures opening pinned objects (privileges, no maps).
 Error explain(const Error& e, const Options& o);
+
+// Command-line options of a verb: "--name value" pairs and flags.
+Result<std::map<std::string, std::string>> parse_flags(const std::vector<std::string>& args,
+                                                       const std::vector<std::string>& known);
 
 // Table rendering helper: rows of cells, first row is the header.
 std::string table(const std::vector<std::vector<std::string>>& rows);

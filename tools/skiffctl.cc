@@ -3,6 +3,7 @@
 
 #include "bpf/maps.h"
 #include "cli.h"
+#include "commands.h"
 
 namespace skiff::ctl {
 namespace {
@@ -73,5 +74,6 @@ int main(int argc, char** argv) {
         {"endpoint", {{"list", "", endpoint_list}}, "list"},
         {"stats", {{"show", "", stats_show}}, "show"},
     };
+    for (auto& n : trace_nouns()) nouns.push_back(std::move(n));
     return run_cli(argc, argv, nouns);
 }

@@ -12,6 +12,7 @@
 #include "ipv4.h"
 #include "endpoints.h"
 #include "maps.h"
+#include "trace.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -35,7 +36,7 @@ static __always_inline int fwd_to_endpoint(struct __sk_buff *skb, struct iphdr *
 	eth_set_macs(eth, ep->host_mac, ep->pod_mac);
 
 	*reason = SKIFF_FWD_LOCAL_POD;
-	ret = bpf_redirect_peer(ep->ifindex, 0);
+	ret = skiff_redirect_peer(skb, ep->ifindex);
 	if (ret != TC_ACT_REDIRECT)
 		return -SKIFF_DROP_REDIRECT_FAILED;
 	return ret;
@@ -102,13 +103,13 @@ static __always_inline int fwd_fib(struct __sk_buff *skb, struct iphdr *ip, __be
 			.ipv4_nh = fib.ipv4_dst,
 		};
 
-		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+		return skiff_redirect_neigh(skb, fib.ifindex, &nh);
 	}
 	eth = eth_header(skb);
 	if (!eth)
 		return -SKIFF_DROP_MALFORMED;
 	eth_set_macs(eth, fib.smac, fib.dmac);
-	return bpf_redirect(fib.ifindex, 0);
+	return skiff_redirect(skb, fib.ifindex);
 }
 
 /* Native routing to the node owning the destination's PodCIDR; the source

@@ -124,6 +124,20 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } skiff_nomasq SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skiff_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct skiff_trace_result);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skiff_trace SEC(".maps");
+
 static __always_inline struct skiff_config *config_get(void)
 {
 	__u32 zero = 0;

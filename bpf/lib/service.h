@@ -16,6 +16,7 @@
 #include "l4.h"
 #include "maps.h"
 #include "nat.h"
+#include "trace.h"
 
 #define SVC_PASS 0
 #define SVC_TRANSLATED 1
@@ -125,11 +126,13 @@ static __always_inline void svc_affinity_put(__be32 client, const struct skiff_s
  * masquerade range. BPF_NOEXIST makes the claim atomic, so two clients
  * never share a translated tuple.
  */
-static __always_inline int svc_snat_claim(struct skiff_ct_key *rkey, const struct skiff_ct_value *rev)
+static __always_inline int svc_snat_claim(struct skiff_ct_key *rkey, const struct skiff_ct_value *rev, int dry)
 {
 	struct skiff_config *cfg;
 	__u32 span, start;
 
+	if (dry) /* a trace: what the first try would be, nothing claimed */
+		return 0;
 	if (!bpf_map_update_elem(&skiff_ct, rkey, rev, BPF_NOEXIST))
 		return 0;
 	cfg = config_get();
@@ -171,8 +174,10 @@ static __always_inline int svc_reverse(struct __sk_buff *skb, struct iphdr *ip, 
 	ct = bpf_map_lookup_elem(&skiff_ct, &key);
 	if (!ct)
 		return SVC_PASS;
-	ct_touch(ct, l4, skb->len);
-	if (!(ct->flags & SKIFF_CT_F_REPLIED)) {
+	trace_note(skb, 0, SKIFF_TRACE_F_BACKEND, ct->backend_id);
+	if (!trace_mode(skb))
+		ct_touch(ct, l4, skb->len);
+	if (!trace_mode(skb) && !(ct->flags & SKIFF_CT_F_REPLIED)) {
 		/* First answer: the connection is established on both entries
 		 * (the forward key is the client's original tuple). */
 		struct skiff_ct_key fkey = {
@@ -214,6 +219,7 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 	struct skiff_endpoint_info *ep;
 	struct skiff_backend *be = NULL;
 	__be32 vip = ip->daddr, client = ip->saddr;
+	const int dry = trace_mode(skb);
 	__u16 slot_nr = 0;
 	__u64 now;
 	__u32 id = 0;
@@ -228,7 +234,9 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 	if (ct)
 		be = svc_backend(ct->backend_id);
 	if (ct && be) {
-		ct_touch(ct, l4, skb->len);
+		trace_note(skb, 0, SKIFF_TRACE_F_BACKEND, ct->backend_id);
+		if (!dry)
+			ct_touch(ct, l4, skb->len);
 		*reason = SKIFF_SVC_ESTABLISHED;
 		/* The address the connection started with: its REPLY entry
 		 * is keyed by it. */
@@ -247,7 +255,7 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 		be = svc_affinity_get(client, vip, l4, svc, now, &id, &slot_nr);
 		if (!be)
 			be = svc_pick(vip, l4, svc, &id, &slot_nr);
-		if (be)
+		if (be && !dry)
 			svc_affinity_put(client, svc, now, id, slot_nr);
 	} else {
 		if (svc->flags & SKIFF_SVC_F_MAGLEV)
@@ -257,7 +265,8 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 	}
 	if (!be)
 		return SVC_REJECT;
-	if (ct) /* its backend was removed: move the flow to a live one */
+	trace_note(skb, 0, SKIFF_TRACE_F_BACKEND | SKIFF_TRACE_F_NEW, id);
+	if (ct && !dry) /* its backend was removed: move the flow to a live one */
 		bpf_map_delete_elem(&skiff_ct, &key);
 
 	fwd.created_ns = fwd.last_seen_ns = now;
@@ -297,15 +306,17 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 
 	if (fwd.flags & SKIFF_CT_F_SNAT) {
 		/* The translated source port must be ours alone. */
-		ret = svc_snat_claim(&rkey, &rev);
+		ret = svc_snat_claim(&rkey, &rev, dry);
 		if (ret < 0)
 			return ret;
 		fwd.snat_port = rkey.dport;
 		ret = 0;
-		if (bpf_map_update_elem(&skiff_ct, &key, &fwd, BPF_NOEXIST)) {
+		if (!dry && bpf_map_update_elem(&skiff_ct, &key, &fwd, BPF_NOEXIST)) {
 			bpf_map_delete_elem(&skiff_ct, &rkey);
 			ret = 1;
 		}
+	} else if (dry) {
+		ret = 0; /* a trace leaves no conntrack entry */
 	} else {
 		ret = ct_create(&key, &fwd, &rkey, &rev);
 		if (ret < 0)

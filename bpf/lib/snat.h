@@ -16,6 +16,7 @@
 #include "l4.h"
 #include "maps.h"
 #include "nat.h"
+#include "trace.h"
 
 #define SNAT_PORT_TRIES 32
 #define ICMP_CSUM_OFF(l4) ((l4)->off + 2)
@@ -81,7 +82,7 @@ static __always_inline void snat_ingress_key(struct skiff_ct_key *k, const struc
  * a tuple is never handed out twice, even by two CPUs at once.
  */
 static __always_inline int snat_claim(const struct iphdr *ip, const struct l4_info *l4,
-				      const struct skiff_config *cfg, __u64 now, __be16 *nat_port)
+				      const struct skiff_config *cfg, __u64 now, __be16 *nat_port, int dry)
 {
 	struct skiff_nat_value rev = {
 		.created_ns = now, .last_seen_ns = now, .addr = ip->saddr, .port = l4->sport,
@@ -92,7 +93,11 @@ static __always_inline int snat_claim(const struct iphdr *ip, const struct l4_in
 
 	if (l4->proto == IPPROTO_ICMP || own < cfg->eph_port_min || own > cfg->eph_port_max) {
 		snat_ingress_key(&k, ip, l4, cfg->node_ip, l4->sport);
-		if (!bpf_map_update_elem(&skiff_snat, &k, &rev, BPF_NOEXIST)) {
+		if (dry && !bpf_map_lookup_elem(&skiff_snat, &k)) {
+			*nat_port = l4->sport;
+			return 0;
+		}
+		if (!dry && !bpf_map_update_elem(&skiff_snat, &k, &rev, BPF_NOEXIST)) {
 			*nat_port = l4->sport;
 			return 0;
 		}
@@ -107,7 +112,8 @@ static __always_inline int snat_claim(const struct iphdr *ip, const struct l4_in
 		if ((__u32)i >= span)
 			break;
 		snat_ingress_key(&k, ip, l4, cfg->node_ip, port);
-		if (!bpf_map_update_elem(&skiff_snat, &k, &rev, BPF_NOEXIST)) {
+		if (dry ? !bpf_map_lookup_elem(&skiff_snat, &k)
+			: !bpf_map_update_elem(&skiff_snat, &k, &rev, BPF_NOEXIST)) {
 			*nat_port = port;
 			return 0;
 		}
@@ -136,20 +142,22 @@ static __always_inline int snat_egress(struct __sk_buff *skb, struct iphdr *ip, 
 	ct_key_init(&key, ip->saddr, ip->daddr, l4, SKIFF_SNAT_EGRESS);
 	v = bpf_map_lookup_elem(&skiff_snat, &key);
 	if (v) {
-		snat_touch(v, l4, skb->len);
+		if (!trace_mode(skb))
+			snat_touch(v, l4, skb->len);
 		*reason = SKIFF_SNAT_EGRESS_XLATE;
 		nat_port = v->port;
 	} else {
 		now = bpf_ktime_get_ns();
-		ret = snat_claim(ip, l4, cfg, now, &nat_port);
+		ret = snat_claim(ip, l4, cfg, now, &nat_port, trace_mode(skb));
 		if (ret < 0)
 			return ret;
+		trace_note(skb, 0, SKIFF_TRACE_F_NEW, 0);
 		fwd.created_ns = fwd.last_seen_ns = now;
 		fwd.packets = 1;
 		fwd.bytes = skb->len;
 		fwd.addr = cfg->node_ip;
 		fwd.port = nat_port;
-		if (bpf_map_update_elem(&skiff_snat, &key, &fwd, BPF_NOEXIST)) {
+		if (!trace_mode(skb) && bpf_map_update_elem(&skiff_snat, &key, &fwd, BPF_NOEXIST)) {
 			/* Another CPU set this flow up first: give our port back. */
 			snat_ingress_key(&rkey, ip, l4, cfg->node_ip, nat_port);
 			bpf_map_delete_elem(&skiff_snat, &rkey);
@@ -178,7 +186,8 @@ static __always_inline int snat_ingress(struct __sk_buff *skb, struct iphdr *ip,
 	v = bpf_map_lookup_elem(&skiff_snat, &key);
 	if (!v)
 		return 0;
-	snat_touch(v, l4, skb->len);
+	if (!trace_mode(skb))
+		snat_touch(v, l4, skb->len);
 	ret = snat_rewrite(skb, l4, 1, ip->daddr, v->addr, l4->dport, v->port);
 	if (ret < 0)
 		return ret;

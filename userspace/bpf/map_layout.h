@@ -36,3 +36,5 @@ static_assert(sizeof(skiff_nat_value) == 40);
 static_assert(sizeof(skiff_sock_revnat_key) == 16);
 static_assert(sizeof(skiff_sock_revnat_value) == 8);
 static_assert(sizeof(skiff_maglev_key) == 8);
+static_assert(sizeof(skiff_trace_result) == 24);
+static_assert(sizeof(skiff_event) == 40);
