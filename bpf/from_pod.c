@@ -45,6 +45,25 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 		return TC_ACT_OK;
 	}
 
+	if (ipv4_is_fragment_tail(ip)) {
+		/* A later fragment of a masqueraded datagram: its source too. */
+		struct bpf_fib_lookup fib;
+		long rc = 0;
+
+		if (!bpf_map_lookup_elem(&skiff_frags, &(struct skiff_frag_key){
+			.saddr = ip->saddr, .daddr = ip->daddr, .id = ip->id, .proto = ip->protocol }))
+			return fwd_ipv4(skb, ip, how, reason);
+		if (fib_check(skb, ip, ip->daddr, &fib, &rc, reason))
+			return TC_ACT_OK;
+		ret = snat_frag_rewrite(skb, ip, 0);
+		if (ret < 0)
+			return ret;
+		ip = ipv4_header(skb);
+		if (!ip)
+			return -SKIFF_DROP_MALFORMED;
+		return fib_send(skb, ip, &fib, rc, SKIFF_FWD_FIB, reason);
+	}
+
 	if (l4_load(skb, ip, &l4) == 0) {
 		__u32 svc_reason = 0;
 
@@ -67,17 +86,32 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 			ip = ipv4_header(skb); /* the rewrite moved the packet */
 			if (!ip)
 				return -SKIFF_DROP_MALFORMED;
-		} else {
+		} else if (snat_wanted(ip, &l4)) {
+			/* Leaving the cluster: translate only what will be sent;
+			 * the stack answers for the rest (time exceeded,
+			 * fragmentation needed) while the source is the pod's. */
+			struct bpf_fib_lookup fib;
+			long rc = 0;
+
+			struct skiff_frag_key fk;
+			int first_frag = ipv4_more_fragments(ip);
+
+			if (fib_check(skb, ip, ip->daddr, &fib, &rc, reason))
+				return TC_ACT_OK;
+			frag_key_init(&fk, ip);
 			ret = snat_egress(skb, ip, &l4, &svc_reason);
 			if (ret < 0)
 				return ret;
-			if (ret == 1) {
-				count(skb, svc_reason, SKIFF_DIR_EGRESS);
-				how |= FWD_BY_FIB; /* now from this node: not the stack's */
-				ip = ipv4_header(skb);
-				if (!ip)
-					return -SKIFF_DROP_MALFORMED;
-			}
+			ip = ipv4_header(skb);
+			if (!ip)
+				return -SKIFF_DROP_MALFORMED;
+			if (first_frag)
+				snat_frag_remember(skb, &fk, ip->saddr);
+			count(skb, svc_reason, SKIFF_DIR_EGRESS);
+			ip = ipv4_header(skb);
+			if (!ip)
+				return -SKIFF_DROP_MALFORMED;
+			return fib_send(skb, ip, &fib, rc, SKIFF_FWD_FIB, reason);
 		}
 	}
 	return fwd_ipv4(skb, ip, how, reason);

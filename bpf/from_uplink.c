@@ -43,6 +43,19 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 		return TC_ACT_OK;
 	}
 
+	if (ipv4_is_fragment_tail(ip)) {
+		/* A later fragment of a reply to a masqueraded flow. */
+		ret = snat_frag_rewrite(skb, ip, 1);
+		if (ret < 0)
+			return ret;
+		if (ret == 1) {
+			ip = ipv4_header(skb);
+			if (!ip)
+				return -SKIFF_DROP_MALFORMED;
+		}
+		return fwd_ipv4(skb, ip, 0, reason);
+	}
+
 	ret = l4_load(skb, ip, &l4);
 	if (ret == L4_ICMP_ERROR) {
 		__u32 nat_reason = 0;
@@ -61,6 +74,10 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 
 		ret = svc_reverse(skb, ip, &l4, &svc_reason);
 		if (ret == SVC_PASS) {
+			struct skiff_frag_key fk;
+			int first_frag = ipv4_more_fragments(ip);
+
+			frag_key_init(&fk, ip);
 			ret = snat_ingress(skb, ip, &l4, &svc_reason);
 			if (ret < 0)
 				return ret;
@@ -69,6 +86,8 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 				ip = ipv4_header(skb);
 				if (!ip)
 					return -SKIFF_DROP_MALFORMED;
+				if (first_frag)
+					snat_frag_remember(skb, &fk, ip->daddr);
 				return fwd_ipv4(skb, ip, 0, reason);
 			}
 			cfg = config_get();

@@ -29,6 +29,7 @@
 #define SKIFF_MAP_NOMASQ "skiff_nomasq"
 #define SKIFF_MAP_EVENTS "skiff_events"
 #define SKIFF_MAP_TRACE "skiff_trace"
+#define SKIFF_MAP_FRAGS "skiff_frags"
 
 #define SKIFF_ENDPOINTS_MAX 65536
 #define SKIFF_NODES_MAX 16384
@@ -245,6 +246,22 @@ struct skiff_sock_revnat_value {
 	__u32 vip;
 	__u16 port;
 	__u16 pad;
+};
+
+/* frags: the translation of a fragmented datagram, for its later fragments
+ * (which carry no ports): {as they arrive: src, dst, IP id, proto} -> the
+ * address to write (source going out, destination coming back). */
+struct skiff_frag_key {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 id;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct skiff_frag_value {
+	__u32 addr;
+	__u32 pad;
 };
 
 /*

@@ -60,6 +60,62 @@ static __always_inline struct skiff_node_info *node_lookup(__be32 ip)
 }
 
 /*
+ * The FIB's answer for sending the packet toward nexthop_dst: 0 with *fib
+ * filled and *rc the lookup result when it can be sent, or 1 with *reason
+ * set when the stack must handle it (TTL expiring here, no route, too big
+ * for the path: the stack answers with ICMP).
+ */
+static __always_inline int fib_check(struct __sk_buff *skb, struct iphdr *ip, __be32 nexthop_dst,
+				     struct bpf_fib_lookup *fib, long *rc, __u32 *reason)
+{
+	if (ip->ttl <= 1) {
+		*reason = SKIFF_FWD_TTL_EXPIRED;
+		return 1;
+	}
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->family = AF_INET;
+	fib->ipv4_src = ip->saddr;
+	fib->ipv4_dst = nexthop_dst;
+	/*
+	 * With tot_len set the lookup checks it against the route MTU, which
+	 * a GSO super-packet always exceeds; 0 lets the kernel apply its own
+	 * GSO-aware size check instead.
+	 */
+	fib->tot_len = skb->gso_size ? 0 : bpf_ntohs(ip->tot_len);
+	fib->ifindex = skb->ifindex;
+
+	*rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
+	if (*rc != BPF_FIB_LKUP_RET_SUCCESS && *rc != BPF_FIB_LKUP_RET_NO_NEIGH) {
+		*reason = SKIFF_FWD_FIB_MISS;
+		return 1;
+	}
+	return 0;
+}
+
+/* Send by a fib_check() answer: TTL-1, MACs, redirect. ip must be valid. */
+static __always_inline int fib_send(struct __sk_buff *skb, struct iphdr *ip, struct bpf_fib_lookup *fib, long rc,
+				    __u32 ok_reason, __u32 *reason)
+{
+	struct ethhdr *eth;
+
+	ipv4_dec_ttl(ip);
+	*reason = ok_reason;
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		struct bpf_redir_neigh nh = {
+			.nh_family = AF_INET,
+			.ipv4_nh = fib->ipv4_dst,
+		};
+
+		return skiff_redirect_neigh(skb, fib->ifindex, &nh);
+	}
+	eth = eth_header(skb);
+	if (!eth)
+		return -SKIFF_DROP_MALFORMED;
+	eth_set_macs(eth, fib->smac, fib->dmac);
+	return skiff_redirect(skb, fib->ifindex);
+}
+
+/*
  * Route the packet out toward nexthop_dst using the FIB: the egress device
  * and next hop come from the lookup, MACs from its result or, when the
  * neighbour is not resolved yet, from bpf_redirect_neigh(). Addresses are
@@ -68,48 +124,13 @@ static __always_inline struct skiff_node_info *node_lookup(__be32 ip)
 static __always_inline int fwd_fib(struct __sk_buff *skb, struct iphdr *ip, __be32 nexthop_dst, __u32 ok_reason,
 				   __u32 *reason)
 {
-	struct bpf_fib_lookup fib = {};
-	struct ethhdr *eth;
-	long rc;
+	struct bpf_fib_lookup fib;
+	long rc = 0;
 
-	if (ip->ttl <= 1) {
-		*reason = SKIFF_FWD_TTL_EXPIRED;
+	if (fib_check(skb, ip, nexthop_dst, &fib, &rc, reason))
 		return TC_ACT_OK;
-	}
-	fib.family = AF_INET;
-	fib.ipv4_src = ip->saddr;
-	fib.ipv4_dst = nexthop_dst;
-	/*
-	 * With tot_len set the lookup checks it against the route MTU, which
-	 * a GSO super-packet always exceeds; 0 lets the kernel apply its own
-	 * GSO-aware size check instead.
-	 */
-	fib.tot_len = skb->gso_size ? 0 : bpf_ntohs(ip->tot_len);
-	fib.ifindex = skb->ifindex;
-
-	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) {
-		/* No route, or too big for the path: the stack answers (ICMP). */
-		*reason = SKIFF_FWD_FIB_MISS;
-		return TC_ACT_OK;
-	}
-
 	/* The lookup touched no packet data: ip is still valid. */
-	ipv4_dec_ttl(ip);
-	*reason = ok_reason;
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
-		struct bpf_redir_neigh nh = {
-			.nh_family = AF_INET,
-			.ipv4_nh = fib.ipv4_dst,
-		};
-
-		return skiff_redirect_neigh(skb, fib.ifindex, &nh);
-	}
-	eth = eth_header(skb);
-	if (!eth)
-		return -SKIFF_DROP_MALFORMED;
-	eth_set_macs(eth, fib.smac, fib.dmac);
-	return skiff_redirect(skb, fib.ifindex);
+	return fib_send(skb, ip, &fib, rc, ok_reason, reason);
 }
 
 /* Native routing to the node owning the destination's PodCIDR; the source

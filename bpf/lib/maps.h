@@ -138,6 +138,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } skiff_trace SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct skiff_frag_key);
+	__type(value, struct skiff_frag_value);
+	__uint(max_entries, 8192);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skiff_frags SEC(".maps");
+
 static __always_inline struct skiff_config *config_get(void)
 {
 	__u32 zero = 0;

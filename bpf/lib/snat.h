@@ -121,22 +121,33 @@ static __always_inline int snat_claim(const struct iphdr *ip, const struct l4_in
 	return -SKIFF_DROP_NAT_NO_PORT;
 }
 
-/* Pod traffic to a destination outside the cluster: source -> node. */
+/* The config when this pod packet leaves the cluster and is masqueraded. */
+static __always_inline struct skiff_config *snat_wanted(const struct iphdr *ip, const struct l4_info *l4)
+{
+	struct skiff_config *cfg = config_get();
+
+	if (!cfg || !(cfg->flags & SKIFF_CFG_F_MASQUERADE) || !cfg->node_ip)
+		return NULL;
+	if (l4->proto == IPPROTO_ICMP && l4->icmp_type != ICMP_ECHO_T)
+		return NULL;
+	if (snat_exempt(ip->daddr, cfg))
+		return NULL;
+	return cfg;
+}
+
+/* Pod traffic to a destination outside the cluster: source -> node.
+ * Callers make sure the packet will be sent (fib_check) first. */
 static __always_inline int snat_egress(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4,
 				       __u32 *reason)
 {
 	struct skiff_nat_value fwd = {}, *v;
-	struct skiff_config *cfg = config_get();
+	struct skiff_config *cfg = snat_wanted(ip, l4);
 	struct skiff_ct_key key, rkey;
 	__be16 nat_port;
 	__u64 now;
 	int ret;
 
-	if (!cfg || !(cfg->flags & SKIFF_CFG_F_MASQUERADE) || !cfg->node_ip)
-		return 0;
-	if (l4->proto == IPPROTO_ICMP && l4->icmp_type != ICMP_ECHO_T)
-		return 0;
-	if (snat_exempt(ip->daddr, cfg))
+	if (!cfg)
 		return 0;
 
 	ct_key_init(&key, ip->saddr, ip->daddr, l4, SKIFF_SNAT_EGRESS);
@@ -213,6 +224,10 @@ static __always_inline int snat_icmp_error(struct __sk_buff *skb, struct iphdr *
 	__be32 outer_daddr = ip->daddr;
 	__sum16 check;
 
+	/* The quote must hold the inner header and 8 bytes (RFC 792), inside
+	 * the IP packet (not trailing bytes of the frame). */
+	if (inner_off + sizeof(inner) + 8 > ETH_HLEN + (__u32)bpf_ntohs(ip->tot_len))
+		return 0;
 	if (bpf_skb_load_bytes(skb, inner_off, &inner, sizeof(inner)) < 0 || inner.ihl != 5)
 		return 0;
 	if (inner.protocol != IPPROTO_TCP && inner.protocol != IPPROTO_UDP && inner.protocol != IPPROTO_ICMP)
@@ -256,6 +271,50 @@ static __always_inline int snat_icmp_error(struct __sk_buff *skb, struct iphdr *
 	    bpf_skb_store_bytes(skb, IP_DADDR_OFF, &v->addr, 4, 0) < 0)
 		return -SKIFF_DROP_CSUM;
 	*reason = SKIFF_SNAT_ICMP_ERROR;
+	return 1;
+}
+
+/* ---- fragments: later ones carry no ports, only the datagram's id ---- */
+
+static __always_inline int ipv4_more_fragments(const struct iphdr *ip)
+{
+	return (ip->frag_off & bpf_htons(0x2000)) != 0;
+}
+
+static __always_inline void frag_key_init(struct skiff_frag_key *k, const struct iphdr *ip)
+{
+	k->saddr = ip->saddr;
+	k->daddr = ip->daddr;
+	k->id = ip->id;
+	k->proto = ip->protocol;
+	k->pad = 0;
+}
+
+/* After translating a first fragment (key taken before the rewrite). */
+static __always_inline void snat_frag_remember(const struct __sk_buff *skb, const struct skiff_frag_key *k,
+					       __be32 addr)
+{
+	struct skiff_frag_value v = { .addr = addr };
+
+	if (!trace_mode(skb))
+		bpf_map_update_elem(&skiff_frags, k, &v, BPF_ANY);
+}
+
+/* A later fragment of a translated datagram: the same address rewrite
+ * (source when dst == 0). Returns 1 if rewritten, 0 if not ours. */
+static __always_inline int snat_frag_rewrite(struct __sk_buff *skb, const struct iphdr *ip, int dst)
+{
+	struct skiff_frag_value *v;
+	struct skiff_frag_key k;
+	__be32 old = dst ? ip->daddr : ip->saddr;
+
+	frag_key_init(&k, ip);
+	v = bpf_map_lookup_elem(&skiff_frags, &k);
+	if (!v)
+		return 0;
+	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old, v->addr, sizeof(v->addr)) < 0 ||
+	    bpf_skb_store_bytes(skb, dst ? IP_DADDR_OFF : IP_SADDR_OFF, &v->addr, sizeof(v->addr), 0) < 0)
+		return -SKIFF_DROP_CSUM;
 	return 1;
 }
 

@@ -38,3 +38,5 @@ static_assert(sizeof(skiff_sock_revnat_value) == 8);
 static_assert(sizeof(skiff_maglev_key) == 8);
 static_assert(sizeof(skiff_trace_result) == 24);
 static_assert(sizeof(skiff_event) == 40);
+static_assert(sizeof(skiff_frag_key) == 12);
+static_assert(sizeof(skiff_frag_value) == 8);
