@@ -132,3 +132,14 @@ def test_trace_errors(env):
     assert rc != 0 and "usage" in out["error"]
     rc, out = ctl(n1, "trace", "--from", "10.244.1.2", "--to", "10.244.1.3:80", "--bogus", "1", check=False)
     assert rc != 0 and "unknown option" in out["error"]
+
+
+def test_skiffctl_works_while_the_agent_is_down(env):
+    c, n1, a, b, remote = env
+    c.kill_agent(n1)
+    _, eps = ctl(n1, "endpoint", "list")
+    assert {e["ip"] for e in eps} >= {a.ip, b.ip}
+    _, t = ctl(n1, "trace", "--from", f"{a.ip}:40005", "--to", f"{VIP}:80")
+    assert t["backend"]["address"] == f"{remote.ip}:7000"
+    _, stats = ctl(n1, "stats")
+    assert isinstance(stats, list)
