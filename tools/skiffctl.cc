@@ -75,5 +75,6 @@ int main(int argc, char** argv) {
         {"stats", {{"show", "", stats_show}}, "show"},
     };
     for (auto& n : trace_nouns()) nouns.push_back(std::move(n));
+    for (auto* nouns_of : {map_nouns, net_nouns}) for (auto& n : nouns_of()) nouns.push_back(std::move(n));
     return run_cli(argc, argv, nouns);
 }
