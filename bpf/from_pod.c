@@ -72,13 +72,8 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 			ret = svc_forward(skb, ip, &l4, &svc_reason, 0);
 		if (ret < 0)
 			return ret;
-		if (ret == SVC_REJECT) {
-			ret = reject(skb, l4.proto);
-			if (ret < 0)
-				return ret;
-			*reason = SKIFF_DROP_NO_BACKEND;
-			return skiff_redirect_peer(skb, skb->ifindex); /* back to the client */
-		}
+		if (ret == SVC_REJECT)
+			return reject_back(skb, l4.proto, 1, reason); /* back to the client */
 		if (ret == SVC_TRANSLATED) {
 			count(skb, svc_reason, SKIFF_DIR_EGRESS);
 			if (svc_reason == SKIFF_SVC_REPLY)

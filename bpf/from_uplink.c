@@ -95,13 +95,8 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 		}
 		if (ret < 0)
 			return ret;
-		if (ret == SVC_REJECT) {
-			ret = reject(skb, l4.proto);
-			if (ret < 0)
-				return ret;
-			*reason = SKIFF_DROP_NO_BACKEND;
-			return skiff_redirect(skb, skb->ifindex); /* back out the uplink */
-		}
+		if (ret == SVC_REJECT)
+			return reject_back(skb, l4.proto, 0, reason); /* back out the uplink */
 		if (ret == SVC_TRANSLATED) {
 			count(skb, svc_reason, SKIFF_DIR_INGRESS);
 			/* A backend outside every PodCIDR (a host-network pod) is

@@ -12,6 +12,7 @@
 
 #include "common.h"
 #include "eth.h"
+#include "trace.h"
 
 #define REJECT_TTL 64
 
@@ -161,6 +162,18 @@ static __always_inline int reject_udp(struct __sk_buff *skb)
 static __always_inline int reject(struct __sk_buff *skb, __u8 proto)
 {
 	return proto == IPPROTO_TCP ? reject_tcp(skb) : reject_udp(skb);
+}
+
+/* Answer in place and send the answer back where the packet came from:
+ * into the pod (into_peer) or out of the device it arrived on. */
+static __always_inline int reject_back(struct __sk_buff *skb, __u8 proto, int into_peer, __u32 *reason)
+{
+	int ret = reject(skb, proto);
+
+	if (ret < 0)
+		return ret;
+	*reason = SKIFF_DROP_NO_BACKEND;
+	return into_peer ? skiff_redirect_peer(skb, skb->ifindex) : skiff_redirect(skb, skb->ifindex);
 }
 
 #endif /* SKIFF_BPF_REJECT_H */
