@@ -72,6 +72,8 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 			ret = svc_forward(skb, ip, &l4, &svc_reason, 0);
 		if (ret < 0)
 			return ret;
+		if (ret == SVC_PASS)
+			svc_purge_stale_reply(skb, ip, &l4);
 		if (ret == SVC_REJECT)
 			return reject_back(skb, l4.proto, 1, reason); /* back to the client */
 		if (ret == SVC_TRANSLATED) {

@@ -343,4 +343,41 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 	return ret < 0 ? ret : SVC_TRANSLATED;
 }
 
+/*
+ * A pod opens a flow straight to an address (no service): a REPLY entry
+ * of an earlier service connection on the same 4-tuple (a backend reached
+ * through its VIP, then directly with a reused source port) would turn
+ * this flow's replies into the VIP's. Such an entry is stale: drop it,
+ * with its FORWARD half. Checked for new TCP connections and for UDP.
+ */
+static __always_inline void svc_purge_stale_reply(struct __sk_buff *skb, const struct iphdr *ip,
+						  const struct l4_info *l4)
+{
+	struct skiff_ct_key rkey = {
+		.saddr = ip->daddr, .daddr = ip->saddr, .sport = l4->dport, .dport = l4->sport,
+		.proto = l4->proto, .dir = SKIFF_CT_REPLY,
+	};
+	struct skiff_ct_value *rev;
+
+	if (trace_mode(skb))
+		return;
+	if (l4->proto == IPPROTO_TCP &&
+	    (l4->tcp_flags & (TCP_FLAG_SYN_BIT | 0x10 /* ACK */)) != TCP_FLAG_SYN_BIT)
+		return;
+	if (l4->proto != IPPROTO_TCP && l4->proto != IPPROTO_UDP)
+		return;
+	rev = bpf_map_lookup_elem(&skiff_ct, &rkey);
+	if (!rev)
+		return;
+	if (!(rev->flags & SKIFF_CT_F_SNAT)) {
+		struct skiff_ct_key fkey = {
+			.saddr = ip->saddr, .daddr = rev->nat_addr, .sport = l4->sport, .dport = rev->nat_port,
+			.proto = l4->proto, .dir = SKIFF_CT_FORWARD,
+		};
+
+		bpf_map_delete_elem(&skiff_ct, &fkey);
+	}
+	bpf_map_delete_elem(&skiff_ct, &rkey);
+}
+
 #endif /* SKIFF_BPF_SERVICE_H */

@@ -404,3 +404,23 @@ for line in sys.stdin:
     assert conv.stdout.readline().strip() == f"{b.ip} after"  # the old connection lives on
     conv.stdin.close()
     conv.wait(timeout=10)
+
+
+def test_direct_connection_reusing_a_service_tuple(svc):
+    """A pod reaches a backend through the VIP, then directly with the same
+    source port: the second connection's replies must not be mistaken for
+    the first's (a stale REPLY entry would rewrite them to the VIP)."""
+    b = svc.backends[0]
+    svc.web(endpoints=[(b.ip, True, False)])
+    wait_for(lambda: svc.frontends(svc.nodes[0]) == 2, "frontends programmed")
+    script = r"""
+import socket, sys
+def ask(ip, port):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST on close: no TIME_WAIT
+    s.bind(("0.0.0.0", 45555)); s.settimeout(3); s.connect((ip, port)); r = s.recv(64).decode(); s.close(); return r
+print(ask(sys.argv[1], 80)); print(ask(sys.argv[2], 7000))
+"""
+    r = svc.client.run("/usr/bin/python3", "-c", script, VIP, b.ip, check=False, timeout=30)
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 and all(l.startswith(b.ip) for l in lines), (r.stdout, r.stderr)

@@ -1,0 +1,319 @@
+"""The setups the benchmark compares, built side by side in namespaces.
+
+  wire    the physical limit: a direct veth pair between two namespaces
+          (same node), and two namespaces on one L2 underlay bridge (the
+          node -> node reference across nodes);
+  bridge  the reference `bridge` CNI plugin with `host-local` IPAM and
+          `ipMasq: true`, br_netfilter on (bridge-nf-call-iptables=1 in the
+          node namespaces), plus kube-proxy-format iptables chains for the
+          services under test; two nodes with routes to each other's subnet;
+  skiff   two node namespaces with a skiff-agent each, pods attached by
+          build/bin/skiff (tests/integration/cluster_topo.py's Cluster).
+
+Everything is created through one tests/integration Topology, whose close()
+kills the processes and deletes the namespaces and pin dirs; iptables rules
+and conntrack state live in node namespaces and disappear with them.
+"""
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+
+from cluster_topo import Cluster, node_object, wait_for  # noqa: E402,F401
+from skiff_topo import SKIFF as SKIFF_BIN, Topology, in_ns, sh, unique  # noqa: E402,F401
+
+REF_CNI_DIR = "/usr/lib/cni"
+BRIDGE = os.path.join(REF_CNI_DIR, "bridge")
+CLUSTER_CIDR = "10.244.0.0/16"   # skiff
+BRIDGE_CIDR = "10.22.0.0/16"     # baseline pods: node i gets 10.22.i.0/24
+VIP = "10.96.0.10"               # the ClusterIP under test, on both datapaths
+
+
+def log(*a):
+    print("[bench]", *a, file=sys.stderr, flush=True)
+
+
+def sysctl(ns, key, value):
+    path = "/proc/sys/" + key.replace(".", "/")
+    in_ns(ns, "sh", "-c", f"echo {value} > {path}")
+
+
+def br_netfilter_state():
+    """br_netfilter: built in / module loaded / absent. Read-only look at the machine."""
+    if os.path.isdir("/proc/sys/net/bridge"):
+        return "available"
+    return "absent"
+
+
+class Endpoint:
+    """Something that runs commands in a namespace and has an address."""
+
+    def __init__(self, ns, ip, label):
+        self.ns, self.ip, self.label = ns, ip, label
+
+    def run(self, *cmd, **kw):
+        return in_ns(self.ns, *cmd, **kw)
+
+
+# ---------------------------------------------------------------- wire -----
+
+def veth_pair(topo):
+    """Two namespaces joined by one veth pair: the same-node physical limit."""
+    a, b = topo.pod_ns(unique("bwa")), topo.pod_ns(unique("bwb"))
+    in_ns(a, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", b)
+    for ns, ip in ((a, "10.99.0.1"), (b, "10.99.0.2")):
+        in_ns(ns, "ip", "addr", "add", f"{ip}/24", "dev", "eth0")
+        in_ns(ns, "ip", "link", "set", "eth0", "up")
+    return Endpoint(a, "10.99.0.1", "veth-a"), Endpoint(b, "10.99.0.2", "veth-b")
+
+
+def quiet_underlay(ns):
+    """An underlay stands for a physical switch: no netfilter on its bridge."""
+    for k in ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-call-arptables"):
+        if os.path.exists(f"/proc/sys/net/bridge/{k}"):
+            sysctl(ns, f"net.bridge.{k}", 0)
+
+
+def wire_nodes(topo):
+    """Two bare namespaces on their own underlay bridge: node -> node reference."""
+    u = topo.underlay()
+    quiet_underlay(u)
+    a = topo.node(ip="192.168.3.11", pod_cidr="10.23.1.0/24", underlay=u)
+    b = topo.node(ip="192.168.3.12", pod_cidr="10.23.2.0/24", underlay=u)
+    return Endpoint(a.ns, a.ip, "node-a"), Endpoint(b.ns, b.ip, "node-b")
+
+
+# -------------------------------------------------------------- bridge -----
+
+class BridgeNode:
+    """A node namespace whose pods are attached by the reference bridge plugin."""
+
+    def __init__(self, topo, node, index):
+        self.topo, self.node, self.ns, self.index = topo, node, node.ns, index
+        self.subnet = f"10.22.{index}.0/24"
+        self.ipam_dir = os.path.join(topo.tmp, node.ns, "host-local")
+        os.makedirs(self.ipam_dir, exist_ok=True)
+        sysctl(self.ns, "net.ipv4.ip_forward", 1)
+        if br_netfilter_state() == "available":
+            sysctl(self.ns, "net.bridge.bridge-nf-call-iptables", 1)
+
+    def conf(self):
+        return {"cniVersion": "1.0.0", "name": "bridgenet", "type": "bridge", "bridge": "cni0",
+                "isGateway": True, "ipMasq": True, "hairpinMode": True, "mtu": 1500,
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": self.subnet}]],
+                         "routes": [{"dst": "0.0.0.0/0"}], "dataDir": self.ipam_dir}}
+
+    def cni(self, command, cid, netns, ifname="eth0"):
+        """Like libcni: env vars, config on stdin, plugin run in the node netns."""
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "CNI_COMMAND": command,
+               "CNI_CONTAINERID": cid, "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_PATH": REF_CNI_DIR}
+        r = subprocess.run(["nsenter", f"--net=/run/netns/{self.ns}", "--", BRIDGE], input=json.dumps(self.conf()),
+                           capture_output=True, text=True, env=env, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"bridge {command} failed: {r.stdout} {r.stderr}")
+        return json.loads(r.stdout) if r.stdout.strip() else None
+
+    def add_pod(self, ns=None):
+        ns = ns or self.topo.pod_ns()
+        out = self.cni("ADD", f"c-{ns}", f"/run/netns/{ns}")
+        return Endpoint(ns, out["ips"][0]["address"].split("/")[0], "bridge-pod")
+
+
+def bridge_cluster(topo):
+    """Two bridge-plugin nodes on one underlay, each routing the other's pod subnet."""
+    u = topo.underlay()
+    quiet_underlay(u)
+    nodes = []
+    for i in (1, 2):
+        nd = topo.node(ip=f"192.168.2.{10 + i}", pod_cidr=f"10.22.{i}.0/24", underlay=u)
+        nodes.append(BridgeNode(topo, nd, i))
+    for i, nd in enumerate(nodes):
+        other = nodes[1 - i]
+        in_ns(nd.ns, "ip", "route", "add", other.subnet, "via", other.node.ip)
+    return nodes
+
+
+def _kube_hash(prefix, text):
+    """kube-proxy's chain names: prefix + 16 chars of base32(sha256)."""
+    return prefix + base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+
+
+def kube_proxy_rules(services, cluster_cidr=BRIDGE_CIDR):
+    """iptables-restore input in kube-proxy's iptables-mode format (v1.28-ish).
+
+    services: dicts {name, vip, ports: [(port, targetPort)], backends: [ip]}.
+    Only custom chains are declared, so `--noflush` keeps the bridge plugin's
+    CNI-* masquerade chains."""
+    nat = [":KUBE-SERVICES - [0:0]", ":KUBE-POSTROUTING - [0:0]", ":KUBE-MARK-MASQ - [0:0]",
+           ":KUBE-NODEPORTS - [0:0]"]
+    rules = ['-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+             '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+             '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',
+             "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000",
+             "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN",
+             "-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0",
+             '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" '
+             "-j MASQUERADE --random-fully"]
+    for s in services:
+        vip = s["vip"]
+        for port, tport in s["ports"]:
+            name = f"bench/{s['name']}:p{port}"
+            svc = _kube_hash("KUBE-SVC-", f"{name}/tcp")
+            nat.append(f":{svc} - [0:0]")
+            rules.append(f'-A KUBE-SERVICES -d {vip}/32 -p tcp -m comment --comment "{name} cluster IP" '
+                         f"-m tcp --dport {port} -j {svc}")
+            rules.append(f'-A {svc} ! -s {cluster_cidr} -d {vip}/32 -p tcp -m comment --comment "{name} cluster '
+                         f'IP" -m tcp --dport {port} -j KUBE-MARK-MASQ')
+            n = len(s["backends"])
+            for i, bip in enumerate(s["backends"]):
+                sep = _kube_hash("KUBE-SEP-", f"{name}/tcp/{bip}:{tport}")
+                nat.append(f":{sep} - [0:0]")
+                prob = f"-m statistic --mode random --probability {1.0 / (n - i):.11f} " if i < n - 1 else ""
+                rules.append(f'-A {svc} -m comment --comment "{name} -> {bip}:{tport}" {prob}-j {sep}')
+                rules.append(f'-A {sep} -s {bip}/32 -m comment --comment "{name}" -j KUBE-MARK-MASQ')
+                rules.append(f'-A {sep} -p tcp -m comment --comment "{name}" -m tcp -j DNAT '
+                             f"--to-destination {bip}:{tport}")
+    rules.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the '
+                 'last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS')
+    filt = [":KUBE-FORWARD - [0:0]", ":KUBE-SERVICES - [0:0]", ":KUBE-EXTERNAL-SERVICES - [0:0]",
+            ":KUBE-FIREWALL - [0:0]",
+            '-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD',
+            "-A FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" "
+            "-j KUBE-SERVICES",
+            "-A INPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service "
+            "portals\" -j KUBE-EXTERNAL-SERVICES",
+            "-A INPUT -j KUBE-FIREWALL", "-A OUTPUT -j KUBE-FIREWALL",
+            "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP",
+            '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 '
+            "-j ACCEPT",
+            '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate '
+            "RELATED,ESTABLISHED -j ACCEPT",
+            '-A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment "block incoming localnet '
+            'connections" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP']
+    return "*nat\n" + "\n".join(nat + rules) + "\nCOMMIT\n*filter\n" + "\n".join(filt) + "\nCOMMIT\n"
+
+
+def filler_services(n):
+    """n ClusterIP services (3 endpoints each) that are never hit: the scale
+    in front of the one under test."""
+    out = []
+    for i in range(n):
+        bks = [f"10.30.{(i * 3 + k) // 250 % 250}.{(i * 3 + k) % 250 + 1}" for k in range(3)]
+        out.append({"name": f"f{i}", "vip": f"10.97.{i // 250}.{i % 250 + 1}", "ports": [(80, 8080)],
+                    "backends": bks})
+    return out
+
+
+def install_kube_proxy(node, services):
+    rules = kube_proxy_rules(services)
+    in_ns(node.ns, "iptables-restore", "--noflush", "-w", input=rules, timeout=600)
+    return rules.count("\n-A ")
+
+
+def flush_kube_services(node):
+    """Reset the KUBE-* chains (drop every service) keeping the CNI chains."""
+    out = in_ns(node.ns, "iptables-save", "-t", "nat").stdout
+    keep = [ln for ln in out.splitlines() if not ("KUBE-" in ln)]
+    in_ns(node.ns, "iptables-restore", "-w", input="\n".join(keep) + "\n", timeout=600)
+    out = in_ns(node.ns, "iptables-save", "-t", "filter").stdout
+    keep = [ln for ln in out.splitlines() if not ("KUBE-" in ln)]
+    in_ns(node.ns, "iptables-restore", "-w", input="\n".join(keep) + "\n", timeout=600)
+
+
+CT_FLUSH = r"""
+import socket, struct
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)  # NETLINK_NETFILTER
+nfgen = struct.pack("BBH", socket.AF_INET, 0, 0)
+hdr = struct.pack("=IHHII", 16 + len(nfgen), (1 << 8) | 2, 1 | 4, 1, 0)  # CTNETLINK, IPCTNL_MSG_CT_DELETE, REQ|ACK
+s.send(hdr + nfgen)
+s.recv(4096)
+"""
+
+
+def conntrack_flush(ns):
+    """Empty the namespace's conntrack table (no conntrack tool needed) so
+    connection-rate runs never start with a table full of TIME_WAIT entries."""
+    in_ns(ns, "python3", "-c", CT_FLUSH, check=False)
+
+
+def conntrack_count(ns):
+    r = in_ns(ns, "cat", "/proc/sys/net/netfilter/nf_conntrack_count", check=False)
+    return int(r.stdout.strip() or 0)
+
+
+# --------------------------------------------------------------- skiff -----
+
+def k8s_service(name, vip, ports):
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "bench"},
+            "spec": {"type": "ClusterIP", "clusterIP": vip, "clusterIPs": [vip], "ports": ports}}
+
+
+def k8s_slice(svc, ips, ports):
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+            "metadata": {"name": f"{svc}-1", "namespace": "bench", "labels": {"kubernetes.io/service-name": svc}},
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": True, "serving": True, "terminating": False}}
+                          for ip in ips],
+            "ports": ports}
+
+
+def skiff_objects(services):
+    """The same service dicts as Kubernetes Service + EndpointSlice objects."""
+    items = []
+    for s in services:
+        items.append(k8s_service(s["name"], s["vip"], [{"name": f"p{p}", "port": p, "targetPort": t,
+                                                         "protocol": "TCP"} for p, t in s["ports"]]))
+        items.append(k8s_slice(s["name"], s["backends"], [{"name": f"p{p}", "port": t, "protocol": "TCP"}
+                                                         for p, t in s["ports"]]))
+    return items
+
+
+class SkiffSetup:
+    def __init__(self, topo):
+        self.cluster = Cluster(topo, n=2)
+        # Measure the datapath, not periodic resyncs.
+        orig = self.cluster.agent_config
+        self.cluster.agent_config = lambda nd: {**orig(nd), "resyncSeconds": 3600}
+        self.nodes = self.cluster.nodes
+        quiet_underlay(self.cluster.underlay)
+        self.base = [node_object(nd.name, nd.ip, nd.pod_cidr) for nd in self.nodes]
+        self.cluster.start()
+
+    def add_pod(self, i):
+        p = self.cluster.add_pod(self.nodes[i])
+        return Endpoint(p.ns, p.ip, "skiff-pod")
+
+    def frontends(self, node):
+        v = self.cluster.metric(node, 'skiff_map_entries{map="frontends"}')
+        return int(v) if v is not None else -1
+
+    def publish(self, services):
+        self.cluster.write_source(self.base + skiff_objects(services))
+        n = sum(len(s["ports"]) for s in services)
+        wait_for(lambda: all(self.frontends(nd) == n for nd in self.nodes), f"{n} frontends programmed",
+                 timeout=600, interval=0.05)
+
+
+def build_all(quick=False):
+    """Every setup, in one Topology. Returns (topo, dict)."""
+    topo = Topology()
+    try:
+        s = {"topo": topo}
+        t0 = time.monotonic()
+        log("building wire (veth pair, node -> node underlay)")
+        s["veth"] = veth_pair(topo)
+        s["wire_nodes"] = wire_nodes(topo)
+        log("building bridge-plugin nodes")
+        s["bridge_nodes"] = bridge_cluster(topo)
+        log("building skiff nodes with agents")
+        s["skiff"] = SkiffSetup(topo)
+        log(f"setups built in {time.monotonic() - t0:.1f}s")
+        return topo, s
+    except BaseException:
+        topo.close()
+        raise
