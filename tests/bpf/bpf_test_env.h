@@ -2,8 +2,11 @@
 //  - a private network namespace for the whole test process (unshare), with
 //    veth pairs whose ifindexes BPF_PROG_TEST_RUN accepts as skb->dev;
 //  - a unique bpffs pin directory per test, removed again in TearDown;
-//  - hand-built Ethernet/IPv4/ICMP/TCP/UDP frames and Internet checksums;
-//  - a BPF_PROG_TEST_RUN wrapper and a readable view of skiff_metrics.
+//  - hand-built frames and Internet checksums (frames.h);
+//  - a BPF_PROG_TEST_RUN wrapper and a readable view of skiff_metrics;
+//  - raw access to pinned maps, endpoint/node entries;
+//  - BpfProgramTest, the fixture all program tests build on: programs loaded
+//    into a fresh pin dir, the common maps opened, all removed in TearDown.
 #pragma once
 
 #include <bpf/bpf.h>
@@ -33,12 +36,11 @@
 #include "bpf/pins.h"
 #include "common/ipv4.h"
 #include "common/result.h"
+#include "frames.h"
 #include "net/netns.h"
 #include "net/rtnetlink.h"
 
 namespace skiff::bpftest {
-
-using Bytes = std::vector<uint8_t>;
 
 // ---------------------------------------------------------------------------
 // Private network namespace with test devices
@@ -70,6 +72,13 @@ inline Result<std::pair<unsigned long, unsigned long>> current_netns_id() {
     if (::stat("/proc/thread-self/ns/net", &st) != 0) return Error::errno_("stat own netns");
     return std::make_pair(static_cast<unsigned long>(st.st_dev),
                           static_cast<unsigned long>(st.st_ino));
+}
+
+// An error unless the calling thread has left net's root netns.
+inline Status check_private_netns(const TestNet& net) {
+    SKIFF_ASSIGN_OR_RETURN(auto now, current_netns_id());
+    if (now.first == net.root_ns_dev && now.second == net.root_ns_ino) return Error::invalid("still in the root netns");
+    return ok();
 }
 
 inline Result<TestVeth> make_veth(Netlink& nl, const std::string& host, const std::string& pod) {
@@ -206,169 +215,28 @@ inline ::testing::Environment* const kBpfTestEnvironment =
     ::testing::AddGlobalTestEnvironment(new BpfTestEnvironment);
 
 // ---------------------------------------------------------------------------
-// Checksums (RFC 1071), over big-endian 16-bit words
+// Frames of the test devices (the frames themselves: frames.h)
 // ---------------------------------------------------------------------------
 
-inline uint32_t csum_add(uint32_t sum, const uint8_t* p, size_t n) {
-    for (size_t i = 0; i + 1 < n; i += 2) sum += (uint32_t{p[i]} << 8) | p[i + 1];
-    if (n & 1) sum += uint32_t{p[n - 1]} << 8;
-    return sum;
+// A frame as the pod behind v sends it: pod MAC -> its host veth's MAC.
+inline Bytes eth_from_pod(const TestVeth& v, const Bytes& l3, uint16_t ethertype = kEthPIp) {
+    return ethernet(v.host.mac, v.pod.mac, ethertype, l3);
 }
 
-inline uint16_t csum_fold(uint32_t sum) {
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    return static_cast<uint16_t>(sum);
+// A frame as it arrives on an uplink from src_mac: src_mac -> the uplink's MAC.
+inline Bytes eth_from_wire(const TestVeth& uplink, const MacAddr& src_mac, const Bytes& l3,
+                           uint16_t ethertype = kEthPIp) {
+    return ethernet(uplink.host.mac, src_mac, ethertype, l3);
 }
-
-// The checksum to store: ~ of the one's complement sum (field zeroed first).
-inline uint16_t inet_checksum(const uint8_t* p, size_t n, uint32_t initial = 0) {
-    return static_cast<uint16_t>(~csum_fold(csum_add(initial, p, n)));
-}
-
-// A header including its checksum field verifies when it sums to 0xffff.
-inline bool checksum_verifies(const uint8_t* p, size_t n) {
-    return csum_fold(csum_add(0, p, n)) == 0xffff;
-}
-
-// ---------------------------------------------------------------------------
-// Frames
-// ---------------------------------------------------------------------------
-
-constexpr size_t kEthHlen = 14;
-constexpr uint16_t kEthPIp = 0x0800;
-constexpr uint16_t kEthPArp = 0x0806;
-constexpr uint16_t kEthPIpv6 = 0x86dd;
-
-// IPv4 header byte offsets.
-constexpr size_t kIpTos = 1, kIpTotLen = 2, kIpId = 4, kIpFrag = 6, kIpTtl = 8, kIpProto = 9,
-                 kIpCheck = 10, kIpSaddr = 12, kIpDaddr = 16;
-
-inline void put16(uint8_t* p, uint16_t v) {
-    p[0] = static_cast<uint8_t>(v >> 8);
-    p[1] = static_cast<uint8_t>(v);
-}
-inline void put32(uint8_t* p, uint32_t v) {
-    put16(p, static_cast<uint16_t>(v >> 16));
-    put16(p + 2, static_cast<uint16_t>(v));
-}
-inline uint16_t get16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
-
-inline Bytes ethernet(const MacAddr& dst, const MacAddr& src, uint16_t ethertype, const Bytes& payload) {
-    Bytes f(kEthHlen);
-    std::memcpy(f.data(), dst.data(), 6);
-    std::memcpy(f.data() + 6, src.data(), 6);
-    put16(f.data() + 12, ethertype);
-    f.insert(f.end(), payload.begin(), payload.end());
-    return f;
-}
-
-struct Ipv4Spec {
-    Ipv4 src, dst;
-    uint8_t ttl = 64;
-    uint8_t tos = 0;
-    uint16_t id = 0x1234;
-    uint16_t frag_off = 0x4000;  // DF
-    uint8_t protocol = IPPROTO_ICMP;
-    Bytes options;  // a multiple of 4 bytes, at most 40
-    Bytes l4;       // transport header and payload
-};
-
-// The IPv4 header (with options) of spec, checksum filled in.
-inline Bytes ipv4_header(const Ipv4Spec& s) {
-    const size_t hlen = 20 + s.options.size();
-    Bytes h(20);
-    h[0] = static_cast<uint8_t>(0x40 | (hlen / 4));
-    h[kIpTos] = s.tos;
-    put16(&h[kIpTotLen], static_cast<uint16_t>(hlen + s.l4.size()));
-    put16(&h[kIpId], s.id);
-    put16(&h[kIpFrag], s.frag_off);
-    h[kIpTtl] = s.ttl;
-    h[kIpProto] = s.protocol;
-    put32(&h[kIpSaddr], s.src.value());
-    put32(&h[kIpDaddr], s.dst.value());
-    h.insert(h.end(), s.options.begin(), s.options.end());
-    put16(&h[kIpCheck], inet_checksum(h.data(), h.size()));
-    return h;
-}
-
-inline Bytes ipv4_packet(const Ipv4Spec& s) {
-    Bytes p = ipv4_header(s);
-    p.insert(p.end(), s.l4.begin(), s.l4.end());
-    return p;
-}
-
-// Recompute the header checksum of an IPv4 header in place (after edits).
-inline void ipv4_fix_checksum(uint8_t* hdr) {
-    const size_t hlen = (hdr[0] & 0xf) * 4u;
-    put16(hdr + kIpCheck, 0);
-    put16(hdr + kIpCheck, inet_checksum(hdr, hlen));
-}
-
-inline uint32_t pseudo_header_sum(Ipv4 src, Ipv4 dst, uint8_t proto, size_t len) {
-    uint8_t ph[12] = {};
-    put32(ph, src.value());
-    put32(ph + 4, dst.value());
-    ph[9] = proto;
-    put16(ph + 10, static_cast<uint16_t>(len));
-    return csum_add(0, ph, sizeof(ph));
-}
-
-inline Bytes icmp_echo(uint16_t ident, uint16_t seq, const Bytes& payload) {
-    Bytes m(8);
-    m[0] = 8;  // echo request
-    put16(&m[4], ident);
-    put16(&m[6], seq);
-    m.insert(m.end(), payload.begin(), payload.end());
-    put16(&m[2], inet_checksum(m.data(), m.size()));
-    return m;
-}
-
-inline Bytes udp(Ipv4 src, Ipv4 dst, uint16_t sport, uint16_t dport, const Bytes& payload) {
-    Bytes u(8);
-    put16(&u[0], sport);
-    put16(&u[2], dport);
-    put16(&u[4], static_cast<uint16_t>(8 + payload.size()));
-    u.insert(u.end(), payload.begin(), payload.end());
-    uint16_t c = inet_checksum(u.data(), u.size(), pseudo_header_sum(src, dst, IPPROTO_UDP, u.size()));
-    put16(&u[6], c == 0 ? 0xffff : c);
-    return u;
-}
-
-inline Bytes tcp(Ipv4 src, Ipv4 dst, uint16_t sport, uint16_t dport, uint32_t seq, uint8_t flags,
-                 const Bytes& payload) {
-    Bytes t(20);
-    put16(&t[0], sport);
-    put16(&t[2], dport);
-    put32(&t[4], seq);
-    t[12] = 5 << 4;  // data offset
-    t[13] = flags;
-    put16(&t[14], 64240);  // window
-    t.insert(t.end(), payload.begin(), payload.end());
-    put16(&t[16], inet_checksum(t.data(), t.size(), pseudo_header_sum(src, dst, IPPROTO_TCP, t.size())));
-    return t;
-}
-
-inline Bytes pattern(size_t n, uint8_t seed = 0) {
-    Bytes b(n);
-    for (size_t i = 0; i < n; ++i) b[i] = static_cast<uint8_t>(seed + i * 7);
-    return b;
-}
-
-inline std::string hex(const uint8_t* p, size_t n) {
-    std::string s;
-    char buf[4];
-    for (size_t i = 0; i < n; ++i) {
-        std::snprintf(buf, sizeof(buf), "%02x", p[i]);
-        s += buf;
-    }
-    return s;
-}
-inline std::string hex(const Bytes& b) { return hex(b.data(), b.size()); }
-inline std::string hex(const MacAddr& m) { return hex(m.data(), m.size()); }
 
 // ---------------------------------------------------------------------------
 // Running a program
 // ---------------------------------------------------------------------------
+
+constexpr uint32_t kRedirect = TC_ACT_REDIRECT;  // 7
+constexpr uint32_t kOk = TC_ACT_OK;              // 0
+constexpr uint32_t kShot = TC_ACT_SHOT;          // 2
+static_assert(kRedirect == 7 && kOk == 0 && kShot == 2);
 
 struct RunResult {
     int err = 0;          // 0, or the negative errno of BPF_PROG_TEST_RUN
@@ -377,13 +245,11 @@ struct RunResult {
     __sk_buff ctx{};
 };
 
-// BPF_PROG_TEST_RUN of a SCHED_CLS program on frame, as if received on
-// ifindex (which must exist in this netns; 0/1 mean loopback).
-inline RunResult test_run(int prog_fd, const Bytes& frame, int ifindex) {
+// BPF_PROG_TEST_RUN of a SCHED_CLS program on frame with the given __sk_buff
+// (ifindex, and e.g. GSO metadata, which test_run copies into skb_shinfo).
+inline RunResult test_run(int prog_fd, const Bytes& frame, const __sk_buff& ctx_in) {
     RunResult r;
     r.data.assign(frame.size() + 256, 0);  // room if a program ever grows it
-    __sk_buff ctx_in{};
-    ctx_in.ifindex = static_cast<uint32_t>(ifindex);
     bpf_test_run_opts o{};
     o.sz = sizeof(o);
     o.data_in = frame.empty() ? nullptr : frame.data();
@@ -404,6 +270,14 @@ inline RunResult test_run(int prog_fd, const Bytes& frame, int ifindex) {
     r.retval = o.retval;
     r.data.resize(o.data_size_out);
     return r;
+}
+
+// The same, as if received on ifindex (which must exist in this netns; 0/1
+// mean loopback).
+inline RunResult test_run(int prog_fd, const Bytes& frame, int ifindex) {
+    __sk_buff ctx_in{};
+    ctx_in.ifindex = static_cast<uint32_t>(ifindex);
+    return test_run(prog_fd, frame, ctx_in);
 }
 
 // ---------------------------------------------------------------------------
@@ -436,5 +310,176 @@ inline std::string describe(const Counters& c) {
     }
     return s;
 }
+
+
+// ---------------------------------------------------------------------------
+// Raw map access (bpf_map_* on open_pinned_map() fds), what: error context
+// ---------------------------------------------------------------------------
+
+template <class K, class V>
+Status map_put(int fd, const K& k, const V& v, const std::string& what) {
+    if (bpf_map_update_elem(fd, &k, &v, BPF_ANY) != 0) return Error::errno_(what);
+    return {};
+}
+
+template <class K>
+Status map_del(int fd, const K& k, const std::string& what) {
+    if (bpf_map_delete_elem(fd, &k) != 0) return Error::errno_(what);
+    return {};
+}
+
+template <class V, class K>
+std::optional<V> map_get(int fd, const K& k) {
+    V v{};
+    if (bpf_map_lookup_elem(fd, &k, &v) != 0) return std::nullopt;
+    return v;
+}
+
+// Every entry of a hash map, in iteration order.
+template <class K, class V>
+std::vector<std::pair<K, V>> map_entries(int fd) {
+    std::vector<std::pair<K, V>> out;
+    K cur{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        V v{};
+        if (bpf_map_lookup_elem(fd, &next, &v) == 0) out.emplace_back(next, v);
+        cur = next;
+        prev = &cur;
+    }
+    return out;
+}
+
+template <class K>
+size_t map_key_count(int fd) {
+    size_t n = 0;
+    K cur{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        ++n;
+        cur = next;
+        prev = &cur;
+    }
+    return n;
+}
+
+// ---------------------------------------------------------------------------
+// Map entries
+// ---------------------------------------------------------------------------
+
+// The endpoint entry of the pod behind veth v.
+inline skiff_endpoint_info endpoint(const TestVeth& v, uint32_t flags = SKIFF_EP_F_LOCAL) {
+    skiff_endpoint_info e{};
+    e.ifindex = static_cast<uint32_t>(v.host.ifindex);
+    e.flags = flags;
+    std::memcpy(e.pod_mac, v.pod.mac.data(), 6);
+    std::memcpy(e.host_mac, v.host.mac.data(), 6);
+    return e;
+}
+
+inline skiff_node_info node(Ipv4 node_ip, uint32_t flags = 0) {
+    skiff_node_info n{};
+    n.node_ip = node_ip.be();
+    n.flags = flags;
+    return n;
+}
+
+// ---------------------------------------------------------------------------
+// The common fixture: programs loaded into a fresh pin dir per test, the
+// maps opened, and all of it closed and removed again in TearDown
+// ---------------------------------------------------------------------------
+
+#define ASSERT_OK(expr)                                                    \
+    do {                                                                   \
+        auto ok_r_ = (expr);                                               \
+        ASSERT_TRUE(ok_r_.ok()) << #expr << ": " << ok_r_.error().message; \
+    } while (0)
+
+class BpfProgramTest : public ::testing::Test {
+protected:
+    // Sets net_ to the private netns (test_net()).
+    void enter_test_net() {
+        const auto& net = test_net();
+        ASSERT_TRUE(net.ok()) << net.error().message;
+        net_ = &net.value();
+    }
+
+    void create_pins() { ASSERT_TRUE(pins_.create().ok()) << pins_.path(); }
+
+    enum : unsigned { kWithUplink = 1, kWithNodes = 2 };
+
+    // A fresh pin dir with from_pod (and from_uplink) loaded into it, the
+    // endpoint, (node) and metrics maps opened.
+    void load_pinned(unsigned with = 0) {
+        ASSERT_NO_FATAL_FAILURE(create_pins());
+        ASSERT_NO_FATAL_FAILURE(load(bpf::Program::FromPod, from_pod_));
+        if (with & kWithUplink) {
+            ASSERT_NO_FATAL_FAILURE(load(bpf::Program::FromUplink, from_uplink_));
+        }
+        ASSERT_NO_FATAL_FAILURE(open(endpoints_));
+        if (with & kWithNodes) {
+            ASSERT_NO_FATAL_FAILURE(open(nodes_));
+        }
+        ASSERT_NO_FATAL_FAILURE(open(metrics_));
+    }
+
+    void load(bpf::Program program, UniqueFd& fd) {
+        auto prog = bpf::pinned_program(program, pins_.path());
+        ASSERT_TRUE(prog.ok()) << prog.error().message;
+        fd = std::move(prog).value();
+    }
+
+    template <class Map>
+    void open(std::optional<Map>& map) {
+        auto m = Map::open(pins_.path());
+        ASSERT_TRUE(m.ok()) << m.error().message;
+        map.emplace(std::move(m).value());
+    }
+
+    void TearDown() override {
+        metrics_.reset();
+        nodes_.reset();
+        endpoints_.reset();
+        from_pod_.reset();
+        from_uplink_.reset();
+        std::string err = pins_.remove();
+        EXPECT_EQ(err, "") << "cleanup of " << pins_.path();
+    }
+
+    void upsert(Ipv4 ip, const skiff_endpoint_info& info) {
+        auto s = endpoints_->upsert(ip, info);
+        ASSERT_TRUE(s.ok()) << s.error().message;
+    }
+
+    void upsert_node(const Ipv4Prefix& cidr, const skiff_node_info& info) {
+        auto s = nodes_->upsert(cidr, info);
+        ASSERT_TRUE(s.ok()) << s.error().message;
+    }
+
+    // --- counters ---
+
+    Counters counters() {
+        auto c = read_counters(*metrics_);
+        EXPECT_TRUE(c.ok()) << c.error().message;
+        return c.ok() ? c.value() : Counters{};
+    }
+    void expect_counters(const Counters& want) { EXPECT_EQ(describe(counters()), describe(want)); }
+    Count counter(uint32_t reason, uint32_t dir = SKIFF_DIR_EGRESS) {
+        Counters c = counters();
+        auto it = c.find({reason, dir});
+        return it == c.end() ? Count{} : it->second;
+    }
+    // The only non-zero counter is {reason, dir} with these totals.
+    void expect_only(uint32_t reason, uint32_t dir, uint64_t packets, uint64_t bytes) {
+        expect_counters({{{reason, dir}, Count{packets, bytes}}});
+    }
+
+    PinDir pins_;
+    const TestNet* net_ = nullptr;
+    UniqueFd from_pod_, from_uplink_;
+    std::optional<bpf::EndpointMap> endpoints_;
+    std::optional<bpf::NodeMap> nodes_;
+    std::optional<bpf::MetricsMap> metrics_;
+};
 
 }  // namespace skiff::bpftest

@@ -8,11 +8,6 @@
 namespace skiff::bpftest {
 namespace {
 
-constexpr uint32_t kRedirect = TC_ACT_REDIRECT;  // 7
-constexpr uint32_t kOk = TC_ACT_OK;              // 0
-constexpr uint32_t kShot = TC_ACT_SHOT;          // 2
-static_assert(kRedirect == 7 && kOk == 0 && kShot == 2);
-
 const Ipv4 kSrcIp(0x0af4000a);       // 10.244.0.10: the sending pod (src veth)
 const Ipv4 kDstIp(0x0af40014);       // 10.244.0.20: local pod (dst veth)
 const Ipv4 kOtherIp(0x0af4001e);     // 10.244.0.30: local pod (other veth)
@@ -20,33 +15,11 @@ const Ipv4 kRemoteIp(0x0af40105);    // 10.244.1.5: not an endpoint
 const Ipv4 kNonLocalIp(0x0af40207);  // 10.244.2.7: endpoint without SKIFF_EP_F_LOCAL
 const Ipv4 kUnknownIp(0xc0a80163);   // 192.168.1.99: not an endpoint
 
-skiff_endpoint_info endpoint(const TestVeth& v, uint32_t flags = SKIFF_EP_F_LOCAL) {
-    skiff_endpoint_info e{};
-    e.ifindex = static_cast<uint32_t>(v.host.ifindex);
-    e.flags = flags;
-    std::memcpy(e.pod_mac, v.pod.mac.data(), 6);
-    std::memcpy(e.host_mac, v.host.mac.data(), 6);
-    return e;
-}
-
-class FromPodTest : public ::testing::Test {
+class FromPodTest : public BpfProgramTest {
 protected:
     void SetUp() override {
-        const auto& net = test_net();
-        ASSERT_TRUE(net.ok()) << net.error().message;
-        net_ = &net.value();
-
-        ASSERT_TRUE(pins_.create().ok()) << pins_.path();
-        auto prog = bpf::pinned_program(bpf::Program::FromPod, pins_.path());
-        ASSERT_TRUE(prog.ok()) << prog.error().message;
-        prog_ = std::move(prog).value();
-
-        auto eps = bpf::EndpointMap::open(pins_.path());
-        ASSERT_TRUE(eps.ok()) << eps.error().message;
-        endpoints_.emplace(std::move(eps).value());
-        auto met = bpf::MetricsMap::open(pins_.path());
-        ASSERT_TRUE(met.ok()) << met.error().message;
-        metrics_.emplace(std::move(met).value());
+        ASSERT_NO_FATAL_FAILURE(enter_test_net());
+        ASSERT_NO_FATAL_FAILURE(load_pinned());
 
         ASSERT_NO_FATAL_FAILURE(upsert(kSrcIp, endpoint(net_->src)));
         ASSERT_NO_FATAL_FAILURE(upsert(kDstIp, endpoint(net_->dst)));
@@ -55,50 +28,20 @@ protected:
         ASSERT_NO_FATAL_FAILURE(expect_counters({}));  // fresh maps per test
     }
 
-    void TearDown() override {
-        metrics_.reset();
-        endpoints_.reset();
-        prog_.reset();
-        std::string err = pins_.remove();
-        EXPECT_EQ(err, "") << "cleanup of " << pins_.path();
-    }
-
-    void upsert(Ipv4 ip, const skiff_endpoint_info& info) {
-        auto s = endpoints_->upsert(ip, info);
-        ASSERT_TRUE(s.ok()) << s.error().message;
-    }
-
     // A frame as the source pod sends it: pod MAC -> its host veth's MAC.
     Bytes from_src_pod(const Bytes& l3, uint16_t ethertype = kEthPIp) const {
-        return ethernet(net_->src.host.mac, net_->src.pod.mac, ethertype, l3);
+        return eth_from_pod(net_->src, l3, ethertype);
     }
 
     Bytes icmp_frame(Ipv4 src, Ipv4 dst, uint8_t ttl = 64) const {
-        Ipv4Spec s;
-        s.src = src;
-        s.dst = dst;
-        s.ttl = ttl;
-        s.protocol = IPPROTO_ICMP;
-        s.l4 = icmp_echo(0x4242, 7, pattern(56, 0x31));
-        return from_src_pod(ipv4_packet(s));
+        return from_src_pod(ipv4_packet(ipv4_spec(src, dst, kIcmp, icmp_echo(0x4242, 7, pattern(56, 0x31)), ttl)));
     }
 
-    RunResult run(const Bytes& frame) { return test_run(prog_.get(), frame, net_->src.host.ifindex); }
-
-    Counters counters() {
-        auto c = read_counters(*metrics_);
-        EXPECT_TRUE(c.ok()) << c.error().message;
-        return c.ok() ? c.value() : Counters{};
-    }
-
-    void expect_counters(const Counters& want) {
-        Counters got = counters();
-        EXPECT_EQ(describe(got), describe(want));
-    }
+    RunResult run(const Bytes& frame) { return test_run(from_pod_.get(), frame, net_->src.host.ifindex); }
 
     // The only non-zero counter is {reason, egress} with these totals.
     void expect_only(uint32_t reason, uint64_t packets, uint64_t bytes) {
-        expect_counters({{{reason, SKIFF_DIR_EGRESS}, Count{packets, bytes}}});
+        BpfProgramTest::expect_only(reason, SKIFF_DIR_EGRESS, packets, bytes);
     }
 
     // Checks a redirected frame against its input: MACs of dst, TTL - 1,
@@ -107,27 +50,8 @@ protected:
         ASSERT_EQ(out.size(), in.size());
         EXPECT_EQ(hex(out.data(), 6), hex(dst.pod.mac)) << "dst MAC must be the pod's";
         EXPECT_EQ(hex(out.data() + 6, 6), hex(dst.host.mac)) << "src MAC must be the host veth's";
-        EXPECT_EQ(get16(&out[12]), get16(&in[12])) << "ethertype";
-        const uint8_t* ih = &in[kEthHlen];
-        const uint8_t* oh = &out[kEthHlen];
-        const size_t hlen = (ih[0] & 0xf) * 4u;
-        EXPECT_EQ(oh[kIpTtl], ih[kIpTtl] - 1) << "TTL decremented by one";
-        EXPECT_TRUE(checksum_verifies(oh, hlen))
-            << "IPv4 header checksum does not verify: " << hex(oh, hlen);
-        Bytes expect_hdr(ih, ih + hlen);
-        expect_hdr[kIpTtl]--;
-        ipv4_fix_checksum(expect_hdr.data());
-        EXPECT_EQ(hex(oh, hlen), hex(expect_hdr)) << "only TTL and checksum may change in the header";
-        EXPECT_EQ(hex(out.data() + kEthHlen + hlen, out.size() - kEthHlen - hlen),
-                  hex(in.data() + kEthHlen + hlen, in.size() - kEthHlen - hlen))
-            << "payload (transport header and data) must be unchanged";
+        expect_ipv4_hop(in, out, "payload (transport header and data)");
     }
-
-    PinDir pins_;
-    const TestNet* net_ = nullptr;
-    UniqueFd prog_;
-    std::optional<bpf::EndpointMap> endpoints_;
-    std::optional<bpf::MetricsMap> metrics_;
 };
 
 // --- 1. local destination -------------------------------------------------
@@ -247,7 +171,7 @@ TEST_F(FromPodTest, SourceOfAnotherPodIsDropped) {
 TEST_F(FromPodTest, OwnSourceOnAnotherDeviceIsDropped) {
     // The same packet is fine from the src veth but spoofed from dst's.
     Bytes in = icmp_frame(kSrcIp, kOtherIp);
-    RunResult r = test_run(prog_.get(), in, net_->dst.host.ifindex);
+    RunResult r = test_run(from_pod_.get(), in, net_->dst.host.ifindex);
     ASSERT_EQ(r.err, 0) << std::strerror(-r.err);
     EXPECT_EQ(r.retval, kShot);
     expect_only(SKIFF_DROP_INVALID_SOURCE, 1, in.size());
@@ -339,11 +263,6 @@ TEST_F(FromPodTest, TtlTwoToLocalDestinationIsForwardedWithTtlOne) {
 // --- 6. malformed -----------------------------------------------------------
 
 TEST_F(FromPodTest, MalformedIpv4IsDropped) {
-    struct Case {
-        std::string name;
-        Bytes frame;
-    };
-    std::vector<Case> cases;
     // A valid local-destination packet, then broken in various ways (the
     // header checksum is kept valid so only the broken field is wrong).
     Ipv4Spec s;
@@ -352,38 +271,7 @@ TEST_F(FromPodTest, MalformedIpv4IsDropped) {
     s.protocol = IPPROTO_UDP;
     s.l4 = udp(s.src, s.dst, 1, 2, pattern(40));
     const Bytes good = from_src_pod(ipv4_packet(s));
-    auto edit = [&](std::string name, auto&& f, bool fix_csum = true) {
-        Bytes b = good;
-        f(b);
-        if (fix_csum && b.size() >= kEthHlen + 20) {
-            put16(&b[kEthHlen + kIpCheck], 0);
-            put16(&b[kEthHlen + kIpCheck], inet_checksum(&b[kEthHlen], 20));
-        }
-        cases.push_back({std::move(name), std::move(b)});
-    };
-    for (uint8_t ihl : {0, 1, 4})
-        edit("IHL " + std::to_string(ihl), [&](Bytes& b) { b[kEthHlen] = 0x40 | ihl; });
-    // IHL 15 = 60 bytes of header, but the frame has 14 + 40 bytes.
-    edit("IHL beyond the frame", [&](Bytes& b) {
-        b.resize(kEthHlen + 40);
-        b[kEthHlen] = 0x4f;
-        put16(&b[kEthHlen + kIpTotLen], 40);
-    });
-    // IHL 6 on a frame that ends right after the 20-byte base header.
-    edit("IHL 6, frame ends after 20 bytes", [&](Bytes& b) {
-        b.resize(kEthHlen + 20);
-        b[kEthHlen] = 0x46;
-        put16(&b[kEthHlen + kIpTotLen], 20);
-    });
-    edit("total length > frame", [&](Bytes& b) {
-        put16(&b[kEthHlen + kIpTotLen], static_cast<uint16_t>(b.size() - kEthHlen + 1));
-    });
-    edit("total length 0xffff", [&](Bytes& b) { put16(&b[kEthHlen + kIpTotLen], 0xffff); });
-    edit("total length < header", [&](Bytes& b) { put16(&b[kEthHlen + kIpTotLen], 19); });
-    edit("total length 0", [&](Bytes& b) { put16(&b[kEthHlen + kIpTotLen], 0); });
-    for (uint8_t v : {0, 5, 6, 15})
-        edit("version " + std::to_string(v),
-             [&](Bytes& b) { b[kEthHlen] = static_cast<uint8_t>((v << 4) | 5); });
+    const std::vector<FrameCase> cases = malformed_ipv4(good, /*ihl6_cut=*/true, {0, 5, 6, 15});
 
     uint64_t bytes = 0;
     uint64_t packets = 0;
@@ -474,32 +362,16 @@ TEST_F(FromPodTest, TtlDecrementKeepsChecksumValidForRandomHeaders) {
     uint64_t bytes = 0;
     int packets = 0;
     for (int i = 0; i < kRandom + 4; ++i) {
-        Ipv4Spec s;
-        s.src = srcs[rnd(0, srcs.size() - 1)];
-        s.dst = dsts[rnd(0, dsts.size() - 1)];
-        s.ttl = static_cast<uint8_t>(rnd(2, 255));
-        s.tos = static_cast<uint8_t>(rnd(0, 255));
-        s.id = static_cast<uint16_t>(rnd(0, 0xffff));
-        s.frag_off = static_cast<uint16_t>(rnd(0, 1) ? 0x4000 : rnd(0, 0xffff) & 0x1fff);
-        s.protocol = static_cast<uint8_t>(rnd(0, 255));
-        s.options = pattern(4 * rnd(0, 10), static_cast<uint8_t>(rnd(0, 255)));
-        s.l4 = pattern(rnd(0, 64), static_cast<uint8_t>(rnd(0, 255)));
+        const Ipv4 src = srcs[rnd(0, srcs.size() - 1)];
+        const Ipv4 dst = dsts[rnd(0, dsts.size() - 1)];
+        Ipv4Spec s = random_ipv4_spec(rnd, src, dst, /*random_frag_off=*/true);
         if (i >= kRandom) {
             // Edge cases: TTL at the ends, and the ID chosen so that the input
             // or the expected output checksum is 0x0000 (the one's complement
             // "negative zero" that incremental updates can get wrong).
             s.ttl = (i - kRandom) % 2 ? 255 : 2;
             const bool want_zero_out = i - kRandom >= 2;
-            for (uint32_t id = 0; id <= 0xffff; ++id) {
-                s.id = static_cast<uint16_t>(id);
-                Bytes h = ipv4_header(s);
-                if (want_zero_out) {
-                    h[kIpTtl]--;
-                    ipv4_fix_checksum(h.data());
-                }
-                if (get16(&h[kIpCheck]) == 0) break;
-                ASSERT_NE(id, 0xffffu) << "no ID gives a zero checksum";
-            }
+            ASSERT_NO_FATAL_FAILURE(set_id_for_zero_checksum(s, want_zero_out));
         }
         Bytes in = from_src_pod(ipv4_packet(s));
         const size_t hlen = 20 + s.options.size();

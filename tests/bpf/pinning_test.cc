@@ -52,16 +52,12 @@ Result<ProgInfo> prog_info_of(int fd) {
     return p;
 }
 
-class PinningTest : public ::testing::Test {
+class PinningTest : public BpfProgramTest {
 protected:
     void SetUp() override {
-        const auto& net = test_net();
-        ASSERT_TRUE(net.ok()) << net.error().message;
-        net_ = &net.value();
-        ASSERT_TRUE(pins_.create().ok()) << pins_.path();
+        ASSERT_NO_FATAL_FAILURE(enter_test_net());
+        ASSERT_NO_FATAL_FAILURE(create_pins());
     }
-
-    void TearDown() override { EXPECT_EQ(pins_.remove(), "") << "cleanup of " << pins_.path(); }
 
     // Ids of the maps currently pinned under their names, sorted.
     std::vector<uint32_t> pinned_map_ids() {
@@ -99,9 +95,6 @@ protected:
         }
         return out;
     }
-
-    PinDir pins_;
-    const TestNet* net_ = nullptr;
 };
 
 TEST_F(PinningTest, PinnedProgramPinsProgramAndMapsByName) {

@@ -17,212 +17,8 @@
 
 #include "remote_env.h"
 
-namespace skiff::bpftest {
+namespace skiff::bpftest::remote {
 namespace {
-
-constexpr uint32_t kRedirect = TC_ACT_REDIRECT;  // 7
-constexpr uint32_t kOk = TC_ACT_OK;              // 0
-constexpr uint32_t kShot = TC_ACT_SHOT;          // 2
-static_assert(kRedirect == 7 && kOk == 0 && kShot == 2);
-
-// Pods on this node (PodCIDR 10.244.0.0/24).
-const Ipv4 kPodIp(0x0af4000a);        // 10.244.0.10: sender, skt-rpd-h (forwarding on)
-const Ipv4 kPodNoFwdIp(0x0af4000b);   // 10.244.0.11: sender, skt-rnf-h (forwarding off)
-const Ipv4 kDstIp(0x0af40014);        // 10.244.0.20: local pod behind base dst veth
-const Ipv4 kOtherIp(0x0af4001e);      // 10.244.0.30: local pod behind base other veth
-const Ipv4 kNonLocalEpIp(0x0af40028); // 10.244.0.40: endpoint entry without SKIFF_EP_F_LOCAL
-const Ipv4 kOwnCidrFreeIp(0x0af40063);// 10.244.0.99: in our own PodCIDR, no endpoint
-const Ipv4Prefix kOwnCidr(Ipv4(0x0af40000), 24);
-
-// Remote PodCIDRs and the node owning each.
-const Ipv4Prefix kCidrNeigh(Ipv4(0x0af40100), 24);    // 10.244.1.0/24 -> 192.168.1.12
-const Ipv4Prefix kCidrNoNeigh(Ipv4(0x0af40200), 24);  // 10.244.2.0/24 -> 192.168.1.13
-const Ipv4Prefix kCidrNoRoute(Ipv4(0x0af40300), 24);  // 10.244.3.0/24 -> 10.99.0.1
-const Ipv4Prefix kCidrViaGw(Ipv4(0x0af40500), 24);    // 10.244.5.0/24 -> 10.50.0.7 (via gw)
-const Ipv4 kRemoteNeighIp(0x0af40105);                // 10.244.1.5
-const Ipv4 kRemoteNoNeighIp(0x0af40205);              // 10.244.2.5
-const Ipv4 kRemoteNoRouteIp(0x0af40305);              // 10.244.3.5
-const Ipv4 kRemoteViaGwIp(0x0af40505);                // 10.244.5.5
-const Ipv4 kNoNodeIp(0x0af40905);                     // 10.244.9.5: no node map entry
-
-skiff_endpoint_info endpoint(const TestVeth& v, uint32_t flags = SKIFF_EP_F_LOCAL) {
-    skiff_endpoint_info e{};
-    e.ifindex = static_cast<uint32_t>(v.host.ifindex);
-    e.flags = flags;
-    std::memcpy(e.pod_mac, v.pod.mac.data(), 6);
-    std::memcpy(e.host_mac, v.host.mac.data(), 6);
-    return e;
-}
-
-skiff_node_info node(Ipv4 node_ip, uint32_t flags = 0) {
-    skiff_node_info n{};
-    n.node_ip = node_ip.be();
-    n.flags = flags;
-    return n;
-}
-
-// Both programs loaded into one pin dir, as on a node: they share maps.
-class RemoteTest : public ::testing::Test {
-protected:
-    void SetUp() override {
-        const auto& rn = remote_net();
-        ASSERT_TRUE(rn.ok()) << rn.error().message;
-        rn_ = &rn.value();
-        net_ = rn_->base;
-
-        ASSERT_TRUE(pins_.create().ok()) << pins_.path();
-        auto pod = bpf::pinned_program(bpf::Program::FromPod, pins_.path());
-        ASSERT_TRUE(pod.ok()) << pod.error().message;
-        from_pod_ = std::move(pod).value();
-        auto upl = bpf::pinned_program(bpf::Program::FromUplink, pins_.path());
-        ASSERT_TRUE(upl.ok()) << upl.error().message;
-        from_uplink_ = std::move(upl).value();
-
-        auto eps = bpf::EndpointMap::open(pins_.path());
-        ASSERT_TRUE(eps.ok()) << eps.error().message;
-        endpoints_.emplace(std::move(eps).value());
-        auto nodes = bpf::NodeMap::open(pins_.path());
-        ASSERT_TRUE(nodes.ok()) << nodes.error().message;
-        nodes_.emplace(std::move(nodes).value());
-        auto met = bpf::MetricsMap::open(pins_.path());
-        ASSERT_TRUE(met.ok()) << met.error().message;
-        metrics_.emplace(std::move(met).value());
-
-        ASSERT_NO_FATAL_FAILURE(upsert(kPodIp, endpoint(rn_->pod)));
-        ASSERT_NO_FATAL_FAILURE(upsert(kPodNoFwdIp, endpoint(rn_->pod_nofwd)));
-        ASSERT_NO_FATAL_FAILURE(upsert(kDstIp, endpoint(net_->dst)));
-        ASSERT_NO_FATAL_FAILURE(upsert(kOtherIp, endpoint(net_->other)));
-        ASSERT_NO_FATAL_FAILURE(upsert(kNonLocalEpIp, endpoint(net_->other, 0)));
-
-        ASSERT_NO_FATAL_FAILURE(upsert_node(kOwnCidr, node(kUplinkIp, SKIFF_NODE_F_LOCAL)));
-        ASSERT_NO_FATAL_FAILURE(upsert_node(kCidrNeigh, node(kNodeNeighIp)));
-        ASSERT_NO_FATAL_FAILURE(upsert_node(kCidrNoNeigh, node(kNodeNoNeighIp)));
-        ASSERT_NO_FATAL_FAILURE(upsert_node(kCidrNoRoute, node(kNodeNoRouteIp)));
-        ASSERT_NO_FATAL_FAILURE(upsert_node(kCidrViaGw, node(kNodeViaGwIp)));
-        ASSERT_NO_FATAL_FAILURE(expect_counters({}));  // fresh maps per test
-    }
-
-    void TearDown() override {
-        metrics_.reset();
-        nodes_.reset();
-        endpoints_.reset();
-        from_pod_.reset();
-        from_uplink_.reset();
-        std::string err = pins_.remove();
-        EXPECT_EQ(err, "") << "cleanup of " << pins_.path();
-    }
-
-    void upsert(Ipv4 ip, const skiff_endpoint_info& info) {
-        auto s = endpoints_->upsert(ip, info);
-        ASSERT_TRUE(s.ok()) << s.error().message;
-    }
-
-    void upsert_node(const Ipv4Prefix& cidr, const skiff_node_info& info) {
-        auto s = nodes_->upsert(cidr, info);
-        ASSERT_TRUE(s.ok()) << s.error().message;
-    }
-
-    // --- frames ---
-
-    static Ipv4Spec spec(Ipv4 src, Ipv4 dst, uint8_t ttl = 64, uint8_t proto = IPPROTO_ICMP,
-                         size_t payload = 56) {
-        Ipv4Spec s;
-        s.src = src;
-        s.dst = dst;
-        s.ttl = ttl;
-        s.protocol = proto;
-        Bytes data = pattern(payload, static_cast<uint8_t>(ttl + proto));
-        if (proto == IPPROTO_TCP)
-            s.l4 = tcp(src, dst, 40000, 443, 0x0a0b0c0d, 0x18 /* PSH|ACK */, data);
-        else if (proto == IPPROTO_UDP)
-            s.l4 = udp(src, dst, 5353, 53, data);
-        else
-            s.l4 = icmp_echo(0x4242, 7, data);
-        return s;
-    }
-
-    // As a pod sends it: pod MAC -> its host veth's MAC.
-    static Bytes from_pod_frame(const TestVeth& pod, const Ipv4Spec& s) {
-        return ethernet(pod.host.mac, pod.pod.mac, kEthPIp, ipv4_packet(s));
-    }
-    Bytes pod_icmp(Ipv4 dst, uint8_t ttl = 64) const {
-        return from_pod_frame(rn_->pod, spec(kPodIp, dst, ttl));
-    }
-
-    // As another node sends it over the wire: its MAC -> our uplink's MAC.
-    Bytes wire_frame(const Bytes& l3, uint16_t ethertype = kEthPIp) const {
-        return ethernet(rn_->uplink.host.mac, kNodeNeighMac, ethertype, l3);
-    }
-    Bytes wire_icmp(Ipv4 src, Ipv4 dst, uint8_t ttl = 64) const {
-        return wire_frame(ipv4_packet(spec(src, dst, ttl)));
-    }
-
-    // --- running ---
-
-    RunResult run_pod(const Bytes& frame) { return test_run(from_pod_.get(), frame, rn_->pod.host.ifindex); }
-    RunResult run_uplink(const Bytes& frame) {
-        return test_run(from_uplink_.get(), frame, rn_->uplink.host.ifindex);
-    }
-
-    // --- counters ---
-
-    Counters counters() {
-        auto c = read_counters(*metrics_);
-        EXPECT_TRUE(c.ok()) << c.error().message;
-        return c.ok() ? c.value() : Counters{};
-    }
-    void expect_counters(const Counters& want) { EXPECT_EQ(describe(counters()), describe(want)); }
-    void expect_only(uint32_t reason, uint32_t dir, uint64_t packets, uint64_t bytes) {
-        expect_counters({{{reason, dir}, Count{packets, bytes}}});
-    }
-
-    // --- checks ---
-
-    // out is in after one routed hop: the given MACs, TTL - 1 with a valid
-    // (fully recomputed) checksum, addresses and everything else unchanged.
-    static void expect_routed(const Bytes& in, const Bytes& out, const MacAddr* src_mac,
-                              const MacAddr* dst_mac) {
-        ASSERT_EQ(out.size(), in.size());
-        if (dst_mac) {
-            EXPECT_EQ(hex(out.data(), 6), hex(*dst_mac)) << "dst MAC";
-        }
-        if (src_mac) {
-            EXPECT_EQ(hex(out.data() + 6, 6), hex(*src_mac)) << "src MAC";
-        }
-        EXPECT_EQ(get16(&out[12]), get16(&in[12])) << "ethertype";
-        const uint8_t* ih = &in[kEthHlen];
-        const uint8_t* oh = &out[kEthHlen];
-        const size_t hlen = (ih[0] & 0xf) * 4u;
-        EXPECT_EQ(oh[kIpTtl], ih[kIpTtl] - 1) << "TTL decremented by one";
-        EXPECT_TRUE(checksum_verifies(oh, hlen)) << "IPv4 header checksum does not verify: " << hex(oh, hlen);
-        EXPECT_EQ(hex(oh + kIpSaddr, 4), hex(ih + kIpSaddr, 4)) << "source IP must be preserved";
-        EXPECT_EQ(hex(oh + kIpDaddr, 4), hex(ih + kIpDaddr, 4)) << "destination IP must be preserved";
-        Bytes expect_hdr(ih, ih + hlen);
-        expect_hdr[kIpTtl]--;
-        ipv4_fix_checksum(expect_hdr.data());
-        EXPECT_EQ(hex(oh, hlen), hex(expect_hdr)) << "only TTL and checksum may change in the header";
-        EXPECT_EQ(hex(out.data() + kEthHlen + hlen, out.size() - kEthHlen - hlen),
-                  hex(in.data() + kEthHlen + hlen, in.size() - kEthHlen - hlen))
-            << "payload must be unchanged";
-    }
-
-    // Out of the uplink toward a node whose MAC the FIB knows.
-    void expect_to_node(const Bytes& in, const Bytes& out, const MacAddr& node_mac) {
-        expect_routed(in, out, &rn_->uplink.host.mac, &node_mac);
-    }
-    // Into a local pod: host veth MAC -> pod MAC.
-    static void expect_to_pod(const Bytes& in, const Bytes& out, const TestVeth& pod) {
-        expect_routed(in, out, &pod.host.mac, &pod.pod.mac);
-    }
-
-    PinDir pins_;
-    const RemoteNet* rn_ = nullptr;
-    const TestNet* net_ = nullptr;
-    UniqueFd from_pod_, from_uplink_;
-    std::optional<bpf::EndpointMap> endpoints_;
-    std::optional<bpf::NodeMap> nodes_;
-    std::optional<bpf::MetricsMap> metrics_;
-};
 
 using FromPodRemoteTest = RemoteTest;
 using FromUplinkTest = RemoteTest;
@@ -573,28 +369,12 @@ TEST_F(FromPodRemoteTest, TtlDecrementOnRemotePathKeepsChecksumValid) {
     int zero_in = 0, zero_out = 0;
     uint64_t bytes = 0, packets = 0;
     for (int i = 0; i < kRandom + 4; ++i) {
-        Ipv4Spec s;
-        s.src = kPodIp;
-        s.dst = Ipv4(kCidrNeigh.network().value() | rnd(0, 255));
-        s.ttl = static_cast<uint8_t>(rnd(2, 255));
-        s.tos = static_cast<uint8_t>(rnd(0, 255));
-        s.id = static_cast<uint16_t>(rnd(0, 0xffff));
-        s.protocol = static_cast<uint8_t>(rnd(0, 255));
-        s.options = pattern(4 * rnd(0, 10), static_cast<uint8_t>(rnd(0, 255)));
-        s.l4 = pattern(rnd(0, 64), static_cast<uint8_t>(rnd(0, 255)));
+        const Ipv4 dst(kCidrNeigh.network().value() | rnd(0, 255));
+        Ipv4Spec s = random_ipv4_spec(rnd, kPodIp, dst, /*random_frag_off=*/false);
         if (i >= kRandom) {
             s.ttl = (i - kRandom) % 2 ? 255 : 2;
             const bool want_zero_out = i - kRandom >= 2;
-            for (uint32_t id = 0; id <= 0xffff; ++id) {
-                s.id = static_cast<uint16_t>(id);
-                Bytes h = ipv4_header(s);
-                if (want_zero_out) {
-                    h[kIpTtl]--;
-                    ipv4_fix_checksum(h.data());
-                }
-                if (get16(&h[kIpCheck]) == 0) break;
-                ASSERT_NE(id, 0xffffu) << "no ID gives a zero checksum";
-            }
+            ASSERT_NO_FATAL_FAILURE(set_id_for_zero_checksum(s, want_zero_out));
         }
         Bytes in = from_pod_frame(rn_->pod, s);
         SCOPED_TRACE("seed " + std::to_string(seed) + " case " + std::to_string(i) + " header " +
@@ -764,36 +544,8 @@ TEST_F(FromUplinkTest, FramesNotUnicastToTheUplinkAreNotRoutedIntoPods) {
 // Broken IPv4 from the wire is not the uplink program's to drop: the stack
 // gets it (and drops it). Never redirected into a pod.
 TEST_F(FromUplinkTest, MalformedIpv4GoesToTheStackNeverRedirected) {
-    struct Case {
-        std::string name;
-        Bytes frame;
-    };
-    std::vector<Case> cases;
     const Bytes good = wire_frame(ipv4_packet(spec(kRemoteNeighIp, kDstIp, 64, IPPROTO_UDP, 40)));
-    auto edit = [&](std::string name, auto&& f) {
-        Bytes b = good;
-        f(b);
-        if (b.size() >= kEthHlen + 20) {
-            put16(&b[kEthHlen + kIpCheck], 0);
-            put16(&b[kEthHlen + kIpCheck], inet_checksum(&b[kEthHlen], 20));
-        }
-        cases.push_back({std::move(name), std::move(b)});
-    };
-    for (uint8_t ihl : {0, 1, 4})
-        edit("IHL " + std::to_string(ihl), [&](Bytes& b) { b[kEthHlen] = 0x40 | ihl; });
-    edit("IHL beyond the frame", [&](Bytes& b) {
-        b.resize(kEthHlen + 40);
-        b[kEthHlen] = 0x4f;
-        put16(&b[kEthHlen + kIpTotLen], 40);
-    });
-    edit("total length > frame", [&](Bytes& b) {
-        put16(&b[kEthHlen + kIpTotLen], static_cast<uint16_t>(b.size() - kEthHlen + 1));
-    });
-    edit("total length 0xffff", [&](Bytes& b) { put16(&b[kEthHlen + kIpTotLen], 0xffff); });
-    edit("total length < header", [&](Bytes& b) { put16(&b[kEthHlen + kIpTotLen], 19); });
-    edit("total length 0", [&](Bytes& b) { put16(&b[kEthHlen + kIpTotLen], 0); });
-    for (uint8_t v : {0, 6, 15})
-        edit("version " + std::to_string(v), [&](Bytes& b) { b[kEthHlen] = static_cast<uint8_t>((v << 4) | 5); });
+    const std::vector<FrameCase> cases = malformed_ipv4(good, /*ihl6_cut=*/false, {0, 6, 15});
 
     uint64_t packets = 0, bytes = 0;
     for (const auto& c : cases) {
@@ -872,4 +624,4 @@ TEST_F(RemoteTest, RoundTripCountsEgressAndIngressSeparately) {
 }
 
 }  // namespace
-}  // namespace skiff::bpftest
+}  // namespace skiff::bpftest::remote

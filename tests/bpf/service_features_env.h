@@ -1,25 +1,23 @@
-// Helpers for service_features_test.cc (reject, session affinity, Maglev,
-// hairpin, NodePort, socket LB), on top of service_env.h / remote_env.h:
-//  - raw access to the pinned skiff_services (frontends with flags and an
-//    affinity timeout), skiff_affinity, skiff_maglev and skiff_config maps;
+// Helpers for the service feature tests (reject, session affinity, Maglev,
+// hairpin, NodePort, socket LB: service_features_test.cc and
+// service_features_nat_test.cc), on top of service_env.h:
+//  - FeatureMaps: ServiceMaps plus the pinned skiff_affinity, skiff_maglev
+//    and skiff_config maps;
 //  - the datapath's seedless flow hash (bpf/lib/service.h), reproduced;
 //  - CLOCK_MONOTONIC (the clock of bpf_ktime_get_ns());
-//  - a per-device IPv4 forwarding switch restored on destruction;
-//  - frames with TCP options / an ack number, and the exact RST and ICMP
-//    port-unreachable answers the reject path must produce.
+//  - the exact RST and ICMP port-unreachable answers the reject path must
+//    produce;
+//  - the ServiceFeatureTest fixture (namespace features).
 #pragma once
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
-#include <fcntl.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "remote_env.h"
 #include "service_env.h"
 
 namespace skiff::bpftest {
@@ -59,52 +57,21 @@ inline uint32_t dp_flow_hash(Ipv4 client, Ipv4 vip, uint16_t sport, uint16_t dpo
 // Maps beyond service_env.h's ServiceMaps
 // ---------------------------------------------------------------------------
 
-class FeatureMaps {
+// The service maps, and skiff_affinity, skiff_maglev and skiff_config.
+class FeatureMaps : public ServiceMaps {
 public:
     Status open(const std::string& pin_dir) {
-        SKIFF_ASSIGN_OR_RETURN(services_, bpf::open_pinned_map(pin_dir, SKIFF_MAP_SERVICES));
+        SKIFF_TRY(ServiceMaps::open(pin_dir));
         SKIFF_ASSIGN_OR_RETURN(affinity_, bpf::open_pinned_map(pin_dir, SKIFF_MAP_AFFINITY));
         SKIFF_ASSIGN_OR_RETURN(maglev_, bpf::open_pinned_map(pin_dir, SKIFF_MAP_MAGLEV));
         SKIFF_ASSIGN_OR_RETURN(config_, bpf::open_pinned_map(pin_dir, SKIFF_MAP_CONFIG));
-        SKIFF_ASSIGN_OR_RETURN(ct_, bpf::open_pinned_map(pin_dir, SKIFF_MAP_CT));
         return {};
     }
     void close() {
-        services_.reset();
+        ServiceMaps::close();
         affinity_.reset();
         maglev_.reset();
         config_.reset();
-        ct_.reset();
-    }
-
-    // Forget every tracked connection.
-    Status clear_ct() {
-        skiff_ct_key k{};
-        while (bpf_map_get_next_key(ct_.get(), nullptr, &k) == 0)
-            if (bpf_map_delete_elem(ct_.get(), &k) != 0) return Error::errno_("ct: delete");
-        return {};
-    }
-
-    // Slots 1..n -> ids, then slot 0 with count, rev-NAT id, flags and the
-    // affinity timeout (seconds).
-    Status set_frontend(Ipv4 vip, uint16_t port, uint8_t proto, const std::vector<uint32_t>& ids,
-                        uint16_t revnat_id, uint32_t flags, uint32_t affinity_timeout = 0) {
-        for (size_t i = 0; i < ids.size(); ++i) {
-            skiff_service_key k = ServiceMaps::svc_key(vip, port, proto, static_cast<uint16_t>(i + 1));
-            skiff_service_value v{};
-            v.backend_id = ids[i];
-            if (bpf_map_update_elem(services_.get(), &k, &v, BPF_ANY) != 0)
-                return Error::errno_("services: update slot " + std::to_string(i + 1));
-        }
-        skiff_service_key k = ServiceMaps::svc_key(vip, port, proto, 0);
-        skiff_service_value v{};
-        v.count = static_cast<uint16_t>(ids.size());
-        v.revnat_id = revnat_id;
-        v.flags = flags;
-        v.affinity_timeout = affinity_timeout;
-        if (bpf_map_update_elem(services_.get(), &k, &v, BPF_ANY) != 0)
-            return Error::errno_("services: update frontend");
-        return {};
     }
 
     static skiff_affinity_key affinity_key(Ipv4 client, uint16_t revnat_id) {
@@ -116,31 +83,16 @@ public:
     // slot: the backend's slot in the frontend (the datapath honours an
     // entry only while that slot still names the backend).
     Status put_affinity(Ipv4 client, uint16_t revnat_id, uint32_t backend_id, uint16_t slot, uint64_t last_used_ns) {
-        skiff_affinity_key k = affinity_key(client, revnat_id);
         skiff_affinity_value v{};
         v.last_used_ns = last_used_ns;
         v.backend_id = backend_id;
         v.slot = slot;
-        if (bpf_map_update_elem(affinity_.get(), &k, &v, BPF_ANY) != 0) return Error::errno_("affinity: update");
-        return {};
+        return map_put(affinity_.get(), affinity_key(client, revnat_id), v, "affinity: update");
     }
     std::optional<skiff_affinity_value> affinity(Ipv4 client, uint16_t revnat_id) const {
-        skiff_affinity_key k = affinity_key(client, revnat_id);
-        skiff_affinity_value v{};
-        if (bpf_map_lookup_elem(affinity_.get(), &k, &v) != 0) return std::nullopt;
-        return v;
+        return map_get<skiff_affinity_value>(affinity_.get(), affinity_key(client, revnat_id));
     }
-    size_t affinity_count() const {
-        size_t n = 0;
-        skiff_affinity_key cur{}, next{};
-        const void* prev = nullptr;
-        while (bpf_map_get_next_key(affinity_.get(), prev, &next) == 0) {
-            ++n;
-            cur = next;
-            prev = &cur;
-        }
-        return n;
-    }
+    size_t affinity_count() const { return map_key_count<skiff_affinity_key>(affinity_.get()); }
 
     // The whole table of one frontend: table[i] is the backend id of index i.
     Status set_maglev(uint16_t revnat_id, const std::vector<uint32_t>& table) {
@@ -148,82 +100,33 @@ public:
             skiff_maglev_key k{};
             k.revnat_id = revnat_id;
             k.index = i;
-            uint32_t id = table[i];
-            if (bpf_map_update_elem(maglev_.get(), &k, &id, BPF_ANY) != 0)
-                return Error::errno_("maglev: update " + std::to_string(i));
+            SKIFF_TRY(map_put(maglev_.get(), k, table[i], "maglev: update " + std::to_string(i)));
         }
         return {};
     }
 
-    Status set_config(const skiff_config& c) {
-        uint32_t zero = 0;
-        if (bpf_map_update_elem(config_.get(), &zero, &c, BPF_ANY) != 0) return Error::errno_("config: update");
-        return {};
-    }
+    Status set_config(const skiff_config& c) { return map_put(config_.get(), uint32_t{0}, c, "config: update"); }
 
 private:
-    UniqueFd services_, affinity_, maglev_, config_, ct_;
-};
-
-// ---------------------------------------------------------------------------
-// IPv4 forwarding on one device of the private netns, put back afterwards
-// (bpf_fib_lookup() on ingress needs it on skb->ifindex; the agent enables
-// it node-wide in production).
-// ---------------------------------------------------------------------------
-
-inline std::optional<std::string> read_sysctl(const std::string& key) {
-    UniqueFd fd(::open(("/proc/sys/" + key).c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) return std::nullopt;
-    char buf[64] = {};
-    ssize_t n = ::read(fd.get(), buf, sizeof(buf) - 1);
-    if (n <= 0) return std::nullopt;
-    std::string s(buf, static_cast<size_t>(n));
-    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-    return s;
-}
-
-class ForwardingOn {
-public:
-    Status enable(const std::string& dev) {
-        key_ = "net/ipv4/conf/" + dev + "/forwarding";
-        auto old = read_sysctl(key_);
-        if (!old) return Error::errno_("read sysctl " + key_);
-        old_ = *old;
-        return write_sysctl(key_, "1");
-    }
-    ~ForwardingOn() {
-        if (old_) (void)write_sysctl(key_, *old_);
-    }
-
-private:
-    std::string key_;
-    std::optional<std::string> old_;
+    UniqueFd affinity_, maglev_, config_;
 };
 
 // ---------------------------------------------------------------------------
 // Frames
 // ---------------------------------------------------------------------------
 
-constexpr uint8_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04, kTcpPsh = 0x08, kTcpAck = 0x10;
-
-// A TCP segment with an ack number and options (a multiple of 4 bytes).
-inline Bytes tcp_segment(Ipv4 src, Ipv4 dst, uint16_t sport, uint16_t dport, uint32_t seq, uint32_t ack_seq,
-                         uint8_t flags, const Bytes& options, const Bytes& payload) {
-    Bytes t(20);
-    put16(&t[0], sport);
-    put16(&t[2], dport);
-    put32(&t[4], seq);
-    put32(&t[8], ack_seq);
-    t[12] = static_cast<uint8_t>(((20 + options.size()) / 4) << 4);
-    t[13] = flags;
-    put16(&t[14], 64240);
-    t.insert(t.end(), options.begin(), options.end());
-    t.insert(t.end(), payload.begin(), payload.end());
-    put16(&t[16], inet_checksum(t.data(), t.size(), pseudo_header_sum(src, dst, IPPROTO_TCP, t.size())));
-    return t;
+// What the reject path sends straight back for the frame in: Ethernet
+// addresses swapped, an IPv4 header without options (id 0, DF, TTL 64) from
+// in's destination to its source, carrying l4.
+inline Bytes answer_to(const Bytes& in, uint8_t protocol, const Bytes& l4) {
+    Ipv4Spec s = ipv4_spec(frame_daddr(in), frame_saddr(in), protocol, l4, 64);
+    s.id = 0;
+    s.frag_off = 0x4000;
+    MacAddr in_dst{}, in_src{};
+    std::memcpy(in_dst.data(), &in[0], 6);
+    std::memcpy(in_src.data(), &in[6], 6);
+    return ethernet(in_src, in_dst, kEthPIp, ipv4_packet(s));
 }
-
-inline uint32_t get32(const uint8_t* p) { return (static_cast<uint32_t>(get16(p)) << 16) | get16(p + 2); }
 
 // The RST the reject path must send back for the TCP segment in (RFC 793
 // reset generation): Ethernet addresses swapped, IPv4 header without
@@ -239,18 +142,7 @@ inline Bytes expected_rst(const Bytes& in, uint32_t seq, uint32_t ack_seq, uint8
     t[12] = 5 << 4;
     t[13] = flags;
     put16(&t[16], inet_checksum(t.data(), t.size(), pseudo_header_sum(vip, client, IPPROTO_TCP, t.size())));
-    Ipv4Spec s;
-    s.src = vip;
-    s.dst = client;
-    s.ttl = 64;
-    s.id = 0;
-    s.frag_off = 0x4000;
-    s.protocol = IPPROTO_TCP;
-    s.l4 = t;
-    MacAddr in_dst{}, in_src{};
-    std::memcpy(in_dst.data(), &in[0], 6);
-    std::memcpy(in_src.data(), &in[6], 6);
-    return ethernet(in_src, in_dst, kEthPIp, ipv4_packet(s));
+    return answer_to(in, IPPROTO_TCP, t);
 }
 
 // The ICMP destination unreachable / port unreachable for the datagram in:
@@ -261,36 +153,125 @@ inline Bytes expected_port_unreachable(const Bytes& in) {
     m[1] = 3;  // port unreachable
     m.insert(m.end(), in.begin() + kEthHlen, in.begin() + kEthHlen + 28);
     put16(&m[2], inet_checksum(m.data(), m.size()));
-    Ipv4Spec s;
-    s.src = frame_daddr(in);
-    s.dst = frame_saddr(in);
-    s.ttl = 64;
-    s.id = 0;
-    s.frag_off = 0x4000;
-    s.protocol = IPPROTO_ICMP;
-    s.l4 = m;
-    MacAddr in_dst{}, in_src{};
-    std::memcpy(in_dst.data(), &in[0], 6);
-    std::memcpy(in_src.data(), &in[6], 6);
-    return ethernet(in_src, in_dst, kEthPIp, ipv4_packet(s));
+    return answer_to(in, IPPROTO_ICMP, m);
 }
 
-// in with new MACs, TTL - ttl_dec, the given addresses and ports, all
-// checksums recomputed from scratch.
-inline Bytes rewritten(const Bytes& in, const MacAddr& eth_dst, const MacAddr& eth_src, uint8_t ttl_dec, Ipv4 saddr,
-                       uint16_t sport, Ipv4 daddr, uint16_t dport) {
-    Bytes f = in;
-    std::memcpy(&f[0], eth_dst.data(), 6);
-    std::memcpy(&f[6], eth_src.data(), 6);
-    f[kEthHlen + kIpTtl] = static_cast<uint8_t>(f[kEthHlen + kIpTtl] - ttl_dec);
-    put32(&f[kEthHlen + kIpSaddr], saddr.value());
-    put32(&f[kEthHlen + kIpDaddr], daddr.value());
-    ipv4_fix_checksum(&f[kEthHlen]);
-    const size_t off = l4_offset(f);
-    put16(&f[off], sport);
-    put16(&f[off + 2], dport);
-    l4_fix_checksum(f);
-    return f;
-}
+// ---------------------------------------------------------------------------
+// service_features_test.cc, service_features_nat_test.cc
+// ---------------------------------------------------------------------------
+
+namespace features {
+
+// This node: PodCIDR 10.244.0.0/24, node IP = the uplink's address
+// (remote_env.h: 192.168.1.11). Pods (all local endpoints):
+inline const Ipv4Prefix kLocalCidr(Ipv4(0x0af40000), 24);
+inline const Ipv4 kPodA(0x0af4000a);  // 10.244.0.10: the client, src veth
+inline const Ipv4 kPodB(0x0af40014);  // 10.244.0.20: backend, dst veth
+inline const Ipv4 kPodC(0x0af4001e);  // 10.244.0.30: backend, other veth
+inline const Ipv4 kPodD(0x0af40028);  // 10.244.0.40: backend, other veth
+// Another node (192.168.1.12, neighbour known) owns 10.244.1.0/24.
+inline const Ipv4Prefix kRemoteCidr(Ipv4(0x0af40100), 24);
+inline const Ipv4 kRemotePod(0x0af40114);  // 10.244.1.20: a backend there
+// Outside the cluster, on the uplink's subnet (no neighbour entry).
+inline const Ipv4 kOutside(0xc0a80164);   // 192.168.1.100
+inline const Ipv4 kOutside2(0xc0a80165);  // 192.168.1.101
+inline const MacAddr kOutsideMac{0x02, 0x5c, 0x1f, 0x00, 0x01, 0x64};
+
+inline const Ipv4 kVip(0x0a60000a);  // 10.96.0.10
+constexpr uint16_t kVport = 80, kBport = 8080, kNodePort = 30080;
+constexpr uint32_t kIdB = 1, kIdC = 2, kIdD = 3, kIdRemote = 4, kIdA = 5, kIdHostNet = 6;
+constexpr uint16_t kRevNat = 7, kNodePortRevNat = 9;
+inline const Ipv4 kHairpin(SKIFF_HAIRPIN_ADDR);
+
+class ServiceFeatureTest : public RemoteNetTest {
+protected:
+    void SetUp() override {
+        ASSERT_NO_FATAL_FAILURE(enter_remote_net());
+        ASSERT_NO_FATAL_FAILURE(load_pinned(kWithUplink | kWithNodes));
+        ASSERT_OK(fmaps_.open(pins_.path()));  // maps_ is its ServiceMaps part
+
+        ASSERT_OK(endpoints_->upsert(kPodA, endpoint(net_->src)));
+        ASSERT_OK(endpoints_->upsert(kPodB, endpoint(net_->dst)));
+        ASSERT_OK(endpoints_->upsert(kPodC, endpoint(net_->other)));
+        ASSERT_OK(endpoints_->upsert(kPodD, endpoint(net_->other)));
+        ASSERT_OK(nodes_->upsert(kLocalCidr, node(kUplinkIp, SKIFF_NODE_F_LOCAL)));
+        ASSERT_OK(nodes_->upsert(kRemoteCidr, node(kNodeNeighIp)));
+        ASSERT_OK(maps_.set_backend(kIdB, kPodB, kBport, kTcp));
+        ASSERT_OK(maps_.set_backend(kIdC, kPodC, kBport, kTcp));
+        ASSERT_OK(maps_.set_backend(kIdD, kPodD, kBport, kTcp));
+        EXPECT_EQ(describe(counters()), describe(Counters{}));  // fresh maps per test
+        ASSERT_EQ(maps_.ct_all().size(), 0u);
+    }
+
+    void TearDown() override {
+        fmaps_.close();
+        RemoteNetTest::TearDown();
+    }
+
+    // --- frames ---
+
+    // As the pod behind from sends it into its veth.
+    static Bytes pod_frame(const TestVeth& from, Ipv4 src, Ipv4 dst, uint8_t proto, const Bytes& l4,
+                           const Bytes& ip_options = {}) {
+        Ipv4Spec s = ipv4_spec(src, dst, proto, l4);
+        s.options = ip_options;
+        return eth_from_pod(from, ipv4_packet(s));
+    }
+    // A -> dst:dport, a SYN (TCP) or a datagram with payload bytes (UDP).
+    Bytes from_a(Ipv4 dst, uint16_t dport, uint16_t sport, uint8_t proto = kTcp, uint8_t flags = kTcpSyn,
+                 size_t payload = 0) const {
+        return from_pod_ip(kPodA, dst, dport, sport, proto, flags, payload);
+    }
+    Bytes from_pod_ip(Ipv4 src, Ipv4 dst, uint16_t dport, uint16_t sport, uint8_t proto = kTcp,
+                      uint8_t flags = kTcpSyn, size_t payload = 0) const {
+        Bytes l4 = proto == kTcp ? tcp_segment(src, dst, sport, dport, 0x11223344, 0, flags, {}, pattern(payload))
+                                 : udp(src, dst, sport, dport, pattern(payload));
+        return pod_frame(net_->src, src, dst, proto, l4);
+    }
+    // As it arrives on the uplink from src_mac.
+    Bytes wire(const MacAddr& src_mac, Ipv4 src, Ipv4 dst, uint8_t proto, const Bytes& l4, uint8_t ttl = 64) const {
+        return eth_from_wire(*uplink_, src_mac, ipv4_packet(ipv4_spec(src, dst, proto, l4, ttl)));
+    }
+
+    RunResult run_pod(const Bytes& f, int ifindex = 0) {
+        return test_run(from_pod_.get(), f, ifindex ? ifindex : net_->src.host.ifindex);
+    }
+
+    // --- checks ---
+
+    static void expect_checksums(const Bytes& out) {
+        ASSERT_GE(out.size(), kEthHlen + 20);
+        const size_t hlen = (out[kEthHlen] & 0xfu) * 4u;
+        EXPECT_TRUE(checksum_verifies(&out[kEthHlen], hlen)) << "IPv4 header checksum: " << hex(&out[kEthHlen], hlen);
+        const bool udp_none = out[kEthHlen + kIpProto] == kUdp && get16(&out[l4_offset(out) + kUdpCheck]) == 0;
+        if (!udp_none) {
+            EXPECT_TRUE(l4_checksum_verifies(out)) << "transport checksum does not verify";
+        }
+    }
+
+    // A new connection from A to VIP:80 and the backend it was sent to.
+    Ipv4 connect_a(uint16_t sport, uint8_t proto = kTcp) {
+        Bytes in = from_a(kVip, kVport, sport, proto);
+        RunResult r = run_pod(in);
+        EXPECT_EQ(r.err, 0);
+        EXPECT_EQ(r.retval, kRedirect) << "sport " << sport;
+        if (r.data.size() < kEthHlen + 20) return Ipv4();
+        expect_checksums(r.data);
+        EXPECT_EQ(frame_dport(r.data), kBport);
+        return frame_daddr(r.data);
+    }
+
+    uint32_t id_of(Ipv4 be) const {
+        if (be == kPodB) return kIdB;
+        if (be == kPodC) return kIdC;
+        if (be == kPodD) return kIdD;
+        return 0;
+    }
+
+    FeatureMaps fmaps_;
+    ServiceMaps& maps_ = fmaps_;
+};
+
+}  // namespace features
 
 }  // namespace skiff::bpftest

@@ -14,194 +14,10 @@
 // Tests marked "BUG:" fail on purpose: they describe a production bug.
 #include <map>
 
-#include "remote_env.h"
 #include "service_env.h"
 
-namespace skiff::bpftest {
+namespace skiff::bpftest::service {
 namespace {
-
-constexpr uint32_t kRedirect = TC_ACT_REDIRECT;  // 7
-constexpr uint32_t kOk = TC_ACT_OK;              // 0
-constexpr uint32_t kShot = TC_ACT_SHOT;          // 2
-static_assert(kRedirect == 7 && kOk == 0 && kShot == 2);
-
-constexpr uint8_t kTcp = IPPROTO_TCP;
-constexpr uint8_t kUdp = IPPROTO_UDP;
-constexpr uint8_t kSyn = 0x02, kAck = 0x10, kPshAck = 0x18, kFinAck = 0x11, kSynAck = 0x12;
-
-const Ipv4 kClientIp(0x0af4000a);   // 10.244.0.10: pod A, the client (src veth)
-const Ipv4 kBackendIp(0x0af40114);  // 10.244.1.20: pod B, backend 1 (dst veth)
-const Ipv4 kBackend2Ip(0x0af4011e); // 10.244.1.30: pod C, backend 2 (other veth)
-const Ipv4 kRemoteBeIp(0x0af40214); // 10.244.2.20: a backend on another node
-const Ipv4 kVip(0x0a60000a);        // 10.96.0.10: the service's ClusterIP
-const Ipv4 kOtherVip(0x0a60000b);   // 10.96.0.11: a second service
-
-constexpr uint16_t kVport = 80, kBport = 8080;
-constexpr uint32_t kBeId = 1, kBe2Id = 2;
-constexpr uint16_t kRevNat = 7;
-
-skiff_endpoint_info endpoint(const TestVeth& v, uint32_t flags = SKIFF_EP_F_LOCAL) {
-    skiff_endpoint_info e{};
-    e.ifindex = static_cast<uint32_t>(v.host.ifindex);
-    e.flags = flags;
-    std::memcpy(e.pod_mac, v.pod.mac.data(), 6);
-    std::memcpy(e.host_mac, v.host.mac.data(), 6);
-    return e;
-}
-
-#define ASSERT_OK(expr)                                        \
-    do {                                                       \
-        auto ok_r_ = (expr);                                   \
-        ASSERT_TRUE(ok_r_.ok()) << #expr << ": " << ok_r_.error().message; \
-    } while (0)
-
-class ServiceTest : public ::testing::Test {
-protected:
-    void SetUp() override {
-        const auto& net = test_net();
-        ASSERT_TRUE(net.ok()) << net.error().message;
-        net_ = &net.value();
-
-        ASSERT_TRUE(pins_.create().ok()) << pins_.path();
-        auto pod = bpf::pinned_program(bpf::Program::FromPod, pins_.path());
-        ASSERT_TRUE(pod.ok()) << pod.error().message;
-        from_pod_ = std::move(pod).value();
-        auto upl = bpf::pinned_program(bpf::Program::FromUplink, pins_.path());
-        ASSERT_TRUE(upl.ok()) << upl.error().message;
-        from_uplink_ = std::move(upl).value();
-
-        auto eps = bpf::EndpointMap::open(pins_.path());
-        ASSERT_TRUE(eps.ok()) << eps.error().message;
-        endpoints_.emplace(std::move(eps).value());
-        auto met = bpf::MetricsMap::open(pins_.path());
-        ASSERT_TRUE(met.ok()) << met.error().message;
-        metrics_.emplace(std::move(met).value());
-        ASSERT_OK(maps_.open(pins_.path()));
-
-        ASSERT_OK(endpoints_->upsert(kClientIp, endpoint(net_->src)));
-        ASSERT_OK(endpoints_->upsert(kBackendIp, endpoint(net_->dst)));
-        ASSERT_OK(endpoints_->upsert(kBackend2Ip, endpoint(net_->other)));
-        ASSERT_NO_FATAL_FAILURE(expect_counters({}));  // fresh maps per test
-        ASSERT_EQ(maps_.ct_all().size(), 0u);
-    }
-
-    void TearDown() override {
-        maps_.close();
-        metrics_.reset();
-        endpoints_.reset();
-        from_pod_.reset();
-        from_uplink_.reset();
-        std::string err = pins_.remove();
-        EXPECT_EQ(err, "") << "cleanup of " << pins_.path();
-    }
-
-    // VIP:80/proto -> B:8080 (id 1), and C:8080 (id 2) when two.
-    void one_backend(uint8_t proto) {
-        ASSERT_OK(maps_.set_backend(kBeId, kBackendIp, kBport, proto));
-        ASSERT_OK(maps_.set_service(kVip, kVport, proto, {kBeId}, kRevNat));
-    }
-    void two_backends(uint8_t proto) {
-        ASSERT_OK(maps_.set_backend(kBeId, kBackendIp, kBport, proto));
-        ASSERT_OK(maps_.set_backend(kBe2Id, kBackend2Ip, kBport, proto));
-        ASSERT_OK(maps_.set_service(kVip, kVport, proto, {kBeId, kBe2Id}, kRevNat));
-    }
-
-    // --- frames ---
-
-    static Bytes l4(uint8_t proto, Ipv4 src, Ipv4 dst, uint16_t sport, uint16_t dport, uint8_t flags,
-                    const Bytes& payload) {
-        if (proto == kTcp) return tcp(src, dst, sport, dport, 0x11223344, flags, payload);
-        return udp(src, dst, sport, dport, payload);
-    }
-    static Bytes frame(const TestVeth& from, Ipv4 src, Ipv4 dst, uint8_t proto, const Bytes& l4,
-                       uint8_t ttl = 64) {
-        Ipv4Spec s;
-        s.src = src;
-        s.dst = dst;
-        s.ttl = ttl;
-        s.protocol = proto;
-        s.l4 = l4;
-        return ethernet(from.host.mac, from.pod.mac, kEthPIp, ipv4_packet(s));
-    }
-    // A -> dst:dport from the client's veth.
-    Bytes client(Ipv4 dst, uint16_t dport, uint16_t sport, uint8_t proto = kTcp, uint8_t flags = kSyn,
-                 size_t payload = 0, uint8_t seed = 0) const {
-        return frame(net_->src, kClientIp, dst, proto,
-                     l4(proto, kClientIp, dst, sport, dport, flags, pattern(payload, seed)));
-    }
-
-    RunResult run_pod(const Bytes& f, int ifindex = 0) {
-        return test_run(from_pod_.get(), f, ifindex ? ifindex : net_->src.host.ifindex);
-    }
-
-    // --- counters ---
-
-    Counters counters() {
-        auto c = read_counters(*metrics_);
-        EXPECT_TRUE(c.ok()) << c.error().message;
-        return c.ok() ? c.value() : Counters{};
-    }
-    void expect_counters(const Counters& want) { EXPECT_EQ(describe(counters()), describe(want)); }
-    Count counter(uint32_t reason, uint32_t dir = SKIFF_DIR_EGRESS) {
-        Counters c = counters();
-        auto it = c.find({reason, dir});
-        return it == c.end() ? Count{} : it->second;
-    }
-
-    // --- checks ---
-
-    // out is in DNATed to daddr:dport and delivered into the pod behind dst.
-    void expect_dnat(const Bytes& in, const RunResult& r, const TestVeth& dst, Ipv4 daddr, uint16_t dport) {
-        ASSERT_EQ(r.err, 0) << std::strerror(-r.err);
-        EXPECT_EQ(r.retval, kRedirect);
-        ASSERT_EQ(r.data.size(), in.size());
-        expect_checksums(r.data);
-        Bytes want = expected_translated(in, dst, frame_saddr(in), frame_sport(in), daddr, dport);
-        EXPECT_EQ(frame_daddr(r.data).str(), daddr.str());
-        EXPECT_EQ(frame_dport(r.data), dport);
-        EXPECT_EQ(hex(r.data), hex(want)) << "translated frame differs from the expected one";
-    }
-
-    // out is in with the source translated to saddr:sport, into dst's pod.
-    void expect_snat(const Bytes& in, const RunResult& r, const TestVeth& dst, Ipv4 saddr, uint16_t sport) {
-        ASSERT_EQ(r.err, 0) << std::strerror(-r.err);
-        EXPECT_EQ(r.retval, kRedirect);
-        ASSERT_EQ(r.data.size(), in.size());
-        expect_checksums(r.data);
-        Bytes want = expected_translated(in, dst, saddr, sport, frame_daddr(in), frame_dport(in));
-        EXPECT_EQ(frame_saddr(r.data).str(), saddr.str());
-        EXPECT_EQ(frame_sport(r.data), sport);
-        EXPECT_EQ(hex(r.data), hex(want)) << "translated frame differs from the expected one";
-    }
-
-    static void expect_checksums(const Bytes& out) {
-        const size_t hlen = (out[kEthHlen] & 0xfu) * 4u;
-        EXPECT_TRUE(checksum_verifies(&out[kEthHlen], hlen)) << "IPv4 header checksum: " << hex(&out[kEthHlen], hlen);
-        const bool udp_none = out[kEthHlen + kIpProto] == kUdp && get16(&out[l4_offset(out) + kUdpCheck]) == 0;
-        if (!udp_none) {
-            EXPECT_TRUE(l4_checksum_verifies(out)) << "transport checksum does not verify: "
-                                                   << hex(&out[l4_offset(out)], ip_end(out) - l4_offset(out));
-        }
-    }
-
-    static uint64_t packets_delta(const Counters& before, const Counters& after, uint32_t reason,
-                                  uint32_t dir = SKIFF_DIR_EGRESS) {
-        auto get = [&](const Counters& c) {
-            auto it = c.find({reason, dir});
-            return it == c.end() ? uint64_t{0} : it->second.packets;
-        };
-        return get(after) - get(before);
-    }
-
-    void expect_no_ct() { EXPECT_EQ(maps_.ct_all().size(), 0u) << maps_.ct_dump(); }
-
-    PinDir pins_;
-    const TestNet* net_ = nullptr;
-    UniqueFd from_pod_, from_uplink_;
-    std::optional<bpf::EndpointMap> endpoints_;
-    std::optional<bpf::MetricsMap> metrics_;
-    ServiceMaps maps_;
-};
 
 // --- 1. new TCP connection ---------------------------------------------------
 
@@ -492,22 +308,12 @@ TEST_F(ServiceTest, TrafficFromBackendWithoutReplyEntryIsNotTranslated) {
 class ServiceUplinkTest : public ServiceTest {
 protected:
     void SetUp() override {
-        const auto& rn = remote_net();
-        ASSERT_TRUE(rn.ok()) << rn.error().message;
-        uplink_ = &rn.value().uplink;
+        ASSERT_NO_FATAL_FAILURE(enter_remote_net());
         ServiceTest::SetUp();
     }
-    RunResult run_uplink(const Bytes& f) { return test_run(from_uplink_.get(), f, uplink_->host.ifindex); }
     Bytes wire(Ipv4 src, Ipv4 dst, uint8_t proto, const Bytes& l4, uint8_t ttl = 63) const {
-        Ipv4Spec s;
-        s.src = src;
-        s.dst = dst;
-        s.ttl = ttl;
-        s.protocol = proto;
-        s.l4 = l4;
-        return ethernet(uplink_->host.mac, kNodeNeighMac, kEthPIp, ipv4_packet(s));
+        return eth_from_wire(*uplink_, kNodeNeighMac, ipv4_packet(ipv4_spec(src, dst, proto, l4, ttl)));
     }
-    const TestVeth* uplink_ = nullptr;
 };
 
 TEST_F(ServiceUplinkTest, ReplyFromRemoteBackendIsTranslatedAndDelivered) {
@@ -806,4 +612,4 @@ TEST_F(ServiceTest, TransportHeaderCutShortInsideEthernetPaddingIsNotTranslated)
 }
 
 }  // namespace
-}  // namespace skiff::bpftest
+}  // namespace skiff::bpftest::service
