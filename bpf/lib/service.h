@@ -187,7 +187,7 @@ static __always_inline int svc_reverse(struct __sk_buff *skb, struct iphdr *ip, 
 		};
 		struct skiff_ct_value *fwd = bpf_map_lookup_elem(&skiff_ct, &fkey);
 
-		ct->flags |= SKIFF_CT_F_REPLIED;
+		ct->flags = (ct->flags & ~SKIFF_CT_F_CLOSING) | SKIFF_CT_F_REPLIED;
 		if (fwd)
 			fwd->flags |= SKIFF_CT_F_REPLIED;
 	}
@@ -235,6 +235,22 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 		be = svc_backend(ct->backend_id);
 	if (ct && be) {
 		trace_note(skb, 0, SKIFF_TRACE_F_BACKEND, ct->backend_id);
+		if (!dry && (ct->flags & SKIFF_CT_F_CLOSING) &&
+		    (l4->tcp_flags & (TCP_FLAG_SYN_BIT | 0x10 /* ACK */)) == TCP_FLAG_SYN_BIT) {
+			/* A new connection on the tuple of a closed one: its own
+			 * life cycle, on both halves. */
+			int snat = ct->flags & SKIFF_CT_F_SNAT;
+			struct skiff_ct_key rk = {
+				.saddr = ct->nat_addr, .daddr = snat ? ct->snat_addr : client,
+				.sport = ct->nat_port, .dport = snat ? ct->snat_port : l4->sport,
+				.proto = l4->proto, .dir = SKIFF_CT_REPLY,
+			};
+			struct skiff_ct_value *rv = bpf_map_lookup_elem(&skiff_ct, &rk);
+
+			ct->flags = SKIFF_CT_F_SYN | snat;
+			if (rv)
+				rv->flags = SKIFF_CT_F_SYN | (rv->flags & SKIFF_CT_F_SNAT);
+		}
 		if (!dry)
 			ct_touch(ct, l4, skb->len);
 		*reason = SKIFF_SVC_ESTABLISHED;

@@ -143,3 +143,30 @@ def test_skiffctl_works_while_the_agent_is_down(env):
     assert t["backend"]["address"] == f"{remote.ip}:7000"
     _, stats = ctl(n1, "stats")
     assert isinstance(stats, list)
+
+
+def test_reused_service_tuple_starts_a_fresh_conntrack_life(env):
+    c, n1, a, _, remote = env
+    script = r"""
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # close with RST
+s.bind(("0.0.0.0", 46000)); s.settimeout(3); s.connect((sys.argv[1], 80)); print(s.recv(64).decode()); s.close()
+"""
+
+    def forward_flags():
+        _, cts = ctl(n1, "ct", "list")
+        mine = [e for e in cts if e["direction"] == "forward" and e.get("sport", e.get("src_port")) in (46000, None)
+                and str(46000) in json.dumps(e)]
+        assert len(mine) == 1, cts
+        return set(mine[0]["flags"])
+
+    a.run("/usr/bin/python3", "-c", script, VIP, check=True)
+    assert "closing" in forward_flags()
+    held = subprocess.Popen(["nsenter", f"--net=/run/netns/{a.ns}", "--", "/usr/bin/python3", "-c",
+                             script.replace("s.close()", "import time; time.sleep(3)"), VIP],
+                            stdout=subprocess.PIPE, text=True)
+    assert held.stdout.readline().startswith(remote.ip)  # connected again on the same tuple
+    flags = forward_flags()  # while that connection is open
+    held.wait(timeout=10)
+    assert "closing" not in flags and "replied" in flags, flags
