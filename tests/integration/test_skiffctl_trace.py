@@ -72,9 +72,12 @@ def test_trace_service_changes_no_state_and_matches_reality(env):
     assert {"field": "destination", "from": VIP, "to": remote.ip} in t["translations"]
     assert t["new_connection"] is True
     assert t["redirect"]["device"] == "up0"
-    # Nothing left behind: no conntrack entry, no counter moved.
+    # Nothing left behind: no conntrack entry, and none of the counters this
+    # packet would have moved (svc-new, fwd-remote-node). Others, like
+    # fwd-non-ip, move with background IPv6 neighbour discovery.
     assert dump(n1, "skiff_ct") == ct_before
-    assert n1.counters() == counters_before
+    moved = {k for k in (7, 5) if n1.counters().get((k, 0), 0) != counters_before.get((k, 0), 0)}
+    assert moved == set(), moved
     # Real packets: the connection goes to that backend.
     r = a.run("/usr/bin/python3", "-c", CLIENT, VIP, "80", "tcp", "1", check=False, timeout=30)
     assert r.stdout.split()[0] == remote.ip
