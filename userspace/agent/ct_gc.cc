@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "bpf/maps.h"
 #include "bpf/pins.h"
 
 namespace skiff::agent {
@@ -53,16 +54,12 @@ public:
             SKIFF_ASSIGN_OR_RETURN(fd_, bpf::open_pinned_map(pin_, SKIFF_MAP_CT));
         }
         std::vector<skiff_ct_key> doomed;
-        skiff_ct_key cur{}, next{};
-        const void* prev = nullptr;
         uint64_t n = 0;
-        while (bpf_map_get_next_key(fd_.get(), prev, &next) == 0) {
-            skiff_ct_value v{};
-            if (bpf_map_lookup_elem(fd_.get(), &next, &v) == 0 && f(next, v)) doomed.push_back(next);
-            cur = next;
-            prev = &cur;
-            ++n;
-        }
+        SKIFF_TRY((bpf::for_each_entry<skiff_ct_key, skiff_ct_value>(fd_.get(), "conntrack",
+                                                                    [&](const auto& k, const auto& v) {
+                                                                        ++n;
+                                                                        if (f(k, v)) doomed.push_back(k);
+                                                                    })));
         // Delete after the walk: deleting the cursor's key would restart it.
         for (const auto& k : doomed) bpf_map_delete_elem(fd_.get(), &k);
         return n;

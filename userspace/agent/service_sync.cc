@@ -293,15 +293,7 @@ namespace {
 template <typename K, typename V>
 Result<std::map<K, V>> dump(int fd, const char* what) {
     std::map<K, V> out;
-    K cur{}, next{};
-    const void* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-        V v{};
-        if (bpf_map_lookup_elem(fd, &next, &v) == 0) out[next] = v;
-        cur = next;
-        prev = &cur;
-    }
-    if (errno != ENOENT) return Error::errno_(std::string("iterate ") + what);
+    SKIFF_TRY((bpf::for_each_entry<K, V>(fd, what, [&](const K& k, const V& v) { out[k] = v; })));
     return out;
 }
 
@@ -311,21 +303,10 @@ public:
 
     Result<std::map<SvcKey, skiff_service_value>> services() override {
         SKIFF_TRY(open());
-        struct RawKeyLess {
-            bool operator()(const skiff_service_key& a, const skiff_service_key& b) const {
-                return std::memcmp(&a, &b, sizeof(a)) < 0;
-            }
-        };
         std::map<SvcKey, skiff_service_value> out;
-        skiff_service_key cur{}, next{};
-        const void* prev = nullptr;
-        while (bpf_map_get_next_key(svc_.get(), prev, &next) == 0) {
-            skiff_service_value v{};
-            if (bpf_map_lookup_elem(svc_.get(), &next, &v) == 0) out[{next.vip, next.port, next.proto, next.slot}] = v;
-            cur = next;
-            prev = &cur;
-        }
-        if (errno != ENOENT) return Error::errno_("iterate services");
+        SKIFF_TRY((bpf::for_each_entry<skiff_service_key, skiff_service_value>(
+            svc_.get(), "services",
+            [&](const auto& k, const auto& v) { out[{k.vip, k.port, k.proto, k.slot}] = v; })));
         return out;
     }
     Result<std::map<uint32_t, skiff_backend>> backends() override {
@@ -381,15 +362,8 @@ public:
     Result<std::map<MaglevKey, uint32_t>> maglev() override {
         SKIFF_TRY(open());
         std::map<MaglevKey, uint32_t> out;
-        skiff_maglev_key cur{}, next{};
-        const void* prev = nullptr;
-        while (bpf_map_get_next_key(mg_.get(), prev, &next) == 0) {
-            uint32_t v = 0;
-            if (bpf_map_lookup_elem(mg_.get(), &next, &v) == 0) out[{next.revnat_id, next.index}] = v;
-            cur = next;
-            prev = &cur;
-        }
-        if (errno != ENOENT) return Error::errno_("iterate maglev");
+        SKIFF_TRY((bpf::for_each_entry<skiff_maglev_key, uint32_t>(
+            mg_.get(), "maglev", [&](const auto& k, uint32_t v) { out[{k.revnat_id, k.index}] = v; })));
         return out;
     }
     Status put_maglev(const MaglevKey& k, uint32_t backend) override {

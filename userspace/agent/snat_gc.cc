@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "bpf/maps.h"
 #include "bpf/pins.h"
 
 namespace skiff::agent {
@@ -70,15 +71,8 @@ public:
     Result<NatEntries> list() override {
         SKIFF_TRY(open());
         NatEntries out;
-        skiff_ct_key cur{}, next{};
-        const void* prev = nullptr;
-        while (bpf_map_get_next_key(fd_.get(), prev, &next) == 0) {
-            skiff_nat_value v{};
-            if (bpf_map_lookup_elem(fd_.get(), &next, &v) == 0) out[next] = v;
-            cur = next;
-            prev = &cur;
-        }
-        if (errno != ENOENT) return Error::errno_("iterate snat");
+        SKIFF_TRY((bpf::for_each_entry<skiff_ct_key, skiff_nat_value>(
+            fd_.get(), "snat", [&](const auto& k, const auto& v) { out[k] = v; })));
         return out;
     }
     Status remove(const skiff_ct_key& k) override {
@@ -106,13 +100,9 @@ std::unique_ptr<SnatTable> make_bpf_snat_table(const std::string& pin_dir) {
 Status sync_nomasq(const std::string& pin_dir, const std::set<Ipv4Prefix>& want) {
     SKIFF_ASSIGN_OR_RETURN(UniqueFd fd, bpf::open_pinned_map(pin_dir, SKIFF_MAP_NOMASQ));
     std::set<Ipv4Prefix> have;
-    skiff_node_key cur{}, next{};
-    const void* prev = nullptr;
-    while (bpf_map_get_next_key(fd.get(), prev, &next) == 0) {
-        have.insert(Ipv4Prefix(Ipv4::from_be(next.ip), static_cast<int>(next.prefixlen)));
-        cur = next;
-        prev = &cur;
-    }
+    SKIFF_TRY((bpf::for_each_entry<skiff_node_key, uint32_t>(fd.get(), "nomasq", [&](const auto& k, uint32_t) {
+        have.insert(Ipv4Prefix(Ipv4::from_be(k.ip), static_cast<int>(k.prefixlen)));
+    })));
     uint32_t one = 1;
     for (const auto& p : want) {
         if (have.count(p)) continue;

@@ -37,15 +37,8 @@ Result<std::optional<skiff_endpoint_info>> EndpointMap::lookup(Ipv4 ip) {
 
 Result<std::vector<std::pair<Ipv4, skiff_endpoint_info>>> EndpointMap::list() {
     std::vector<std::pair<Ipv4, skiff_endpoint_info>> out;
-    skiff_endpoint_key cur{}, next{};
-    const void* prev = nullptr;
-    while (bpf_map_get_next_key(fd_.get(), prev, &next) == 0) {
-        skiff_endpoint_info v{};
-        if (bpf_map_lookup_elem(fd_.get(), &next, &v) == 0) out.emplace_back(Ipv4::from_be(next.ip), v);
-        cur = next;
-        prev = &cur;
-    }
-    if (errno != ENOENT) return Error::errno_("iterate endpoints");
+    SKIFF_TRY((for_each_entry<skiff_endpoint_key, skiff_endpoint_info>(
+        fd_.get(), "endpoints", [&](const auto& k, const auto& v) { out.emplace_back(Ipv4::from_be(k.ip), v); })));
     return out;
 }
 
@@ -72,16 +65,9 @@ Status NodeMap::remove(const Ipv4Prefix& cidr) {
 
 Result<std::vector<std::pair<Ipv4Prefix, skiff_node_info>>> NodeMap::list() {
     std::vector<std::pair<Ipv4Prefix, skiff_node_info>> out;
-    skiff_node_key cur{}, next{};
-    const void* prev = nullptr;
-    while (bpf_map_get_next_key(fd_.get(), prev, &next) == 0) {
-        skiff_node_info v{};
-        if (bpf_map_lookup_elem(fd_.get(), &next, &v) == 0)
-            out.emplace_back(Ipv4Prefix(Ipv4::from_be(next.ip), static_cast<int>(next.prefixlen)), v);
-        cur = next;
-        prev = &cur;
-    }
-    if (errno != ENOENT) return Error::errno_("iterate nodes");
+    SKIFF_TRY((for_each_entry<skiff_node_key, skiff_node_info>(fd_.get(), "nodes", [&](const auto& k, const auto& v) {
+        out.emplace_back(Ipv4Prefix(Ipv4::from_be(k.ip), static_cast<int>(k.prefixlen)), v);
+    })));
     return out;
 }
 

@@ -1,6 +1,9 @@
 // Typed access to the pinned skiff maps.
 #pragma once
 
+#include <bpf/bpf.h>
+
+#include <cerrno>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -13,6 +16,22 @@
 #include "map_layout.h"
 
 namespace skiff::bpf {
+
+// Calls f(key, value) for every entry of the map behind fd. Entries that
+// vanish mid-walk are skipped; what names the map in the error.
+template <typename K, typename V, typename F>
+Status for_each_entry(int fd, const char* what, F&& f) {
+    K cur{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        V v{};
+        if (bpf_map_lookup_elem(fd, &next, &v) == 0) f(next, v);
+        cur = next;
+        prev = &cur;
+    }
+    if (errno != ENOENT) return Error::errno_(std::string("iterate ") + what);
+    return ok();
+}
 
 class EndpointMap {
 public:
