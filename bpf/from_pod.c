@@ -29,6 +29,8 @@
 static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 {
 	__u32 how = FWD_TO_NODES;
+	struct skiff_config *cfg;
+	struct skiff_frag_value *frag;
 	struct l4_info l4;
 	struct iphdr *ip;
 	int ret;
@@ -50,12 +52,12 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 		struct bpf_fib_lookup fib;
 		long rc = 0;
 
-		if (!bpf_map_lookup_elem(&skiff_frags, &(struct skiff_frag_key){
-			.saddr = ip->saddr, .daddr = ip->daddr, .id = ip->id, .proto = ip->protocol }))
+		frag = snat_frag_lookup(ip);
+		if (!frag)
 			return fwd_ipv4(skb, ip, how, reason);
 		if (fib_check(skb, ip, ip->daddr, &fib, &rc, reason))
 			return TC_ACT_OK;
-		ret = snat_frag_rewrite(skb, ip, 0);
+		ret = snat_frag_rewrite(skb, ip, 0, frag->addr);
 		if (ret < 0)
 			return ret;
 		ip = ipv4_header(skb);
@@ -83,31 +85,27 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 			ip = ipv4_header(skb); /* the rewrite moved the packet */
 			if (!ip)
 				return -SKIFF_DROP_MALFORMED;
-		} else if (snat_wanted(ip, &l4)) {
+		} else if ((cfg = snat_wanted(ip, &l4))) {
 			/* Leaving the cluster: translate only what will be sent;
 			 * the stack answers for the rest (time exceeded,
 			 * fragmentation needed) while the source is the pod's. */
-			struct bpf_fib_lookup fib;
-			long rc = 0;
-
-			struct skiff_frag_key fk;
 			int first_frag = ipv4_more_fragments(ip);
+			struct bpf_fib_lookup fib;
+			struct skiff_frag_key fk;
+			long rc = 0;
 
 			if (fib_check(skb, ip, ip->daddr, &fib, &rc, reason))
 				return TC_ACT_OK;
 			frag_key_init(&fk, ip);
-			ret = snat_egress(skb, ip, &l4, &svc_reason);
+			ret = snat_egress(skb, ip, &l4, cfg, &svc_reason);
 			if (ret < 0)
 				return ret;
-			ip = ipv4_header(skb);
+			count(skb, svc_reason, SKIFF_DIR_EGRESS);
+			ip = ipv4_header(skb); /* the rewrite moved the packet */
 			if (!ip)
 				return -SKIFF_DROP_MALFORMED;
 			if (first_frag)
 				snat_frag_remember(skb, &fk, ip->saddr);
-			count(skb, svc_reason, SKIFF_DIR_EGRESS);
-			ip = ipv4_header(skb);
-			if (!ip)
-				return -SKIFF_DROP_MALFORMED;
 			return fib_send(skb, ip, &fib, rc, SKIFF_FWD_FIB, reason);
 		}
 	}

@@ -45,10 +45,12 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 
 	if (ipv4_is_fragment_tail(ip)) {
 		/* A later fragment of a reply to a masqueraded flow. */
-		ret = snat_frag_rewrite(skb, ip, 1);
-		if (ret < 0)
-			return ret;
-		if (ret == 1) {
+		struct skiff_frag_value *frag = snat_frag_lookup(ip);
+
+		if (frag) {
+			ret = snat_frag_rewrite(skb, ip, 1, frag->addr);
+			if (ret < 0)
+				return ret;
 			ip = ipv4_header(skb);
 			if (!ip)
 				return -SKIFF_DROP_MALFORMED;

@@ -136,19 +136,16 @@ static __always_inline struct skiff_config *snat_wanted(const struct iphdr *ip, 
 }
 
 /* Pod traffic to a destination outside the cluster: source -> node.
- * Callers make sure the packet will be sent (fib_check) first. */
+ * Callers got cfg from snat_wanted() and made sure the packet will be
+ * sent (fib_check). */
 static __always_inline int snat_egress(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4,
-				       __u32 *reason)
+				       const struct skiff_config *cfg, __u32 *reason)
 {
 	struct skiff_nat_value fwd = {}, *v;
-	struct skiff_config *cfg = snat_wanted(ip, l4);
 	struct skiff_ct_key key, rkey;
 	__be16 nat_port;
 	__u64 now;
 	int ret;
-
-	if (!cfg)
-		return 0;
 
 	ct_key_init(&key, ip->saddr, ip->daddr, l4, SKIFF_SNAT_EGRESS);
 	v = bpf_map_lookup_elem(&skiff_snat, &key);
@@ -300,22 +297,25 @@ static __always_inline void snat_frag_remember(const struct __sk_buff *skb, cons
 		bpf_map_update_elem(&skiff_frags, k, &v, BPF_ANY);
 }
 
-/* A later fragment of a translated datagram: the same address rewrite
- * (source when dst == 0). Returns 1 if rewritten, 0 if not ours. */
-static __always_inline int snat_frag_rewrite(struct __sk_buff *skb, const struct iphdr *ip, int dst)
+/* The translation remembered for this datagram, if any. */
+static __always_inline struct skiff_frag_value *snat_frag_lookup(const struct iphdr *ip)
 {
-	struct skiff_frag_value *v;
 	struct skiff_frag_key k;
-	__be32 old = dst ? ip->daddr : ip->saddr;
 
 	frag_key_init(&k, ip);
-	v = bpf_map_lookup_elem(&skiff_frags, &k);
-	if (!v)
-		return 0;
-	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old, v->addr, sizeof(v->addr)) < 0 ||
-	    bpf_skb_store_bytes(skb, dst ? IP_DADDR_OFF : IP_SADDR_OFF, &v->addr, sizeof(v->addr), 0) < 0)
+	return bpf_map_lookup_elem(&skiff_frags, &k);
+}
+
+/* A later fragment of a translated datagram: the same address rewrite
+ * (source when dst == 0). */
+static __always_inline int snat_frag_rewrite(struct __sk_buff *skb, const struct iphdr *ip, int dst, __be32 addr)
+{
+	__be32 old = dst ? ip->daddr : ip->saddr;
+
+	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old, addr, sizeof(addr)) < 0 ||
+	    bpf_skb_store_bytes(skb, dst ? IP_DADDR_OFF : IP_SADDR_OFF, &addr, sizeof(addr), 0) < 0)
 		return -SKIFF_DROP_CSUM;
-	return 1;
+	return 0;
 }
 
 #endif /* SKIFF_BPF_SNAT_H */
