@@ -93,7 +93,11 @@ def test_services_from_etcd(topo, cluster):
     put(f"{cluster.etcd_prefix}/services/default/web", service("web", VIP, WEB_PORTS))
     put(f"{cluster.etcd_prefix}/endpointslices/default/web-1",
         slice_("web", "web-1", [(backend.ip, True, False)], WEB_SLICE_PORTS))
-    wait_for(lambda: 'skiff_map_entries{map="frontends"} 2' in cluster.http(n1, "/metrics")[1], "services programmed")
+    # The two puts may reach the agent in two passes: wait for the backends
+    # (one per slice port) too.
+    wait_for(lambda: all(m in cluster.http(n1, "/metrics")[1] for m in
+                         ('skiff_map_entries{map="frontends"} 2', 'skiff_map_entries{map="backends"} 2')),
+             "services programmed")
     for proto, port in (("tcp", 80), ("udp", 53)):
         r = client.run("/usr/bin/python3", "-c", CLIENT, VIP, str(port), proto, "5", check=False, timeout=60)
         assert [line.split() for line in r.stdout.splitlines()] == [[backend.ip, client.ip]] * 5, r.stdout

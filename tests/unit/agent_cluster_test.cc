@@ -37,13 +37,42 @@ TEST(KubeListTest, MixedListSortsItemsByKind) {
     ASSERT_EQ(c->nodes.size(), 2u);
     EXPECT_EQ(c->nodes[0], (NodeSpec{"node-a", ip("192.168.50.11"), {"10.244.1.0/24"}}));
     EXPECT_EQ(c->nodes[1], (NodeSpec{"node-b", ip("192.168.50.12"), {"10.244.2.0/24"}}));
-    ASSERT_TRUE(c->services.is_array());
     ASSERT_EQ(c->services.size(), 2u);
-    EXPECT_EQ(c->services[0]["metadata"]["name"], "web");
-    EXPECT_EQ(c->services[1]["metadata"]["name"], "db");
-    ASSERT_TRUE(c->endpoint_slices.is_array());
+    ASSERT_NE(c->services.find("default/web"), nullptr);
+    EXPECT_EQ((**c->services.find("default/web"))["metadata"]["name"], "web");
+    ASSERT_NE(c->services.find("default/db"), nullptr);
     ASSERT_EQ(c->endpoint_slices.size(), 1u);
-    EXPECT_EQ(c->endpoint_slices[0]["metadata"]["name"], "web-abc");
+    ASSERT_NE(c->endpoint_slices.find("default/web-abc"), nullptr);  // namespace defaults to "default"
+    EXPECT_TRUE(c->problems.empty());
+}
+
+TEST(KubeListTest, ObjectListedTwiceKeepsFirstAndSaysSo) {
+    const char* text = R"({"kind": "List", "items": [
+        {"kind": "Service", "metadata": {"name": "web", "namespace": "shop"}, "spec": {"clusterIP": "10.96.0.1"}},
+        {"kind": "Service", "metadata": {"name": "web", "namespace": "shop"}, "spec": {"clusterIP": "10.96.0.2"}},
+        {"kind": "Service", "metadata": {"name": "web", "namespace": "other"}, "spec": {"clusterIP": "10.96.0.3"}}]})";
+    auto c = parse_kube_list(text);
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    ASSERT_EQ(c->services.size(), 2u);
+    EXPECT_EQ((**c->services.find("shop/web"))["spec"]["clusterIP"], "10.96.0.1");
+    ASSERT_EQ(c->problems.size(), 1u);
+    EXPECT_NE(c->problems[0].find("Service shop/web is listed more than once"), std::string::npos) << c->problems[0];
+}
+
+TEST(ObjectSetTest, ReuseUnchangedKeepsPointersOfEqualObjectsOnly) {
+    ObjectSet before, after;
+    before.add(nlohmann::json{{"metadata", {{"name", "a"}}}, {"v", 1}});
+    before.add(nlohmann::json{{"metadata", {{"name", "b"}}}, {"v", 1}});
+    before.add(nlohmann::json{{"metadata", {{"name", "gone"}}}});
+    after.add(nlohmann::json{{"metadata", {{"name", "a"}}}, {"v", 1}});  // equal
+    after.add(nlohmann::json{{"metadata", {{"name", "b"}}}, {"v", 2}});  // changed
+    after.add(nlohmann::json{{"metadata", {{"name", "new"}}}});
+    after.reuse_unchanged(before);
+    EXPECT_EQ(*after.find("default/a"), *before.find("default/a"));
+    EXPECT_NE(*after.find("default/b"), *before.find("default/b"));
+    EXPECT_EQ((**after.find("default/b"))["v"], 2);
+    EXPECT_EQ(after.find("default/gone"), nullptr);
+    ASSERT_NE(after.find("default/new"), nullptr);
 }
 
 TEST(KubeListTest, NodeListWithoutPerItemKind) {

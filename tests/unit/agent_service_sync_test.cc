@@ -691,5 +691,69 @@ TEST_F(ServiceSyncTest, FailedSurplusSlotDeleteIsRetried) {
     expect_programmed(p);
 }
 
+// ---------------------------------------------------------------- deltas
+
+PlanDelta delta(std::vector<ServicePort> upserts, std::vector<L4Addr> removed = {}) {
+    PlanDelta d;
+    d.upserts = std::move(upserts);
+    d.removed = std::move(removed);
+    return d;
+}
+
+TEST_F(ServiceSyncTest, ChangesNeedAWholePlanFirst) {
+    EXPECT_TRUE(sync.needs_full());
+    auto r = sync.apply_changes(delta({sp(kWeb, {kW1})}));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, EAGAIN);
+    EXPECT_TRUE(t.ops.empty()) << dump(t.ops);
+    apply(two_services());
+    EXPECT_FALSE(sync.needs_full());
+    ASSERT_TRUE(sync.load().ok());  // a resync: the mirror forgot what it applied
+    EXPECT_TRUE(sync.needs_full());
+}
+
+TEST_F(ServiceSyncTest, ChangesWriteOnlyTheChangedFrontend) {
+    apply(two_services());
+    t.take_ops();
+    // web loses kW2 and gains kW4; dns unchanged but listed: costs nothing.
+    auto r = sync.apply_changes(delta({sp(kWeb, {kW1, kW3, kW4}), sp(kDns, {kD1})}));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    auto want = plan_of({sp(kWeb, {kW1, kW3, kW4}), sp(kDns, {kD1})});
+    expect_programmed(want);
+    for (const auto& op : t.ops) EXPECT_EQ(op.find(kDns.str()), std::string::npos) << dump(t.ops);
+    EXPECT_EQ(r->frontends, 2u);
+    // The same end state as applying the whole plan.
+    FakeServiceTables t2;
+    ServiceSync s2(t2);
+    ASSERT_TRUE(s2.apply(want).ok());
+    EXPECT_EQ(t2.svc.size(), t.svc.size());
+    EXPECT_EQ(t2.be.size(), t.be.size());
+}
+
+TEST_F(ServiceSyncTest, ChangesRemoveFrontendsAndUnusedBackends) {
+    apply(two_services());
+    auto r = sync.apply_changes(delta({}, {kDns}));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    expect_programmed(plan_of({sp(kWeb, {kW1, kW2, kW3})}));
+    EXPECT_FALSE(t.backend_id_of(kD1));
+    EXPECT_EQ(r->frontends, 1u);
+    // Removing what is not there is a no-op.
+    t.take_ops();
+    ASSERT_TRUE(sync.apply_changes(delta({}, {kDns})).ok());
+    EXPECT_TRUE(t.ops.empty()) << dump(t.ops);
+}
+
+TEST_F(ServiceSyncTest, FailedChangesMakeTheNextApplyWhole) {
+    apply(two_services());
+    t.fail_put_backend = true;
+    EXPECT_FALSE(sync.apply_changes(delta({sp(kWeb, {kW1, kW4})})).ok());
+    EXPECT_TRUE(sync.needs_full());
+    t.fail_put_backend = false;
+    auto want = plan_of({sp(kWeb, {kW1, kW4}), sp(kDns, {kD1})});
+    apply(want);
+    expect_programmed(want);
+    EXPECT_FALSE(sync.needs_full());
+}
+
 }  // namespace
 }  // namespace skiff::agent

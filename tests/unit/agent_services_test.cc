@@ -59,8 +59,8 @@ json slice(const std::string& ns, const std::string& name, const std::string& sv
 
 ClusterSpec spec_of(std::vector<json> services, std::vector<json> slices = {}) {
     ClusterSpec c;
-    for (auto& s : services) c.services.push_back(std::move(s));
-    for (auto& s : slices) c.endpoint_slices.push_back(std::move(s));
+    for (auto& s : services) EXPECT_TRUE(c.services.add(std::move(s))) << "two services with one name";
+    for (auto& s : slices) EXPECT_TRUE(c.endpoint_slices.add(std::move(s))) << "two slices with one name";
     return c;
 }
 
@@ -481,14 +481,17 @@ TEST(PlanServicesTest, MissingNamespaceMeansDefault) {
 
 TEST(PlanServicesTest, MalformedObjectsDoNotThrow) {
     ClusterSpec c;
-    c.services = json::array({json::object(), json{{"spec", 5}}, json{{"metadata", "x"}, {"spec", {{"ports", 3}}}},
-                              json{{"spec", {{"clusterIP", 7}, {"clusterIPs", {1, 2}}}}},
-                              json{{"spec", {{"clusterIP", "10.96.1.1"}, {"ports", {7, "x"}}}}}});
-    c.endpoint_slices =
-        json::array({json::object(), json{{"metadata", {{"labels", {{"kubernetes.io/service-name", 5}}}}}},
-                     json{{"metadata", {{"labels", {{"kubernetes.io/service-name", "web"}}}}},
-                          {"endpoints", {{{"conditions", "x"}, {"addresses", {"10.244.1.1"}}}}},
-                          {"ports", 3}}});
+    int n = 0;
+    auto add = [&](ObjectSet& set, json j) { set.add("x/" + std::to_string(n++), std::make_shared<const json>(std::move(j))); };
+    for (json j : {json::object(), json{{"spec", 5}}, json{{"metadata", "x"}, {"spec", {{"ports", 3}}}},
+                   json{{"spec", {{"clusterIP", 7}, {"clusterIPs", {1, 2}}}}},
+                   json{{"spec", {{"clusterIP", "10.96.1.1"}, {"ports", {7, "x"}}}}}})
+        add(c.services, j);
+    for (json j : {json::object(), json{{"metadata", {{"labels", {{"kubernetes.io/service-name", 5}}}}}},
+                   json{{"metadata", {{"labels", {{"kubernetes.io/service-name", "web"}}}}},
+                        {"endpoints", {{{"conditions", "x"}, {"addresses", {"10.244.1.1"}}}}},
+                        {"ports", 3}}})
+        add(c.endpoint_slices, j);
     EXPECT_NO_THROW({
         auto p = plan_services(c);
         (void)p;

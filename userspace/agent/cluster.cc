@@ -52,14 +52,34 @@ Result<ClusterSpec> parse_kube_list(const std::string& text) {
         return Error::invalid("source is not a kubectl List (no 'items' array)");
     const std::string list_kind = str_or(j, "kind");
     ClusterSpec c;
-    for (const auto& item : j["items"]) {
+    for (auto& item : j["items"]) {
         if (!item.is_object()) return Error::invalid("source: an item is not an object");
         std::string kind = str_or(item, "kind", list_kind == "NodeList" ? "Node" : "");
-        if (kind == "Node") c.nodes.push_back(parse_node(item));
-        else if (kind == "Service") c.services.push_back(item);
-        else if (kind == "EndpointSlice") c.endpoint_slices.push_back(item);
+        if (kind == "Node") {
+            c.nodes.push_back(parse_node(item));
+        } else if (kind == "Service" || kind == "EndpointSlice") {
+            std::string key = ObjectSet::key_of(item);
+            if (!(kind == "Service" ? c.services : c.endpoint_slices).add(std::move(item)))
+                c.problems.push_back(kind + " " + key + " is listed more than once: the later copy is skipped");
+        }
     }
     return c;
+}
+
+std::string ObjectSet::key_of(const json& obj) {
+    auto it = obj.find("metadata");
+    static const json none = json::object();
+    const json& meta = it != obj.end() && it->is_object() ? *it : none;
+    return str_or(meta, "namespace", "default") + "/" + str_or(meta, "name", "?");
+}
+
+void ObjectSet::reuse_unchanged(const ObjectSet& prev) {
+    auto p = prev.m_.begin();
+    for (auto& [key, obj] : m_) {
+        while (p != prev.m_.end() && p->first < key) ++p;
+        if (p == prev.m_.end()) break;
+        if (p->first == key && p->second != obj && *p->second == *obj) obj = p->second;
+    }
 }
 
 Plan plan_nodes(const ClusterSpec& spec, const std::string& local_node, const Ipv4Prefix& cluster_cidr,

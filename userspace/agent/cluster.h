@@ -3,6 +3,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,10 +22,45 @@ struct NodeSpec {
     bool operator==(const NodeSpec&) const = default;
 };
 
+// A source object (Service, EndpointSlice) as it came, shared and never
+// modified: a source hands on the same pointer while the object is
+// unchanged, so consumers find what changed by comparing pointers.
+using ObjectRef = std::shared_ptr<const nlohmann::json>;
+
+// Objects of one kind keyed "<namespace>/<name>" (namespace "default" when
+// absent), in key order.
+class ObjectSet {
+public:
+    using Map = std::map<std::string, ObjectRef>;
+    static std::string key_of(const nlohmann::json& obj);
+    // False (and nothing added) when the key is already taken.
+    bool add(nlohmann::json obj) {
+        std::string key = key_of(obj);  // before obj is moved from
+        return add(std::move(key), std::make_shared<const nlohmann::json>(std::move(obj)));
+    }
+    bool add(std::string key, ObjectRef obj) { return m_.emplace(std::move(key), std::move(obj)).second; }
+    void erase(const std::string& key) { m_.erase(key); }
+    const ObjectRef* find(const std::string& key) const {
+        auto it = m_.find(key);
+        return it == m_.end() ? nullptr : &it->second;
+    }
+    size_t size() const { return m_.size(); }
+    bool empty() const { return m_.empty(); }
+    Map::const_iterator begin() const { return m_.begin(); }
+    Map::const_iterator end() const { return m_.end(); }
+    // Where an object here equals one in prev, take prev's pointer, so an
+    // unchanged object keeps its identity across snapshots.
+    void reuse_unchanged(const ObjectSet& prev);
+
+private:
+    Map m_;
+};
+
 struct ClusterSpec {
     std::vector<NodeSpec> nodes;
-    nlohmann::json services = nlohmann::json::array();        // kind: Service (issue 4)
-    nlohmann::json endpoint_slices = nlohmann::json::array(); // kind: EndpointSlice
+    ObjectSet services;         // kind: Service
+    ObjectSet endpoint_slices;  // kind: EndpointSlice
+    std::vector<std::string> problems;  // objects the source could not take, and why
 };
 
 // A kubectl-style List (or NodeList) as `kubectl get nodes,svc,endpointslices -o json` prints it.

@@ -1,3 +1,5 @@
+#include <map>
+
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
@@ -52,14 +54,27 @@ public:
         // Services and EndpointSlices, stored as their Kubernetes JSON.
         for (const char* kind : {"services", "endpointslices"}) {
             SKIFF_ASSIGN_OR_RETURN(auto objs, client_.range_prefix(opts_.prefix + "/" + kind + "/"));
-            for (const auto& [k, v] : objs) {
-                json j = json::parse(v, nullptr, false);
-                if (!j.is_object()) {
-                    log::warn("etcd " + k + ": not a JSON object, skipped");
-                    continue;
+            auto& cache = cache_[kind];
+            std::map<std::string, Cached> seen;
+            for (auto& [k, v] : objs) {
+                // An unchanged value keeps its parsed object (and pointer).
+                Cached c;
+                if (auto it = cache.find(k); it != cache.end() && it->second.raw == v) c = std::move(it->second);
+                else c = {std::move(v), nullptr};
+                if (!c.obj) {
+                    json j = json::parse(c.raw, nullptr, false);
+                    if (!j.is_object()) {
+                        spec.problems.push_back("etcd " + k + ": not a JSON object: skipped");
+                        continue;
+                    }
+                    c.obj = std::make_shared<const json>(std::move(j));
                 }
-                (kind[0] == 's' ? spec.services : spec.endpoint_slices).push_back(std::move(j));
+                std::string key = ObjectSet::key_of(*c.obj);
+                if (!(kind[0] == 's' ? spec.services : spec.endpoint_slices).add(key, c.obj))
+                    spec.problems.push_back("etcd " + k + ": " + key + " is stored under another key too: skipped");
+                seen.emplace(k, std::move(c));
             }
+            cache = std::move(seen);
         }
         dirty_ = false;
         return std::optional<ClusterSpec>{std::move(spec)};
@@ -130,6 +145,11 @@ private:
     std::string lease_;
     Clock::time_point next_keepalive_{};
     bool dirty_ = true;
+    struct Cached {
+        std::string raw;
+        ObjectRef obj;
+    };
+    std::map<std::string, std::map<std::string, Cached>> cache_;  // kind -> etcd key -> object
 };
 
 }  // namespace

@@ -28,6 +28,9 @@ public:
         if (!text) return text.error();
         auto spec = parse_kube_list(*text);
         if (!spec) return spec.error().wrap("source file " + path_);
+        spec->services.reuse_unchanged(prev_.services);
+        spec->endpoint_slices.reuse_unchanged(prev_.endpoint_slices);
+        prev_ = *spec;
         last_ = s;
         seen_ = true;
         return std::optional<ClusterSpec>{std::move(*spec)};
@@ -38,6 +41,7 @@ public:
 private:
     std::string path_;
     Stamp last_;
+    ClusterSpec prev_;  // the last snapshot, so unchanged objects keep their pointers
     bool seen_ = false;
 };
 

@@ -41,6 +41,7 @@ Status ServiceSync::load() {
     backend_refs_.clear();
     unref_candidates_.clear();
     loaded_ = true;
+    full_pending_ = true;
     return ok();
 }
 
@@ -235,40 +236,50 @@ Result<ServiceSyncStats> ServiceSync::apply(const ServicePlan& plan) {
     // After a failure part-way the mirror and the references may be off:
     // the next apply re-reads the maps and takes the full path.
     if (!r) loaded_ = false;
+    else full_pending_ = false;
     return r;
 }
 
-Result<ServiceSyncStats> ServiceSync::apply_incremental(const ServicePlan& plan) {
-    if (!loaded_) SKIFF_TRY(load());
-    id_writes_ = 0;  // a failed apply's count must not leak into this one
+Result<ServiceSyncStats> ServiceSync::apply_changes(const PlanDelta& delta) {
+    if (needs_full()) return Error{EAGAIN, "service mirror not in step with a plan: apply the whole plan"};
+    id_writes_ = 0;
     ServiceSyncStats st;
-    const bool full = applied_.empty();
+    Status s = ok();
+    for (const auto& fe : delta.removed)
+        if (s) s = remove(fe, st);
+    for (const auto& sp : delta.upserts)
+        if (s) s = upsert(sp, st);
+    if (s) s = drop_unused(st);
+    if (!s) {
+        loaded_ = false;
+        return s.error();
+    }
+    st.writes += static_cast<unsigned>(id_writes_);
+    st.frontends = applied_.size();
+    st.backends = backends_.size();
+    return st;
+}
 
-    // Changed and new frontends (unchanged ones cost a comparison).
-    for (const auto& sp : plan.ports) {
-        auto it = applied_.find(sp.frontend);
-        if (it != applied_.end() && it->second == sp) continue;
-        std::optional<ServicePort> old;
-        if (it != applied_.end()) old = it->second;
-        // Recorded before the writes: if they fail, the next apply sees a
-        // difference (or a load) and tries again.
-        applied_.erase(sp.frontend);
-        SKIFF_TRY(apply_port(sp, old ? &*old : nullptr, st));
-        applied_.emplace(sp.frontend, sp);
-    }
-    // Frontends that went away: both lists are sorted by frontend.
-    std::vector<L4Addr> gone;
-    auto p = plan.ports.begin();
-    for (const auto& [fe, sp] : applied_) {
-        while (p != plan.ports.end() && p->frontend < fe) ++p;
-        if (p == plan.ports.end() || p->frontend != fe) gone.push_back(fe);
-    }
-    for (const auto& fe : gone) {
-        auto node = applied_.extract(fe);
-        SKIFF_TRY(remove_port(node.mapped(), st));
-    }
-    if (full) SKIFF_TRY(sweep(st));
-    // Backends nobody uses any more, after every slot stopped naming them.
+Status ServiceSync::upsert(const ServicePort& sp, ServiceSyncStats& st) {
+    auto it = applied_.find(sp.frontend);
+    if (it != applied_.end() && it->second == sp) return ok();
+    std::optional<ServicePort> old;
+    if (it != applied_.end()) old = std::move(it->second);
+    // Recorded before the writes: if they fail, the next apply sees a
+    // difference (or a load) and tries again.
+    applied_.erase(sp.frontend);
+    SKIFF_TRY(apply_port(sp, old ? &*old : nullptr, st));
+    applied_.emplace(sp.frontend, sp);
+    return ok();
+}
+
+Status ServiceSync::remove(const L4Addr& fe, ServiceSyncStats& st) {
+    auto node = applied_.extract(fe);
+    if (node.empty()) return ok();
+    return remove_port(node.mapped(), st);
+}
+
+Status ServiceSync::drop_unused(ServiceSyncStats& st) {
     for (uint32_t id : unref_candidates_) {
         auto r = backend_refs_.find(id);
         if (r != backend_refs_.end() && r->second > 0) continue;
@@ -281,6 +292,27 @@ Result<ServiceSyncStats> ServiceSync::apply_incremental(const ServicePlan& plan)
         ++st.deletes;
     }
     unref_candidates_.clear();
+    return ok();
+}
+
+Result<ServiceSyncStats> ServiceSync::apply_incremental(const ServicePlan& plan) {
+    if (!loaded_) SKIFF_TRY(load());
+    id_writes_ = 0;  // a failed apply's count must not leak into this one
+    ServiceSyncStats st;
+    const bool full = applied_.empty();
+
+    // Changed and new frontends (unchanged ones cost a comparison).
+    for (const auto& sp : plan.ports) SKIFF_TRY(upsert(sp, st));
+    // Frontends that went away: both lists are sorted by frontend.
+    std::vector<L4Addr> gone;
+    auto p = plan.ports.begin();
+    for (const auto& [fe, sp] : applied_) {
+        while (p != plan.ports.end() && p->frontend < fe) ++p;
+        if (p == plan.ports.end() || p->frontend != fe) gone.push_back(fe);
+    }
+    for (const auto& fe : gone) SKIFF_TRY(remove(fe, st));
+    if (full) SKIFF_TRY(sweep(st));
+    SKIFF_TRY(drop_unused(st));
     st.writes += static_cast<unsigned>(id_writes_);
     st.frontends = plan.ports.size();
     st.backends = backends_.size();

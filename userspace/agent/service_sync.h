@@ -61,6 +61,12 @@ public:
     // Frontends whose plan did not change since the last apply cost nothing,
     // so one change costs the same whatever the number of services.
     Result<ServiceSyncStats> apply(const ServicePlan& plan);
+    // Only what changed (a ServicePlanner's delta), when the mirror is
+    // known to match the last plan: after a load or a failed apply, the
+    // whole plan has to go through apply() first (needs_full()).
+    Result<ServiceSyncStats> apply_changes(const PlanDelta& delta);
+    bool needs_full() const { return !loaded_ || full_pending_; }
+    void forget() { loaded_ = false; }  // a delta was not applied: reload, then the whole plan
 
     // Backends currently programmed (for conntrack purging).
     const std::map<uint32_t, skiff_backend>& backends() const { return backends_; }
@@ -78,9 +84,14 @@ private:
     void unref(const ServicePort& old);
     // Full sweep after a load: whatever no applied frontend uses goes.
     Status sweep(ServiceSyncStats& st);
+    Status upsert(const ServicePort& sp, ServiceSyncStats& st);
+    Status remove(const L4Addr& fe, ServiceSyncStats& st);
+    // Backends that lost their last frontend, once no slot names them.
+    Status drop_unused(ServiceSyncStats& st);
 
     ServiceTables& t_;
     bool loaded_ = false;
+    bool full_pending_ = true;  // loaded, but no whole plan applied since
     std::map<SvcKey, skiff_service_value> services_;
     std::map<uint32_t, skiff_backend> backends_;
     std::map<uint16_t, skiff_revnat_value> revnats_;

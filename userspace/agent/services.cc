@@ -54,184 +54,314 @@ bool cond(const json& e, const char* key, bool def) {
     return it != c.end() && it->is_boolean() ? it->get<bool>() : def;
 }
 
-struct SliceEndpoints {
-    // per slice port (name, proto) -> port number
-    std::vector<std::pair<std::pair<std::string, uint8_t>, uint16_t>> ports;
-    std::vector<std::pair<Ipv4, int>> addrs;  // 0 ready, 1 terminating (serving), 2 neither
+using detail::SliceEndpoints;
+
+// One EndpointSlice: the service it belongs to and its endpoints (none for
+// the IPv6 half of a dual-stack service), or why it is skipped.
+struct ParsedSlice {
+    std::string service;
+    std::optional<SliceEndpoints> eps;
+    std::string problem;
 };
+
+ParsedSlice parse_slice(const json& s) {
+    ParsedSlice out;
+    const json& meta = obj(s, "metadata");
+    std::string svc = sget(obj(meta, "labels"), "kubernetes.io/service-name");
+    std::string ns = sget(meta, "namespace", "default");
+    std::string what = "EndpointSlice " + ns + "/" + sget(meta, "name", "?");
+    if (svc.empty()) {
+        out.problem = what + ": no kubernetes.io/service-name label: skipped";
+        return out;
+    }
+    out.service = ns + "/" + svc;
+    if (sget(s, "addressType", "IPv4") != "IPv4") return out;  // the IPv6 half of dual-stack
+    SliceEndpoints se;
+    for (const auto& p : arr(s, "ports")) {
+        auto proto = proto_of(p);
+        auto port = port_of(p, "port");
+        if (!proto || !port) {
+            out.problem = what + ": invalid port " + p.dump() + ": skipped";
+            return out;
+        }
+        se.ports.push_back({{sget(p, "name"), *proto}, *port});
+    }
+    for (const auto& e : arr(s, "endpoints")) {
+        const json& addrs = arr(e, "addresses");
+        if (addrs.empty() || !addrs[0].is_string()) continue;
+        auto ip = Ipv4::parse(addrs[0].get<std::string>());
+        if (!ip) {
+            out.problem = what + ": invalid address " + addrs[0].dump() + ": skipped";
+            return out;
+        }
+        // Kubernetes: an unknown "ready" counts as ready.
+        bool ready = cond(e, "ready", true), serving = cond(e, "serving", ready);
+        bool terminating = cond(e, "terminating", false);
+        se.addrs.emplace_back(*ip, ready && !terminating ? 0 : (serving ? 1 : 2));
+    }
+    out.eps = std::move(se);
+    return out;
+}
+
+struct PlannedService {
+    std::vector<ServicePort> ports;  // empty: nothing to program (headless, ExternalName, IPv6)
+    std::string problem;             // set: skipped whole
+};
+
+// One Service's frontends with their backends, before clashes with other
+// services are settled.
+PlannedService plan_one(const std::string& id, const json& s, const std::vector<const SliceEndpoints*>& slices,
+                        const NodeContext& node) {
+    PlannedService out;
+    auto skip = [&](const std::string& why) {
+        out.ports.clear();
+        out.problem = "Service " + id + ": " + why + ": skipped";
+        return out;
+    };
+    const json& specj = obj(s, "spec");
+    std::string type = sget(specj, "type", "ClusterIP");
+    if (type == "ExternalName") return out;
+    std::vector<std::string> ips;
+    for (const auto& c : arr(specj, "clusterIPs"))
+        if (c.is_string()) ips.push_back(c.get<std::string>());
+    if (ips.empty() && !sget(specj, "clusterIP").empty()) ips.push_back(sget(specj, "clusterIP"));
+    if (ips.empty() || ips[0] == "None") return out;  // headless: DNS only
+    std::optional<Ipv4> vip;
+    for (const auto& c : ips) {
+        if (c.find(':') != std::string::npos) continue;  // IPv6 ClusterIP
+        auto ip = Ipv4::parse(c);
+        if (!ip) return skip("invalid clusterIP '" + c + "'");
+        if (!vip) vip = *ip;
+    }
+    if (!vip) return out;  // IPv6-only service
+    bool affinity = sget(specj, "sessionAffinity", "None") == "ClientIP";
+    std::string algo = sget(obj(obj(s, "metadata"), "annotations"), kLbAlgorithmAnnotation, "random");
+    if (algo != "random" && algo != "maglev")
+        return skip(std::string("unknown ") + kLbAlgorithmAnnotation + " '" + algo + "'");
+    uint32_t timeout = 10800;
+    const json& cip = obj(obj(specj, "sessionAffinityConfig"), "clientIP");
+    if (auto t = cip.find("timeoutSeconds");
+        t != cip.end() && t->is_number_integer() && t->get<long long>() > 0 && t->get<long long>() <= 86400)
+        timeout = static_cast<uint32_t>(t->get<long long>());
+
+    for (const auto& p : arr(specj, "ports")) {
+        auto proto = proto_of(p);
+        auto port = port_of(p, "port");
+        if (!proto || !port) return skip("invalid port " + p.dump());
+        ServicePort sp;
+        sp.name = id + ":" + sget(p, "name");
+        sp.frontend = {*vip, *port, *proto};
+        sp.affinity = affinity;
+        sp.affinity_timeout = timeout;
+        sp.maglev = algo == "maglev";
+        // Slice ports carry the resolved target port under the service
+        // port's name (this is how named targetPorts resolve).
+        for (const SliceEndpoints* se : slices) {
+            std::optional<uint16_t> target;
+            for (const auto& [k, v] : se->ports)
+                if (k.first == sget(p, "name") && k.second == *proto) target = v;
+            if (!target) continue;
+            for (const auto& [ip, state] : se->addrs) {
+                if (state == 0) sp.backends.push_back({ip, *target, *proto});
+                else if (state == 1) sp.terminating.push_back({ip, *target, *proto});
+            }
+        }
+        for (auto* v : {&sp.backends, &sp.terminating}) {
+            std::sort(v->begin(), v->end());
+            v->erase(std::unique(v->begin(), v->end()), v->end());
+        }
+        if (sp.backends.size() > kMaxBackendsPerService)
+            return skip("port " + std::to_string(*port) + " has " + std::to_string(sp.backends.size()) +
+                        " backends, more than " + std::to_string(kMaxBackendsPerService));
+        // NodePort: the same backends on node IP:nodePort.
+        bool exposes = type == "NodePort" || type == "LoadBalancer";
+        if (exposes && node.node_ip && p.contains("nodePort")) {
+            auto np = port_of(p, "nodePort");
+            if (!np) return skip("invalid nodePort " + p["nodePort"].dump());
+            ServicePort n = sp;
+            n.name += "/nodeport";
+            n.frontend = {*node.node_ip, *np, *proto};
+            if (sget(specj, "externalTrafficPolicy", "Cluster") == "Local") {
+                auto remote = [&](const L4Addr& a) { return !node.local_pod_cidr || !node.local_pod_cidr->contains(a.ip); };
+                std::erase_if(n.backends, remote);
+                std::erase_if(n.terminating, remote);
+            }
+            out.ports.push_back(std::move(sp));
+            out.ports.push_back(std::move(n));
+            continue;
+        }
+        out.ports.push_back(std::move(sp));
+    }
+    std::set<L4Addr> own;
+    for (const auto& sp : out.ports)
+        if (!own.insert(sp.frontend).second) return skip("frontend " + sp.frontend.str() + " is listed twice");
+    return out;
+}
+
+// Walks a key-ordered map of what was seen before (values with .obj) and
+// the new objects together; calls f(key, now) for every key whose object
+// was added, changed (another pointer) or removed (now null).
+template <class Before, class F>
+void diff_objects(const Before& before, const ObjectSet& now, F f) {
+    std::vector<std::pair<std::string, const ObjectRef*>> changes;
+    auto b = before.begin();
+    auto n = now.begin();
+    while (b != before.end() || n != now.end()) {
+        if (n == now.end() || (b != before.end() && b->first < n->first)) {
+            changes.emplace_back(b->first, nullptr);
+            ++b;
+        } else if (b == before.end() || n->first < b->first) {
+            changes.emplace_back(n->first, &n->second);
+            ++n;
+        } else {
+            if (b->second.obj != n->second) changes.emplace_back(n->first, &n->second);
+            ++b;
+            ++n;
+        }
+    }
+    for (const auto& [key, obj] : changes) f(key, obj);  // f may change `before`
+}
 
 }  // namespace
 
-ServicePlan plan_services(const ClusterSpec& spec, const NodeContext& node) {
-    ServicePlan plan;
-    // EndpointSlices by "<namespace>/<service>".
-    std::map<std::string, std::vector<SliceEndpoints>> slices;
-    for (const auto& s : spec.endpoint_slices) {
-        const json& meta = obj(s, "metadata");
-        std::string svc = sget(obj(meta, "labels"), "kubernetes.io/service-name");
-        std::string ns = sget(meta, "namespace", "default");
-        std::string what = "EndpointSlice " + ns + "/" + sget(meta, "name", "?");
-        if (svc.empty()) {
-            plan.problems.push_back(what + ": no kubernetes.io/service-name label: skipped");
-            continue;
-        }
-        if (sget(s, "addressType", "IPv4") != "IPv4") continue;  // the IPv6 half of dual-stack
-        SliceEndpoints se;
-        bool bad = false;
-        for (const auto& p : arr(s, "ports")) {
-            auto proto = proto_of(p);
-            auto port = port_of(p, "port");
-            if (!proto || !port) {
-                plan.problems.push_back(what + ": invalid port " + p.dump() + ": skipped");
-                bad = true;
-                break;
-            }
-            se.ports.push_back({{sget(p, "name"), *proto}, *port});
-        }
-        for (const auto& e : arr(s, "endpoints")) {
-            if (bad) break;
-            const json& addrs = arr(e, "addresses");
-            if (addrs.empty() || !addrs[0].is_string()) continue;
-            auto ip = Ipv4::parse(addrs[0].get<std::string>());
-            if (!ip) {
-                plan.problems.push_back(what + ": invalid address " + addrs[0].dump() + ": skipped");
-                bad = true;
-                break;
-            }
-            // Kubernetes: an unknown "ready" counts as ready.
-            bool ready = cond(e, "ready", true), serving = cond(e, "serving", ready);
-            bool terminating = cond(e, "terminating", false);
-            se.addrs.emplace_back(*ip, ready && !terminating ? 0 : (serving ? 1 : 2));
-        }
-        if (!bad) slices[ns + "/" + svc].push_back(std::move(se));
+PlanDelta ServicePlanner::update(const ClusterSpec& spec, const NodeContext& node) {
+    std::set<std::string> dirty;
+    if (!node_ || !(*node_ == node)) {  // NodePorts depend on the node: everything again
+        for (const auto& [id, c] : services_) dirty.insert(id);
+        for (const auto& [id, o] : spec.services) dirty.insert(id);
     }
+    node_ = node;
+    diff_objects(slices_, spec.endpoint_slices, [&](const std::string& key, const ObjectRef* now) {
+        if (auto it = slices_.find(key); it != slices_.end()) {
+            if (!it->second.service.empty()) {
+                dirty.insert(it->second.service);
+                auto of = slices_of_.find(it->second.service);
+                of->second.erase(key);
+                if (of->second.empty()) slices_of_.erase(of);
+            }
+            slices_.erase(it);
+            slice_problems_.erase(key);
+        }
+        if (!now) return;
+        ParsedSlice ps = parse_slice(**now);
+        if (!ps.problem.empty()) slice_problems_[key] = ps.problem;
+        if (!ps.service.empty()) {
+            dirty.insert(ps.service);
+            slices_of_[ps.service].insert(key);
+        }
+        slices_.emplace(key, Slice{*now, std::move(ps.service), std::move(ps.eps)});
+    });
+    diff_objects(services_, spec.services, [&](const std::string& key, const ObjectRef*) { dirty.insert(key); });
+    PlanDelta d;
+    if (!dirty.empty()) replan(spec, dirty, d);
+    return d;
+}
 
-    std::vector<std::pair<std::string, const json*>> services;
-    for (const auto& s : spec.services) {
-        const json& meta = obj(s, "metadata");
-        services.emplace_back(sget(meta, "namespace", "default") + "/" + sget(meta, "name", "?"), &s);
+void ServicePlanner::replan(const ClusterSpec& spec, const std::set<std::string>& dirty, PlanDelta& d) {
+    // Re-plan the changed services, moving their claims on frontends.
+    std::set<L4Addr> seen;
+    std::vector<L4Addr> todo;
+    auto visit = [&](const L4Addr& fe) {
+        if (seen.insert(fe).second) todo.push_back(fe);
+    };
+    for (const auto& id : dirty) {
+        if (auto it = services_.find(id); it != services_.end()) {
+            if (it->second.problem.empty())
+                for (const auto& sp : it->second.ports) {
+                    if (auto c = claims_.find(sp.frontend); c != claims_.end()) {
+                        c->second.erase(id);
+                        if (c->second.empty()) claims_.erase(c);
+                    }
+                    visit(sp.frontend);
+                }
+            services_.erase(it);
+            problem_services_.erase(id);
+        }
+        const ObjectRef* o = spec.services.find(id);
+        if (!o) continue;
+        std::vector<const SliceEndpoints*> eps;
+        if (auto of = slices_of_.find(id); of != slices_of_.end())
+            for (const auto& key : of->second)
+                if (const auto& sl = slices_.at(key); sl.eps) eps.push_back(&*sl.eps);
+        PlannedService ps = plan_one(id, **o, eps, *node_);
+        Candidate c{*o, std::move(ps.ports), std::move(ps.problem)};
+        for (const auto& sp : c.ports) {
+            claims_[sp.frontend].insert(id);
+            visit(sp.frontend);
+        }
+        if (!c.problem.empty()) problem_services_.insert(id);
+        services_.emplace(id, std::move(c));
     }
-    std::sort(services.begin(), services.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
-
-    std::map<L4Addr, std::string> taken;
-    for (const auto& [id, sp] : services) {
-        const json& s = *sp;
-        const json& specj = obj(s, "spec");
-        std::string type = sget(specj, "type", "ClusterIP");
-        if (type == "ExternalName") continue;
-        std::vector<std::string> ips;
-        for (const auto& c : arr(specj, "clusterIPs"))
-            if (c.is_string()) ips.push_back(c.get<std::string>());
-        if (ips.empty() && !sget(specj, "clusterIP").empty()) ips.push_back(sget(specj, "clusterIP"));
-        if (ips.empty() || ips[0] == "None") continue;  // headless: DNS only
-        std::optional<Ipv4> vip;
-        std::string problem;
-        for (const auto& c : ips) {
-            if (c.find(':') != std::string::npos) continue;  // IPv6 ClusterIP
-            auto ip = Ipv4::parse(c);
-            if (!ip) problem = "invalid clusterIP '" + c + "'";
-            else if (!vip) vip = *ip;
-        }
-        if (!problem.empty() || !vip) {
-            if (problem.empty()) continue;  // IPv6-only service
-            plan.problems.push_back("Service " + id + ": " + problem + ": skipped");
-            continue;
-        }
-        bool affinity = sget(specj, "sessionAffinity", "None") == "ClientIP";
-        std::string algo = sget(obj(obj(s, "metadata"), "annotations"), kLbAlgorithmAnnotation, "random");
-        if (algo != "random" && algo != "maglev") {
-            plan.problems.push_back("Service " + id + ": unknown " + kLbAlgorithmAnnotation + " '" + algo + "': skipped");
-            continue;
-        }
-        uint32_t timeout = 10800;
-        if (auto t = obj(obj(specj, "sessionAffinityConfig"), "clientIP").find("timeoutSeconds");
-            t != obj(obj(specj, "sessionAffinityConfig"), "clientIP").end() && t->is_number_integer() &&
-            t->get<long long>() > 0 && t->get<long long>() <= 86400)
-            timeout = static_cast<uint32_t>(t->get<long long>());
-
-        std::vector<ServicePort> mine;
-        for (const auto& p : arr(specj, "ports")) {
-            auto proto = proto_of(p);
-            auto port = port_of(p, "port");
-            if (!proto || !port) {
-                problem = "invalid port " + p.dump();
-                break;
-            }
-            ServicePort out;
-            out.name = id + ":" + sget(p, "name");
-            out.frontend = {*vip, *port, *proto};
-            out.affinity = affinity;
-            out.affinity_timeout = timeout;
-            out.maglev = algo == "maglev";
-            // Slice ports carry the resolved target port under the service
-            // port's name (this is how named targetPorts resolve).
-            for (const auto& se : slices[id]) {
-                std::optional<uint16_t> target;
-                for (const auto& [k, v] : se.ports)
-                    if (k.first == sget(p, "name") && k.second == *proto) target = v;
-                if (!target) continue;
-                for (const auto& [ip, state] : se.addrs) {
-                    if (state == 0) out.backends.push_back({ip, *target, *proto});
-                    else if (state == 1) out.terminating.push_back({ip, *target, *proto});
-                }
-            }
-            for (auto* v : {&out.backends, &out.terminating}) {
-                std::sort(v->begin(), v->end());
-                v->erase(std::unique(v->begin(), v->end()), v->end());
-            }
-            if (out.backends.size() > kMaxBackendsPerService) {
-                problem = "port " + std::to_string(*port) + " has " + std::to_string(out.backends.size()) +
-                          " backends, more than " + std::to_string(kMaxBackendsPerService);
-                break;
-            }
-            // NodePort: the same backends on node IP:nodePort.
-            bool exposes = type == "NodePort" || type == "LoadBalancer";
-            if (exposes && node.node_ip && p.contains("nodePort")) {
-                auto np = port_of(p, "nodePort");
-                if (!np) {
-                    problem = "invalid nodePort " + p["nodePort"].dump();
-                    break;
-                }
-                ServicePort n = out;
-                n.name += "/nodeport";
-                n.frontend = {*node.node_ip, *np, *proto};
-                if (sget(specj, "externalTrafficPolicy", "Cluster") == "Local") {
-                    auto local = [&](const L4Addr& a) { return node.local_pod_cidr && node.local_pod_cidr->contains(a.ip); };
-                    std::erase_if(n.backends, [&](const L4Addr& a) { return !local(a); });
-                    std::erase_if(n.terminating, [&](const L4Addr& a) { return !local(a); });
-                }
-                mine.push_back(std::move(out));
-                mine.push_back(std::move(n));
-                continue;
-            }
-            mine.push_back(std::move(out));
-        }
-        if (!problem.empty()) {
-            plan.problems.push_back("Service " + id + ": " + problem + ": skipped");
-            continue;
-        }
-        // All of a service's frontends or none.
+    // Who wins a frontend depends only on the services claiming it, and
+    // theirs on the services claiming their other frontends: settle that
+    // connected group again, and nothing else.
+    std::set<std::string> group(dirty.begin(), dirty.end());
+    while (!todo.empty()) {
+        L4Addr fe = todo.back();
+        todo.pop_back();
+        auto c = claims_.find(fe);
+        if (c == claims_.end()) continue;
+        for (const auto& id : c->second)
+            if (group.insert(id).second)
+                for (const auto& sp : services_.at(id).ports) visit(sp.frontend);
+    }
+    std::map<L4Addr, ServicePort> before;
+    for (const auto& fe : seen) {
+        if (auto n = out_.extract(fe); !n.empty()) before.emplace(fe, std::move(n.mapped()));
+        owner_.erase(fe);
+    }
+    // In namespace/name order, a service gets all its frontends or none.
+    for (const auto& id : group) {
+        clashes_.erase(id);
+        auto it = services_.find(id);
+        if (it == services_.end() || !it->second.problem.empty()) continue;
         std::string clash;
-        std::set<L4Addr> own;
-        for (const auto& sp2 : mine) {
-            if (auto it = taken.find(sp2.frontend); it != taken.end())
-                clash = "frontend " + sp2.frontend.str() + " is already used by " + it->second;
-            else if (!own.insert(sp2.frontend).second)
-                clash = "frontend " + sp2.frontend.str() + " is listed twice";
-        }
+        for (const auto& sp : it->second.ports)
+            if (auto o = owner_.find(sp.frontend); o != owner_.end() && clash.empty())
+                clash = "Service " + id + ": frontend " + sp.frontend.str() + " is already used by " + o->second +
+                        ": skipped";
         if (!clash.empty()) {
-            plan.problems.push_back("Service " + id + ": " + clash + ": skipped");
+            clashes_[id] = std::move(clash);
             continue;
         }
-        for (auto& sp2 : mine) {
-            taken.emplace(sp2.frontend, id);
-            plan.ports.push_back(std::move(sp2));
+        for (const auto& sp : it->second.ports) {
+            owner_[sp.frontend] = id;
+            out_[sp.frontend] = sp;
         }
     }
-    std::sort(plan.ports.begin(), plan.ports.end(),
-              [](const ServicePort& a, const ServicePort& b) { return a.frontend < b.frontend; });
-    return plan;
+    for (const auto& fe : seen) {
+        auto now = out_.find(fe);
+        auto was = before.find(fe);
+        if (now == out_.end()) {
+            if (was != before.end()) d.removed.push_back(fe);
+        } else if (was == before.end() || !(was->second == now->second)) {
+            d.upserts.push_back(now->second);
+        }
+    }
+}
+
+std::vector<std::string> ServicePlanner::problems() const {
+    std::vector<std::string> out;
+    for (const auto& [k, p] : slice_problems_) out.push_back(p);
+    std::map<std::string, const std::string*> svc;
+    for (const auto& [id, p] : clashes_) svc[id] = &p;
+    for (const auto& id : problem_services_) svc[id] = &services_.at(id).problem;
+    for (const auto& [id, p] : svc) out.push_back(*p);
+    return out;
+}
+
+ServicePlan ServicePlanner::plan() const {
+    ServicePlan p;
+    p.ports.reserve(out_.size());
+    for (const auto& [fe, sp] : out_) p.ports.push_back(sp);
+    p.problems = problems();
+    return p;
+}
+
+ServicePlan plan_services(const ClusterSpec& spec, const NodeContext& node) {
+    ServicePlanner planner;
+    planner.update(spec, node);
+    return planner.plan();
 }
 
 }  // namespace skiff::agent

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,7 @@ inline constexpr const char* kLbAlgorithmAnnotation = "skiff.io/lb-algorithm";
 struct NodeContext {
     std::optional<Ipv4> node_ip;               // NodePort frontends listen here
     std::optional<Ipv4Prefix> local_pod_cidr;  // backends here are "local"
+    bool operator==(const NodeContext&) const = default;
 };
 
 // A service with any invalid field is skipped whole (never half-programmed);
@@ -49,5 +51,58 @@ struct NodeContext {
 // With a node IP, NodePort/LoadBalancer services also get a frontend on
 // node IP:nodePort (externalTrafficPolicy Local: only local backends).
 ServicePlan plan_services(const ClusterSpec& spec, const NodeContext& node = {});
+
+// What changed in a plan: frontends added or changed, frontends gone.
+struct PlanDelta {
+    std::vector<ServicePort> upserts;
+    std::vector<L4Addr> removed;
+    bool empty() const { return upserts.empty() && removed.empty(); }
+};
+
+namespace detail {
+struct SliceEndpoints {
+    // per slice port (name, proto) -> port number
+    std::vector<std::pair<std::pair<std::string, uint8_t>, uint16_t>> ports;
+    std::vector<std::pair<Ipv4, int>> addrs;  // 0 ready, 1 terminating (serving), 2 neither
+};
+}  // namespace detail
+
+// plan_services, kept up to date across snapshots at the cost of what
+// changed: a Service is planned again only when it, one of its
+// EndpointSlices or the node context changed (sources keep an unchanged
+// object's pointer), and frontend clashes are settled again only among
+// the services that share frontends with a changed one. The result is
+// what plan_services would return for the same snapshot.
+class ServicePlanner {
+public:
+    PlanDelta update(const ClusterSpec& spec, const NodeContext& node);
+    ServicePlan plan() const;                 // the whole current plan
+    std::vector<std::string> problems() const;
+    size_t frontends() const { return out_.size(); }
+
+private:
+    struct Slice {
+        ObjectRef obj;
+        std::string service;  // "<namespace>/<service>", empty without the label
+        std::optional<detail::SliceEndpoints> eps;
+    };
+    struct Candidate {
+        ObjectRef obj;
+        std::vector<ServicePort> ports;  // claimed only without a problem
+        std::string problem;
+    };
+    void replan(const ClusterSpec& spec, const std::set<std::string>& dirty, PlanDelta& d);
+
+    std::optional<NodeContext> node_;
+    std::map<std::string, Slice> slices_;                    // slice key -> parsed
+    std::map<std::string, std::string> slice_problems_;      // slice key -> why skipped
+    std::map<std::string, std::set<std::string>> slices_of_;  // service -> slice keys
+    std::map<std::string, Candidate> services_;              // service -> its frontends
+    std::set<std::string> problem_services_;                 // services skipped whole
+    std::map<L4Addr, std::set<std::string>> claims_;         // frontend -> services asking for it
+    std::map<L4Addr, std::string> owner_;                    // frontend -> service holding it
+    std::map<std::string, std::string> clashes_;             // service -> why it lost a frontend
+    std::map<L4Addr, ServicePort> out_;                      // the plan
+};
 
 }  // namespace skiff::agent
