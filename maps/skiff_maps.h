@@ -330,6 +330,15 @@ enum skiff_reason {
 	SKIFF_SNAT_INGRESS_XLATE = 13, /* reply translated back to the pod */
 	SKIFF_SNAT_ICMP_ERROR = 14, /* ICMP error about a masqueraded flow, translated */
 
+	/*
+	 * Not verdicts: conntrack entries the datapath inserted and removed
+	 * (counted under SKIFF_DIR_EGRESS, one "packet" per entry). The map
+	 * is LRU and evicts silently when full; what it holds against these
+	 * counts, and the agent's own deletions, tells how many it evicted.
+	 */
+	SKIFF_CT_ENTRY_INSERTED = 64,
+	SKIFF_CT_ENTRY_REMOVED = 65,
+
 	SKIFF_DROP_BASE = 128,
 	SKIFF_DROP_INVALID_SOURCE = 128, /* source IP is not the pod's own */
 	SKIFF_DROP_MALFORMED = 129,      /* truncated or inconsistent headers */

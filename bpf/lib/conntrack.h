@@ -6,6 +6,7 @@
 #include "common.h"
 #include "l4.h"
 #include "maps.h"
+#include "metrics.h"
 
 static __always_inline void ct_key_init(struct skiff_ct_key *k, __be32 saddr, __be32 daddr,
 					const struct l4_info *l4, __u8 dir)
@@ -29,6 +30,33 @@ static __always_inline void ct_touch(struct skiff_ct_value *ct, const struct l4_
 		ct->flags |= SKIFF_CT_F_CLOSING;
 }
 
+/* Entry accounting (see SKIFF_CT_ENTRY_INSERTED). */
+static __always_inline long ct_insert(const struct skiff_ct_key *key, const struct skiff_ct_value *val, __u64 flags)
+{
+	long err = bpf_map_update_elem(&skiff_ct, key, val, flags);
+
+	if (!err)
+		metrics_count(SKIFF_CT_ENTRY_INSERTED, SKIFF_DIR_EGRESS, 0);
+	return err;
+}
+
+static __always_inline void ct_remove(const struct skiff_ct_key *key)
+{
+	if (!bpf_map_delete_elem(&skiff_ct, key))
+		metrics_count(SKIFF_CT_ENTRY_REMOVED, SKIFF_DIR_EGRESS, 0);
+}
+
+/* Writes a REPLY entry whether or not one is there (a stale one from an
+ * earlier connection is replaced, which adds no entry). */
+static __always_inline long ct_put(const struct skiff_ct_key *key, const struct skiff_ct_value *val)
+{
+	long err = ct_insert(key, val, BPF_NOEXIST);
+
+	if (err == -17 /* EEXIST */)
+		err = bpf_map_update_elem(&skiff_ct, key, val, BPF_EXIST);
+	return err;
+}
+
 /*
  * Insert a new connection: the FORWARD entry first, and only if no other
  * CPU won the race for this tuple; then its REPLY entry. Returns 0 when
@@ -38,14 +66,14 @@ static __always_inline void ct_touch(struct skiff_ct_value *ct, const struct l4_
 static __always_inline int ct_create(const struct skiff_ct_key *fwd_key, const struct skiff_ct_value *fwd,
 				     const struct skiff_ct_key *rev_key, const struct skiff_ct_value *rev)
 {
-	long err = bpf_map_update_elem(&skiff_ct, fwd_key, fwd, BPF_NOEXIST);
+	long err = ct_insert(fwd_key, fwd, BPF_NOEXIST);
 
 	if (err == -17 /* EEXIST */)
 		return 1;
 	if (err < 0)
 		return -SKIFF_DROP_CT_FULL;
-	if (bpf_map_update_elem(&skiff_ct, rev_key, rev, BPF_ANY) < 0) {
-		bpf_map_delete_elem(&skiff_ct, fwd_key);
+	if (ct_put(rev_key, rev) < 0) {
+		ct_remove(fwd_key);
 		return -SKIFF_DROP_CT_FULL;
 	}
 	return 0;

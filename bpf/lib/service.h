@@ -133,7 +133,7 @@ static __always_inline int svc_snat_claim(struct skiff_ct_key *rkey, const struc
 
 	if (dry) /* a trace: what the first try would be, nothing claimed */
 		return 0;
-	if (!bpf_map_update_elem(&skiff_ct, rkey, rev, BPF_NOEXIST))
+	if (!ct_insert(rkey, rev, BPF_NOEXIST))
 		return 0;
 	cfg = config_get();
 	if (!cfg || !cfg->nat_port_min || cfg->nat_port_max < cfg->nat_port_min)
@@ -144,7 +144,7 @@ static __always_inline int svc_snat_claim(struct skiff_ct_key *rkey, const struc
 		if ((__u32)i >= span)
 			break;
 		rkey->dport = bpf_htons((__u16)(cfg->nat_port_min + (start + i) % span));
-		if (!bpf_map_update_elem(&skiff_ct, rkey, rev, BPF_NOEXIST))
+		if (!ct_insert(rkey, rev, BPF_NOEXIST))
 			return 0;
 	}
 	return -SKIFF_DROP_NAT_NO_PORT;
@@ -283,7 +283,7 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 		return SVC_REJECT;
 	trace_note(skb, 0, SKIFF_TRACE_F_BACKEND | SKIFF_TRACE_F_NEW, id);
 	if (ct && !dry) /* its backend was removed: move the flow to a live one */
-		bpf_map_delete_elem(&skiff_ct, &key);
+		ct_remove(&key);
 
 	fwd.created_ns = fwd.last_seen_ns = now;
 	fwd.packets = 1;
@@ -327,8 +327,8 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 			return ret;
 		fwd.snat_port = rkey.dport;
 		ret = 0;
-		if (!dry && bpf_map_update_elem(&skiff_ct, &key, &fwd, BPF_NOEXIST)) {
-			bpf_map_delete_elem(&skiff_ct, &rkey);
+		if (!dry && ct_insert(&key, &fwd, BPF_NOEXIST)) {
+			ct_remove(&rkey);
 			ret = 1;
 		}
 	} else if (dry) {
@@ -391,9 +391,9 @@ static __always_inline void svc_purge_stale_reply(struct __sk_buff *skb, const s
 			.proto = l4->proto, .dir = SKIFF_CT_FORWARD,
 		};
 
-		bpf_map_delete_elem(&skiff_ct, &fkey);
+		ct_remove(&fkey);
 	}
-	bpf_map_delete_elem(&skiff_ct, &rkey);
+	ct_remove(&rkey);
 }
 
 #endif /* SKIFF_BPF_SERVICE_H */

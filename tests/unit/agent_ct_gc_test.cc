@@ -301,3 +301,19 @@ TEST(CtGcClockTest, MonotonicNsAdvances) {
 
 }  // namespace
 }  // namespace skiff::agent
+
+namespace skiff::agent {
+namespace {
+
+TEST(CtEvictionsTest, WhatInsertsLeaveUnexplainedIsEvicted) {
+    CtAccount start{1000, 10, 50, 940};  // 1000 - 10 - 50 = 940: nothing evicted so far
+    EXPECT_EQ(ct_evictions(start, start), 0u);
+    // 500 more inserted, 20 removed by the datapath, 30 expired by the agent,
+    // and the map holds 1300: 90 went without anyone removing them.
+    EXPECT_EQ(ct_evictions(start, CtAccount{1500, 30, 80, 1300}), 90u);
+    // A walk that raced inserts can count more than the counters explain.
+    EXPECT_EQ(ct_evictions(start, CtAccount{1000, 10, 50, 945}), 0u);
+}
+
+}  // namespace
+}  // namespace skiff::agent

@@ -62,10 +62,26 @@ void Agent::gc() {
         log::warn("conntrack GC: " + st.error().message);
         return;
     }
+    CtAccount acct;
+    if (auto m = bpf::MetricsMap::open(cfg_.pin_path); m)
+        if (auto rows = m->read(); rows)
+            for (const auto& r : *rows) {
+                if (r.reason == SKIFF_CT_ENTRY_INSERTED) acct.inserted += r.packets;
+                if (r.reason == SKIFF_CT_ENTRY_REMOVED) acct.removed_datapath += r.packets;
+            }
     std::lock_guard g(mu_);
     ct_expired_ += st->expired;
     ct_stale_ += st->stale_backend;
     ct_entries_ = st->scanned - st->expired - st->stale_backend;
+    acct.removed_agent = ct_expired_ + ct_stale_;
+    acct.present = ct_entries_;
+    if (!ct_base_) ct_base_ = acct;  // evictions are counted from the agent's start
+    ct_evicted_ = std::max(ct_evicted_, ct_evictions(*ct_base_, acct));
+    bool pressed = ct_entries_ >= SKIFF_CT_MAX / 10 * 9;
+    if (pressed && !ct_pressed_)
+        log::warn("conntrack is " + std::to_string(ct_entries_ * 100 / SKIFF_CT_MAX) +
+                  "% full: the least recently used connections are being evicted");
+    ct_pressed_ = pressed;
 }
 
 void Agent::tick() {
@@ -100,6 +116,7 @@ void Agent::reconcile(const ClusterSpec& spec) {
     if (auto have = nodes_->list(); have)
         for (const auto& [cidr, info] : *have) current[cidr] = Ipv4::from_be(info.node_ip);
     Plan plan = plan_nodes(spec, cfg_.node_name, cfg_.cluster_cidr, current);
+    plan.problems.insert(plan.problems.end(), spec.problems.begin(), spec.problems.end());
     auto r = sync_nodes(plan, *nodes_, *routes_);
     Status conf = ok();
     if (r && plan.local_pod_cidr) conf = write_conflist(*plan.local_pod_cidr);
@@ -113,17 +130,19 @@ void Agent::reconcile(const ClusterSpec& spec) {
     std::optional<Result<ServiceSyncStats>> svc;
     double plan_s = 0, apply_s = 0;
     if (r && conf && svc_sync_) {
+        // Only services whose objects (or the node) changed are planned again.
         auto t0 = std::chrono::steady_clock::now();
-        ServicePlan sp = plan_services(spec, NodeContext{cfg_.node_ip, plan.local_pod_cidr});
+        PlanDelta delta = planner_.update(spec, NodeContext{cfg_.node_ip, plan.local_pod_cidr});
         plan_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        for (auto& p : sp.problems) plan.problems.push_back(std::move(p));
+        for (auto& p : planner_.problems()) plan.problems.push_back(std::move(p));
         bool resync = std::chrono::steady_clock::now() - last_full_load_ >= std::chrono::seconds(cfg_.resync_seconds);
         if (resync) {  // re-read the maps: repairs drift under the mirror
             if (auto s = svc_sync_->load(); !s) conf = s;
             last_full_load_ = std::chrono::steady_clock::now();
         }
         auto t1 = std::chrono::steady_clock::now();
-        if (conf) svc = svc_sync_->apply(sp);
+        if (conf) svc = svc_sync_->needs_full() ? svc_sync_->apply(planner_.plan()) : svc_sync_->apply_changes(delta);
+        else svc_sync_->forget();  // this delta is lost: the next pass applies the whole plan
         apply_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
         if (svc && !*svc) conf = svc->error();
     }
@@ -214,6 +233,11 @@ std::string Agent::metrics_text() {
         line("skiff_map_entries", "map=\"snat_flows\"", static_cast<double>(snat_flows_));
         head("skiff_agent_snat_gc_deleted_total", "counter", "Masquerade flows expired by the agent.");
         line("skiff_agent_snat_gc_deleted_total", "", static_cast<double>(snat_expired_));
+        head("skiff_conntrack_evictions_total", "counter",
+             "Conntrack entries the full LRU map evicted since the agent started (inserted - removed - present).");
+        line("skiff_conntrack_evictions_total", "", static_cast<double>(ct_evicted_));
+        head("skiff_map_pressure", "gauge", "Fraction of the map in use.");
+        line("skiff_map_pressure", "map=\"conntrack\"", static_cast<double>(ct_entries_) / SKIFF_CT_MAX);
         head("skiff_map_capacity", "gauge", "Entries the datapath maps can hold (conntrack evicts least recently used).");
         line("skiff_map_capacity", "map=\"conntrack\"", SKIFF_CT_MAX);
         line("skiff_map_capacity", "map=\"backends\"", SKIFF_BACKENDS_MAX);
@@ -224,15 +248,18 @@ std::string Agent::metrics_text() {
         if (auto l = eps->list(); l) line("skiff_map_entries", "map=\"endpoints\"", static_cast<double>(l->size()));
     if (auto m = bpf::MetricsMap::open(cfg_.pin_path); m) {
         if (auto rows = m->read(); rows) {
+            auto verdict = [](const auto& r) {
+                return r.reason != SKIFF_CT_ENTRY_INSERTED && r.reason != SKIFF_CT_ENTRY_REMOVED;
+            };
             head("skiff_datapath_packets_total", "counter", "Packets by verdict reason and direction.");
             for (const auto& r : *rows)
-                line("skiff_datapath_packets_total",
+                if (verdict(r)) line("skiff_datapath_packets_total",
                      "reason=\"" + std::string(bpf::reason_name(r.reason)) + "\",direction=\"" +
                          std::string(bpf::dir_name(r.dir)) + "\"",
                      static_cast<double>(r.packets));
             head("skiff_datapath_bytes_total", "counter", "Bytes by verdict reason and direction.");
             for (const auto& r : *rows)
-                line("skiff_datapath_bytes_total",
+                if (verdict(r)) line("skiff_datapath_bytes_total",
                      "reason=\"" + std::string(bpf::reason_name(r.reason)) + "\",direction=\"" +
                          std::string(bpf::dir_name(r.dir)) + "\"",
                      static_cast<double>(r.bytes));

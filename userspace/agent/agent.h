@@ -48,6 +48,7 @@ private:
     std::unique_ptr<RouteTable> routes_;
     std::unique_ptr<ServiceTables> svc_tables_;
     std::unique_ptr<ServiceSync> svc_sync_;
+    ServicePlanner planner_;
     std::unique_ptr<CtTable> ct_;
     std::unique_ptr<SnatTable> snat_;
     std::chrono::steady_clock::time_point last_gc_{};
@@ -69,7 +70,9 @@ private:
     size_t node_entries_ = 0;
     size_t frontends_ = 0, backends_ = 0;
     uint64_t svc_writes_ = 0, svc_deletes_ = 0;
-    uint64_t ct_expired_ = 0, ct_stale_ = 0, ct_entries_ = 0;
+    uint64_t ct_expired_ = 0, ct_stale_ = 0, ct_entries_ = 0, ct_evicted_ = 0;
+    std::optional<CtAccount> ct_base_;
+    bool ct_pressed_ = false;
     uint64_t snat_expired_ = 0, snat_flows_ = 0;
 };
 

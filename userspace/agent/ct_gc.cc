@@ -74,4 +74,11 @@ private:
 
 std::unique_ptr<CtTable> make_bpf_ct_table(const std::string& pin_dir) { return std::make_unique<BpfCtTable>(pin_dir); }
 
+uint64_t ct_evictions(const CtAccount& from, const CtAccount& to) {
+    auto d = [](uint64_t a, uint64_t b) { return static_cast<int64_t>(a - b); };
+    int64_t gone = d(to.inserted, from.inserted) - d(to.removed_datapath, from.removed_datapath) -
+                   d(to.removed_agent, from.removed_agent) - d(to.present, from.present);
+    return gone > 0 ? static_cast<uint64_t>(gone) : 0;
+}
+
 }  // namespace skiff::agent

@@ -39,4 +39,16 @@ Result<CtGcStats> ct_gc(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
 
 uint64_t monotonic_ns();
 
+// Conntrack entries accounted for at one moment: inserted and removed by
+// the datapath (its counters), removed by the agent, and present (counted
+// by a GC walk). The map is LRU: it evicts silently when full, and the
+// evictions are what these leave unexplained.
+struct CtAccount {
+    uint64_t inserted = 0, removed_datapath = 0, removed_agent = 0, present = 0;
+};
+
+// Entries evicted between two accounts (0 when the difference is negative:
+// an insert racing the walk can make it briefly so).
+uint64_t ct_evictions(const CtAccount& from, const CtAccount& to);
+
 }  // namespace skiff::agent

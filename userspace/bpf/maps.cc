@@ -111,6 +111,8 @@ std::string_view reason_name(uint32_t reason) {
         case SKIFF_SNAT_EGRESS_XLATE: return "snat-egress";
         case SKIFF_SNAT_INGRESS_XLATE: return "snat-ingress";
         case SKIFF_SNAT_ICMP_ERROR: return "snat-icmp-error";
+        case SKIFF_CT_ENTRY_INSERTED: return "ct-entry-inserted";
+        case SKIFF_CT_ENTRY_REMOVED: return "ct-entry-removed";
         case SKIFF_DROP_INVALID_SOURCE: return "drop-invalid-source";
         case SKIFF_DROP_MALFORMED: return "drop-malformed";
         case SKIFF_DROP_REDIRECT_FAILED: return "drop-redirect-failed";
