@@ -8,6 +8,7 @@
 
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,7 @@ struct Objects {
         for (const auto& [k, j] : slices) c.endpoint_slices.add(j);
         c.services.reuse_unchanged(prev.services);
         c.endpoint_slices.reuse_unchanged(prev.endpoint_slices);
+        c.number_after(prev);
         prev = c;
         return c;
     }
@@ -158,6 +160,24 @@ TEST(ServicePlannerTest, SliceMovingBetweenServicesReplansBoth) {
     EXPECT_EQ(m.rbegin()->second.backends.size(), 1u);
 }
 
+TEST(ServicePlannerTest, ChangesFromAnotherBaseAreNotTrusted) {
+    Objects o;
+    o.services["a"] = service("a", "10.96.0.1", {80});
+    ServicePlanner p;
+    std::map<L4Addr, ServicePort> m;
+    apply_delta(m, p.update(o.snapshot(), {}));  // generation 1
+    o.services["b"] = service("b", "10.96.0.2", {80});
+    ClusterSpec skipped = o.snapshot();         // generation 2: never shown to the planner
+    (void)skipped;
+    o.services["c"] = service("c", "10.96.0.3", {80});
+    ClusterSpec now = o.snapshot();             // generation 3: changes since 2 name only c
+    ASSERT_TRUE(now.changes && now.changes->since == 2);
+    EXPECT_EQ(now.changes->services, (std::set<std::string>{"ns/c"}));
+    apply_delta(m, p.update(now, {}));
+    EXPECT_EQ(m.size(), 3u) << "b was lost: a list of changes against another snapshot was used";
+    EXPECT_EQ(ports_of(m), plan_services(now).ports);
+}
+
 // Random histories over a small space of names, VIPs and ports, so clashes,
 // skips, moves and removals happen often.
 TEST(ServicePlannerTest, RandomHistoriesMatchPlanningFromScratch) {
@@ -165,8 +185,8 @@ TEST(ServicePlannerTest, RandomHistoriesMatchPlanningFromScratch) {
     auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
     for (int run = 0; run < 40; ++run) {
         Objects o;
-        ServicePlanner p;
-        std::map<L4Addr, ServicePort> m;
+        ServicePlanner p, by_pointer;  // with the source's list of changed keys, and comparing instead
+        std::map<L4Addr, ServicePort> m, m2;
         NodeContext node{ip("192.168.1.11"), *Ipv4Prefix::parse("10.244.1.0/24")};
         for (int step = 0; step < 60; ++step) {
             int what = pick(10);
@@ -190,8 +210,14 @@ TEST(ServicePlannerTest, RandomHistoriesMatchPlanningFromScratch) {
                 node.node_ip = ip(pick(2) ? "192.168.1.11" : "192.168.1.12");
             }
             ClusterSpec spec = o.snapshot();
+            if (step > 0) ASSERT_TRUE(spec.changes.has_value());
             apply_delta(m, p.update(spec, node));
+            ClusterSpec unnumbered = spec;
+            unnumbered.generation = 0;
+            unnumbered.changes.reset();
+            apply_delta(m2, by_pointer.update(unnumbered, node));
             ServicePlan want = plan_services(spec, node);
+            ASSERT_EQ(ports_of(m2), want.ports) << "run " << run << " step " << step;
             ASSERT_EQ(ports_of(m), want.ports) << "run " << run << " step " << step;
             ASSERT_EQ(p.plan().ports, want.ports) << "run " << run << " step " << step;
             ASSERT_EQ(p.problems(), want.problems) << "run " << run << " step " << step;

@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,19 @@ struct ClusterSpec {
     ObjectSet services;         // kind: Service
     ObjectSet endpoint_slices;  // kind: EndpointSlice
     std::vector<std::string> problems;  // objects the source could not take, and why
+
+    // Set by sources that number their snapshots: which keys differ (added,
+    // changed or removed) from snapshot `since`. A consumer that last saw
+    // `since` need look at nothing else; any other falls back to comparing.
+    struct Changes {
+        uint64_t since = 0;
+        std::set<std::string> services, endpoint_slices;
+    };
+    uint64_t generation = 0;  // 0: not numbered
+    std::optional<Changes> changes;
+    // Numbers this snapshot after prev and records what differs from it
+    // (by pointer: call after reuse_unchanged).
+    void number_after(const ClusterSpec& prev);
 };
 
 // A kubectl-style List (or NodeList) as `kubectl get nodes,svc,endpointslices -o json` prints it.

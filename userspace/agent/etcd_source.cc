@@ -77,6 +77,8 @@ public:
             cache = std::move(seen);
         }
         dirty_ = false;
+        spec.number_after(prev_);
+        prev_ = spec;
         return std::optional<ClusterSpec>{std::move(spec)};
     }
 
@@ -150,6 +152,7 @@ private:
         ObjectRef obj;
     };
     std::map<std::string, std::map<std::string, Cached>> cache_;  // kind -> etcd key -> object
+    ClusterSpec prev_;  // the last snapshot, numbered
 };
 
 }  // namespace

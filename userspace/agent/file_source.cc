@@ -30,6 +30,7 @@ public:
         if (!spec) return spec.error().wrap("source file " + path_);
         spec->services.reuse_unchanged(prev_.services);
         spec->endpoint_slices.reuse_unchanged(prev_.endpoint_slices);
+        spec->number_after(prev_);
         prev_ = *spec;
         last_ = s;
         seen_ = true;

@@ -231,7 +231,7 @@ PlanDelta ServicePlanner::update(const ClusterSpec& spec, const NodeContext& nod
         for (const auto& [id, o] : spec.services) dirty.insert(id);
     }
     node_ = node;
-    diff_objects(slices_, spec.endpoint_slices, [&](const std::string& key, const ObjectRef* now) {
+    auto slice_changed = [&](const std::string& key, const ObjectRef* now) {
         if (auto it = slices_.find(key); it != slices_.end()) {
             if (!it->second.service.empty()) {
                 dirty.insert(it->second.service);
@@ -250,8 +250,20 @@ PlanDelta ServicePlanner::update(const ClusterSpec& spec, const NodeContext& nod
             slices_of_[ps.service].insert(key);
         }
         slices_.emplace(key, Slice{*now, std::move(ps.service), std::move(ps.eps)});
-    });
-    diff_objects(services_, spec.services, [&](const std::string& key, const ObjectRef*) { dirty.insert(key); });
+    };
+    if (spec.changes && generation_ != 0 && spec.changes->since == generation_) {
+        // The source says what changed since the snapshot planned last.
+        for (const auto& key : spec.changes->endpoint_slices) {
+            const ObjectRef* now = spec.endpoint_slices.find(key);
+            auto it = slices_.find(key);
+            if (it == slices_.end() ? now != nullptr : !now || it->second.obj != *now) slice_changed(key, now);
+        }
+        for (const auto& key : spec.changes->services) dirty.insert(key);
+    } else {
+        diff_objects(slices_, spec.endpoint_slices, slice_changed);
+        diff_objects(services_, spec.services, [&](const std::string& key, const ObjectRef*) { dirty.insert(key); });
+    }
+    generation_ = spec.generation;
     PlanDelta d;
     if (!dirty.empty()) replan(spec, dirty, d);
     return d;

@@ -70,7 +70,9 @@ struct SliceEndpoints {
 // plan_services, kept up to date across snapshots at the cost of what
 // changed: a Service is planned again only when it, one of its
 // EndpointSlices or the node context changed (sources keep an unchanged
-// object's pointer), and frontend clashes are settled again only among
+// object's pointer, and say which keys changed when they number their
+// snapshots; without that, finding them is a pointer comparison per
+// object), and frontend clashes are settled again only among
 // the services that share frontends with a changed one. The result is
 // what plan_services would return for the same snapshot.
 class ServicePlanner {
@@ -94,6 +96,7 @@ private:
     void replan(const ClusterSpec& spec, const std::set<std::string>& dirty, PlanDelta& d);
 
     std::optional<NodeContext> node_;
+    uint64_t generation_ = 0;  // of the snapshot planned last (0: unknown)
     std::map<std::string, Slice> slices_;                    // slice key -> parsed
     std::map<std::string, std::string> slice_problems_;      // slice key -> why skipped
     std::map<std::string, std::set<std::string>> slices_of_;  // service -> slice keys
