@@ -6,6 +6,18 @@ import subprocess
 
 REF = ("veth", "wire")  # the physical limit, whichever the scenario has
 SETUP_ORDER = ["veth", "wire", "bridge", "skiff"]
+# Datapath scenarios (results.json keys), in report order.
+SAME, CROSS = "pod-pod same node", "pod-pod across nodes"
+SVC, SVC_REMOTE = "pod-ClusterIP same node", "pod-ClusterIP across nodes"
+EXT = "pod-external (masquerade)"
+SCENARIOS = [SAME, CROSS, SVC, SVC_REMOTE, EXT]
+SHORT = {SAME: "same node", CROSS: "across nodes", SVC: "ClusterIP local", SVC_REMOTE: "ClusterIP remote",
+         EXT: "external"}
+# ClusterIP vs direct to the same backend pod: (service scenario, direct scenario, backend placement).
+SVC_PAIRS = [(SVC, SAME, "same node"), (SVC_REMOTE, CROSS, "other node")]
+SVC_TARGET = 0.95      # pod -> ClusterIP RR / pod -> pod RR, skiff
+SCALE_FLAT = 0.95      # skiff conn/s at N services / at 1 service ("within 5%")
+SCALE_VS_IPT = 3.0     # skiff conn/s / iptables conn/s at N services
 METRICS = {"stream1": [("gbps", "Gbit/s", "up")], "stream4": [("gbps", "Gbit/s", "up")],
            "rr": [("tps", "transactions/s", "up"), ("p50_us", "RTT p50 us", "down"),
                   ("p99_us", "RTT p99 us", "down")],
@@ -32,6 +44,19 @@ def ratios(runs, metric, num, den):
     return stats([x[metric] / y[metric] for x, y in zip(a, b) if y[metric]])
 
 
+def ratios_across(a, b, metric):
+    """a[i][metric] / b[i][metric] for the runs of one setup in two scenarios
+    (or two sizes), paired by repetition."""
+    if not a or not b:
+        return None
+    return stats([x[metric] / y[metric] for x, y in zip(a, b) if y[metric]])
+
+
+def ordered(d):
+    """A scenario dict's keys in report order (unknown ones last)."""
+    return sorted(d, key=lambda k: SCENARIOS.index(k) if k in SCENARIOS else len(SCENARIOS))
+
+
 def _pairs(setups):
     out = [(f"skiff/{r}", "skiff", r) for r in REF if r in setups]
     if "bridge" in setups:
@@ -39,31 +64,66 @@ def _pairs(setups):
     return out
 
 
+def _drops(summ, scenario, wl, runs):
+    """Sum the skiff drop counters recorded around each run, if any moved."""
+    hit = [r["drops"] for r in runs if r.get("drops")]
+    if not hit:
+        return
+    reasons = {}
+    for d in hit:
+        for reason, v in d.items():
+            reasons[reason] = reasons.get(reason, 0) + v
+    summ.setdefault("skiff_drops", []).append({"scenario": scenario, "workload": wl, "runs": len(hit),
+                                               "of": len(runs), "reasons": reasons})
+
+
 def summarize(results):
     summ = {}
-    for scen, wls in results.get("datapath", {}).items():
-        for wl, runs in wls.items():
+    dp = results.get("datapath", {})
+    for scen in ordered(dp):
+        for wl, runs in dp[scen].items():
             for metric, _, _ in METRICS[wl]:
                 e = summ.setdefault("datapath", {}).setdefault(scen, {}).setdefault(wl, {}).setdefault(metric, {})
                 for setup, vals in runs.items():
                     e[setup] = stats([r[metric] for r in vals])
                 for label, num, den in _pairs(runs):
                     e[label] = ratios(runs, metric, num, den)
+    for svc, direct, where in SVC_PAIRS:
+        if svc not in dp or direct not in dp:
+            continue
+        e = summ.setdefault("svc_vs_direct", {}).setdefault(where, {"service": svc, "direct": direct})
+        for wl, metric in (("rr", "tps"), ("rr", "p50_us"), ("crr", "cps")):
+            for setup in ("bridge", "skiff"):
+                e.setdefault(f"{wl}_{metric}", {})[setup] = ratios_across(
+                    dp[svc].get(wl, {}).get(setup), dp[direct].get(wl, {}).get(setup), metric)
+    for scen in ordered(dp):
+        for wl, runs in dp[scen].items():
+            _drops(summ, scen, wl, runs.get("skiff", []))
+    for n in sorted(results.get("scale", {}), key=int):
+        for wl in ("crr", "rr"):
+            _drops(summ, f"scale {n} services", wl, results["scale"][n].get(wl, {}).get("skiff", []))
     if "cni" in results:
         for metric, _ in CNI_METRICS:
             e = summ.setdefault("cni", {}).setdefault(metric, {})
             for setup, vals in results["cni"].items():
                 e[setup] = stats([r[metric] for r in vals])
             e["skiff/bridge"] = ratios(results["cni"], metric, "skiff", "bridge")
-    for n, entry in results.get("scale", {}).items():
+    scale = results.get("scale", {})
+    base = min(scale, key=int) if scale else None
+    for n, entry in scale.items():
         se = summ.setdefault("scale", {}).setdefault(n, {"iptables_rules": entry["iptables_rules"],
-                                                         "program_s": entry["program_s"]})
+                                                         "program_s": entry["program_s"],
+                                                         "iptables_sync": entry.get("iptables_sync"),
+                                                         "base": base})
         for wl in ("crr", "rr"):
             for metric, _, _ in METRICS[wl]:
                 e = se.setdefault(wl, {}).setdefault(metric, {})
                 for setup, vals in entry.get(wl, {}).items():
                     e[setup] = stats([r[metric] for r in vals])
                 e["skiff/bridge"] = ratios(entry.get(wl, {}), metric, "skiff", "bridge")
+                for setup in ("bridge", "skiff"):
+                    e[f"{setup}/base"] = ratios_across(entry.get(wl, {}).get(setup),
+                                                       scale[base].get(wl, {}).get(setup), metric)
     return summ
 
 
@@ -92,8 +152,21 @@ def rcell(s):
     return f"**{s['median']:.2f}** ({s['min']:.2f}-{s['max']:.2f})"
 
 
+def verdict(s, target):
+    if not s:
+        return "-"
+    return "met" if round(s["median"], 2) >= target else "**not met**"  # as displayed
+
+
+def secs(x):
+    if x is None:
+        return "-"
+    return f"{x:.3f}" if x < 1 else f"{x:.2f}" if x < 10 else f"{x:.1f}"
+
+
 def write_markdown(doc, path):
     m, summ = doc["meta"], doc["summary"]
+    ext = m.get("external", {})
     L = ["# skiff benchmark results", "",
          f"{m['date']}, kernel {m['kernel']}, {m['cpus']} CPUs, profile `{m['profile']}`: {m['reps']} "
          f"repetitions, {m['seconds']} s per measurement, setups interleaved (order rotated each repetition). "
@@ -103,21 +176,42 @@ def write_markdown(doc, path):
          "skiff is faster.", "",
          "Setups:", "",
          "- **veth**: a direct veth pair between two namespaces (same-node physical limit).",
-         "- **wire**: two namespaces on one L2 bridge (no netfilter): node -> node, the cross-node limit.",
+         "- **wire**: two namespaces on one L2 bridge (no netfilter): node -> node, the cross-node limit; "
+         "and node -> external host over the same kind of underlay, the limit for pod -> external.",
          "- **bridge**: reference `bridge` CNI plugin + `host-local` + `ipMasq: true`, br_netfilter "
          f"({m['br_netfilter']}; bridge-nf-call-iptables=1 in the node namespaces), kube-proxy-format "
-         f"iptables chains for the service ({m['iptables']}); nodes route each other's pod subnet. Across "
+         f"iptables chains for the services ({m['iptables']}); nodes route each other's pod subnet. Across "
          "nodes the plugin's ipMasq masquerades pod -> remote pod traffic (its rule only exempts the "
-         "node's own subnet).",
-         "- **skiff**: skiff-agent per node, pods attached by `build/bin/skiff`.", "",
+         "node's own subnet); pod -> external is masqueraded by the same rule (iptables MASQUERADE).",
+         "- **skiff**: skiff-agent per node, pods attached by `build/bin/skiff`; pod -> external is "
+         "masqueraded by skiff's eBPF SNAT (no iptables rule).",
+         "- **external host**: one namespace outside the clusters with a leg on each underlay "
+         f"({', '.join(f'{k} {v}' for k, v in ext.get('ips', {}).items())}) and only those connected /24 "
+         "routes: it reaches node addresses, not pod subnets, so an untranslated pod source gets no reply.", "",
          f"Placement: {m.get('placement', '')}. Underlay bridges have bridge-nf-call-* = 0. "
-         "The ClusterIP scenario uses its own client pod (no 4-tuple shared with the direct pod -> pod runs).",
+         "The ClusterIP scenarios use their own client pod (no 4-tuple shared with the direct pod -> pod runs), "
+         "and the services map port 80 to a second nginx port (8081) of the backend pod, so ClusterIP and "
+         "direct connection-rate runs never meet the other's TIME_WAIT sockets on the server, even where both "
+         "are masqueraded to the node address (bridge across nodes). pod -> external uses the direct "
+         "scenarios' client pod. A repetition measures, per workload, the direct and the ClusterIP scenario of "
+         "one placement back to back.",
          "", f"skiff binaries: `{m.get('skiff_bin', '')}` (repository at {m.get('repo_commit', '?')}).", ""]
+    if ext:
+        L += ["Masquerade check (the run stops if it fails): the external server's nginx reports the client "
+              "address it sees (`/ip`); before and after the measurements every client was seen as its node: "
+              + ", ".join(f"{k} -> {v}" for k, v in ext.get("seen", {}).items())
+              + f". The external host has no route to the pod addresses ({ext.get('no_route_to', '')})."
+              + (" skiff node-1 packet counters over the pod -> external runs: "
+                 + ", ".join(f"{k} {v:,}" for k, v in ext["skiff_counters"].items())
+                 + "; masquerade entries (`skiffctl nat list`) afterwards: "
+                 + ", ".join(f"{v:,} {k}" for k, v in (ext.get("skiff_nat_entries") or {}).items()) + "."
+                 if ext.get("skiff_counters") else ""), ""]
     L += ["## Datapath", "",
           "| scenario | workload | metric | physical limit | bridge | skiff | skiff / limit | skiff / bridge |",
           "|---|---|---|---|---|---|---|---|"]
-    for scen, wls in summ.get("datapath", {}).items():
-        for wl, metrics in wls.items():
+    dps = summ.get("datapath", {})
+    for scen in ordered(dps):
+        for wl, metrics in dps[scen].items():
             for metric, label, _ in METRICS[wl]:
                 e = metrics.get(metric, {})
                 ref = next((r for r in REF if r in e), None)
@@ -125,6 +219,27 @@ def write_markdown(doc, path):
                          f"{(ref + ': ' + cell(e[ref])) if ref else '-'} | {cell(e.get('bridge'))} | "
                          f"{cell(e.get('skiff'))} | {rcell(e.get('skiff/' + ref)) if ref else '-'} | "
                          f"{rcell(e.get('skiff/bridge'))} |")
+    if any("drops" in r for wls in doc["results"].get("datapath", {}).values() for runs in wls.values()
+           for r in runs.get("skiff", [])):
+        drops = [d for d in summ.get("skiff_drops", []) if not d["scenario"].startswith("scale")]
+        L += ["", "skiff datapath drops during the runs (`skiffctl stats`, both nodes, read around each skiff "
+                  "measurement): " + ("; ".join(
+                      f"{d['scenario']} {WL_NAME[d['workload']]}: "
+                      + ", ".join(f"{r} {v:,}" for r, v in d["reasons"].items())
+                      + f" (in {d['runs']} of {d['of']} runs)" for d in drops) or "none") + "."]
+    if "svc_vs_direct" in summ:
+        L += ["", "## ClusterIP vs direct: pod -> ClusterIP / pod -> pod, same backend pod", "",
+              "Per setup, the ClusterIP run divided by the direct run to the same backend pod from the same "
+              "node (the ClusterIP client is a second pod on that node), paired within a repetition. "
+              f"Target for skiff: RR rate >= {SVC_TARGET} of direct.", "",
+              "| backend | metric | bridge | skiff | target (skiff) | skiff vs target |", "|---|---|---|---|---|---|"]
+        for where, e in summ["svc_vs_direct"].items():
+            for key, label, target in (("rr_tps", "RR transactions/s", SVC_TARGET), ("rr_p50_us", "RTT p50", None),
+                                       ("crr_cps", "connections/s", None)):
+                r = e.get(key, {})
+                L.append(f"| {where} | {label} | {rcell(r.get('bridge'))} | {rcell(r.get('skiff'))} | "
+                         f"{'>= ' + str(target) if target else '-'} | "
+                         f"{verdict(r.get('skiff'), target) if target else '-'} |")
     if "cni" in summ:
         L += ["", f"## CNI ADD/DEL ({m['cni_pods']} pods per plugin per repetition, sequential, interleaved "
                   "pod by pod)", "",
@@ -136,23 +251,77 @@ def write_markdown(doc, path):
             L.append(f"| {label} | {cell(e.get('bridge'))} | {cell(e.get('skiff'))} | "
                      f"{rcell(e.get('skiff/bridge'))} |")
     if "scale" in summ:
+        sizes = sorted(summ["scale"].items(), key=lambda kv: int(kv[0]))
+        base = sizes[0][1].get("base") or sizes[0][0]
         L += ["", "## Service scale: pod -> ClusterIP with N services programmed", "",
               "The service under test comes last in KUBE-SERVICES (chain walked in order: the worst case; "
-              "kube-proxy's order is arbitrary). Each other service has 3 endpoints. `program` is the wall "
-              "time to install all N (iptables-restore of the whole ruleset vs the agent reading the source "
-              "and writing maps).", "",
-              "| services | iptables rules | program bridge s | program skiff s | metric | bridge | skiff | "
-              "skiff / bridge |", "|---|---|---|---|---|---|---|---|"]
-        for n, se in sorted(summ["scale"].items(), key=lambda kv: int(kv[0])):
+              "kube-proxy's order is arbitrary). Each other service has 3 endpoints. Every run (size, repetition) "
+              "uses a fresh client pod on node-1 for each setup, so no client 4-tuple is reused across runs.", "",
+              "| services | metric | bridge | skiff | skiff / bridge |", "|---|---|---|---|---|"]
+        for n, se in sizes:
             first = True
             for wl in ("crr", "rr"):
                 for metric, label, _ in METRICS[wl]:
                     e = se.get(wl, {}).get(metric, {})
-                    head = (f"| {n} | {se['iptables_rules']} | {se['program_s']['bridge']:.2f} | "
-                            f"{se['program_s']['skiff']:.2f} |") if first else "| | | | |"
+                    L.append(f"| {n if first else ''} | {label} | {cell(e.get('bridge'))} | "
+                             f"{cell(e.get('skiff'))} | {rcell(e.get('skiff/bridge'))} |")
                     first = False
-                    L.append(f"{head} {label} | {cell(e.get('bridge'))} | {cell(e.get('skiff'))} | "
-                             f"{rcell(e.get('skiff/bridge'))} |")
+        if any("drops" in r for e in doc["results"]["scale"].values() for wl in ("crr", "rr")
+               for r in e.get(wl, {}).get("skiff", [])):
+            drops = [d for d in summ.get("skiff_drops", []) if d["scenario"].startswith("scale")]
+            L += ["", "skiff datapath drops during these runs: " + ("; ".join(
+                f"{d['scenario']} {WL_NAME[d['workload']]}: " + ", ".join(f"{r} {v:,}" for r, v in d["reasons"].items())
+                + f" (in {d['runs']} of {d['of']} runs)" for d in drops) or "none") + "."]
+        L += ["", f"Connection rate targets: skiff's rate at N services relative to its own rate at {base} "
+                  f"service{'s' if int(base) != 1 else ''} (paired by repetition; target >= {SCALE_FLAT}, i.e. "
+                  f"within 5%), and relative to iptables at N (target >= {SCALE_VS_IPT:g}x; a target for large "
+                  "N: with one service both datapaths do one lookup).", "",
+              "| services | skiff conn/s | skiff / skiff at base | target | iptables conn/s | iptables / "
+              "iptables at base | skiff / iptables | target |", "|---|---|---|---|---|---|---|---|"]
+        for n, se in sizes:
+            e = se.get("crr", {}).get("cps", {})
+            is_base = n == base
+            L.append(f"| {n} | {cell(e.get('skiff'))} | {'(base)' if is_base else rcell(e.get('skiff/base'))} | "
+                     f"{'-' if is_base else verdict(e.get('skiff/base'), SCALE_FLAT)} | {cell(e.get('bridge'))} | "
+                     f"{'(base)' if is_base else rcell(e.get('bridge/base'))} | {rcell(e.get('skiff/bridge'))} | "
+                     f"{verdict(e.get('skiff/bridge'), SCALE_VS_IPT)} |")
+        L += ["", "Programming time (one measurement per size, wall clock):", "",
+              "- **iptables install**: flush of the previous size's KUBE-* chains excluded; one "
+              "`iptables-restore --noflush` of every chain, as kube-proxy's first sync.",
+              "- **iptables one change**: one service's endpoints change (its third endpoint replaced), applied "
+              "the way kube-proxy v1.28+ does it (MinimizeIPTablesRestore, GA in 1.28): a *partial sync*, "
+              "`iptables-restore -w --noflush --counters` with the filter chains, the whole KUBE-SERVICES "
+              "chain (one rule per service port, so it still grows with N), and only the changed service's "
+              "KUBE-SVC/KUBE-SEP chains; below 1000 endpoints (largeClusterMode off) the stale KUBE-SEP chain "
+              "is deleted in the same restore (kube-proxy finds it with an `iptables-save -t nat`, not timed "
+              "here). The time is the restore alone.",
+              "- **iptables full sync**: the same change written as a full sync (every chain), which kube-proxy "
+              "before 1.27 did on every change and later versions still do at start-up, after a failed "
+              "restore, and when the canary chain disappears.",
+              "- **skiff program**: writing the source file to the agents having programmed every frontend "
+              "(both nodes). skiff's one-change time at N is measured by `bench/service_scale.py` (agent "
+              "reconcile time and wall time for one service's endpoints changing), not by this suite.", "",
+              "| services | iptables rules | iptables install s | iptables one change (partial sync) s | "
+              "rules written | iptables full sync s | skiff program s |", "|---|---|---|---|---|---|---|"]
+        for n, se in sizes:
+            sy = se.get("iptables_sync") or {}
+            full = secs(sy.get("full_s")) if sy.get("full_s") is not None else (sy.get("full_note") or "-")
+            written = f"{sy['partial_rules']:,}" if sy.get("partial_rules") is not None else "-"
+            L.append(f"| {n} | {se['iptables_rules']:,} | {secs(se['program_s']['bridge'])} | "
+                     f"{secs(sy.get('partial_s'))} | {written}"
+                     f"{' (largeClusterMode)' if sy.get('large') else ''} | {full} | "
+                     f"{secs(se['program_s']['skiff'])} |")
+    pc = doc["results"].get("prog_cost")
+    if pc:
+        L += ["", "## Per-packet cost of each program path (BPF_PROG_TEST_RUN)", "",
+              f"`build/bin/skiff-prog-bench`: {pc.get('method', '').rstrip('.')}. "
+              f"{pc['trials']} trials; ns per packet, median (min-max), and over the empty-program baseline "
+              "that matches its runs per call.", "",
+              "| path | program | verdict | ns | ns over baseline |", "|---|---|---|---|---|"]
+        for p in pc["paths"]:
+            over = p.get("ns_over_baseline_median")
+            L.append(f"| {p['name']} | {p['program']} | {p['verdict']} | {p['ns_median']:.1f} "
+                     f"({p['ns_min']:.1f}-{p['ns_max']:.1f}) | {'-' if over is None else f'{over:.1f}'} |")
     L += ["", "## Caveats", ""] + [f"- {c}" for c in doc["meta"].get("caveats", [])]
     with open(path, "w") as f:
         f.write("\n".join(L) + "\n")
@@ -178,7 +347,7 @@ def _bar_rows(summ, groups):
 
 
 def _histogram(out, name, title, ylabel, rows, series=("physical limit", "bridge + iptables", "skiff"),
-               colors=("limit", "bridge", "skiff"), logscale=False):
+               colors=("limit", "bridge", "skiff"), logscale=False, width=1100):
     dat = os.path.join(out, f"{name}.dat")
     with open(dat, "w") as f:
         for r in rows:
@@ -190,7 +359,7 @@ def _histogram(out, name, title, ylabel, rows, series=("physical limit", "bridge
         xt = ":xtic(1)" if i == 0 else ""
         plots.append(f"'{dat}' using {col}:{col + 1}:{col + 2}{xt} title '{s}' lc rgb '{COLORS[c]}'")
     gp = "\n".join([
-        "set terminal pngcairo size 1100,520 font 'sans,10'", f"set output '{png}'",
+        f"set terminal pngcairo size {width},520 font 'sans,10'", f"set output '{png}'",
         f"set title '{title}'", f"set ylabel '{ylabel}'", "set datafile missing 'NaN'",
         "set style data histograms", "set style histogram errorbars gap 1 lw 1",
         "set style fill solid 0.85 border -1", "set boxwidth 0.9", "set key top right", "set grid ytics",
@@ -205,21 +374,21 @@ def _histogram(out, name, title, ylabel, rows, series=("physical limit", "bridge
 def plot(doc, out):
     summ = doc["summary"]
     pngs = []
-    scens = list(summ.get("datapath", {}))
-    short = {"pod-pod same node": "same node", "pod-pod across nodes": "across nodes",
-             "pod-ClusterIP same node": "ClusterIP"}
+    scens = ordered(summ.get("datapath", {}))
+    short = SHORT
+    width = max(1100, 150 * 2 * len(scens) + 100)  # 2 groups per scenario, room for their labels
     if scens:
         g = [(f"{short.get(s, s)}, {n} flow{'s' if n > 1 else ''}", s, f"stream{n}", "gbps")
              for s in scens for n in (1, 4)]
         pngs.append(_histogram(out, "throughput", "TCP stream (iperf3), median with min-max", "Gbit/s",
-                               _bar_rows(summ, g)))
+                               _bar_rows(summ, g), width=width))
         g = [(f"{short.get(s, s)} {p}", s, "rr", f"{p}_us") for s in scens for p in ("p50", "p99")]
         pngs.append(_histogram(out, "latency", "TCP request/response round trip (sockperf ping-pong, 64 B), "
-                               "log scale", "microseconds", _bar_rows(summ, g), logscale=True))
+                               "log scale", "microseconds", _bar_rows(summ, g), logscale=True, width=width))
         g = [(f"{short.get(s, s)} RR", s, "rr", "tps") for s in scens] + \
             [(f"{short.get(s, s)} conn", s, "crr", "cps") for s in scens]
         pngs.append(_histogram(out, "rates", "Request/response rate (1 in flight) and connection rate (wrk)",
-                               "per second", _bar_rows(summ, g)))
+                               "per second", _bar_rows(summ, g), width=width))
     if "cni" in summ:
         rows = []
         for metric, label in CNI_METRICS[:4]:
@@ -245,15 +414,20 @@ def _scale_plot(scale, out):
                 for setup in ("bridge", "skiff"):
                     s = se.get(wl, {}).get(metric, {}).get(setup)
                     row += [s["median"], s["min"], s["max"]] if s else ["NaN"] * 3
+            sy = se.get("iptables_sync") or {}
+            # columns 20-23: iptables install, one change (partial), full sync; skiff program
+            for x in (se["program_s"].get("bridge"), sy.get("partial_s"), sy.get("full_s"),
+                      se["program_s"].get("skiff")):
+                row.append(x if x is not None else "NaN")
             f.write(" ".join(str(x) for x in row) + "\n")
     png = os.path.join(out, "scale.png")
     b, s = COLORS["bridge"], COLORS["skiff"]
     sizes = [int(n) for n in scale]
     xmin, xmax = min(sizes) / 1.5, max(sizes) * 1.5
-    gp = f"""set terminal pngcairo size 1100,480 font 'sans,10'
+    gp = f"""set terminal pngcairo size 1600,480 font 'sans,10'
 set output '{png}'
 set datafile missing 'NaN'
-set multiplot layout 1,2 title 'pod -> ClusterIP with N services programmed (target last in KUBE-SERVICES)'
+set multiplot layout 1,3 title 'pod -> ClusterIP with N services programmed (target last in KUBE-SERVICES)'
 set logscale x
 set xrange [{xmin}:{xmax}]
 set grid
@@ -271,6 +445,12 @@ plot '{dat}' using 1:8:9:10 with yerrorlines lc rgb '{b}' lw 2 title 'bridge p99
      '{dat}' using 1:11:12:13 with yerrorlines lc rgb '{s}' lw 2 title 'skiff p99', \\
      '{dat}' using 1:14:15:16 with yerrorlines lc rgb '{b}' lw 1 dt 2 title 'bridge p50', \\
      '{dat}' using 1:17:18:19 with yerrorlines lc rgb '{s}' lw 1 dt 2 title 'skiff p50'
+set ylabel 'seconds (log scale)'
+set title 'time to program'
+plot '{dat}' using 1:20 with linespoints lc rgb '{b}' lw 2 pt 7 title 'iptables install', \\
+     '{dat}' using 1:21 with linespoints lc rgb '{b}' lw 1 dt 2 pt 5 title 'iptables one change (partial sync)', \\
+     '{dat}' using 1:22 with linespoints lc rgb '{b}' lw 1 dt 3 pt 4 title 'iptables full sync', \\
+     '{dat}' using 1:23 with linespoints lc rgb '{s}' lw 2 pt 7 title 'skiff program (wall)'
 unset multiplot
 """
     with open(os.path.join(out, "scale.gp"), "w") as f:

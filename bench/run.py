@@ -4,22 +4,27 @@
 Builds three setups side by side in network namespaces (the physical limit:
 veth pair / bare underlay; the reference bridge CNI plugin + host-local +
 ipMasq + br_netfilter + kube-proxy-format iptables chains; skiff with its
-agents), then measures, interleaved A/B (the order of the setups rotates
-every repetition), at least 3 repetitions:
+agents) and one external host with a leg on each setup's underlay, then
+measures, interleaved A/B (the order of the setups rotates every
+repetition), at least 3 repetitions:
 
-  pod -> pod same node, pod -> pod across nodes, pod -> ClusterIP (one backend):
+  pod -> pod same node, pod -> pod across nodes, pod -> ClusterIP with the
+  backend on the same node and on the other node, pod -> external host
+  (masquerade: iptables MASQUERADE vs skiff's eBPF SNAT; the limit is the
+  node talking to the external host over the same kind of underlay):
       TCP stream (iperf3, 1 and 4 flows), TCP request/response rate and
       round-trip p50/p99 (sockperf ping-pong), connection rate (wrk, one
       request per connection, server closes first);
   CNI ADD/DEL latency and pods per second, skiff vs the bridge plugin;
-  service scale: pod -> ClusterIP connection rate and RR with N other
-      services programmed (iptables chains vs skiff maps).
+  service scale: pod -> ClusterIP connection rate and RR with N services
+      programmed (iptables chains vs skiff maps), the iptables install time
+      and the time of one change (kube-proxy partial and full sync).
 
 Writes bench/results/results.json, results.md and PNG plots. Progress goes
 to stderr. Everything it creates lives in namespaces, pin dirs and a temp
 dir removed in `finally`.
 
-    sudo python3 bench/run.py            # full, ~15 min
+    sudo python3 bench/run.py            # full, ~17 min (installing 10,000 iptables services alone: ~4 min)
     sudo python3 bench/run.py --quick    # ~5 min
 """
 import argparse
@@ -46,7 +51,7 @@ from topo import log  # noqa: E402
 
 PROFILES = {
     "quick": {"reps": 3, "seconds": 1, "cni_pods": 20, "scale": [1, 1000], "scale_seconds": 1},
-    "full": {"reps": 3, "seconds": 4, "cni_pods": 50, "scale": [1, 1000, 5000], "scale_seconds": 3},
+    "full": {"reps": 3, "seconds": 3, "cni_pods": 50, "scale": [1, 100, 1000, 10000], "scale_seconds": 3},
 }
 
 
@@ -55,9 +60,9 @@ def rotate(items, k):
     return items[k:] + items[:k]
 
 
-def web_service(backend_ip):
-    return {"name": "web", "vip": T.VIP, "backends": [backend_ip],
-            "ports": [(80, W.HTTP_PORT), (81, W.SOCKPERF_PORT), (5201, W.IPERF_PORT)]}
+def web_service(backend_ip, name="web", vip=T.VIP):
+    return {"name": name, "vip": vip, "backends": [backend_ip],
+            "ports": [(80, W.HTTP_SVC_PORT), (81, W.SOCKPERF_PORT), (5201, W.IPERF_PORT)]}
 
 
 def measure(workload, client, ip, seconds, svc=False):
@@ -72,61 +77,124 @@ def measure(workload, client, ip, seconds, svc=False):
     raise ValueError(workload)
 
 
+def check_masquerade(ext, setups, expect, pods):
+    """pod -> external must be translated: the external server sees each
+    client as its node's address, and has no route back to any pod.
+    Raises (the run stops) otherwise: a benchmark that measured an
+    untranslated path would be wrong."""
+    for ip in pods:
+        if ext.routes_to(ip):
+            raise RuntimeError(f"the external host has a route to pod {ip}: replies would not need the SNAT")
+    seen = {}
+    for name, (client, ip) in setups.items():
+        seen[name] = W.client_address(client, ip)
+        if seen[name] != expect[name]:
+            raise RuntimeError(f"pod -> external, {name}: the external server sees {seen[name]!r}, expected the "
+                               f"node address {expect[name]} (masquerade not in effect)")
+    return seen
+
+
+SNAT_REASONS = ("snat-new", "snat-egress", "snat-ingress")
+
+
+def snat_counters(sk):
+    st = sk.stats(0)
+    return {r: sum(v for (reason, _), v in st.items() if reason == r) for r in SNAT_REASONS}
+
+
 def datapath_bench(s, prof, reps, results):
     veth_a, veth_b = s["veth"]
     wire_a, wire_b = s["wire_nodes"]
     b1, b2 = s["bridge_nodes"]
     sk = s["skiff"]
+    ext = s["external"]
     topo = s["topo"]
     log("attaching pods (bridge plugin, skiff)")
     bc, bs1, bs2 = b1.add_pod(), b1.add_pod(), b2.add_pod()
     sc, ss1, ss2 = sk.add_pod(0), sk.add_pod(0), sk.add_pod(1)
-    # The ClusterIP scenario gets its own client pod: connections to the VIP
+    # The ClusterIP scenarios get their own client pod: connections to the VIP
     # and direct ones to the same backend must never share 4-tuples (the
     # server's TIME_WAIT sockets, and NAT state, would couple the scenarios).
     bcv, scv = b1.add_pod(), sk.add_pod(0)
-    for ep in (veth_b, wire_b, bs1, bs2, ss1, ss2):
+    for ep in (veth_b, wire_b, bs1, bs2, ss1, ss2, ext):
         W.start_servers(topo, ep)
     for ep in (veth_a, wire_a, bc, sc, bcv, scv):
         W.tune_client(ep.ns)
-    log("programming the ClusterIP: kube-proxy chains in bridge node-1, Service objects for skiff")
-    T.install_kube_proxy(b1, [web_service(bs1.ip)])
-    sk.publish([web_service(ss1.ip)])
+    log("programming the ClusterIPs (backend on the client's node, and on the other node): kube-proxy chains "
+        "in bridge node-1, Service objects for skiff")
+    T.install_kube_proxy(b1, [web_service(bs1.ip), web_service(bs2.ip, "web-remote", T.VIP_REMOTE)])
+    sk.publish([web_service(ss1.ip), web_service(ss2.ip, "web-remote", T.VIP_REMOTE)])
+    ext_setups = {"wire": (wire_a, ext.ips["wire"]), "bridge": (bc, ext.ips["bridge"]),
+                  "skiff": (sc, ext.ips["skiff"])}
     # Sanity: every path answers before anything is measured.
     for c, ip, port in ((veth_a, veth_b.ip, 8080), (wire_a, wire_b.ip, 8080), (bc, bs1.ip, 8080),
                         (bc, bs2.ip, 8080), (sc, ss1.ip, 8080), (sc, ss2.ip, 8080), (bcv, T.VIP, 80),
-                        (scv, T.VIP, 80)):
+                        (scv, T.VIP, 80), (bcv, T.VIP_REMOTE, 80), (scv, T.VIP_REMOTE, 80),
+                        *((c, ip, 8080) for c, ip in ext_setups.values())):
         T.wait_for(lambda c=c, ip=ip, port=port: c.run("curl", "-s", "-m", "2", f"http://{ip}:{port}/",
                                                         check=False).stdout.strip() == "ok",
                    f"{c.label} -> {ip}:{port}", timeout=15)
+    expect = {"wire": wire_a.ip, "bridge": b1.node.ip, "skiff": sk.nodes[0].ip}
+    pods = [bc.ip, sc.ip, bs1.ip, ss1.ip]
+    seen = check_masquerade(ext, ext_setups, expect, pods)
+    log(f"pod -> external: the external host sees {seen} and has no route to {', '.join(pods)}")
     scenarios = {
-        "pod-pod same node": {"veth": (veth_a, veth_b.ip), "bridge": (bc, bs1.ip), "skiff": (sc, ss1.ip)},
-        "pod-pod across nodes": {"wire": (wire_a, wire_b.ip), "bridge": (bc, bs2.ip), "skiff": (sc, ss2.ip)},
-        "pod-ClusterIP same node": {"bridge": (bcv, T.VIP), "skiff": (scv, T.VIP)},
+        report.SAME: {"veth": (veth_a, veth_b.ip), "bridge": (bc, bs1.ip), "skiff": (sc, ss1.ip)},
+        report.SVC: {"bridge": (bcv, T.VIP), "skiff": (scv, T.VIP)},
+        report.CROSS: {"wire": (wire_a, wire_b.ip), "bridge": (bc, bs2.ip), "skiff": (sc, ss2.ip)},
+        report.SVC_REMOTE: {"bridge": (bcv, T.VIP_REMOTE), "skiff": (scv, T.VIP_REMOTE)},
+        report.EXT: ext_setups,
     }
+    # Per workload, the direct and the ClusterIP scenario of one placement run
+    # back to back, so their ratio pairs measurements seconds apart.
+    groups = [[report.SAME, report.SVC], [report.CROSS, report.SVC_REMOTE], [report.EXT]]
     workloads = ["stream1", "stream4", "rr", "crr"]
     conntrack_nodes = [b1.ns, b2.ns]
+    for scen in report.SCENARIOS:
+        results.setdefault(scen, {})
+    snat = {r: 0 for r in SNAT_REASONS}
     for rep in range(reps):
-        for scen, setups in scenarios.items():
+        for group in groups:
             for wl in workloads:
-                names = rotate(list(setups), rep)
-                for name in names:
-                    client, ip = setups[name]
-                    if wl == "crr":
-                        for ns in conntrack_nodes:
-                            T.conntrack_flush(ns)
-                    out = measure(wl, client, ip, prof["seconds"], svc="ClusterIP" in scen)
-                    results.setdefault(scen, {}).setdefault(wl, {}).setdefault(name, []).append(out)
-                    log(f"rep {rep + 1}/{reps} {scen:24} {wl:8} {name:7} {short(out)}")
+                for scen in group:
+                    setups = scenarios[scen]
+                    for name in rotate(list(setups), rep):
+                        client, ip = setups[name]
+                        if wl == "crr":
+                            for ns in conntrack_nodes:
+                                T.conntrack_flush(ns)
+                        ext_run = scen == report.EXT and name == "skiff"
+                        if name == "skiff":
+                            drops0 = sk.drops()
+                            snat0 = snat_counters(sk) if ext_run else None
+                        out = measure(wl, client, ip, prof["seconds"], svc="ClusterIP" in scen)
+                        if name == "skiff":
+                            drops1 = sk.drops()
+                            out["drops"] = {r: v - drops0.get(r, 0) for r, v in drops1.items() if v > drops0.get(r, 0)}
+                        if ext_run:
+                            snat1 = snat_counters(sk)
+                            for r in SNAT_REASONS:
+                                snat[r] += snat1[r] - snat0[r]
+                            if snat1["snat-egress"] <= snat0["snat-egress"]:
+                                raise RuntimeError(f"skiff pod -> external {wl}: no packet went through skiff's "
+                                                   f"SNAT ({snat0} -> {snat1})")
+                        results[scen].setdefault(wl, {}).setdefault(name, []).append(out)
+                        log(f"rep {rep + 1}/{reps} {scen:26} {wl:8} {name:7} {short(out)}")
+    seen_after = check_masquerade(ext, ext_setups, expect, pods)
+    nat = sk.nat_entries(0)
+    log(f"pod -> external: skiff SNAT counters over the runs {snat}; {nat} masquerade entries on node-1; "
+        f"seen after the runs: {seen_after}")
     return {"placement": f"servers on CPU {W.SERVER_CPU}, clients on CPU {W.CLIENT_CPU}",
             "pods": {"bridge": {"client": bc.ip, "server": bs1.ip, "remote server": bs2.ip, "svc client": bcv.ip},
                      "skiff": {"client": sc.ip, "server": ss1.ip, "remote server": ss2.ip, "svc client": scv.ip}},
-            "clients": {"bridge": bcv, "skiff": scv}, "backends": {"bridge": bs1, "skiff": ss1}}
+            "external": {"ips": ext.ips, "seen": seen, "seen_after": seen_after, "no_route_to": ", ".join(pods),
+                         "skiff_counters": snat, "skiff_nat_entries": nat},
+            "backends": {"bridge": bs1, "skiff": ss1}}
 
 
 def short(out):
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in out.items()
-                    if v not in ("", None))
+                    if v not in ("", None, {}))
 
 
 def cni_bench(s, n, reps, results):
@@ -180,19 +248,47 @@ def pct(v, p):
     return v[lo] + (v[hi] - v[lo]) * (k - lo)
 
 
+FULL_SYNC_MAX_S = 60  # re-measure a full kube-proxy sync only when the install took less than this
+
+
+def iptables_one_change(b1, services):
+    """One service's endpoints change (its third endpoint replaced, as
+    bench/service_scale.py does for skiff), applied the way kube-proxy v1.28+
+    does: a partial sync. Then the same state written as a full sync, unless
+    the install already took FULL_SYNC_MAX_S (a full sync writes the same
+    input as the install)."""
+    svc = dict(services[0])
+    svc["backends"] = svc["backends"][:-1] + ["10.31.0.1"]
+    new = [svc] + services[1:]
+    large = T.large_cluster_mode(new)
+    stale = [c for c in T.kube_chains(services[0]) if c not in T.kube_chains(svc)]
+    # Below 1000 endpoints kube-proxy deletes stale chains in the same restore;
+    # in largeClusterMode it leaves them for a later cleanup.
+    t_partial, n_partial = T.kube_proxy_sync(b1, new, only={svc["name"]}, delete=() if large else stale)
+    out = {"partial_s": t_partial, "partial_rules": n_partial, "large": large, "changed": svc["name"]}
+    chain = T.kube_chains(svc)[0]
+    added = [c for c in T.kube_chains(svc) if c not in T.kube_chains(services[0])]
+    listing = T.in_ns(b1.ns, "iptables", "-w", "-t", "nat", "-S", chain, timeout=600).stdout
+    if added[0] not in listing:
+        raise RuntimeError(f"the partial sync did not change {chain}: {listing[-500:]}")
+    return out, new
+
+
 def scale_bench(s, ctx, sizes, seconds, reps, results):
     """pod -> ClusterIP with N other services programmed. The one under test
     comes last in KUBE-SERVICES (iptables evaluates the chain in order; with
     kube-proxy the position is arbitrary, so this is the worst case and the
-    average is about half of it)."""
+    average is about half of it). After the measurements at each size: the
+    time of one change for iptables (partial and full kube-proxy sync)."""
     b1 = s["bridge_nodes"][0]
     sk = s["skiff"]
     res = results.setdefault("scale", {})
     for n in sizes:
         fill = T.filler_services(max(0, n - 1))
-        t0 = time.monotonic()
         T.flush_kube_services(b1)
-        nrules = T.install_kube_proxy(b1, fill + [web_service(ctx["backends"]["bridge"].ip)])
+        services = fill + [web_service(ctx["backends"]["bridge"].ip)]
+        t0 = time.monotonic()
+        nrules = T.install_kube_proxy(b1, services)
         t_ipt = time.monotonic() - t0
         t0 = time.monotonic()
         sk.publish(fill + [web_service(ctx["backends"]["skiff"].ip)])
@@ -200,13 +296,52 @@ def scale_bench(s, ctx, sizes, seconds, reps, results):
         log(f"scale {n}: {nrules} iptables rules restored in {t_ipt:.1f}s; skiff programmed in {t_sk:.1f}s")
         entry = res.setdefault(str(n), {"iptables_rules": nrules, "program_s": {"bridge": t_ipt, "skiff": t_sk}})
         for rep in range(reps):
+            # A fresh client pod per run: no client 4-tuple is ever reused
+            # across runs (see the skiff closing-entry caveat; it would
+            # otherwise swamp the effect of N).
+            clients = {"bridge": b1.add_pod(), "skiff": sk.add_pod(0)}
+            for c in clients.values():
+                W.tune_client(c.ns)
+                T.wait_for(lambda c=c: c.run("curl", "-s", "-m", "2", f"http://{T.VIP}:80/",
+                                             check=False).stdout.strip() == "ok", f"{c.label} -> {T.VIP}:80",
+                           timeout=15)
             for wl in ("crr", "rr"):
                 for name in rotate(["bridge", "skiff"], rep):
                     if wl == "crr":
                         T.conntrack_flush(b1.ns)
-                    out = measure(wl, ctx["clients"][name], T.VIP, seconds, svc=True)
+                    if name == "skiff":
+                        drops0 = sk.drops()
+                    out = measure(wl, clients[name], T.VIP, seconds, svc=True)
+                    if name == "skiff":
+                        drops1 = sk.drops()
+                        out["drops"] = {r: v - drops0.get(r, 0) for r, v in drops1.items() if v > drops0.get(r, 0)}
                     entry.setdefault(wl, {}).setdefault(name, []).append(out)
                     log(f"rep {rep + 1}/{reps} scale {n:6} {wl:4} {name:7} {short(out)}")
+        sync, new = iptables_one_change(b1, services)
+        if t_ipt < FULL_SYNC_MAX_S:
+            sync["full_s"], sync["full_rules"] = T.kube_proxy_sync(b1, new)
+        else:
+            sync["full_s"] = None
+            sync["full_note"] = f"not re-measured (the install took {t_ipt:.0f} s; same input)"
+        entry["iptables_sync"] = sync
+        full = "not re-measured" if sync["full_s"] is None else f"{sync['full_s']:.3f}s"
+        log(f"scale {n}: iptables one change: partial sync {sync['partial_s']:.3f}s ({sync['partial_rules']} rules"
+            f"{', largeClusterMode' if sync['large'] else ''}), full sync {full}")
+
+
+def prog_cost(quick):
+    """Per-packet cost of each program path: build/bin/skiff-prog-bench
+    (BPF_PROG_TEST_RUN in its own netns and pin dir; see bench/prog_cost.cc)."""
+    exe = os.path.join(os.path.dirname(T.SKIFF_BIN), "skiff-prog-bench")
+    if not os.path.exists(exe):
+        log(f"per-program cost: {exe} not built, skipped")
+        return None
+    log("per-program cost (BPF_PROG_TEST_RUN)")
+    cmd = [exe, "--cpu", str(W.SERVER_CPU)] + (["--quick", "--trials", "3"] if quick else [])
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"skiff-prog-bench failed: {r.stderr.strip()[-500:]}")
+    return json.loads(r.stdout)
 
 
 def loadavg():
@@ -214,7 +349,7 @@ def loadavg():
         return [float(x) for x in f.read().split()[:3]]
 
 
-def caveats(meta):
+def caveats(meta, results=None):
     c = []
     if meta["br_netfilter"] == "available":
         c.append("br_netfilter is built into this kernel (/proc/sys/net/bridge exists; no module to load). "
@@ -235,21 +370,62 @@ def caveats(meta):
         "Connection rate: the bridge node namespaces' conntrack tables are flushed (ctnetlink) before each "
         "wrk run so a run never starts with the previous one's TIME_WAIT entries.",
         "The bridge plugin's ipMasq also masquerades pod -> pod traffic across nodes (conntrack + SNAT on "
-        "both nodes); skiff routes pod IPs natively. That is how the reference plugin behaves with ipMasq.",
+        "both nodes); skiff routes pod IPs natively. That is how the reference plugin behaves with ipMasq. "
+        "The same holds for pod -> ClusterIP with the backend on the other node: the bridge node DNATs "
+        "(kube-proxy chain) and then masquerades (ipMasq rule), so the remote backend sees node-1's address; "
+        "skiff only DNATs, and the backend sees the client pod.",
+        "pod -> external: the three setups' clients reach the same server processes on one external host "
+        "(one leg per underlay). skiff's masquerade entries are never flushed between runs (the bridge "
+        "side's conntrack is); skiff keeps a pod's source port unless it lies in the node's ephemeral range "
+        "(32768-60999 here) or its reply tuple is taken, and translates it into 61000-65535 otherwise, so "
+        "connection-rate runs reuse translations of earlier runs. Its NAT table holds 65,536 flows; idle "
+        "entries go after the conntrack timeouts (10 s after a FIN).",
+        "Found while building this suite: skiff's masquerade runs out of ports for connection-rate "
+        "traffic to one destination. A pod source port inside the node's ephemeral range (32768-60999; a "
+        "pod's own default range is the same, so by default every port) is translated into portRange "
+        "61000-65535, and a closed flow keeps its port until the agent expires it (10 s closing timeout plus "
+        "the GC interval). About 4,500 connections to one destination within that time use the range up; "
+        "further new flows are dropped (drop-nat-no-port, listed per run above) and wrk stalls on SYN "
+        "retransmits. In a probe with one pod and 1 s wrk runs to the external host: client ports "
+        "1024-65000 (this suite's client setting) 7,354 then 110 and 94 conn/s; 32768-60999 (the default) "
+        "2,923 then 406 and 217 conn/s; 1024-32767 (never translated) 28,802, 28,026, 27,454 conn/s, while "
+        "iptables MASQUERADE keeps the source port and did 22-23k conn/s. So skiff's pod -> external "
+        "connection rate here measures this exhaustion, and depends on how many ports earlier runs left "
+        "held; the stream and RR rows are not affected.",
         "Found while building this suite (not a measurement of it): on skiff, once a pod has reached a "
         "backend through a ClusterIP, direct connections from that pod to the backend that reuse one of those "
         "4-tuples (client port wrap-around at high connection rates) fall to ~30 connections/s until the "
         "agent's conntrack GC expires the closing service entries (~10-25 s): the reply of the direct "
         "connection still matches the old service flow's reply entry and is translated back to the VIP. "
         "The suite keeps the scenarios apart with a separate client pod for the ClusterIP runs.",
-        "Connection-rate runs to a ClusterIP reuse client 4-tuples across repetitions (ports wrap within "
-        "seconds). The bridge side starts each run with an empty conntrack table; skiff's conntrack is not "
-        "touched. In a full run skiff's pod -> ClusterIP rate fell from run to run with the same client "
-        "(12.4k, 8.6k, 3.3k conn/s at 1 service; 10.4k, 6.6k, 2.7k at 1000) and was back at 13k after the "
-        "~25 s pause of the 5000-service install: likely the same closing-entry reuse as above, not investigated.",
-        "Not measured: pod -> external (masquerade), per-program cost via BPF_PROG_TEST_RUN, UDP, time to "
-        "program N services beyond the sweep's own install time (see bench/service_scale.py).",
+        "Found while building this suite: skiff's connection rate to a ClusterIP collapses when one client "
+        "reuses its 4-tuples about 10-20 s after their previous connections closed (ports wrap within seconds "
+        "at these rates), i.e. while the agent's conntrack GC is expiring the closing entries. In a probe "
+        "with one client pod and 3 s wrk runs every 12 s, with no service change at all: 30.9k, 34.3k, 32.7k, "
+        "33.4k, 24.9k, 5.6k conn/s, then 9.5k-13k; no drop counter moved (the SYNs are not dropped by a "
+        "counted reason). Runs 3-6 s apart, or after a pause of 30 s or more, are not affected. In a full run "
+        "of this suite with one client for the whole sweep, skiff fell to 4.9k (2.2k-7.8k) conn/s at 100 "
+        "services and 6.9k at 1,000, against 32.6k at 1 service. The sweep therefore gives every run a fresh "
+        "client pod (bridge and skiff alike); the datapath scenarios' repetitions are minutes apart. The "
+        "bridge side starts each connection-rate run with an empty conntrack table; skiff's conntrack is not "
+        "touched.",
+        "Service scale, iptables: the install and full-sync times grow faster than linearly with the nf_tables "
+        "backend (on this VM: 1,000 services 0.5 s; 5,000 services 16-27 s in a probe; 10,000 services 164 s "
+        "in full runs, 219 s install and 265 s full sync in a probe with the machine loaded; the time is "
+        "iptables-restore's own CPU). A full sync is re-measured only when the install took less than "
+        f"{FULL_SYNC_MAX_S} s; otherwise it is reported as not re-measured (it writes the same input as the "
+        "install). The one-change time (partial sync) still rewrites KUBE-SERVICES, so it grows with N too.",
+        "Per-program cost: BPF_PROG_TEST_RUN times the program on one skb; paths that rewrite addresses run "
+        "once per call (a repeat would run on the rewritten packet and take another path), routed paths 200 "
+        "times per call; compare each with the empty-program baseline of the same runs per call.",
+        "Not measured here: UDP, skiff's time for one change at N services (bench/service_scale.py measures it).",
     ]
+    for n, entry in sorted(((results or {}).get("scale") or {}).items(), key=lambda kv: int(kv[0])):
+        t = entry["program_s"]["bridge"]
+        if t >= FULL_SYNC_MAX_S:
+            c.append(f"At {int(n):,} services iptables-restore of kube-proxy's rules ({entry['iptables_rules']:,} "
+                     f"rules) took {t:.0f} s in this run: a node at that size cannot apply a full sync in under "
+                     "a minute. The full sync was not re-measured at that size.")
     return c
 
 
@@ -269,7 +445,7 @@ def main():
             doc = json.load(f)
         doc["summary"] = report.summarize(doc["results"])
         load = [c for c in doc["meta"].get("caveats", []) if c.startswith("The machine was not idle")]
-        doc["meta"]["caveats"] = load + caveats(doc["meta"])
+        doc["meta"]["caveats"] = load + caveats(doc["meta"], doc["results"])
         with open(os.path.join(args.out, "results.json"), "w") as f:
             json.dump(doc, f, indent=2)
         report.write_markdown(doc, os.path.join(args.out, "results.md"))
@@ -304,14 +480,17 @@ def main():
         ctx = datapath_bench(s, prof, prof["reps"], results.setdefault("datapath", {}))
         meta["placement"] = ctx["placement"]
         meta["pods"] = ctx["pods"]
+        meta["external"] = ctx["external"]
         cni_bench(s, prof["cni_pods"], prof["reps"], results)
         if prof["scale"]:
             scale_bench(s, ctx, prof["scale"], prof["scale_seconds"], prof["reps"], results)
+        results["prog_cost"] = prog_cost(args.quick)
     finally:
         log("tearing down")
         topo.close()
     meta["duration_s"] = time.monotonic() - started
     meta["loadavg_end"] = loadavg()
+    meta["caveats"] = caveats(meta, results)
     busy = max(meta["loadavg_start"][0], meta["loadavg_end"][0])
     if busy > 0.5:
         meta["caveats"].insert(0, f"The machine was not idle: 1-minute load average {meta['loadavg_start'][0]:.2f} "

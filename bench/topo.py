@@ -8,7 +8,10 @@
           node namespaces), plus kube-proxy-format iptables chains for the
           services under test; two nodes with routes to each other's subnet;
   skiff   two node namespaces with a skiff-agent each, pods attached by
-          build/bin/skiff (tests/integration/cluster_topo.py's Cluster).
+          build/bin/skiff (tests/integration/cluster_topo.py's Cluster);
+  external  one host outside the clusters with a leg on each underlay and
+          routes to those /24s only (node addresses, no pod subnet): the
+          destination of the pod -> external (masquerade) scenario.
 
 Everything is created through one tests/integration Topology, whose close()
 kills the processes and deletes the namespaces and pin dirs; iptables rules
@@ -26,13 +29,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 
 from cluster_topo import Cluster, node_object, wait_for  # noqa: E402,F401
-from skiff_topo import SKIFF as SKIFF_BIN, Topology, in_ns, sh, unique  # noqa: E402,F401
+from skiff_topo import SKIFF as SKIFF_BIN, SKIFFCTL, Topology, in_ns, sh, unique  # noqa: E402,F401
 
 REF_CNI_DIR = "/usr/lib/cni"
 BRIDGE = os.path.join(REF_CNI_DIR, "bridge")
 CLUSTER_CIDR = "10.244.0.0/16"   # skiff
 BRIDGE_CIDR = "10.22.0.0/16"     # baseline pods: node i gets 10.22.i.0/24
-VIP = "10.96.0.10"               # the ClusterIP under test, on both datapaths
+VIP = "10.96.0.10"               # the ClusterIP under test, on both datapaths (backend on the client's node)
+VIP_REMOTE = "10.96.0.11"        # the same, with the backend on the other node
+# The external host's address on each underlay (wire 192.168.3/24, bridge
+# 192.168.2/24, skiff 192.168.1/24; the nodes are .11 and .12).
+EXTERNAL_IPS = {"wire": "192.168.3.100", "bridge": "192.168.2.100", "skiff": "192.168.1.100"}
 
 
 def log(*a):
@@ -80,10 +87,8 @@ def quiet_underlay(ns):
             sysctl(ns, f"net.bridge.{k}", 0)
 
 
-def wire_nodes(topo):
+def wire_nodes(topo, u):
     """Two bare namespaces on their own underlay bridge: node -> node reference."""
-    u = topo.underlay()
-    quiet_underlay(u)
     a = topo.node(ip="192.168.3.11", pod_cidr="10.23.1.0/24", underlay=u)
     b = topo.node(ip="192.168.3.12", pod_cidr="10.23.2.0/24", underlay=u)
     return Endpoint(a.ns, a.ip, "node-a"), Endpoint(b.ns, b.ip, "node-b")
@@ -125,10 +130,8 @@ class BridgeNode:
         return Endpoint(ns, out["ips"][0]["address"].split("/")[0], "bridge-pod")
 
 
-def bridge_cluster(topo):
+def bridge_cluster(topo, u):
     """Two bridge-plugin nodes on one underlay, each routing the other's pod subnet."""
-    u = topo.underlay()
-    quiet_underlay(u)
     nodes = []
     for i in (1, 2):
         nd = topo.node(ip=f"192.168.2.{10 + i}", pod_cidr=f"10.22.{i}.0/24", underlay=u)
@@ -144,59 +147,104 @@ def _kube_hash(prefix, text):
     return prefix + base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
 
 
-def kube_proxy_rules(services, cluster_cidr=BRIDGE_CIDR):
-    """iptables-restore input in kube-proxy's iptables-mode format (v1.28-ish).
+def _kube_service_port(s, port, tport, cluster_cidr, large):
+    """One service port the way kube-proxy writes it: its KUBE-SERVICES rule
+    and its own chains [(chain, [rules])] (KUBE-SVC-*, then one KUBE-SEP-*
+    per endpoint)."""
+    vip = s["vip"]
+    name = f"bench/{s['name']}:p{port}"
+    svc = _kube_hash("KUBE-SVC-", f"{name}/tcp")
+    entry = (f'-A KUBE-SERVICES -d {vip}/32 -p tcp -m comment --comment "{name} cluster IP" '
+             f"-m tcp --dport {port} -j {svc}")
+    svc_rules = [f'-A {svc} ! -s {cluster_cidr} -d {vip}/32 -p tcp -m comment --comment "{name} cluster IP" '
+                 f"-m tcp --dport {port} -j KUBE-MARK-MASQ"]
+    chains = [(svc, svc_rules)]
+    n = len(s["backends"])
+    for i, bip in enumerate(s["backends"]):
+        sep = _kube_hash("KUBE-SEP-", f"{name}/tcp/{bip}:{tport}")
+        # largeClusterMode (> 1000 endpoints): kube-proxy drops these comments.
+        c_jump = "" if large else f'-m comment --comment "{name} -> {bip}:{tport}" '
+        c_sep = "" if large else f'-m comment --comment "{name}" '
+        prob = f"-m statistic --mode random --probability {1.0 / (n - i):.10f} " if i < n - 1 else ""
+        svc_rules.append(f"-A {svc} {c_jump}{prob}-j {sep}")
+        chains.append((sep, [f"-A {sep} -s {bip}/32 {c_sep}-j KUBE-MARK-MASQ",
+                             f"-A {sep} -p tcp {c_sep}-m tcp -j DNAT --to-destination {bip}:{tport}"]))
+    return entry, chains
+
+
+def kube_chains(service, cluster_cidr=BRIDGE_CIDR):
+    """Names of the nat chains kube-proxy keeps for one service."""
+    return [c for p, t in service["ports"]
+            for c, _ in _kube_service_port(service, p, t, cluster_cidr, False)[1]]
+
+
+def large_cluster_mode(services):
+    """kube-proxy's largeClusterMode: more than 1000 endpoints over all service ports."""
+    return sum(len(s["backends"]) * len(s["ports"]) for s in services) > 1000
+
+
+def kube_proxy_rules(services, cluster_cidr=BRIDGE_CIDR, jumps=True, only=None, delete=(), large=None):
+    """iptables-restore input in kube-proxy's iptables-mode format (v1.28+,
+    pkg/proxy/iptables/proxier.go syncProxyRules): *filter then *nat, chain
+    declarations first, then rules.
 
     services: dicts {name, vip, ports: [(port, targetPort)], backends: [ip]}.
     Only custom chains are declared, so `--noflush` keeps the bridge plugin's
-    CNI-* masquerade chains."""
-    nat = [":KUBE-SERVICES - [0:0]", ":KUBE-POSTROUTING - [0:0]", ":KUBE-MARK-MASQ - [0:0]",
-           ":KUBE-NODEPORTS - [0:0]"]
-    rules = ['-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
-             '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
-             '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',
-             "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000",
-             "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN",
+    CNI-* masquerade chains (a declared chain is flushed and refilled).
+    jumps:  also append the jumps from the built-in chains (first install
+            only; kube-proxy ensures those with separate iptables calls).
+    only:   names of the services whose KUBE-SVC/KUBE-SEP chains are written.
+            None: all of them (a full sync). Otherwise a partial sync: what
+            kube-proxy writes when only these services' endpoints changed; it
+            still rewrites the whole KUBE-SERVICES chain (one rule per service
+            port) and the filter chains.
+    delete: chains to flush and delete (stale KUBE-SEP chains).
+    large:  largeClusterMode (None: decide like kube-proxy); drops the
+            comments of the KUBE-SVC -> KUBE-SEP jumps and KUBE-SEP rules."""
+    if large is None:
+        large = large_cluster_mode(services)
+    nat = [":KUBE-SERVICES - [0:0]", ":KUBE-NODEPORTS - [0:0]", ":KUBE-POSTROUTING - [0:0]",
+           ":KUBE-MARK-MASQ - [0:0]"]
+    rules = ["-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN",
              "-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0",
              '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" '
-             "-j MASQUERADE --random-fully"]
+             "-j MASQUERADE --random-fully",
+             "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000"]
+    if jumps:
+        rules += ['-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+                  '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+                  '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING']
     for s in services:
-        vip = s["vip"]
         for port, tport in s["ports"]:
-            name = f"bench/{s['name']}:p{port}"
-            svc = _kube_hash("KUBE-SVC-", f"{name}/tcp")
-            nat.append(f":{svc} - [0:0]")
-            rules.append(f'-A KUBE-SERVICES -d {vip}/32 -p tcp -m comment --comment "{name} cluster IP" '
-                         f"-m tcp --dport {port} -j {svc}")
-            rules.append(f'-A {svc} ! -s {cluster_cidr} -d {vip}/32 -p tcp -m comment --comment "{name} cluster '
-                         f'IP" -m tcp --dport {port} -j KUBE-MARK-MASQ')
-            n = len(s["backends"])
-            for i, bip in enumerate(s["backends"]):
-                sep = _kube_hash("KUBE-SEP-", f"{name}/tcp/{bip}:{tport}")
-                nat.append(f":{sep} - [0:0]")
-                prob = f"-m statistic --mode random --probability {1.0 / (n - i):.11f} " if i < n - 1 else ""
-                rules.append(f'-A {svc} -m comment --comment "{name} -> {bip}:{tport}" {prob}-j {sep}')
-                rules.append(f'-A {sep} -s {bip}/32 -m comment --comment "{name}" -j KUBE-MARK-MASQ')
-                rules.append(f'-A {sep} -p tcp -m comment --comment "{name}" -m tcp -j DNAT '
-                             f"--to-destination {bip}:{tport}")
+            entry, chains = _kube_service_port(s, port, tport, cluster_cidr, large)
+            rules.append(entry)
+            if only is not None and s["name"] not in only:
+                continue
+            for chain, crules in chains:
+                nat.append(f":{chain} - [0:0]")
+                rules += crules
     rules.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the '
                  'last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS')
-    filt = [":KUBE-FORWARD - [0:0]", ":KUBE-SERVICES - [0:0]", ":KUBE-EXTERNAL-SERVICES - [0:0]",
-            ":KUBE-FIREWALL - [0:0]",
-            '-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD',
-            "-A FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" "
-            "-j KUBE-SERVICES",
-            "-A INPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service "
-            "portals\" -j KUBE-EXTERNAL-SERVICES",
-            "-A INPUT -j KUBE-FIREWALL", "-A OUTPUT -j KUBE-FIREWALL",
+    for chain in delete:
+        nat.append(f":{chain} - [0:0]")
+        rules.append(f"-X {chain}")
+    filt = [":KUBE-SERVICES - [0:0]", ":KUBE-EXTERNAL-SERVICES - [0:0]", ":KUBE-FORWARD - [0:0]",
+            ":KUBE-NODEPORTS - [0:0]", ":KUBE-PROXY-FIREWALL - [0:0]", ":KUBE-FIREWALL - [0:0]",
+            '-A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment "block incoming localnet '
+            'connections" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP',
             "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP",
             '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 '
             "-j ACCEPT",
             '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate '
-            "RELATED,ESTABLISHED -j ACCEPT",
-            '-A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment "block incoming localnet '
-            'connections" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP']
-    return "*nat\n" + "\n".join(nat + rules) + "\nCOMMIT\n*filter\n" + "\n".join(filt) + "\nCOMMIT\n"
+            "RELATED,ESTABLISHED -j ACCEPT"]
+    if jumps:
+        filt += ['-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD',
+                 "-A FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" "
+                 "-j KUBE-SERVICES",
+                 "-A INPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible "
+                 "service portals\" -j KUBE-EXTERNAL-SERVICES",
+                 "-A INPUT -j KUBE-FIREWALL", "-A OUTPUT -j KUBE-FIREWALL"]
+    return "*filter\n" + "\n".join(filt) + "\nCOMMIT\n*nat\n" + "\n".join(nat + rules) + "\nCOMMIT\n"
 
 
 def filler_services(n):
@@ -211,19 +259,31 @@ def filler_services(n):
 
 
 def install_kube_proxy(node, services):
+    """kube-proxy's first sync: every chain, plus the jumps from the built-in chains."""
     rules = kube_proxy_rules(services)
-    in_ns(node.ns, "iptables-restore", "--noflush", "-w", input=rules, timeout=600)
+    in_ns(node.ns, "iptables-restore", "--noflush", "-w", input=rules, timeout=1800)
     return rules.count("\n-A ")
+
+
+def kube_proxy_sync(node, services, only=None, delete=()):
+    """One later kube-proxy sync, run the way kube-proxy runs it
+    (`iptables-restore -w --noflush --counters`, input on stdin): full
+    (only=None) or partial (only the named services' chains, plus the whole
+    KUBE-SERVICES chain). Returns (seconds, rules in the input)."""
+    rules = kube_proxy_rules(services, jumps=False, only=only, delete=delete)
+    t0 = time.monotonic()
+    in_ns(node.ns, "iptables-restore", "-w", "--noflush", "--counters", input=rules, timeout=1800)
+    return time.monotonic() - t0, rules.count("\n-A ")
 
 
 def flush_kube_services(node):
     """Reset the KUBE-* chains (drop every service) keeping the CNI chains."""
-    out = in_ns(node.ns, "iptables-save", "-t", "nat").stdout
+    out = in_ns(node.ns, "iptables-save", "-t", "nat", timeout=600).stdout
     keep = [ln for ln in out.splitlines() if not ("KUBE-" in ln)]
-    in_ns(node.ns, "iptables-restore", "-w", input="\n".join(keep) + "\n", timeout=600)
-    out = in_ns(node.ns, "iptables-save", "-t", "filter").stdout
+    in_ns(node.ns, "iptables-restore", "-w", input="\n".join(keep) + "\n", timeout=1800)
+    out = in_ns(node.ns, "iptables-save", "-t", "filter", timeout=600).stdout
     keep = [ln for ln in out.splitlines() if not ("KUBE-" in ln)]
-    in_ns(node.ns, "iptables-restore", "-w", input="\n".join(keep) + "\n", timeout=600)
+    in_ns(node.ns, "iptables-restore", "-w", input="\n".join(keep) + "\n", timeout=1800)
 
 
 CT_FLUSH = r"""
@@ -245,6 +305,32 @@ def conntrack_flush(ns):
 def conntrack_count(ns):
     r = in_ns(ns, "cat", "/proc/sys/net/netfilter/nf_conntrack_count", check=False)
     return int(r.stdout.strip() or 0)
+
+
+# ------------------------------------------------------------ external -----
+
+class ExternalHost(Endpoint):
+    """A host outside every cluster: one namespace with a leg on each setup's
+    underlay (an address in that underlay's /24). Its only routes are those
+    connected /24s: it reaches the node addresses and nothing else, so a pod
+    whose source address is not translated to its node's gets no reply."""
+
+    def __init__(self, topo, legs):
+        """legs: {setup: (underlay ns, address)}."""
+        ns = topo.pod_ns(unique("bext"))
+        super().__init__(ns, None, "external")
+        self.ips = {}
+        for i, (setup, (u, ip)) in enumerate(legs.items()):
+            port = unique("x")[:15]
+            in_ns(ns, "ip", "link", "add", f"eth{i}", "type", "veth", "peer", "name", port, "netns", u)
+            in_ns(u, "ip", "link", "set", port, "master", "br0", "up")
+            in_ns(ns, "ip", "addr", "add", f"{ip}/24", "dev", f"eth{i}")
+            in_ns(ns, "ip", "link", "set", f"eth{i}", "up")
+            self.ips[setup] = ip
+
+    def routes_to(self, ip):
+        """Whether this host has a route to ip."""
+        return self.run("ip", "route", "get", ip, check=False).returncode == 0
 
 
 # --------------------------------------------------------------- skiff -----
@@ -292,6 +378,30 @@ class SkiffSetup:
         v = self.cluster.metric(node, 'skiff_map_entries{map="frontends"}')
         return int(v) if v is not None else -1
 
+    def skiffctl(self, i, *args, timeout=120):
+        nd = self.nodes[i]
+        return json.loads(in_ns(nd.ns, SKIFFCTL, "--pin-path", nd.pin, "-j", *args, timeout=timeout).stdout)
+
+    def stats(self, i):
+        """{(reason, direction): packets} on node i, from `skiffctl stats show`."""
+        return {(e["reason"], e["direction"]): e["packets"] for e in self.skiffctl(i, "stats", "show")}
+
+    def drops(self):
+        """{reason: packets} of the datapath's drop reasons, summed over both nodes."""
+        out = {}
+        for i in range(len(self.nodes)):
+            for e in self.skiffctl(i, "stats", "show"):
+                if e.get("drop"):
+                    out[e["reason"]] = out.get(e["reason"], 0) + e["packets"]
+        return out
+
+    def nat_entries(self, i):
+        """Masquerade entries on node i (`skiffctl nat list`), by direction."""
+        out = {}
+        for e in self.skiffctl(i, "nat", "list"):
+            out[e["direction"]] = out.get(e["direction"], 0) + 1
+        return out
+
     def publish(self, services):
         self.cluster.write_source(self.base + skiff_objects(services))
         n = sum(len(s["ports"]) for s in services)
@@ -307,11 +417,18 @@ def build_all(quick=False):
         t0 = time.monotonic()
         log("building wire (veth pair, node -> node underlay)")
         s["veth"] = veth_pair(topo)
-        s["wire_nodes"] = wire_nodes(topo)
+        wire_u, bridge_u = topo.underlay(), topo.underlay()
+        for u in (wire_u, bridge_u):
+            quiet_underlay(u)
+        s["wire_nodes"] = wire_nodes(topo, wire_u)
         log("building bridge-plugin nodes")
-        s["bridge_nodes"] = bridge_cluster(topo)
+        s["bridge_nodes"] = bridge_cluster(topo, bridge_u)
         log("building skiff nodes with agents")
         s["skiff"] = SkiffSetup(topo)
+        log("building the external host (a leg on each underlay)")
+        s["external"] = ExternalHost(topo, {"wire": (wire_u, EXTERNAL_IPS["wire"]),
+                                            "bridge": (bridge_u, EXTERNAL_IPS["bridge"]),
+                                            "skiff": (s["skiff"].cluster.underlay, EXTERNAL_IPS["skiff"])})
         log(f"setups built in {time.monotonic() - t0:.1f}s")
         return topo, s
     except BaseException:

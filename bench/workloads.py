@@ -14,6 +14,10 @@ from topo import in_ns, log, sysctl, wait_for
 
 SERVER_CPU, CLIENT_CPU = "1", "0"
 IPERF_PORT, SOCKPERF_PORT, HTTP_PORT = 5201, 11111, 8080
+# nginx also listens here; services map port 80 to it, so connections to a
+# ClusterIP and direct ones to the same backend pod never share a server-side
+# tuple (TIME_WAIT) even when both are masqueraded to the same node address.
+HTTP_SVC_PORT = 8081
 
 NGINX_CONF = """worker_processes 1;
 master_process off;
@@ -28,7 +32,9 @@ http {{
   keepalive_requests 100000000;
   server {{
     listen {port} backlog=8192;
+    listen {svc_port} backlog=8192;
     location / {{ return 200 "ok\\n"; }}
+    location = /ip {{ return 200 "$remote_addr\\n"; }}
   }}
 }}
 """
@@ -49,13 +55,20 @@ def start_servers(topo, ep):
     os.makedirs(d, exist_ok=True)
     conf = os.path.join(d, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(NGINX_CONF.format(d=d, port=HTTP_PORT))
+        f.write(NGINX_CONF.format(d=d, port=HTTP_PORT, svc_port=HTTP_SVC_PORT))
     topo.spawn(ep.ns, "taskset", "-c", SERVER_CPU, "iperf3", "-s", "-p", str(IPERF_PORT))
     topo.spawn(ep.ns, "taskset", "-c", SERVER_CPU, "sockperf", "sr", "--tcp", "-i", "0.0.0.0",
                "-p", str(SOCKPERF_PORT))
     topo.spawn(ep.ns, "taskset", "-c", SERVER_CPU, "nginx", "-c", conf, "-p", d)
-    for port in (IPERF_PORT, SOCKPERF_PORT, HTTP_PORT):
+    for port in (IPERF_PORT, SOCKPERF_PORT, HTTP_PORT, HTTP_SVC_PORT):
         wait_for(lambda port=port: listening(ep.ns, port), f"server :{port} in {ep.ns}", timeout=20)
+
+
+def client_address(ep, ip, port=HTTP_PORT):
+    """The source address the server at ip sees for a connection from ep
+    (nginx answers /ip with $remote_addr): shows whether the path translates it."""
+    r = in_ns(ep.ns, "curl", "-s", "-m", "3", f"http://{ip}:{port}/ip", check=False)
+    return r.stdout.strip()
 
 
 def _client(ep, *cmd, timeout):
@@ -101,7 +114,7 @@ def crr(ep, ip, seconds, port=HTTP_PORT, conns=16):
     """Connection rate: wrk with `Connection: close`, one request per TCP
     connection. nginx closes first, so TIME_WAIT sits on the server side,
     where a new SYN on an old tuple is accepted; the client never holds one."""
-    r = _client(ep, "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "-H", "Connection: close",
+    r = _client(ep, "wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "-H", "Connection: close",
                 f"http://{ip}:{port}/", timeout=seconds + 30)
     m = re.search(r"Requests/sec:\s+([\d.]+)", r.stdout)
     if not m:
