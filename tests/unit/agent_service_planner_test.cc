@@ -210,7 +210,9 @@ TEST(ServicePlannerTest, RandomHistoriesMatchPlanningFromScratch) {
                 node.node_ip = ip(pick(2) ? "192.168.1.11" : "192.168.1.12");
             }
             ClusterSpec spec = o.snapshot();
-            if (step > 0) ASSERT_TRUE(spec.changes.has_value());
+            if (step > 0) {
+                ASSERT_TRUE(spec.changes.has_value());
+            }
             apply_delta(m, p.update(spec, node));
             ClusterSpec unnumbered = spec;
             unnumbered.generation = 0;

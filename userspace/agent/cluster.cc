@@ -82,34 +82,15 @@ void ObjectSet::reuse_unchanged(const ObjectSet& prev) {
     }
 }
 
-namespace {
-
-void changed_keys(const ObjectSet& before, const ObjectSet& now, std::set<std::string>& out) {
-    auto b = before.begin();
-    auto n = now.begin();
-    while (b != before.end() || n != now.end()) {
-        if (n == now.end() || (b != before.end() && b->first < n->first)) {
-            out.insert((b++)->first);
-        } else if (b == before.end() || n->first < b->first) {
-            out.insert((n++)->first);
-        } else {
-            if (b->second != n->second) out.insert(n->first);
-            ++b;
-            ++n;
-        }
-    }
-}
-
-}  // namespace
-
 void ClusterSpec::number_after(const ClusterSpec& prev) {
     generation = prev.generation + 1;
     changes.reset();
     if (prev.generation == 0) return;  // nothing to compare with
     Changes c;
     c.since = prev.generation;
-    changed_keys(prev.services, services, c.services);
-    changed_keys(prev.endpoint_slices, endpoint_slices, c.endpoint_slices);
+    auto same = [](const ObjectRef& o) { return o; };
+    changed_keys(prev.services, services, same, c.services);
+    changed_keys(prev.endpoint_slices, endpoint_slices, same, c.endpoint_slices);
     changes = std::move(c);
 }
 

@@ -57,6 +57,26 @@ private:
     Map m_;
 };
 
+// Walks a key-ordered map of what was seen before and the objects now, and
+// adds to out every key added, removed, or held by another object (pointer)
+// now. obj_of gives the ObjectRef of a `before` value.
+template <class Before, class ObjOf>
+void changed_keys(const Before& before, const ObjectSet& now, ObjOf obj_of, std::set<std::string>& out) {
+    auto b = before.begin();
+    auto n = now.begin();
+    while (b != before.end() || n != now.end()) {
+        if (n == now.end() || (b != before.end() && b->first < n->first)) {
+            out.insert((b++)->first);
+        } else if (b == before.end() || n->first < b->first) {
+            out.insert((n++)->first);
+        } else {
+            if (obj_of(b->second) != n->second) out.insert(n->first);
+            ++b;
+            ++n;
+        }
+    }
+}
+
 struct ClusterSpec {
     std::vector<NodeSpec> nodes;
     ObjectSet services;         // kind: Service

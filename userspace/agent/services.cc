@@ -198,30 +198,6 @@ PlannedService plan_one(const std::string& id, const json& s, const std::vector<
     return out;
 }
 
-// Walks a key-ordered map of what was seen before (values with .obj) and
-// the new objects together; calls f(key, now) for every key whose object
-// was added, changed (another pointer) or removed (now null).
-template <class Before, class F>
-void diff_objects(const Before& before, const ObjectSet& now, F f) {
-    std::vector<std::pair<std::string, const ObjectRef*>> changes;
-    auto b = before.begin();
-    auto n = now.begin();
-    while (b != before.end() || n != now.end()) {
-        if (n == now.end() || (b != before.end() && b->first < n->first)) {
-            changes.emplace_back(b->first, nullptr);
-            ++b;
-        } else if (b == before.end() || n->first < b->first) {
-            changes.emplace_back(n->first, &n->second);
-            ++n;
-        } else {
-            if (b->second.obj != n->second) changes.emplace_back(n->first, &n->second);
-            ++b;
-            ++n;
-        }
-    }
-    for (const auto& [key, obj] : changes) f(key, obj);  // f may change `before`
-}
-
 }  // namespace
 
 PlanDelta ServicePlanner::update(const ClusterSpec& spec, const NodeContext& node) {
@@ -251,18 +227,23 @@ PlanDelta ServicePlanner::update(const ClusterSpec& spec, const NodeContext& nod
         }
         slices_.emplace(key, Slice{*now, std::move(ps.service), std::move(ps.eps)});
     };
+    // The keys that may have changed: the source's list when it is against
+    // the snapshot planned last, else found by comparing pointers.
+    std::set<std::string> slice_keys, service_keys;
     if (spec.changes && generation_ != 0 && spec.changes->since == generation_) {
-        // The source says what changed since the snapshot planned last.
-        for (const auto& key : spec.changes->endpoint_slices) {
-            const ObjectRef* now = spec.endpoint_slices.find(key);
-            auto it = slices_.find(key);
-            if (it == slices_.end() ? now != nullptr : !now || it->second.obj != *now) slice_changed(key, now);
-        }
-        for (const auto& key : spec.changes->services) dirty.insert(key);
+        slice_keys = spec.changes->endpoint_slices;
+        service_keys = spec.changes->services;
     } else {
-        diff_objects(slices_, spec.endpoint_slices, slice_changed);
-        diff_objects(services_, spec.services, [&](const std::string& key, const ObjectRef*) { dirty.insert(key); });
+        auto obj = [](const auto& v) { return v.obj; };
+        changed_keys(slices_, spec.endpoint_slices, obj, slice_keys);
+        changed_keys(services_, spec.services, obj, service_keys);
     }
+    for (const auto& key : slice_keys) {
+        const ObjectRef* now = spec.endpoint_slices.find(key);
+        auto it = slices_.find(key);
+        if (it == slices_.end() ? now != nullptr : !now || it->second.obj != *now) slice_changed(key, now);
+    }
+    dirty.insert(service_keys.begin(), service_keys.end());
     generation_ = spec.generation;
     PlanDelta d;
     if (!dirty.empty()) replan(spec, dirty, d);
