@@ -21,6 +21,9 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #endif
 
+/* Errors map helpers return (negated); no errno.h for BPF. */
+#define SKIFF_EEXIST 17
+
 /* Packet pointers, re-read after every helper that may move the data. */
 #define SKB_DATA(skb) ((void *)(long)(skb)->data)
 #define SKB_DATA_END(skb) ((void *)(long)(skb)->data_end)

@@ -52,7 +52,7 @@ static __always_inline long ct_put(const struct skiff_ct_key *key, const struct 
 {
 	long err = ct_insert(key, val, BPF_NOEXIST);
 
-	if (err == -17 /* EEXIST */)
+	if (err == -SKIFF_EEXIST)
 		err = bpf_map_update_elem(&skiff_ct, key, val, BPF_EXIST);
 	return err;
 }
@@ -68,7 +68,7 @@ static __always_inline int ct_create(const struct skiff_ct_key *fwd_key, const s
 {
 	long err = ct_insert(fwd_key, fwd, BPF_NOEXIST);
 
-	if (err == -17 /* EEXIST */)
+	if (err == -SKIFF_EEXIST)
 		return 1;
 	if (err < 0)
 		return -SKIFF_DROP_CT_FULL;

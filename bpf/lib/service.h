@@ -248,8 +248,21 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 			struct skiff_ct_value *rv = bpf_map_lookup_elem(&skiff_ct, &rk);
 
 			ct->flags = SKIFF_CT_F_SYN | snat;
-			if (rv)
+			if (rv) {
 				rv->flags = SKIFF_CT_F_SYN | (rv->flags & SKIFF_CT_F_SNAT);
+			} else {
+				/* The REPLY half went (evicted, or expired just as
+				 * the tuple came back): without it the backend's
+				 * answer would reach the client untranslated. */
+				rev = *ct;
+				rev.created_ns = rev.last_seen_ns = bpf_ktime_get_ns();
+				rev.packets = rev.bytes = 0;
+				rev.nat_addr = vip;
+				rev.nat_port = l4->dport;
+				rev.snat_addr = client;
+				rev.snat_port = l4->sport;
+				ct_insert(&rk, &rev, BPF_NOEXIST);
+			}
 		}
 		if (!dry)
 			ct_touch(ct, l4, skb->len);

@@ -118,5 +118,36 @@ TEST_F(CtPressureTest, AccountingMatchesTheMapWithoutEvictions) {
     EXPECT_EQ(inserted - removed, maps_.ct_all().size()) << maps_.ct_all().size();
 }
 
+// A new connection on the tuple of a closed one whose REPLY half is gone
+// (evicted, or expired by the agent just as the tuple came back): the SYN
+// puts the REPLY half back, so the backend's SYN-ACK is translated to the
+// VIP instead of reaching the client from the backend's address.
+TEST_F(CtPressureTest, ReusedTupleGetsItsReplyHalfBack) {
+    one_backend(kTcp);
+    const uint16_t sport = 40000;
+    const skiff_ct_key fkey = ct_key(kClientIp, kVip, sport, kVport, kTcp, SKIFF_CT_FORWARD);
+    const skiff_ct_key rkey = ct_key(kBackendIp, kClientIp, kBport, sport, kTcp, SKIFF_CT_REPLY);
+    ASSERT_EQ(run_pod(client(kVip, kVport, sport, kTcp, kSyn)).retval, kRedirect);
+    ASSERT_EQ(run_pod(client(kVip, kVport, sport, kTcp, kFinAck)).retval, kRedirect);
+    ASSERT_TRUE(maps_.ct(fkey).has_value() && (maps_.ct(fkey)->flags & SKIFF_CT_F_CLOSING)) << maps_.ct_dump();
+    ASSERT_OK(maps_.del_ct(rkey));
+
+    Bytes syn = client(kVip, kVport, sport, kTcp, kSyn);
+    ASSERT_NO_FATAL_FAILURE(expect_dnat(syn, run_pod(syn), net_->dst, kBackendIp, kBport));
+    auto rev = maps_.ct(rkey);
+    ASSERT_TRUE(rev.has_value()) << "no REPLY half after the SYN" << maps_.ct_dump();
+    EXPECT_EQ(Ipv4::from_be(rev->nat_addr).str(), kVip.str());
+    EXPECT_EQ(ntohs(rev->nat_port), kVport);
+    EXPECT_EQ(Ipv4::from_be(rev->snat_addr).str(), kClientIp.str());
+    EXPECT_EQ(ntohs(rev->snat_port), sport);
+    EXPECT_EQ(rev->backend_id, kBeId);
+
+    Bytes syn_ack = frame(net_->dst, kBackendIp, kClientIp, kTcp,
+                          l4(kTcp, kBackendIp, kClientIp, kBport, sport, kSynAck, {}));
+    RunResult r = run_pod(syn_ack, net_->dst.host.ifindex);
+    ASSERT_NO_FATAL_FAILURE(expect_snat(syn_ack, r, net_->src, kVip, kVport));
+    EXPECT_EQ(maps_.ct_all().size(), 2u) << maps_.ct_dump();
+}
+
 }  // namespace
 }  // namespace skiff::bpftest::service

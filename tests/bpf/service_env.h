@@ -116,6 +116,7 @@ public:
 
     Status put_ct(const skiff_ct_key& k, const skiff_ct_value& v) { return map_put(ct_.get(), k, v, "ct: update"); }
     std::optional<skiff_ct_value> ct(const skiff_ct_key& k) const { return map_get<skiff_ct_value>(ct_.get(), k); }
+    Status del_ct(const skiff_ct_key& k) { return map_del(ct_.get(), k, "ct: delete " + describe(k)); }
     std::vector<std::pair<skiff_ct_key, skiff_ct_value>> ct_all() const {
         return map_entries<skiff_ct_key, skiff_ct_value>(ct_.get());
     }

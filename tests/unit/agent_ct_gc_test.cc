@@ -29,15 +29,25 @@ public:
     int sweeps = 0;
     bool fail = false;
 
-    Result<uint64_t> sweep(const std::function<bool(const skiff_ct_key&, const skiff_ct_value&)>& f) override {
+    // Runs between the walk and the first lookup: what the datapath does
+    // meanwhile.
+    std::function<void()> after_walk;
+
+    Result<uint64_t> walk(const std::function<void(const skiff_ct_key&, const skiff_ct_value&)>& f) override {
         ++sweeps;
         if (fail) return Error{EPERM, "fake ct: iterate failed"};
-        uint64_t n = 0;
-        for (auto it = entries.begin(); it != entries.end(); ++n) {
-            if (f(it->first, it->second)) it = entries.erase(it);
-            else ++it;
-        }
-        return n;
+        for (const auto& [k, v] : entries) f(k, v);
+        if (after_walk) after_walk();
+        return entries.size();
+    }
+    Result<std::optional<skiff_ct_value>> lookup(const skiff_ct_key& k) override {
+        auto it = entries.find(k);
+        if (it == entries.end()) return std::optional<skiff_ct_value>();
+        return std::optional<skiff_ct_value>(it->second);
+    }
+    Status remove(const skiff_ct_key& k) override {
+        entries.erase(k);
+        return ok();
     }
 
     bool has(const skiff_ct_key& k) const { return entries.count(k) != 0; }
@@ -290,6 +300,127 @@ TEST_F(CtGcTest, SweepErrorPropagates) {
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code, EPERM);
     EXPECT_EQ(t.entries.size(), 1u);
+}
+
+// ---- a connection's two halves, as the datapath writes them ----
+
+struct Conn {
+    skiff_ct_key fk, rk;
+    skiff_ct_value fv, rv;
+};
+
+// client 10.244.1.1:cport -> VIP 10.96.0.1:80, backend 10.244.2.1:8080;
+// with snat, the client is translated to 192.168.1.11:snat_port.
+Conn conn(uint16_t cport, uint32_t backend_id, uint64_t last_ns, uint8_t flags, uint16_t snat_port = 0) {
+    Conn c;
+    const uint32_t client = htonl(0x0af40101u), vip = htonl(0x0a600001u), be = htonl(0x0af40201u),
+                   node = htonl(0xc0a8010bu);
+    c.fk = skiff_ct_key{client, vip, htons(cport), htons(80), IPPROTO_TCP, SKIFF_CT_FORWARD, 0};
+    c.fv = ct_val(backend_id, last_ns, 3, flags);
+    c.fv.nat_addr = be;
+    c.fv.nat_port = htons(8080);
+    c.fv.snat_port = htons(cport);
+    if (snat_port) {
+        c.fv.flags |= SKIFF_CT_F_SNAT;
+        c.fv.snat_addr = node;
+        c.fv.snat_port = htons(snat_port);
+    }
+    c.rk = skiff_ct_key{be, snat_port ? node : client, htons(8080), htons(snat_port ? snat_port : cport),
+                        IPPROTO_TCP, SKIFF_CT_REPLY, 0};
+    c.rv = c.fv;
+    c.rv.nat_addr = vip;
+    c.rv.nat_port = htons(80);
+    c.rv.snat_addr = client;
+    c.rv.snat_port = htons(cport);
+    return c;
+}
+
+class CtGcPairTest : public CtGcTest {
+protected:
+    Conn put(const Conn& c) {
+        t.entries[c.fk] = c.fv;
+        t.entries[c.rk] = c.rv;
+        return c;
+    }
+};
+
+TEST_F(CtGcPairTest, PartnerKeysPointAtEachOther) {
+    for (uint16_t snat : {0, 61000}) {
+        Conn c = conn(40000, 1, now, SKIFF_CT_F_REPLIED, snat);
+        const skiff_ct_key pf = ct_partner(c.fk, c.fv), pr = ct_partner(c.rk, c.rv);
+        EXPECT_EQ(std::memcmp(&c.rk, &pf, sizeof(c.rk)), 0) << "snat " << snat;
+        EXPECT_EQ(std::memcmp(&c.fk, &pr, sizeof(c.fk)), 0) << "snat " << snat;
+    }
+}
+
+TEST_F(CtGcPairTest, AHalfStillInUseKeepsBoth) {
+    // The client closed 30 s ago; the backend is still sending (1 s ago).
+    Conn c = conn(40000, 1, now - 30 * kSec, SKIFF_CT_F_REPLIED | SKIFF_CT_F_CLOSING);
+    c.rv.last_seen_ns = now - kSec;
+    put(c);
+    auto st = gc();
+    EXPECT_EQ(st.expired, 0u);
+    EXPECT_TRUE(t.has(c.fk));
+    EXPECT_TRUE(t.has(c.rk));
+}
+
+TEST_F(CtGcPairTest, ClosingOnOneSideExpiresBothTogether) {
+    // FIN seen by the backend's half only; both idle 11 s: closing timeout.
+    Conn c = conn(40000, 1, now - 11 * kSec, SKIFF_CT_F_REPLIED);
+    c.rv.flags |= SKIFF_CT_F_CLOSING;
+    put(c);
+    auto st = gc();
+    EXPECT_EQ(st.expired, 2u);
+    EXPECT_TRUE(t.entries.empty());
+}
+
+TEST_F(CtGcPairTest, TupleReusedAfterTheWalkIsKept) {
+    // The walk sees a closed connection idle past its timeout; before the
+    // agent deletes it, a new SYN on the same tuple revives the FORWARD half
+    // and the backend's SYN-ACK the REPLY half (or only one of them).
+    for (int revived : {0, 1, 2}) {
+        SCOPED_TRACE("revived " + std::to_string(revived));
+        t.entries.clear();
+        Conn c = put(conn(40000, 1, now - 12 * kSec, SKIFF_CT_F_REPLIED | SKIFF_CT_F_CLOSING));
+        t.after_walk = [&] {
+            auto& v = t.entries[revived == 1 ? c.rk : c.fk];
+            v.last_seen_ns = now;
+            v.flags = SKIFF_CT_F_SYN;
+            if (revived == 2) t.entries[c.rk].last_seen_ns = now;
+        };
+        auto st = gc();
+        EXPECT_EQ(st.expired, 0u);
+        EXPECT_TRUE(t.has(c.fk));
+        EXPECT_TRUE(t.has(c.rk));
+    }
+    t.after_walk = nullptr;
+}
+
+TEST_F(CtGcPairTest, AReplyEntryTakenOverByANewerConnectionStays) {
+    // Client port 40000 through SNAT port 61000 expired; the REPLY tuple was
+    // since written for another client's connection (ct_put replaces it).
+    Conn old = conn(40000, 1, now - 30 * kSec, SKIFF_CT_F_REPLIED | SKIFF_CT_F_CLOSING, 61000);
+    Conn newer = conn(40001, 1, now, SKIFF_CT_F_REPLIED, 61000);
+    t.entries[old.fk] = old.fv;
+    put(newer);
+    ASSERT_EQ(std::memcmp(&old.rk, &newer.rk, sizeof(old.rk)), 0);
+    auto st = gc();
+    EXPECT_EQ(st.expired, 1u);
+    EXPECT_FALSE(t.has(old.fk));
+    EXPECT_TRUE(t.has(newer.fk));
+    EXPECT_TRUE(t.has(newer.rk));
+}
+
+TEST_F(CtGcPairTest, BackendGoneTakesBothHalves) {
+    Conn c = put(conn(40000, 9, now, SKIFF_CT_F_REPLIED));
+    Conn keep = put(conn(40001, 1, now, SKIFF_CT_F_REPLIED));
+    auto st = gc();
+    EXPECT_EQ(st.stale_backend, 2u);
+    EXPECT_EQ(st.expired, 0u);
+    EXPECT_FALSE(t.has(c.fk));
+    EXPECT_FALSE(t.has(c.rk));
+    EXPECT_TRUE(t.has(keep.fk));
+    EXPECT_TRUE(t.has(keep.rk));
 }
 
 TEST(CtGcClockTest, MonotonicNsAdvances) {

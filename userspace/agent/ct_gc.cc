@@ -4,6 +4,9 @@
 #include <netinet/in.h>
 #include <time.h>
 
+#include <algorithm>
+#include <cstring>
+#include <set>
 #include <vector>
 
 #include "bpf/maps.h"
@@ -17,29 +20,85 @@ uint64_t monotonic_ns() {
     return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+bool CtKeyLess::operator()(const skiff_ct_key& a, const skiff_ct_key& b) const {
+    return std::memcmp(&a, &b, sizeof(a)) < 0;
+}
+
+skiff_ct_key ct_partner(const skiff_ct_key& k, const skiff_ct_value& v) {
+    skiff_ct_key p{};
+    p.proto = k.proto;
+    if (k.dir == SKIFF_CT_FORWARD) {
+        const bool snat = v.flags & SKIFF_CT_F_SNAT;
+        p.saddr = v.nat_addr;
+        p.sport = v.nat_port;
+        p.daddr = snat ? v.snat_addr : k.saddr;
+        p.dport = snat ? v.snat_port : k.sport;
+        p.dir = SKIFF_CT_REPLY;
+    } else {
+        p.saddr = v.snat_addr;
+        p.sport = v.snat_port;
+        p.daddr = v.nat_addr;
+        p.dport = v.nat_port;
+        p.dir = SKIFF_CT_FORWARD;
+    }
+    return p;
+}
+
+namespace {
+
+bool same_key(const skiff_ct_key& a, const skiff_ct_key& b) { return std::memcmp(&a, &b, sizeof(a)) == 0; }
+
+// Idle longer than its timeout: by the later last-seen of the entries
+// given, and their TCP state together.
+bool expired(uint8_t proto, const skiff_ct_value& v, const skiff_ct_value* partner, const CtTimeouts& to,
+             uint64_t now_ns) {
+    uint64_t last = v.last_seen_ns;
+    uint8_t flags = v.flags;
+    if (partner) {
+        last = std::max<uint64_t>(last, partner->last_seen_ns);
+        flags |= partner->flags;
+    }
+    uint32_t timeout = to.udp;
+    if (proto == IPPROTO_TCP) {
+        // Never answered (SYNs only, retransmitted or not): tcp_syn.
+        if (flags & SKIFF_CT_F_CLOSING) timeout = to.tcp_closing;
+        else if (!(flags & SKIFF_CT_F_REPLIED)) timeout = to.tcp_syn;
+        else timeout = to.tcp_established;
+    }
+    return now_ns > last && now_ns - last > uint64_t{timeout} * 1000000000ull;
+}
+
+}  // namespace
+
 Result<CtGcStats> ct_gc(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
                         const std::map<uint32_t, skiff_backend>& backends) {
     CtGcStats st;
-    auto r = t.sweep([&](const skiff_ct_key& k, const skiff_ct_value& v) {
-        ++st.scanned;
-        if (!backends.count(v.backend_id)) {
-            ++st.stale_backend;
-            return true;
-        }
-        uint32_t timeout = to.udp;
-        if (k.proto == IPPROTO_TCP) {
-            // Never answered (SYNs only, retransmitted or not): tcp_syn.
-            if (v.flags & SKIFF_CT_F_CLOSING) timeout = to.tcp_closing;
-            else if (!(v.flags & SKIFF_CT_F_REPLIED)) timeout = to.tcp_syn;
-            else timeout = to.tcp_established;
-        }
-        if (now_ns > v.last_seen_ns && now_ns - v.last_seen_ns > uint64_t{timeout} * 1000000000ull) {
-            ++st.expired;
-            return true;
-        }
-        return false;
+    // Candidates: an entry expired on its own (a connection one of whose
+    // halves is closing always has that half here), or with its backend gone.
+    std::vector<skiff_ct_key> candidates;
+    auto n = t.walk([&](const skiff_ct_key& k, const skiff_ct_value& v) {
+        if (!backends.count(v.backend_id) || expired(k.proto, v, nullptr, to, now_ns)) candidates.push_back(k);
     });
-    if (!r) return r.error();
+    if (!n) return n.error();
+    st.scanned = *n;
+    std::set<skiff_ct_key, CtKeyLess> gone;
+    for (const auto& k : candidates) {
+        if (gone.count(k)) continue;
+        // As they are now, not as the walk saw them.
+        SKIFF_ASSIGN_OR_RETURN(std::optional<skiff_ct_value> v, t.lookup(k));
+        if (!v) continue;
+        const skiff_ct_key pk = ct_partner(k, *v);
+        SKIFF_ASSIGN_OR_RETURN(std::optional<skiff_ct_value> pv, t.lookup(pk));
+        if (pv && !same_key(ct_partner(pk, *pv), k)) pv.reset();  // a newer connection's half
+        const bool stale = !backends.count(v->backend_id);
+        if (!stale && !expired(k.proto, *v, pv ? &*pv : nullptr, to, now_ns)) continue;
+        for (const auto* key : {&k, pv ? &pk : nullptr}) {
+            if (!key) continue;
+            SKIFF_TRY(t.remove(*key));
+            gone.insert(*key);
+            ++(stale ? st.stale_backend : st.expired);
+        }
+    }
     return st;
 }
 
@@ -49,23 +108,35 @@ class BpfCtTable final : public CtTable {
 public:
     explicit BpfCtTable(std::string pin) : pin_(std::move(pin)) {}
 
-    Result<uint64_t> sweep(const std::function<bool(const skiff_ct_key&, const skiff_ct_value&)>& f) override {
-        if (!fd_.valid()) {
-            SKIFF_ASSIGN_OR_RETURN(fd_, bpf::open_pinned_map(pin_, SKIFF_MAP_CT));
-        }
-        std::vector<skiff_ct_key> doomed;
+    Result<uint64_t> walk(const std::function<void(const skiff_ct_key&, const skiff_ct_value&)>& f) override {
+        SKIFF_TRY(open());
         uint64_t n = 0;
         SKIFF_TRY((bpf::for_each_entry<skiff_ct_key, skiff_ct_value>(fd_.get(), "conntrack",
                                                                     [&](const auto& k, const auto& v) {
                                                                         ++n;
-                                                                        if (f(k, v)) doomed.push_back(k);
+                                                                        f(k, v);
                                                                     })));
-        // Delete after the walk: deleting the cursor's key would restart it.
-        for (const auto& k : doomed) bpf_map_delete_elem(fd_.get(), &k);
         return n;
+    }
+    Result<std::optional<skiff_ct_value>> lookup(const skiff_ct_key& k) override {
+        SKIFF_TRY(open());
+        skiff_ct_value v{};
+        if (bpf_map_lookup_elem(fd_.get(), &k, &v) == 0) return std::optional<skiff_ct_value>(v);
+        if (errno == ENOENT) return std::optional<skiff_ct_value>();
+        return Error::errno_("look up conntrack entry");
+    }
+    Status remove(const skiff_ct_key& k) override {
+        SKIFF_TRY(open());
+        if (bpf_map_delete_elem(fd_.get(), &k) != 0 && errno != ENOENT) return Error::errno_("delete conntrack entry");
+        return ok();
     }
 
 private:
+    Status open() {
+        if (fd_.valid()) return ok();
+        SKIFF_ASSIGN_OR_RETURN(fd_, bpf::open_pinned_map(pin_, SKIFF_MAP_CT));
+        return ok();
+    }
     std::string pin_;
     UniqueFd fd_;
 };

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "bpf/map_layout.h"
@@ -20,6 +21,10 @@ struct CtTimeouts {
     uint32_t udp = 60;
 };
 
+struct CtKeyLess {
+    bool operator()(const skiff_ct_key& a, const skiff_ct_key& b) const;
+};
+
 struct CtGcStats {
     uint64_t scanned = 0, expired = 0, stale_backend = 0;
 };
@@ -27,12 +32,22 @@ struct CtGcStats {
 class CtTable {
 public:
     virtual ~CtTable() = default;
-    // Calls f for every entry; f returns true to delete it.
-    virtual Result<uint64_t> sweep(const std::function<bool(const skiff_ct_key&, const skiff_ct_value&)>& f) = 0;
+    // Calls f for every entry; returns how many there were.
+    virtual Result<uint64_t> walk(const std::function<void(const skiff_ct_key&, const skiff_ct_value&)>& f) = 0;
+    virtual Result<std::optional<skiff_ct_value>> lookup(const skiff_ct_key& k) = 0;
+    virtual Status remove(const skiff_ct_key& k) = 0;  // absent is fine
 };
+
+// The other half of a connection: the REPLY key of a FORWARD entry, or the
+// FORWARD key of a REPLY entry.
+skiff_ct_key ct_partner(const skiff_ct_key& k, const skiff_ct_value& v);
 
 std::unique_ptr<CtTable> make_bpf_ct_table(const std::string& pin_dir);
 
+// A connection's two entries are judged together (the later last-seen,
+// either half's TCP state) and go together. Entries the walk found expired
+// are read again just before they are deleted: a connection that reused
+// its tuple since (a new SYN on a closing entry) is kept.
 // now_ns on the clock of bpf_ktime_get_ns() (CLOCK_MONOTONIC).
 Result<CtGcStats> ct_gc(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
                         const std::map<uint32_t, skiff_backend>& backends);

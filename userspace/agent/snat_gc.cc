@@ -11,10 +11,6 @@
 
 namespace skiff::agent {
 
-bool CtKeyLess::operator()(const skiff_ct_key& a, const skiff_ct_key& b) const {
-    return std::memcmp(&a, &b, sizeof(a)) < 0;
-}
-
 Result<SnatGcStats> snat_gc(SnatTable& t, const CtTimeouts& to, uint64_t now_ns) {
     SKIFF_ASSIGN_OR_RETURN(NatEntries all, t.list());
     SnatGcStats st;

@@ -14,9 +14,6 @@
 
 namespace skiff::agent {
 
-struct CtKeyLess {
-    bool operator()(const skiff_ct_key& a, const skiff_ct_key& b) const;
-};
 using NatEntries = std::map<skiff_ct_key, skiff_nat_value, CtKeyLess>;
 
 class SnatTable {
