@@ -168,6 +168,25 @@ Status Netlink::set_up(int ifindex) {
     return ok();
 }
 
+Status Netlink::set_down(int ifindex) {
+    // rtnl_link_change() only needs the index from orig: no RTM_GETLINK.
+    Link orig(rtnl_link_alloc());
+    rtnl_link_set_ifindex(orig.get(), ifindex);
+    Link change(rtnl_link_alloc());
+    rtnl_link_unset_flags(change.get(), IFF_UP);
+    if (int err = rtnl_link_change(sk_.get(), orig.get(), change.get(), 0); err < 0)
+        return nl_error(err, "set link #" + std::to_string(ifindex) + " down");
+    return ok();
+}
+
+Status Netlink::delete_link(int ifindex) {
+    Link l(rtnl_link_alloc());
+    rtnl_link_set_ifindex(l.get(), ifindex);
+    if (int err = rtnl_link_delete(sk_.get(), l.get()); err < 0)
+        return nl_error(err, "delete link #" + std::to_string(ifindex));
+    return ok();
+}
+
 Status Netlink::delete_link(const std::string& name) {
     Link l(rtnl_link_alloc());
     rtnl_link_set_name(l.get(), name.c_str());

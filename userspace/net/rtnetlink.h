@@ -61,7 +61,9 @@ public:
 
     Status create_veth(const VethSpec& spec);
     Status set_up(int ifindex);
+    Status set_down(int ifindex);  // one request, no lookup; ENODEV when absent
     Status delete_link(const std::string& name);  // ENODEV when absent
+    Status delete_link(int ifindex);              // ENODEV when absent
 
     Status add_address(int ifindex, const Ipv4Prefix& addr);
     Result<std::vector<Ipv4Prefix>> addresses(int ifindex);
