@@ -71,8 +71,48 @@ CniStatus ipam_del(Ctx& c, const ipam::Owner& owner) {
     return {};
 }
 
+namespace {
+
+// Deletes the (already down) host veth in Deps::background. By ifindex: an
+// ADD of the same attachment may have created a new veth of that name by
+// the time the job runs. Called last, when DEL holds no lock (a forked
+// job would keep it).
+void delete_in_background(Ctx& c, const std::string& veth, int ifindex) {
+    // By value: the job may outlive this command (and c).
+    auto job = [pn = c.deps.pod_network, fault = c.deps.fault, veth, ifindex] {
+        if (fault) (void)fault("background-delete");
+        if (auto s = pn->teardown(ifindex); !s)
+            log::warn("cannot remove " + veth + " (#" + std::to_string(ifindex) + "): " + s.error().message);
+    };
+    if (!c.deps.background) {
+        job();
+        return;
+    }
+    if (auto s = c.deps.background(job); !s) {
+        log::warn("cannot remove " + veth + " in the background, removing it now: " + s.error().message);
+        job();
+    }
+}
+
+// Until that background deletion is done, the pod end of the veth still
+// holds the pod's ifname, so an ADD of the same attachment right after its
+// DEL deletes the veth itself. Only a veth that is down (a DEL's, or a
+// killed ADD's): a live attachment stays, and ADD fails as it must.
+// Returns true if it deleted one.
+bool clear_retired_veth(Ctx& c, const std::string& veth) {
+    auto host = c.deps.pod_network->host_side(veth);
+    if (!host || host->host_up) return false;
+    if (auto s = c.deps.pod_network->teardown(veth); !s) {
+        log::warn("cannot remove " + veth + " left by an earlier DEL: " + s.error().message);
+        return false;
+    }
+    return true;
+}
+
+}  // namespace
+
 CniStatus release_attachment(Ctx& c, const std::string& cid, const std::string& ifname,
-                             std::optional<Ipv4> ip_hint) {
+                             std::optional<Ipv4> ip_hint, VethRemoval veth_removal) {
     std::optional<CniError> first_err;
     auto note = [&](CniError e) {
         log::warn("release " + cid + "/" + ifname + ": " + e.msg + (e.details.empty() ? "" : " (" + e.details + ")"));
@@ -104,11 +144,22 @@ CniStatus release_attachment(Ctx& c, const std::string& cid, const std::string& 
                     note(CniError{kInternal, "cannot remove endpoint " + ip->str(), s.error().message});
         }
     }
-    if (auto s = c.deps.pod_network->teardown(veth); !s)
-        note(CniError{kInternal, "cannot remove " + veth, s.error().message});
+    // The veth: gone already (e.g. with the pod's netns), out of service now
+    // and deleted after DEL returned, or deleted now.
+    std::optional<int> retired;
+    bool veth_done = !host && host.error().code == ENODEV;
+    if (host && veth_removal == VethRemoval::Background) {
+        auto s = c.deps.pod_network->set_down(host->host_ifindex);
+        if (s) retired = host->host_ifindex;
+        veth_done = s || s.error().code == ENODEV;
+    }
+    if (!veth_done)
+        if (auto s = c.deps.pod_network->teardown(veth); !s)
+            note(CniError{kInternal, "cannot remove " + veth, s.error().message});
     if (auto s = ipam_del(c, owner); !s) note(s.error());
     if (auto s = c.store.remove(cid, ifname); !s)
         note(CniError{kIoFailure, "cannot remove attachment state", s.error().message});
+    if (retired) delete_in_background(c, veth, *retired);
     if (first_err) return *first_err;
     return {};
 }
@@ -124,7 +175,9 @@ CniResult<json> cmd_add(Ctx& c) {
     }
     auto ns = open_container_netns(env.netns);
     if (!ns) return ns.error();
+    const std::string veth = host_veth_name(conf.name, env.container_id, env.ifname);
     auto exists = c.deps.pod_network->ifname_exists(*ns, env.ifname);
+    if (exists && *exists && clear_retired_veth(c, veth)) exists = c.deps.pod_network->ifname_exists(*ns, env.ifname);
     if (!exists) return CniError{kInternal, "cannot inspect " + env.netns, exists.error().message};
     if (*exists)
         return CniError{kInvalidEnv, "interface " + env.ifname + " already exists in " + env.netns, ""};
@@ -133,7 +186,6 @@ CniResult<json> cmd_add(Ctx& c) {
     auto ip = ipam_add(c, owner);
     if (!ip) return ip.error();
 
-    const std::string veth = host_veth_name(conf.name, env.container_id, env.ifname);
     AttachmentState st{env.container_id, env.ifname, env.netns, veth, ip->str(), conf.delegated_ipam(),
                        env.arg("K8S_POD_NAMESPACE"), env.arg("K8S_POD_NAME"), env.arg("K8S_POD_UID"), "adding"};
     auto fail = [&](CniError e) -> CniResult<json> {
@@ -183,7 +235,7 @@ CniStatus cmd_del(Ctx& c) {
         if (auto p = parse_result(c.conf.prev_result); p)
             for (const auto& ipc : p->ips)
                 if (auto pfx = Ipv4Prefix::parse(ipc.address, true); pfx) hint = pfx->addr();
-    auto r = release_attachment(c, c.env.container_id, c.env.ifname, hint);
+    auto r = release_attachment(c, c.env.container_id, c.env.ifname, hint, VethRemoval::Background);
     if (r) log::info("DEL " + c.env.container_id + "/" + c.env.ifname);
     return r;
 }

@@ -24,6 +24,9 @@ struct Deps {
         delegate;
     // Fault injection for tests: returns true to fail at this point.
     std::function<bool(const char* point)> fault;
+    // Runs job in a process that outlives the plugin (DEL deletes the host
+    // veth there); returns once it started. Unset: job runs inline.
+    std::function<Status(const std::function<void()>& job)> background;
 };
 
 struct PluginOutput {

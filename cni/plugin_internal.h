@@ -26,9 +26,14 @@ CniResult<Ipv4> ipam_add(Ctx& c, const ipam::Owner& owner);
 CniStatus ipam_del(Ctx& c, const ipam::Owner& owner);
 CniResult<ipam::Allocator> builtin_ipam(Ctx& c);
 
+// Now: the host veth is gone when release_attachment() returns.
+// Background: it is down (no routes, no neighbour, no carrier) when it
+// returns, and deleted in Deps::background, off DEL's critical path.
+enum class VethRemoval { Now, Background };
+
 // Everything DEL removes for one attachment, continuing past errors.
 CniStatus release_attachment(Ctx& c, const std::string& cid, const std::string& ifname,
-                             std::optional<Ipv4> ip_hint);
+                             std::optional<Ipv4> ip_hint, VethRemoval veth_removal = VethRemoval::Now);
 
 CniResult<NetNs> open_container_netns(const std::string& path);
 

@@ -50,6 +50,18 @@ public:
         return ok();
     }
 
+    Status set_down(int host_ifindex) override {
+        SKIFF_ASSIGN_OR_RETURN(auto host, Netlink::open());
+        return host.set_down(host_ifindex);
+    }
+
+    Status teardown(int host_ifindex) override {
+        SKIFF_ASSIGN_OR_RETURN(auto host, Netlink::open());
+        auto s = host.delete_link(host_ifindex);
+        if (!s && s.error().code != ENODEV) return s;
+        return ok();
+    }
+
     Result<bool> link_exists(int ifindex) override {
         SKIFF_ASSIGN_OR_RETURN(auto host, Netlink::open());
         auto l = host.link(ifindex);
@@ -64,6 +76,7 @@ public:
         PodLinks pl;
         pl.host_ifindex = l.ifindex;
         pl.host_mac = l.mac;
+        pl.host_up = (l.flags & IFF_UP) != 0;
         return pl;
     }
 

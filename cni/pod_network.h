@@ -29,6 +29,7 @@ struct PodLinks {
     int host_ifindex = 0;
     MacAddr host_mac{};
     MacAddr pod_mac{};
+    bool host_up = true;  // host_side(): false once DEL took the veth down
 };
 
 class PodNetwork {
@@ -40,6 +41,15 @@ public:
     virtual Result<PodLinks> setup(const NetNs& ns, const PodSpec& spec) = 0;
     // Removes the host veth (and with it the pod end). Absent is fine.
     virtual Status teardown(const std::string& host_veth) = 0;
+    // Takes the host veth out of service without deleting it: down, which
+    // drops its routes and neighbour entries and the pod's carrier. Cheap,
+    // unlike deleting a link (the kernel waits out an RCU barrier, ~20 ms).
+    // ENODEV when absent.
+    virtual Status set_down(int host_ifindex) = 0;
+    // Removes the host veth by ifindex: a later ADD's veth may have its name
+    // but never its ifindex (the kernel hands them out cyclically, 2^31 of
+    // them). Absent is fine.
+    virtual Status teardown(int host_ifindex) = 0;
     virtual Result<bool> link_exists(int ifindex) = 0;
     // Host veth by name; ENODEV when absent.
     virtual Result<PodLinks> host_side(const std::string& host_veth) = 0;

@@ -142,7 +142,9 @@ public:
     std::map<std::string, FakeLink> links;  // by host veth name
     std::set<std::pair<std::string, std::string>> pod_ifnames;  // (netns path, ifname)
     std::vector<std::string> torn_down;
+    std::set<int> down;  // set_down() ifindexes
     bool fail_setup = false;
+    bool fail_set_down = false;
     int next_ifindex = 100;
 
     // A host veth as a previous ADD would have left it.
@@ -177,6 +179,20 @@ public:
         }
         return skiff::ok();
     }
+    Status set_down(int ifindex) override {
+        if (fail_set_down) return Error{EPERM, "fake: cannot set link down"};
+        for (const auto& [n, l] : links)
+            if (l.ifindex == ifindex) {
+                down.insert(ifindex);
+                return skiff::ok();
+            }
+        return Error{ENODEV, "fake: no link #" + std::to_string(ifindex)};
+    }
+    Status teardown(int ifindex) override {
+        for (const auto& [n, l] : links)
+            if (l.ifindex == ifindex) return teardown(std::string(n));
+        return skiff::ok();
+    }
     Result<bool> link_exists(int ifindex) override {
         for (const auto& [n, l] : links)
             if (l.ifindex == ifindex) return true;
@@ -185,7 +201,8 @@ public:
     Result<skiff::cni::PodLinks> host_side(const std::string& host_veth) override {
         auto it = links.find(host_veth);
         if (it == links.end()) return Error{ENODEV, "fake: no link " + host_veth};
-        return skiff::cni::PodLinks{it->second.ifindex, it->second.host_mac, it->second.pod_mac};
+        return skiff::cni::PodLinks{it->second.ifindex, it->second.host_mac, it->second.pod_mac,
+                                    down.count(it->second.ifindex) == 0};
     }
     Status verify(const skiff::NetNs& ns, const skiff::cni::PodSpec& spec) override {
         auto it = links.find(spec.host_veth);
