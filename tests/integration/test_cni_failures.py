@@ -7,8 +7,7 @@ import os
 import pytest
 
 from skiff_topo import in_ns
-
-NOTHING = {"veths": [], "routes": [], "leases": [], "attachments": [], "endpoints": []}
+from test_cni_del import NOTHING, settled_leftovers
 
 
 def assert_clean(node, pod_ns=None):
@@ -147,7 +146,7 @@ def test_killed_add_then_del_leaves_nothing(topo, node, point):
     assert rc == -9
     rc, out, err = node.cni("DEL", container_id="bad", netns=f"/run/netns/{pod_ns}")
     assert rc == 0, (out, err)
-    assert node.leftovers() == NOTHING
+    assert settled_leftovers(node) == NOTHING
 
 
 def test_twenty_concurrent_adds_and_dels(topo, node):
@@ -172,4 +171,4 @@ def test_twenty_concurrent_adds_and_dels(topo, node):
         results = list(ex.map(lambda i: do("DEL", i), range(20)))
     for rc, out, err in results:
         assert rc == 0, (out, err)
-    assert node.leftovers() == NOTHING
+    assert settled_leftovers(node) == NOTHING

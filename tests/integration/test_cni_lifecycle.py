@@ -6,19 +6,18 @@ import subprocess
 import pytest
 
 from skiff_topo import sh
-
-NOTHING = {"veths": [], "routes": [], "leases": [], "attachments": [], "endpoints": []}
+from test_cni_del import NOTHING, settled_leftovers
 
 
 def test_del_removes_everything_and_is_idempotent(node):
     a, b = node.add_pod(), node.add_pod()
     assert len(node.skiff_veths()) == 2 and len(node.leases()) == 2 and len(node.endpoints()) == 2
     node.del_pod(a)
-    left = node.leftovers()
+    left = settled_leftovers(node)
     assert len(left["veths"]) == 1 and left["leases"] == [b.ip] and len(left["endpoints"]) == 1
     node.del_pod(a)  # DEL twice
     node.del_pod(b)
-    assert node.leftovers() == NOTHING
+    assert settled_leftovers(node) == NOTHING
     # b's pod namespace keeps only loopback.
     assert [l["ifname"] for l in json.loads(b.run("ip", "-j", "link").stdout)] == ["lo"]
 
@@ -28,7 +27,7 @@ def test_del_with_empty_netns_and_unknown_container(node):
     # Runtime lost the netns (pod sandbox gone): DEL with empty CNI_NETNS still cleans up.
     rc, out, err = node.cni("DEL", container_id=pod.cid, netns="", ifname="eth0")
     assert rc == 0, (out, err)
-    assert node.leftovers() == NOTHING
+    assert settled_leftovers(node) == NOTHING
     rc, out, err = node.cni("DEL", container_id="never-added", netns="/run/netns/does-not-exist", ifname="eth0")
     assert rc == 0, (out, err)
     rc, out, err = node.cni("DEL", container_id="never-added", netns=None, ifname="eth0")
@@ -41,7 +40,7 @@ def test_del_after_netns_deleted(topo, node):
     topo.namespaces.remove(pod.ns)
     rc, out, err = node.cni("DEL", container_id=pod.cid, netns=f"/run/netns/{pod.ns}", ifname="eth0")
     assert rc == 0, (out, err)
-    assert node.leftovers() == NOTHING
+    assert settled_leftovers(node) == NOTHING
 
 
 def test_add_existing_interface_fails_and_leaks_nothing(topo, node):
@@ -186,8 +185,8 @@ def test_delegated_ipam_host_local(node, tmp_path):
     assert subprocess.run(["nsenter", f"--net=/run/netns/{pod_ns}", "ping", "-c1", "-W2", node.ip]).returncode == 0
     rc, out, err = node.cni("DEL", container_id="hl", netns=f"/run/netns/{pod_ns}", conf=conf)
     assert rc == 0, (out, err)
-    assert ip not in os.listdir(hl_dir)
-    assert node.skiff_veths() == [] and node.endpoints() == []
+    assert ip not in os.listdir(hl_dir) and node.endpoints() == []
+    assert settled_leftovers(node)["veths"] == []
     # A failure after delegated IPAM gives the lease back to host-local.
     rc, out, _ = node.cni("ADD", container_id="hl2", netns=f"/run/netns/{pod_ns}", conf=conf,
                           env={"SKIFF_FAULT_INJECT": "after-endpoint"})
