@@ -157,25 +157,21 @@ Status Netlink::create_veth(const VethSpec& spec) {
     return ok();
 }
 
-Status Netlink::set_up(int ifindex) {
-    Link orig;
-    if (int err = rtnl_link_get_kernel(sk_.get(), ifindex, nullptr, orig.out()); err < 0)
-        return nl_error(err, "link #" + std::to_string(ifindex));
-    Link change(rtnl_link_alloc());
-    rtnl_link_set_flags(change.get(), IFF_UP);
-    if (int err = rtnl_link_change(sk_.get(), orig.get(), change.get(), 0); err < 0)
-        return nl_error(err, "set link #" + std::to_string(ifindex) + " up");
-    return ok();
-}
+Status Netlink::set_up(int ifindex) { return set_admin_state(ifindex, true); }
+Status Netlink::set_down(int ifindex) { return set_admin_state(ifindex, false); }
 
-Status Netlink::set_down(int ifindex) {
-    // rtnl_link_change() only needs the index from orig: no RTM_GETLINK.
+Status Netlink::set_admin_state(int ifindex, bool up) {
+    // rtnl_link_change() only needs the index from orig and changes only
+    // the flags in the mask: no RTM_GETLINK first.
     Link orig(rtnl_link_alloc());
     rtnl_link_set_ifindex(orig.get(), ifindex);
     Link change(rtnl_link_alloc());
-    rtnl_link_unset_flags(change.get(), IFF_UP);
+    if (up)
+        rtnl_link_set_flags(change.get(), IFF_UP);
+    else
+        rtnl_link_unset_flags(change.get(), IFF_UP);
     if (int err = rtnl_link_change(sk_.get(), orig.get(), change.get(), 0); err < 0)
-        return nl_error(err, "set link #" + std::to_string(ifindex) + " down");
+        return nl_error(err, "set link #" + std::to_string(ifindex) + (up ? " up" : " down"));
     return ok();
 }
 

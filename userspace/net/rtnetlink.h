@@ -60,8 +60,8 @@ public:
     Result<std::vector<LinkInfo>> links();
 
     Status create_veth(const VethSpec& spec);
-    Status set_up(int ifindex);
-    Status set_down(int ifindex);  // one request, no lookup; ENODEV when absent
+    Status set_up(int ifindex);    // one request each, no lookup; ENODEV when absent
+    Status set_down(int ifindex);
     Status delete_link(const std::string& name);  // ENODEV when absent
     Status delete_link(int ifindex);              // ENODEV when absent
 
@@ -84,6 +84,7 @@ private:
         void operator()(nl_sock* s) const;
     };
     explicit Netlink(nl_sock* s) : sk_(s) {}
+    Status set_admin_state(int ifindex, bool up);
     Status route_op(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4> gw, int scope, int flags,
                     int protocol);
     std::unique_ptr<nl_sock, SockDeleter> sk_;
