@@ -205,8 +205,7 @@ struct skiff_config {
 	__u64 netns_cookie;  /* the node's network namespace (socket LB scope) */
 	__u16 nat_port_min;  /* masquerade port range (host order) */
 	__u16 nat_port_max;
-	__u16 eph_port_min;  /* the node's own ephemeral ports (never taken) */
-	__u16 eph_port_max;
+	__u32 pad;
 };
 
 /*
@@ -216,6 +215,9 @@ struct skiff_config {
  * For ICMP echo the identifier is the "port": the request's source port,
  * the reply's destination port. A plain hash: a busy table never evicts a
  * live flow; the agent expires idle ones.
+ * The node's own flows to the same destinations are entered too (pod =
+ * node, usually with its port kept), so a pod flow never takes a tuple the
+ * node uses and the node's flow moves when a pod flow already holds it.
  */
 enum skiff_snat_dir {
 	SKIFF_SNAT_EGRESS = 0,
@@ -270,6 +272,14 @@ struct skiff_frag_value {
  * NAT, affinity or counters) and leaves its verdict in skiff_trace.
  */
 #define SKIFF_TRACE_MARK 0x5c1ff7ac
+
+/*
+ * A packet skiff redirected to a device (by FIB, or back out of the one it
+ * came in on) carries this mark until the uplink's egress program, which
+ * lets it pass and clears the mark: that program looks only at the node's
+ * own traffic.
+ */
+#define SKIFF_FORWARDED_MARK 0x5c1ff0d0
 
 enum skiff_trace_flags {
 	SKIFF_TRACE_F_REDIRECT_PEER = 1u << 0, /* into the peer of redirect_ifindex */
@@ -329,6 +339,10 @@ enum skiff_reason {
 	SKIFF_SNAT_EGRESS_XLATE = 12, /* masqueraded on the way out */
 	SKIFF_SNAT_INGRESS_XLATE = 13, /* reply translated back to the pod */
 	SKIFF_SNAT_ICMP_ERROR = 14, /* ICMP error about a masqueraded flow, translated */
+	SKIFF_SNAT_NODE_NEW = 15,   /* the node's own new flow, entered with its port */
+	SKIFF_SNAT_NODE_MOVED = 16, /* the node's new flow moved off a port a pod flow holds */
+	SKIFF_SNAT_NODE = 17,       /* a packet of a node flow in the masquerade table */
+	SKIFF_SNAT_NODE_UNTRACKED = 18, /* the node's new flow found the table full: sent as is */
 
 	/*
 	 * Not verdicts: conntrack entries the datapath inserted and removed
@@ -354,7 +368,7 @@ enum skiff_reason {
 
 /* Direction of a counted packet, relative to the endpoint or node. */
 enum skiff_dir {
-	SKIFF_DIR_EGRESS = 0,  /* leaving a pod (host-veth ingress hook) */
+	SKIFF_DIR_EGRESS = 0,  /* leaving a pod (host-veth ingress hook) or the node (uplink egress) */
 	SKIFF_DIR_INGRESS = 1, /* arriving at the node (uplink ingress hook) */
 	SKIFF_DIR_MAX = 2,
 };

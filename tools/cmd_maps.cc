@@ -224,8 +224,7 @@ const std::vector<Decoder>& decoders() {
             return KV{{{"index", k}},
                       {{"node_ip", ip_str(v.node_ip)}, {"flags", flag_list(v.flags, kCfgFlags)},
                        {"netns_cookie", v.netns_cookie}, {"nat_port_min", v.nat_port_min},
-                       {"nat_port_max", v.nat_port_max}, {"eph_port_min", v.eph_port_min},
-                       {"eph_port_max", v.eph_port_max}}};
+                       {"nat_port_max", v.nat_port_max}}};
         }),
         dec<skiff_frag_key, skiff_frag_value>(SKIFF_MAP_FRAGS, [](auto& k, auto& v, auto) {
             return KV{{{"saddr", ip_str(k.saddr)}, {"daddr", ip_str(k.daddr)}, {"ip_id", ntohs(k.id)},

@@ -30,6 +30,7 @@ struct l4_info {
 #define TCP_FLAG_FIN_BIT 0x01
 #define TCP_FLAG_SYN_BIT 0x02
 #define TCP_FLAG_RST_BIT 0x04
+#define TCP_FLAG_ACK_BIT 0x10
 
 static __always_inline int ipv4_is_fragment_tail(const struct iphdr *ip)
 {

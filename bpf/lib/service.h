@@ -236,7 +236,7 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 	if (ct && be) {
 		trace_note(skb, 0, SKIFF_TRACE_F_BACKEND, ct->backend_id);
 		if (!dry && (ct->flags & SKIFF_CT_F_CLOSING) &&
-		    (l4->tcp_flags & (TCP_FLAG_SYN_BIT | 0x10 /* ACK */)) == TCP_FLAG_SYN_BIT) {
+		    (l4->tcp_flags & (TCP_FLAG_SYN_BIT | TCP_FLAG_ACK_BIT)) == TCP_FLAG_SYN_BIT) {
 			/* A new connection on the tuple of a closed one: its own
 			 * life cycle, on both halves. */
 			int snat = ct->flags & SKIFF_CT_F_SNAT;
@@ -391,7 +391,7 @@ static __always_inline void svc_purge_stale_reply(struct __sk_buff *skb, const s
 	if (trace_mode(skb))
 		return;
 	if (l4->proto == IPPROTO_TCP &&
-	    (l4->tcp_flags & (TCP_FLAG_SYN_BIT | 0x10 /* ACK */)) != TCP_FLAG_SYN_BIT)
+	    (l4->tcp_flags & (TCP_FLAG_SYN_BIT | TCP_FLAG_ACK_BIT)) != TCP_FLAG_SYN_BIT)
 		return;
 	if (l4->proto != IPPROTO_TCP && l4->proto != IPPROTO_UDP)
 		return;

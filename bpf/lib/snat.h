@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Masquerade (SNAT) of pod traffic leaving the cluster: the node's address
- * as source, a NAT port that is never handed out twice for one
- * destination, replies and ICMP errors translated back. Functions return
+ * as source, the pod's own port when free (else one of the range) and
+ * never handed out twice for one destination, replies and ICMP errors
+ * translated back. The node's own flows to those destinations are tracked
+ * in the same table, so the two never share a tuple. Functions return
  * 0 when the packet is not theirs, 1 when they rewrote it (packet
  * pointers are stale), or a negative drop reason.
  */
@@ -12,6 +14,7 @@
 #include <stddef.h>
 
 #include "common.h"
+#include "conntrack.h"
 #include "csum.h"
 #include "l4.h"
 #include "maps.h"
@@ -59,6 +62,8 @@ static __always_inline void snat_touch(struct skiff_nat_value *v, const struct l
 	v->bytes += bytes;
 	if (l4->tcp_flags & (TCP_FLAG_FIN_BIT | TCP_FLAG_RST_BIT))
 		v->flags |= SKIFF_CT_F_CLOSING;
+	else if (l4->tcp_flags & TCP_FLAG_SYN_BIT)
+		v->flags &= ~SKIFF_CT_F_CLOSING; /* a new connection on the same tuple */
 }
 
 /* The reply tuple of an egress flow translated to nat_port: what the
@@ -75,33 +80,73 @@ static __always_inline void snat_ingress_key(struct skiff_ct_key *k, const struc
 	k->pad = 0;
 }
 
+/* A socket of the node's would take what arrives on reply tuple k (a
+ * connection, a listener, a bound UDP socket): k is not free for a pod.
+ * Covers what the node opened before its flows were tracked, or opens
+ * before its first packet leaves. */
+static __always_inline int snat_node_socket(struct __sk_buff *skb, const struct skiff_ct_key *k)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+
+	t.ipv4.saddr = k->saddr;
+	t.ipv4.daddr = k->daddr;
+	t.ipv4.sport = k->sport;
+	t.ipv4.dport = k->dport;
+	if (k->proto == IPPROTO_TCP)
+		sk = bpf_skc_lookup_tcp(skb, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+	else if (k->proto == IPPROTO_UDP)
+		sk = bpf_sk_lookup_udp(skb, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+	else
+		return 0;
+	if (!sk)
+		return 0;
+	bpf_sk_release(sk);
+	return 1;
+}
+
+/* Take reply tuple k for rev's flow (dry: only look). BPF_NOEXIST makes
+ * the claim atomic: a tuple is never handed out twice, even by two CPUs.
+ * Returns 0 when taken, -SKIFF_EEXIST when in use, another error when the table
+ * cannot take it. */
+static __always_inline long snat_take(struct __sk_buff *skb, const struct skiff_ct_key *k,
+				      const struct skiff_nat_value *rev, int check_node, int dry)
+{
+	if (check_node && snat_node_socket(skb, k))
+		return -SKIFF_EEXIST;
+	if (dry)
+		return bpf_map_lookup_elem(&skiff_snat, k) ? -SKIFF_EEXIST : 0;
+	return bpf_map_update_elem(&skiff_snat, k, rev, BPF_NOEXIST);
+}
+
 /*
- * Take a NAT port for a new flow: the pod's own port when its reply tuple
- * is free and the node's own connections cannot use it, else ports from
- * the configured range. The reply entry is inserted with BPF_NOEXIST, so
- * a tuple is never handed out twice, even by two CPUs at once.
+ * Take a NAT port for a new flow from ip->saddr (a pod, or the node itself
+ * when node is set): its own port when that reply tuple is free, else
+ * ports of the configured range. A pod never takes a tuple a node socket
+ * answers to; the node's own port is checked against the table only.
+ * Returns 0, -SKIFF_DROP_NAT_NO_PORT, or with node set 1 when the own
+ * tuple is free but the table is full (the flow cannot be tracked).
  */
-static __always_inline int snat_claim(const struct iphdr *ip, const struct l4_info *l4,
-				      const struct skiff_config *cfg, __u64 now, __be16 *nat_port, int dry)
+static __always_inline int snat_claim(struct __sk_buff *skb, const struct iphdr *ip, const struct l4_info *l4,
+				      const struct skiff_config *cfg, __u64 now, __be16 *nat_port, int node,
+				      int dry)
 {
 	struct skiff_nat_value rev = {
 		.created_ns = now, .last_seen_ns = now, .addr = ip->saddr, .port = l4->sport,
 	};
-	__u16 own = bpf_ntohs(l4->sport), lo = cfg->nat_port_min, hi = cfg->nat_port_max;
+	__u16 lo = cfg->nat_port_min, hi = cfg->nat_port_max;
 	__u32 span, start;
 	struct skiff_ct_key k;
+	long err;
 
-	if (l4->proto == IPPROTO_ICMP || own < cfg->eph_port_min || own > cfg->eph_port_max) {
-		snat_ingress_key(&k, ip, l4, cfg->node_ip, l4->sport);
-		if (dry && !bpf_map_lookup_elem(&skiff_snat, &k)) {
-			*nat_port = l4->sport;
-			return 0;
-		}
-		if (!dry && !bpf_map_update_elem(&skiff_snat, &k, &rev, BPF_NOEXIST)) {
-			*nat_port = l4->sport;
-			return 0;
-		}
+	snat_ingress_key(&k, ip, l4, cfg->node_ip, l4->sport);
+	err = snat_take(skb, &k, &rev, !node, dry);
+	if (!err) {
+		*nat_port = l4->sport;
+		return 0;
 	}
+	if (node && err != -SKIFF_EEXIST)
+		return 1;
 	if (hi < lo || lo == 0)
 		return -SKIFF_DROP_NAT_NO_PORT;
 	span = (__u32)hi - lo + 1;
@@ -112,8 +157,7 @@ static __always_inline int snat_claim(const struct iphdr *ip, const struct l4_in
 		if ((__u32)i >= span)
 			break;
 		snat_ingress_key(&k, ip, l4, cfg->node_ip, port);
-		if (dry ? !bpf_map_lookup_elem(&skiff_snat, &k)
-			: !bpf_map_update_elem(&skiff_snat, &k, &rev, BPF_NOEXIST)) {
+		if (!snat_take(skb, &k, &rev, 1, dry)) {
 			*nat_port = port;
 			return 0;
 		}
@@ -121,7 +165,8 @@ static __always_inline int snat_claim(const struct iphdr *ip, const struct l4_in
 	return -SKIFF_DROP_NAT_NO_PORT;
 }
 
-/* The config when this pod packet leaves the cluster and is masqueraded. */
+/* The config when this packet (from a pod, or the node's own) leaves the
+ * cluster and is masqueraded. */
 static __always_inline struct skiff_config *snat_wanted(const struct iphdr *ip, const struct l4_info *l4)
 {
 	struct skiff_config *cfg = config_get();
@@ -135,15 +180,30 @@ static __always_inline struct skiff_config *snat_wanted(const struct iphdr *ip, 
 	return cfg;
 }
 
-/* Pod traffic to a destination outside the cluster: source -> node.
- * Callers got cfg from snat_wanted() and made sure the packet will be
- * sent (fib_check). */
-static __always_inline int snat_egress(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4,
-				       const struct skiff_config *cfg, __u32 *reason)
+#define SNAT_FLOW_SEEN 0
+#define SNAT_FLOW_NEW 1
+#define SNAT_FLOW_UNTRACKED 2
+#define SNAT_FLOW_NONE 3
+
+/* What may start a node flow in the table: UDP, an echo request, a TCP SYN
+ * without ACK. The node's answers as a server (SYN-ACK, RST to a stray
+ * segment) start nothing: a pod's claim already finds that socket, and a
+ * flood of spoofed SYNs must not fill the table. */
+static __always_inline int snat_node_flow_start(const struct l4_info *l4)
+{
+	return l4->proto != IPPROTO_TCP ||
+	       (l4->tcp_flags & (TCP_FLAG_SYN_BIT | TCP_FLAG_ACK_BIT)) == TCP_FLAG_SYN_BIT;
+}
+
+/* The NAT port of this packet's flow: its entry's, or a new claim with
+ * both entries set up. Returns SNAT_FLOW_SEEN, SNAT_FLOW_NEW, for node
+ * flows SNAT_FLOW_UNTRACKED (table full) or SNAT_FLOW_NONE (not a flow's
+ * start), or a negative drop reason. */
+static __always_inline int snat_flow_port(struct __sk_buff *skb, const struct iphdr *ip, const struct l4_info *l4,
+					  const struct skiff_config *cfg, int node, __be16 *nat_port)
 {
 	struct skiff_nat_value fwd = {}, *v;
 	struct skiff_ct_key key, rkey;
-	__be16 nat_port;
 	__u64 now;
 	int ret;
 
@@ -152,31 +212,79 @@ static __always_inline int snat_egress(struct __sk_buff *skb, struct iphdr *ip, 
 	if (v) {
 		if (!trace_mode(skb))
 			snat_touch(v, l4, skb->len);
-		*reason = SKIFF_SNAT_EGRESS_XLATE;
-		nat_port = v->port;
-	} else {
-		now = bpf_ktime_get_ns();
-		ret = snat_claim(ip, l4, cfg, now, &nat_port, trace_mode(skb));
-		if (ret < 0)
-			return ret;
-		trace_note(skb, 0, SKIFF_TRACE_F_NEW, 0);
-		fwd.created_ns = fwd.last_seen_ns = now;
-		fwd.packets = 1;
-		fwd.bytes = skb->len;
-		fwd.addr = cfg->node_ip;
-		fwd.port = nat_port;
-		if (!trace_mode(skb) && bpf_map_update_elem(&skiff_snat, &key, &fwd, BPF_NOEXIST)) {
-			/* Another CPU set this flow up first: give our port back. */
-			snat_ingress_key(&rkey, ip, l4, cfg->node_ip, nat_port);
-			bpf_map_delete_elem(&skiff_snat, &rkey);
-			v = bpf_map_lookup_elem(&skiff_snat, &key);
-			if (!v)
-				return -SKIFF_DROP_NAT_NO_PORT;
-			nat_port = v->port;
-		}
-		*reason = SKIFF_SNAT_NEW;
+		*nat_port = v->port;
+		return SNAT_FLOW_SEEN;
 	}
+	if (node && !snat_node_flow_start(l4))
+		return SNAT_FLOW_NONE;
+	now = bpf_ktime_get_ns();
+	ret = snat_claim(skb, ip, l4, cfg, now, nat_port, node, trace_mode(skb));
+	if (ret < 0)
+		return ret;
+	if (ret == 1) {
+		*nat_port = l4->sport;
+		return SNAT_FLOW_UNTRACKED;
+	}
+	trace_note(skb, 0, SKIFF_TRACE_F_NEW, 0);
+	fwd.created_ns = fwd.last_seen_ns = now;
+	fwd.packets = 1;
+	fwd.bytes = skb->len;
+	fwd.addr = cfg->node_ip;
+	fwd.port = *nat_port;
+	if (!trace_mode(skb) && bpf_map_update_elem(&skiff_snat, &key, &fwd, BPF_NOEXIST)) {
+		/* Another CPU set this flow up first: give our port back. */
+		snat_ingress_key(&rkey, ip, l4, cfg->node_ip, *nat_port);
+		bpf_map_delete_elem(&skiff_snat, &rkey);
+		v = bpf_map_lookup_elem(&skiff_snat, &key);
+		if (!v)
+			return -SKIFF_DROP_NAT_NO_PORT;
+		*nat_port = v->port;
+	}
+	return SNAT_FLOW_NEW;
+}
+
+/* Pod traffic to a destination outside the cluster: source -> node.
+ * Callers got cfg from snat_wanted() and made sure the packet will be
+ * sent (fib_check). */
+static __always_inline int snat_egress(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4,
+				       const struct skiff_config *cfg, __u32 *reason)
+{
+	__be16 nat_port;
+	int ret;
+
+	ret = snat_flow_port(skb, ip, l4, cfg, 0, &nat_port);
+	if (ret < 0)
+		return ret;
+	*reason = ret == SNAT_FLOW_NEW ? SKIFF_SNAT_NEW : SKIFF_SNAT_EGRESS_XLATE;
 	ret = snat_rewrite(skb, l4, 0, ip->saddr, cfg->node_ip, l4->sport, nat_port);
+	return ret < 0 ? ret : 1;
+}
+
+/*
+ * The node's own packet to a masqueraded destination (uplink egress): its
+ * flow goes into the table like a pod's, so pod flows keep off its tuple;
+ * when a pod flow already holds it, the node's new flow leaves from
+ * another port and replies are moved back (snat_ingress). Returns 0 (sent
+ * as is), 1 (port rewritten) or a negative drop reason.
+ */
+static __always_inline int snat_node_egress(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4,
+					    const struct skiff_config *cfg, __u32 *reason)
+{
+	__be16 nat_port;
+	int ret;
+
+	ret = snat_flow_port(skb, ip, l4, cfg, 1, &nat_port);
+	if (ret < 0 || ret == SNAT_FLOW_NONE)
+		return ret < 0 ? ret : 0;
+	if (ret == SNAT_FLOW_UNTRACKED)
+		*reason = SKIFF_SNAT_NODE_UNTRACKED;
+	else if (ret == SNAT_FLOW_SEEN)
+		*reason = SKIFF_SNAT_NODE;
+	else
+		*reason = nat_port == l4->sport ? SKIFF_SNAT_NODE_NEW : SKIFF_SNAT_NODE_MOVED;
+	if (nat_port == l4->sport)
+		return 0;
+	ret = snat_rewrite(skb, l4, 0, ip->saddr, ip->saddr, l4->sport, nat_port);
 	return ret < 0 ? ret : 1;
 }
 
@@ -196,10 +304,11 @@ static __always_inline int snat_ingress(struct __sk_buff *skb, struct iphdr *ip,
 		return 0;
 	if (!trace_mode(skb))
 		snat_touch(v, l4, skb->len);
+	/* The node's own flows map back to the node. */
+	*reason = v->addr == ip->daddr ? SKIFF_SNAT_NODE : SKIFF_SNAT_INGRESS_XLATE;
 	ret = snat_rewrite(skb, l4, 1, ip->daddr, v->addr, l4->dport, v->port);
 	if (ret < 0)
 		return ret;
-	*reason = SKIFF_SNAT_INGRESS_XLATE;
 	return 1;
 }
 

@@ -77,15 +77,24 @@ static __always_inline long skiff_redirect_peer(struct __sk_buff *skb, __u32 ifi
 	return bpf_redirect_peer(ifindex, 0);
 }
 
+/* Out of a device (not into a pod): marked for the uplink's egress. */
+static __always_inline void mark_forwarded(struct __sk_buff *skb)
+{
+	if (!trace_mode(skb))
+		skb->mark = SKIFF_FORWARDED_MARK;
+}
+
 static __always_inline long skiff_redirect(struct __sk_buff *skb, __u32 ifindex)
 {
 	trace_note(skb, ifindex, 0, 0);
+	mark_forwarded(skb);
 	return bpf_redirect(ifindex, 0);
 }
 
 static __always_inline long skiff_redirect_neigh(struct __sk_buff *skb, __u32 ifindex, struct bpf_redir_neigh *nh)
 {
 	trace_note(skb, ifindex, 0, 0);
+	mark_forwarded(skb);
 	return bpf_redirect_neigh(ifindex, nh, sizeof(*nh), 0);
 }
 

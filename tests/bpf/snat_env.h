@@ -1,21 +1,30 @@
-// Helpers for the masquerade (SNAT) tests (snat_test.cc, snat_reply_test.cc),
-// on top of service_features_env.h (and so service_env.h, remote_env.h):
+// Helpers for the masquerade (SNAT) tests (snat_test.cc, snat_reply_test.cc,
+// snat_socket_test.cc, snat_node_test.cc, snat_mark_test.cc), on top of
+// service_features_env.h (and so service_env.h, remote_env.h):
 //  - two "outside" hosts on the uplink's subnet with permanent neighbour
 //    entries (192.168.1.200 and .201), so that FIB lookups toward them
 //    succeed with a MAC (bpf_redirect, not bpf_redirect_neigh). The
 //    addresses differ from service_features_test.cc's 192.168.1.100/.101,
 //    which must stay without a neighbour entry. Created once, in the
 //    process' private netns only, and gone with it;
-//  - raw access to the pinned skiff_snat, skiff_nomasq and skiff_config maps;
-//  - frames: ICMP echo replies, ICMP errors quoting a packet, and the exact
-//    frames a translation is expected to produce (checksums from scratch);
-//  - the SnatTest fixture (namespace snat).
+//  - raw access to the pinned skiff_snat, skiff_nomasq, skiff_config and
+//    skiff_trace maps;
+//  - sockets of the node's own (NodeSocket), made by this process in the
+//    private netns, for the datapath's socket lookups to find;
+//  - frames: ICMP echo replies, ICMP errors quoting a packet, the node's
+//    own packets as they leave the uplink, and the exact frames a
+//    translation is expected to produce (checksums from scratch);
+//  - the SnatTest fixture (namespace snat): from_pod, from_uplink and
+//    to_uplink (the uplink's egress) loaded into one pin dir.
 #pragma once
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -72,12 +81,20 @@ public:
         SKIFF_ASSIGN_OR_RETURN(snat_, bpf::open_pinned_map(pin_dir, SKIFF_MAP_SNAT));
         SKIFF_ASSIGN_OR_RETURN(nomasq_, bpf::open_pinned_map(pin_dir, SKIFF_MAP_NOMASQ));
         SKIFF_ASSIGN_OR_RETURN(config_, bpf::open_pinned_map(pin_dir, SKIFF_MAP_CONFIG));
+        SKIFF_ASSIGN_OR_RETURN(trace_, bpf::open_pinned_map(pin_dir, SKIFF_MAP_TRACE));
         return {};
     }
     void close() {
         snat_.reset();
         nomasq_.reset();
         config_.reset();
+        trace_.reset();
+    }
+    int snat_fd() const { return snat_.get(); }
+
+    // The result the last trace-mode run left (skiff_trace).
+    skiff_trace_result trace() const {
+        return map_get<skiff_trace_result>(trace_.get(), uint32_t{0}).value_or(skiff_trace_result{});
     }
 
     Status set_config(const skiff_config& c) { return map_put(config_.get(), uint32_t{0}, c, "config: update"); }
@@ -112,7 +129,66 @@ public:
     }
 
 private:
-    UniqueFd snat_, nomasq_, config_;
+    UniqueFd snat_, nomasq_, config_, trace_;
+};
+
+// ---------------------------------------------------------------------------
+// Sockets of the node's own
+// ---------------------------------------------------------------------------
+
+// A socket made by this process inside the private netns, where the uplink
+// holds the node's address: what the datapath's lookups of the node's
+// sockets (bpf_skc_lookup_tcp, bpf_sk_lookup_udp) must find. Closed when
+// destroyed.
+class NodeSocket {
+public:
+    // A TCP listener on addr:port (Ipv4(): any address).
+    static Result<NodeSocket> tcp_listener(Ipv4 addr, uint16_t port) {
+        SKIFF_ASSIGN_OR_RETURN(NodeSocket s, bound(SOCK_STREAM, addr, port));
+        if (::listen(s.fd_.get(), 8) != 0) return Error::errno_("listen");
+        return s;
+    }
+    // A UDP socket bound to addr:port.
+    static Result<NodeSocket> udp_bound(Ipv4 addr, uint16_t port) { return bound(SOCK_DGRAM, addr, port); }
+    // A TCP connection from local:port to dst:dport, left in SYN_SENT (its
+    // SYN leaves the uplink toward a MAC nobody answers from).
+    static Result<NodeSocket> tcp_connecting(Ipv4 local, uint16_t port, Ipv4 dst, uint16_t dport) {
+        SKIFF_ASSIGN_OR_RETURN(NodeSocket s, bound(SOCK_STREAM | SOCK_NONBLOCK, local, port));
+        sockaddr_in sa = sockaddr_of(dst, dport);
+        if (::connect(s.fd_.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)) == 0 || errno != EINPROGRESS)
+            return Error::errno_("connect to " + dst.str() + " (want EINPROGRESS)");
+        return s;
+    }
+    void close() { fd_.reset(); }
+
+private:
+    static sockaddr_in sockaddr_of(Ipv4 addr, uint16_t port) {
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = addr.be();
+        sa.sin_port = htons(port);
+        return sa;
+    }
+    static Result<NodeSocket> bound(int type, Ipv4 addr, uint16_t port) {
+        // Never open anything outside the private namespace.
+        const auto& net = test_net();
+        if (!net.ok()) return net.error().wrap("no private netns");
+        SKIFF_TRY(detail::check_private_netns(*net));
+        NodeSocket s;
+        s.fd_.reset(::socket(AF_INET, type | SOCK_CLOEXEC, 0));
+        if (!s.fd_.valid()) return Error::errno_("socket");
+        // IP_FREEBIND: also addresses the netns does not have (its lo is down).
+        int one = 1;
+        if (::setsockopt(s.fd_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+            ::setsockopt(s.fd_.get(), IPPROTO_IP, IP_FREEBIND, &one, sizeof(one)) != 0)
+            return Error::errno_("setsockopt");
+        sockaddr_in sa = sockaddr_of(addr, port);
+        if (::bind(s.fd_.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)) != 0)
+            return Error::errno_("bind " + addr.str() + ":" + std::to_string(port));
+        return s;
+    }
+
+    UniqueFd fd_;
 };
 
 // ---------------------------------------------------------------------------
@@ -215,7 +291,6 @@ inline const Ipv4Prefix kExtraNoMasq(Ipv4(0xac100000), 12);  // 172.16.0.0/12: a
 inline const Ipv4 kInExtraNoMasq(0xac100505);                // 172.16.5.5
 
 constexpr uint16_t kNatMin = 61000, kNatMax = 61009;  // 10 ports
-constexpr uint16_t kEphMin = 32768, kEphMax = 60999;
 
 inline skiff_config config(uint32_t flags = SKIFF_CFG_F_MASQUERADE, uint16_t nat_min = kNatMin,
                     uint16_t nat_max = kNatMax) {
@@ -224,8 +299,6 @@ inline skiff_config config(uint32_t flags = SKIFF_CFG_F_MASQUERADE, uint16_t nat
     c.flags = flags;
     c.nat_port_min = nat_min;
     c.nat_port_max = nat_max;
-    c.eph_port_min = kEphMin;
-    c.eph_port_max = kEphMax;
     return c;
 }
 
@@ -250,6 +323,7 @@ protected:
         ASSERT_OK(fwd_b_.enable("skt-src-h"));
 
         ASSERT_NO_FATAL_FAILURE(load_pinned(kWithUplink | kWithNodes));
+        ASSERT_NO_FATAL_FAILURE(load(bpf::Program::ToUplink, to_uplink_));
         ASSERT_OK(maps_.open(pins_.path()));
 
         ASSERT_OK(endpoints_->upsert(kPodA, endpoint(*veth_a_)));
@@ -266,7 +340,9 @@ protected:
     }
 
     void TearDown() override {
+        sockets_.clear();
         maps_.close();
+        to_uplink_.reset();
         RemoteNetTest::TearDown();
     }
 
@@ -309,7 +385,50 @@ protected:
         return eth_from_wire(*uplink_, kRouterMac, ipv4_packet(s));
     }
 
-    RunResult run_pod(const Bytes& f, Ipv4 pod) { return test_run(from_pod_.get(), f, veth_of(pod).host.ifindex); }
+    // The node's own packet as its stack sends it out of the uplink (to
+    // next_hop_mac), from src (normally the node).
+    Bytes node_frame(Ipv4 dst, uint8_t proto, const Bytes& l4, Ipv4 src = kNode,
+                     const MacAddr& next_hop_mac = kSnatOutsideMac) const {
+        return ethernet(next_hop_mac, uplink_mac(), kEthPIp, ipv4_packet(ipv4_spec(src, dst, proto, l4)));
+    }
+    Bytes node_tcp(Ipv4 dst, uint16_t sport, uint16_t dport, uint8_t flags = kTcpSyn, size_t payload = 0) const {
+        return node_frame(dst, kTcp,
+                          tcp_segment(kNode, dst, sport, dport, 0x01020304, flags & kTcpAck ? 0x0a0b0c0d : 0, flags,
+                                      {}, pattern(payload, 1)));
+    }
+    Bytes node_udp(Ipv4 dst, uint16_t sport, uint16_t dport, size_t payload = 24) const {
+        return node_frame(dst, kUdp, udp(kNode, dst, sport, dport, pattern(payload, 5)));
+    }
+    Bytes node_ping(Ipv4 dst, uint16_t id, uint16_t seq = 1, size_t payload = 40) const {
+        return node_frame(dst, kIcmp, icmp_echo(id, seq, pattern(payload, 11)));
+    }
+
+    // BPF_PROG_TEST_RUN with skb->mark set (and read back in RunResult::ctx).
+    static RunResult run_marked(int prog_fd, const Bytes& f, int ifindex, uint32_t mark) {
+        __sk_buff ctx{};
+        ctx.ifindex = static_cast<uint32_t>(ifindex);
+        ctx.mark = mark;
+        return test_run(prog_fd, f, ctx);
+    }
+    RunResult run_pod(const Bytes& f, Ipv4 pod, uint32_t mark = 0) {
+        return run_marked(from_pod_.get(), f, veth_of(pod).host.ifindex, mark);
+    }
+    RunResult run_uplink_marked(const Bytes& f, uint32_t mark) {
+        return run_marked(from_uplink_.get(), f, uplink_->host.ifindex, mark);
+    }
+    // The uplink's egress (to_uplink).
+    RunResult run_to_uplink(const Bytes& f, uint32_t mark = 0) {
+        return run_marked(to_uplink_.get(), f, uplink_->host.ifindex, mark);
+    }
+
+    // A socket of the node's, open until the test ends (or closed); nullptr
+    // (and a failure) if it could not be made.
+    NodeSocket* node_socket(Result<NodeSocket> s) {
+        EXPECT_TRUE(s.ok()) << s.error().message;
+        if (!s.ok()) return nullptr;
+        sockets_.push_back(std::make_unique<NodeSocket>(std::move(s).value()));
+        return sockets_.back().get();
+    }
 
     // --- checks ---
 
@@ -487,6 +606,8 @@ protected:
     const TestVeth* veth_b_ = nullptr;
     ForwardingOn fwd_b_;
     SnatMaps maps_;
+    UniqueFd to_uplink_;
+    std::vector<std::unique_ptr<NodeSocket>> sockets_;
 };
 
 }  // namespace snat

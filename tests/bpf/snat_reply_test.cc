@@ -30,10 +30,19 @@ using SnatForwardTest = SnatTest;
 // =============================================================================
 
 TEST_F(SnatReplyTest, TcpSynAckIsTranslatedBackIntoThePod) {
+    // Pod B holds the tuple of port 45000: pod A's flow from it gets a range
+    // port (the reply's port changes back), from 30000 it keeps its own.
+    ASSERT_EQ(send_out(tcp_from(kPodB, kOutside, 45000, 80), kPodB), 45000);
     for (uint16_t sport : {uint16_t{30000}, uint16_t{45000}}) {
         SCOPED_TRACE("sport " + std::to_string(sport));
         const uint16_t nat = send_out(tcp_from(kPodA, kOutside, sport, 80), kPodA);
         ASSERT_NE(nat, 0);
+        if (sport == 45000) {
+            EXPECT_GE(nat, kNatMin);
+            EXPECT_LE(nat, kNatMax);
+        } else {
+            EXPECT_EQ(nat, sport);
+        }
         Bytes reply = wire(kSnatOutsideMac, kOutside, kNode, kTcp,
                            tcp_segment(kOutside, kNode, 80, nat, 777, 0x11223345, kTcpSyn | kTcpAck,
                                        {0x02, 0x04, 0x05, 0xb4}, {}));
@@ -50,20 +59,21 @@ TEST_F(SnatReplyTest, TcpSynAckIsTranslatedBackIntoThePod) {
     const Counters c = counters();
     EXPECT_EQ(counter(SKIFF_SNAT_INGRESS_XLATE, SKIFF_DIR_INGRESS), (Count{2, 2 * 58})) << describe(c);
     EXPECT_EQ(counter(SKIFF_FWD_LOCAL_POD, SKIFF_DIR_INGRESS), (Count{2, 2 * 58})) << describe(c);
-    EXPECT_EQ(maps_.all().size(), 4u) << "replies create no entries" << maps_.dump();
+    EXPECT_EQ(maps_.all().size(), 6u) << "replies create no entries" << maps_.dump();
 }
 
 TEST_F(SnatReplyTest, UdpReplyIsTranslatedBackIntoThePod) {
-    const uint16_t kept = send_out(udp_from(kPodB, kOutside, 5353, 53), kPodB);
-    const uint16_t eph = send_out(udp_from(kPodB, kOutside, 50000, 53), kPodB);
-    ASSERT_EQ(kept, 5353);
-    ASSERT_GE(eph, kNatMin);
+    // Pod A keeps its port, pod B from the same port gets a range port.
+    const uint16_t kept = send_out(udp_from(kPodA, kOutside, 50000, 53), kPodA);
+    const uint16_t moved = send_out(udp_from(kPodB, kOutside, 50000, 53), kPodB);
+    ASSERT_EQ(kept, 50000);
+    ASSERT_GE(moved, kNatMin);
     expect_reply_into_pod(wire(kSnatOutsideMac, kOutside, kNode, kUdp, udp(kOutside, kNode, 53, kept, pattern(70))),
-                          kPodB, 5353);
-    expect_reply_into_pod(wire(kSnatOutsideMac, kOutside, kNode, kUdp, udp(kOutside, kNode, 53, eph, pattern(71))),
+                          kPodA, 50000);
+    expect_reply_into_pod(wire(kSnatOutsideMac, kOutside, kNode, kUdp, udp(kOutside, kNode, 53, moved, pattern(71))),
                           kPodB, 50000);
     // Without a checksum: it stays without one.
-    Bytes u = udp(kOutside, kNode, 53, eph, pattern(12));
+    Bytes u = udp(kOutside, kNode, 53, moved, pattern(12));
     put16(&u[kUdpCheck], 0);
     Bytes nocsum = wire(kSnatOutsideMac, kOutside, kNode, kUdp, u);
     RunResult r = run_uplink(nocsum);
@@ -89,9 +99,12 @@ TEST_F(SnatReplyTest, IcmpEchoReplyIsTranslatedBackIntoThePod) {
 }
 
 TEST_F(SnatReplyTest, PacketsNotMatchingAFlowAreLeftToTheStack) {
+    // A listener of the node's on port 45000: the pod's flow from it gets a
+    // range port, and what comes to 45000 is the node's.
+    ASSERT_NE(node_socket(NodeSocket::tcp_listener(Ipv4(), 45000)), nullptr);
     const uint16_t nat = send_out(tcp_from(kPodA, kOutside, 45000, 80), kPodA);
     const uint16_t id = send_out(ping_from(kPodA, kOutside, 99), kPodA);
-    ASSERT_NE(nat, 0);
+    ASSERT_GE(nat, kNatMin);
     auto syn_ack = [&](Ipv4 src, uint16_t sport, uint16_t dport) {
         return wire(kSnatOutsideMac, src, kNode, kTcp,
                     tcp_segment(src, kNode, sport, dport, 1, 2, kTcpSyn | kTcpAck, {}, {}));
@@ -111,14 +124,16 @@ TEST_F(SnatReplyTest, PacketsNotMatchingAFlowAreLeftToTheStack) {
 // =============================================================================
 
 TEST_F(SnatIcmpErrorTest, FragmentationNeededAboutATcpFlowIsTranslatedIntoThePod) {
-    // Two flows: one with a range port (the quoted port changes back), one
-    // that kept its own port.
+    // Two flows: one with a range port (pod B holds the tuple of 45000: the
+    // quoted port changes back), one that kept its own port.
+    ASSERT_EQ(send_out(tcp_from(kPodB, kOutside, 45000, 80), kPodB), 45000);
     for (uint16_t sport : {uint16_t{45000}, uint16_t{30000}}) {
         SCOPED_TRACE("sport " + std::to_string(sport));
         Bytes out;
         const uint16_t nat = send_out(tcp_from(kPodA, kOutside, sport, 80, kTcpAck | kTcpPsh, 1200), kPodA,
                                       kSnatOutsideMac, &out);
         ASSERT_NE(nat, 0);
+        EXPECT_EQ(nat == sport, sport == 30000) << nat;
         const Bytes quoted = ip_packet_of(out);  // as it left the node: node:nat -> outside:80
         for (size_t qlen : {size_t{28}, size_t{48}, size_t{548}, quoted.size()}) {
             SCOPED_TRACE("quote " + std::to_string(qlen) + " bytes");
@@ -131,10 +146,13 @@ TEST_F(SnatIcmpErrorTest, FragmentationNeededAboutATcpFlowIsTranslatedIntoThePod
     const Counters c = counters();
     EXPECT_EQ(counter(SKIFF_SNAT_ICMP_ERROR, SKIFF_DIR_INGRESS).packets, 8u) << describe(c);
     EXPECT_EQ(counter(SKIFF_FWD_LOCAL_POD, SKIFF_DIR_INGRESS).packets, 8u) << describe(c);
-    EXPECT_EQ(maps_.all().size(), 4u) << "errors create no entries" << maps_.dump();
+    EXPECT_EQ(maps_.all().size(), 6u) << "errors create no entries" << maps_.dump();
 }
 
 TEST_F(SnatIcmpErrorTest, TimeExceededAboutAUdpFlowIsTranslatedIntoThePod) {
+    // Pod A holds the tuple: pod B's flow from the same port gets a range
+    // port, which the quote must get back.
+    ASSERT_EQ(send_out(udp_from(kPodA, kOutside, 50000, 53, 30), kPodA), 50000);
     Bytes out;
     const uint16_t nat = send_out(udp_from(kPodB, kOutside, 50000, 53, 30), kPodB, kSnatOutsideMac, &out);
     ASSERT_GE(nat, kNatMin);
@@ -235,8 +253,14 @@ TEST_F(SnatRobustnessTest, EstablishedFlowUsesItsEntryWithoutNewClaims) {
 }
 
 TEST_F(SnatRobustnessTest, EstablishedFlowKeepsItsPortWhenTheRangeChanges) {
+    // Pod B holds the tuples of ports 45000 and 45001: pod A's flows from
+    // them get range ports.
+    for (uint16_t p : {uint16_t{45000}, uint16_t{45001}}) {
+        ASSERT_EQ(send_out(tcp_from(kPodB, kOutside, p, 80), kPodB), p);
+    }
     const uint16_t nat = send_out(tcp_from(kPodA, kOutside, 45000, 80), kPodA);
-    ASSERT_NE(nat, 0);
+    ASSERT_GE(nat, kNatMin);
+    ASSERT_LE(nat, kNatMax);
     ASSERT_OK(maps_.set_config(config(SKIFF_CFG_F_MASQUERADE, 62000, 62009)));
     EXPECT_EQ(send_out(tcp_from(kPodA, kOutside, 45000, 80, kTcpAck, 5), kPodA), nat);
     const uint16_t fresh = send_out(tcp_from(kPodA, kOutside, 45001, 80), kPodA);
@@ -246,59 +270,74 @@ TEST_F(SnatRobustnessTest, EstablishedFlowKeepsItsPortWhenTheRangeChanges) {
 
 // Two CPUs setting up the same new flow at once: both must translate it to
 // the same port, and the loser gives its claimed port back (no orphan
-// INGRESS entry). The window is small: this only exercises the race path
-// in some rounds, but the invariant must hold in all.
+// INGRESS entry). First with the flow's own tuple held by another flow
+// (both claim range ports), then with it free (one CPU may take the own
+// port and the other, finding it taken, a range port: whichever sets the
+// flow up first, both agree). The window is small: this only exercises the
+// race path in some rounds, but the invariant must hold in all.
 TEST_F(SnatRobustnessTest, ConcurrentFirstPacketsOfOneFlowAgreeOnOnePort) {
     const int ncpu = static_cast<int>(std::thread::hardware_concurrency());
     if (ncpu < 2) GTEST_SKIP() << "needs two CPUs";
     const Bytes syn = tcp_from(kPodA, kOutside, 45000, 80);
     const int fd = from_pod_.get(), ifindex = veth_a_->host.ifindex;
-    constexpr int kRounds = 300;
+    constexpr int kRounds = 300;  // per phase: own tuple held, then free
+    constexpr int kAll = 2 * kRounds;
     struct Out {
         uint32_t retval = 0;
         int err = 0;
         uint16_t port = 0;
     };
     std::vector<Out> out[2];
-    out[0].resize(kRounds);
-    out[1].resize(kRounds);
+    out[0].resize(kAll);
+    out[1].resize(kAll);
     std::atomic<int> go{-1}, done{0};
     auto worker = [&](int t) {
         cpu_set_t set;
         CPU_ZERO(&set);
         CPU_SET(t, &set);
         (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-        for (int i = 0; i < kRounds; ++i) {
+        for (int i = 0; i < kAll; ++i) {
             while (go.load(std::memory_order_acquire) < i) std::this_thread::yield();
             RunResult r = test_run(fd, syn, ifindex);
             out[t][i] = {r.retval, r.err, r.data.size() == syn.size() ? frame_sport(r.data) : uint16_t{0}};
             done.fetch_add(1, std::memory_order_acq_rel);
         }
     };
+    skiff_nat_value holder{};
+    holder.addr = Ipv4(0x0af401c8).be();  // 10.244.1.200
+    holder.port = htons(45000);
     std::thread a(worker, 0), b(worker, 1);
     std::vector<std::string> bad;
-    for (int i = 0; i < kRounds; ++i) {
+    int own_kept = 0;
+    for (int i = 0; i < kAll; ++i) {
+        const bool held = i < kRounds;
         for (const auto& [k, v] : maps_.all()) (void)maps_.del(k);
+        if (held) (void)maps_.put(ingress_key(kOutside, 80, 45000, kTcp), holder);
         go.store(i, std::memory_order_release);
         while (done.load(std::memory_order_acquire) < 2 * (i + 1)) std::this_thread::yield();
         const auto entries = maps_.all();
         const Out &x = out[0][i], &y = out[1][i];
-        if (x.err || y.err || x.retval != kRedirect || y.retval != kRedirect || x.port != y.port || x.port < kNatMin ||
-            x.port > kNatMax || entries.size() != 2) {
-            bad.push_back("round " + std::to_string(i) + ": ports " + std::to_string(x.port) + "/" +
-                          std::to_string(y.port) + " verdicts " + std::to_string(x.retval) + "/" +
-                          std::to_string(y.retval) + " entries " + std::to_string(entries.size()) + maps_.dump());
+        const bool in_range = x.port >= kNatMin && x.port <= kNatMax;
+        const auto ig = maps_.get(ingress_key(kOutside, 80, x.port, kTcp));
+        own_kept += x.port == 45000;
+        if (x.err || y.err || x.retval != kRedirect || y.retval != kRedirect || x.port != y.port ||
+            !(in_range || (!held && x.port == 45000)) || entries.size() != (held ? 3u : 2u) || !ig ||
+            ig->addr != kPodA.be()) {
+            bad.push_back("round " + std::to_string(i) + (held ? " (own tuple held)" : " (own tuple free)") +
+                          ": ports " + std::to_string(x.port) + "/" + std::to_string(y.port) + " verdicts " +
+                          std::to_string(x.retval) + "/" + std::to_string(y.retval) + " entries " +
+                          std::to_string(entries.size()) + maps_.dump());
         }
     }
     a.join();
     b.join();
     EXPECT_TRUE(bad.empty()) << bad.size() << " bad rounds, first: " << (bad.empty() ? "" : bad.front());
+    EXPECT_GT(own_kept, 0) << "with the own tuple free, the flow keeps its port (unless raced)";
     // Rounds in which both CPUs found no entry and claimed a port (the race
     // path): SKIFF_SNAT_NEW counts both.
-    const uint64_t raced = counter(SKIFF_SNAT_NEW, SKIFF_DIR_EGRESS).packets - kRounds;
+    const uint64_t raced = counter(SKIFF_SNAT_NEW, SKIFF_DIR_EGRESS).packets - kAll;
     RecordProperty("raced_rounds", static_cast<int>(raced));
-    std::printf("[          ] %llu of %d rounds took the race path\n", static_cast<unsigned long long>(raced),
-                kRounds);
+    std::printf("[          ] %llu of %d rounds took the race path\n", static_cast<unsigned long long>(raced), kAll);
 }
 
 TEST_F(SnatRobustnessTest, TruncatedIcmpErrorIsNotRewrittenAndDoesNotCrash) {
@@ -458,7 +497,7 @@ TEST_F(SnatForwardTest, LaterFragmentsOfAMasqueradedDatagramLeaveFromTheNode) {
 // node's address.
 TEST_F(SnatForwardTest, LaterFragmentsOfAReplyAreDeliveredIntoThePod) {
     const uint16_t nat = send_out(udp_from(kPodA, kOutside, 50000, 4000), kPodA);
-    ASSERT_GE(nat, kNatMin);
+    ASSERT_EQ(nat, 50000);
     auto [head, tail] = udp_fragments(kOutside, kNode, 4000, nat);
     RunResult r = run_uplink(ethernet(uplink_mac(), kSnatOutsideMac, kEthPIp, head));
     ASSERT_EQ(r.err, 0);

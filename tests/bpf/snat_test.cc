@@ -1,11 +1,13 @@
 // Masquerade (SNAT) under BPF_PROG_TEST_RUN (bpf/lib/snat.h):
 //  1. from_pod: a flow to a destination outside the no-masquerade set gets
 //     the node's address as source and is routed out by FIB lookup; the
-//     pod's own port is kept when it is free and not ephemeral, else a port
-//     of the configured range is claimed; both skiff_snat entries (EGRESS
-//     and INGRESS) are created;
-//  2. ports: ephemeral source ports, two pods with the same port, UDP with
-//     and without a checksum, ICMP echo identifiers, range exhaustion;
+//     pod's own port is kept when its reply tuple is free (and no socket of
+//     the node's would take it: snat_socket_test.cc), else a port of the
+//     configured range is claimed; both skiff_snat entries (EGRESS and
+//     INGRESS) are created;
+//  2. ports: own ports kept (ephemeral ones too), two pods with the same
+//     port, UDP with and without a checksum, ICMP echo identifiers, range
+//     exhaustion;
 //  3. destinations never translated (skiff_nomasq, the node itself) and the
 //     MASQUERADE flag off;
 //  4. from_uplink: replies translated back into the pod (TCP, UDP, ICMP
@@ -15,13 +17,16 @@
 //  6. robustness: established flows, two CPUs racing on one new flow,
 //     truncated ICMP errors, pre-claimed tuples;
 //  7. what fwd_fib() does not send (TTL expiring, FIB miss) and fragments.
-// 1-3 are here, 4-7 in snat_reply_test.cc; the fixture (SnatTest) is in
+// 1-3 are here, 4-7 in snat_reply_test.cc, the node's own flows (the
+// uplink's egress) in snat_node_test.cc; the fixture (SnatTest) is in
 // snat_env.h.
 //
 // The outside hosts are 192.168.1.200/.201 with neighbour entries (see
-// snat_env.h), so translated packets get the FIB's MACs. Note: with the
-// node's ephemeral range 32768-60999, "own port kept" needs a port outside
-// it (30000 here); 40000 is ephemeral and gets a range port.
+// snat_env.h), so translated packets get the FIB's MACs. A pod keeps any
+// port whose reply tuple is free, inside the node's ephemeral range
+// (32768-60999) too: a test that needs a range port first makes the own
+// tuple unavailable, mostly by a flow of the other pod from the same port
+// to the same destination (the "holder").
 //
 // Maps are filled directly (one pin dir per test: fresh maps). Output
 // frames are compared byte for byte with frames the test builds itself,
@@ -45,8 +50,7 @@ using SnatExemptTest = SnatTest;
 // =============================================================================
 
 TEST_F(SnatEgressTest, TcpSynKeepsItsOwnPortAndIsRoutedOutByFib) {
-    // 30000 is below the node's ephemeral range (32768-60999) and its reply
-    // tuple is free. (40000 would be inside the range: a range port.)
+    // Its reply tuple is free: the pod keeps its port.
     Bytes in = tcp_from(kPodA, kOutside, 30000, 80);
     ASSERT_EQ(in.size(), 54u);
     const uint64_t t0 = monotonic_ns();
@@ -99,35 +103,41 @@ TEST_F(SnatEgressTest, PodWithSpoofedSourceIsDroppedNotTranslated) {
 // 2. Ports
 // =============================================================================
 
-TEST_F(SnatPortTest, EphemeralSourcePortsGetARangePortOthersKeepTheirs) {
-    struct Case {
-        uint16_t sport;
-        bool kept;
+TEST_F(SnatPortTest, AnyFreeSourcePortIsKeptEphemeralOrNot) {
+    // Pod A keeps every port it sends from: below, inside (32768-60999) and
+    // above the node's ephemeral range, even a port of the NAT range (61005:
+    // its tuple is free). Pod B, from the same ports to the same
+    // destination, finds each tuple held: range ports, each handed out once
+    // and never 61005 (pod A's).
+    const std::vector<uint16_t> sports = {1024, 32767, 32768, 45000, 60999, 61005, 65535};
+    auto frame = [&](Ipv4 pod, uint8_t proto, uint16_t sport) {
+        return proto == kTcp   ? tcp_from(pod, kOutside, sport, 443)
+               : proto == kUdp ? udp_from(pod, kOutside, sport, 443)
+                               : ping_from(pod, kOutside, sport);
     };
-    // Kept ports first: 61005 lies inside the NAT range, and a range port
-    // claimed before it could be 61005.
-    const std::vector<Case> cases = {
-        {1024, true},    {32767, true},   // below the ephemeral range
-        {61005, true},   {65535, true},   // above (61005 even inside the NAT range: its tuple is free)
-        {32768, false},  {45000, false}, {60999, false},  // inside: the node's own sockets may use it
-    };
-    std::set<uint16_t> seen;
-    for (const auto& c : cases) {
-        SCOPED_TRACE("sport " + std::to_string(c.sport));
-        Bytes in = tcp_from(kPodA, kOutside, c.sport, 443);
-        const uint16_t nat = send_out(in, kPodA);
-        if (c.kept) {
-            EXPECT_EQ(nat, c.sport);
-        } else {
+    for (uint8_t proto : {kTcp, kUdp, kIcmp}) {
+        std::set<uint16_t> range_ports;
+        for (uint16_t sport : sports) {
+            SCOPED_TRACE("proto " + std::to_string(proto) + " sport " + std::to_string(sport));
+            Bytes in = frame(kPodA, proto, sport);
+            EXPECT_EQ(send_out(in, kPodA), sport) << "own port kept";
+            expect_flow(kPodA, sport, kOutside, 443, proto, sport, 1, in.size());
+        }
+        for (uint16_t sport : sports) {
+            SCOPED_TRACE("pod B, proto " + std::to_string(proto) + " sport " + std::to_string(sport));
+            Bytes in = frame(kPodB, proto, sport);
+            const uint16_t nat = send_out(in, kPodB);
             EXPECT_GE(nat, kNatMin);
             EXPECT_LE(nat, kNatMax);
+            EXPECT_NE(nat, 61005) << "pod A's own port";
+            EXPECT_TRUE(range_ports.insert(nat).second) << "port " << nat << " handed out twice";
+            expect_flow(kPodB, sport, kOutside, 443, proto, nat, 1, in.size());
         }
-        EXPECT_TRUE(seen.insert(nat).second) << "port " << nat << " handed out twice";
-        expect_flow(kPodA, c.sport, kOutside, 443, kTcp, nat, 1, in.size());
     }
     expect_consistent_pairs();
-    EXPECT_EQ(counter(SKIFF_SNAT_NEW, SKIFF_DIR_EGRESS).packets, cases.size());
-    EXPECT_EQ(counter(SKIFF_FWD_FIB, SKIFF_DIR_EGRESS).packets, cases.size());
+    EXPECT_EQ(maps_.all().size(), 3 * 2 * 2 * sports.size()) << maps_.dump();
+    EXPECT_EQ(counter(SKIFF_SNAT_NEW, SKIFF_DIR_EGRESS).packets, 3 * 2 * sports.size());
+    EXPECT_EQ(counter(SKIFF_FWD_FIB, SKIFF_DIR_EGRESS).packets, 3 * 2 * sports.size());
 }
 
 TEST_F(SnatPortTest, TwoPodsWithTheSameSourcePortGetDistinctPorts) {
@@ -138,9 +148,7 @@ TEST_F(SnatPortTest, TwoPodsWithTheSameSourcePortGetDistinctPorts) {
         ASSERT_NE(a, 0);
         ASSERT_NE(b, 0);
         EXPECT_NE(a, b) << "one reply tuple for two flows";
-        if (sport == 30000) {
-            EXPECT_EQ(a, 30000) << "the first pod keeps its port";
-        }
+        EXPECT_EQ(a, sport) << "the first pod keeps its port";
         EXPECT_GE(b, kNatMin) << "the second pod gets a range port";
         EXPECT_LE(b, kNatMax);
         expect_flow(kPodA, sport, kOutside, 80, kTcp, a, 1, 54);
@@ -161,27 +169,27 @@ TEST_F(SnatPortTest, TwoPodsWithTheSameSourcePortGetDistinctPorts) {
 }
 
 TEST_F(SnatPortTest, FillingTheRangeHandsOutEveryPortExactlyOnce) {
-    // 10 ephemeral flows to one destination: all 10 range ports, each once.
-    std::set<uint16_t> got;
-    for (uint16_t i = 0; i < 10; ++i) {
-        const Ipv4 pod = i % 2 ? kPodB : kPodA;
-        const uint16_t nat = send_out(tcp_from(pod, kOutside, static_cast<uint16_t>(50000 + i / 2), 80), pod);
-        EXPECT_TRUE(got.insert(nat).second) << "port " << nat << " twice";
-    }
+    // 10 flows of pod B to one destination, each from a port whose own
+    // tuple pod A holds (same port, same destination): all 10 range ports,
+    // each once.
+    auto fill = [&](Ipv4 dst, const MacAddr& mac) {
+        std::set<uint16_t> got;
+        for (uint16_t i = 0; i < 10; ++i) {
+            const uint16_t sport = static_cast<uint16_t>(50000 + i);
+            EXPECT_EQ(send_out(tcp_from(kPodA, dst, sport, 80), kPodA, mac), sport) << "the holder keeps its port";
+            const uint16_t nat = send_out(tcp_from(kPodB, dst, sport, 80), kPodB, mac);
+            EXPECT_TRUE(got.insert(nat).second) << "port " << nat << " twice";
+        }
+        return got;
+    };
     std::set<uint16_t> want;
     for (uint16_t p = kNatMin; p <= kNatMax; ++p) want.insert(p);
-    EXPECT_EQ(got, want);
+    EXPECT_EQ(fill(kOutside, kSnatOutsideMac), want);
     expect_consistent_pairs();
     // The same pod ports to another destination: the range again.
-    std::set<uint16_t> got2;
-    for (uint16_t i = 0; i < 10; ++i) {
-        const Ipv4 pod = i % 2 ? kPodB : kPodA;
-        got2.insert(send_out(tcp_from(pod, kOutside2, static_cast<uint16_t>(50000 + i / 2), 80), pod,
-                             kSnatOutside2Mac));
-    }
-    EXPECT_EQ(got2, want) << "NAT ports are per destination";
+    EXPECT_EQ(fill(kOutside2, kSnatOutside2Mac), want) << "NAT ports are per destination";
     expect_consistent_pairs();
-    EXPECT_EQ(maps_.all().size(), 40u);
+    EXPECT_EQ(maps_.all().size(), 80u);
 }
 
 TEST_F(SnatPortTest, UdpWithAChecksumIsTranslatedWithAValidChecksum) {
@@ -189,27 +197,34 @@ TEST_F(SnatPortTest, UdpWithAChecksumIsTranslatedWithAValidChecksum) {
     EXPECT_EQ(send_out(kept, kPodA), 5353);
     expect_flow(kPodA, 5353, kOutside, 53, kUdp, 5353, 1, kept.size());
 
-    Bytes eph = udp_from(kPodA, kOutside, 50000, 53, 41);
+    // Pod B from the same port: the tuple is pod A's, a range port (the
+    // port rewritten too; send_out checks the checksum).
+    Bytes moved = udp_from(kPodB, kOutside, 5353, 53, 41);
     Bytes out;
-    const uint16_t nat = send_out(eph, kPodA, kSnatOutsideMac, &out);
+    const uint16_t nat = send_out(moved, kPodB, kSnatOutsideMac, &out);
     EXPECT_GE(nat, kNatMin);
     EXPECT_LE(nat, kNatMax);
     EXPECT_NE(get16(&out[l4_offset(out) + kUdpCheck]), 0) << "a UDP checksum is never turned into 'none'";
-    expect_flow(kPodA, 50000, kOutside, 53, kUdp, nat, 1, eph.size());
+    expect_flow(kPodB, 5353, kOutside, 53, kUdp, nat, 1, moved.size());
     expect_consistent_pairs();
 }
 
 TEST_F(SnatPortTest, UdpWithoutAChecksumStaysWithoutOne) {
-    for (uint16_t sport : {uint16_t{5353}, uint16_t{50000}}) {
-        SCOPED_TRACE("sport " + std::to_string(sport));
-        Bytes in = udp_from(kPodA, kOutside, sport, 53, 33, /*no_checksum=*/true);
+    // Pod A keeps port 50000 (only the address changes), pod B from the same
+    // port gets a range port (the port changes too).
+    for (Ipv4 pod : {kPodA, kPodB}) {
+        SCOPED_TRACE(pod.str());
+        Bytes in = udp_from(pod, kOutside, 50000, 53, 33, /*no_checksum=*/true);
         ASSERT_EQ(get16(&in[l4_offset(in) + kUdpCheck]), 0);
         Bytes out;
-        const uint16_t nat = send_out(in, kPodA, kSnatOutsideMac, &out);
+        const uint16_t nat = send_out(in, pod, kSnatOutsideMac, &out);
         ASSERT_FALSE(out.empty());
         EXPECT_EQ(get16(&out[l4_offset(out) + kUdpCheck]), 0) << "checksum 0 ('none') must stay 0";
-        if (sport == 5353) {
-            EXPECT_EQ(nat, 5353);
+        if (pod == kPodA) {
+            EXPECT_EQ(nat, 50000);
+        } else {
+            EXPECT_GE(nat, kNatMin);
+            EXPECT_LE(nat, kNatMax);
         }
     }
     expect_consistent_pairs();
@@ -267,48 +282,58 @@ TEST_F(SnatPortTest, IcmpEchoIdentifierTakenByAnotherPodIsChangedWithAValidCheck
 
 TEST_F(SnatPortTest, ExhaustedRangeDropsNewFlowsAndKeepsExistingOnes) {
     ASSERT_OK(maps_.set_config(config(SKIFF_CFG_F_MASQUERADE, 61000, 61001)));
-    const uint16_t p1 = send_out(tcp_from(kPodA, kOutside, 45000, 80), kPodA);
-    const uint16_t p2 = send_out(tcp_from(kPodA, kOutside, 45001, 80), kPodA);
+    // Pod A holds its own tuples from ports 45000-45002: pod B's flows from
+    // the same ports need range ports.
+    for (uint16_t p = 45000; p <= 45002; ++p) {
+        ASSERT_EQ(send_out(tcp_from(kPodA, kOutside, p, 80), kPodA), p);
+    }
+    const uint16_t p1 = send_out(tcp_from(kPodB, kOutside, 45000, 80), kPodB);
+    const uint16_t p2 = send_out(tcp_from(kPodB, kOutside, 45001, 80), kPodB);
     EXPECT_EQ((std::set<uint16_t>{p1, p2}), (std::set<uint16_t>{61000, 61001}));
-    ASSERT_EQ(maps_.all().size(), 4u) << maps_.dump();
+    ASSERT_EQ(maps_.all().size(), 10u) << maps_.dump();
 
     // The third flow: no port left for this destination.
-    Bytes third = tcp_from(kPodA, kOutside, 45002, 80);
-    RunResult r = run_pod(third, kPodA);
+    Bytes third = tcp_from(kPodB, kOutside, 45002, 80);
+    RunResult r = run_pod(third, kPodB);
     ASSERT_EQ(r.err, 0);
     EXPECT_EQ(r.retval, kShot);
     EXPECT_EQ(counter(SKIFF_DROP_NAT_NO_PORT, SKIFF_DIR_EGRESS), (Count{1, 54}));
-    EXPECT_EQ(maps_.all().size(), 4u) << "a failed claim leaves nothing behind" << maps_.dump();
-    // From the other pod too.
-    r = run_pod(tcp_from(kPodB, kOutside, 45000, 80), kPodB);
+    EXPECT_EQ(maps_.all().size(), 10u) << "a failed claim leaves nothing behind" << maps_.dump();
+    // A flow whose own port is a range port another flow took: the same.
+    r = run_pod(tcp_from(kPodA, kOutside, p1, 80), kPodA);
     EXPECT_EQ(r.retval, kShot);
     EXPECT_EQ(counter(SKIFF_DROP_NAT_NO_PORT, SKIFF_DIR_EGRESS).packets, 2u);
 
     // Existing flows keep translating, to the same ports.
-    EXPECT_EQ(send_out(tcp_from(kPodA, kOutside, 45000, 80, kTcpAck, 10), kPodA), p1);
-    EXPECT_EQ(send_out(tcp_from(kPodA, kOutside, 45001, 80, kTcpAck, 10), kPodA), p2);
+    EXPECT_EQ(send_out(tcp_from(kPodB, kOutside, 45000, 80, kTcpAck, 10), kPodB), p1);
+    EXPECT_EQ(send_out(tcp_from(kPodB, kOutside, 45001, 80, kTcpAck, 10), kPodB), p2);
     EXPECT_EQ(counter(SKIFF_SNAT_EGRESS_XLATE, SKIFF_DIR_EGRESS).packets, 2u);
     // And their replies come back.
     expect_reply_into_pod(wire(kSnatOutsideMac, kOutside, kNode, kTcp,
                                tcp_segment(kOutside, kNode, 80, p2, 5, 6, kTcpAck, {}, pattern(4))),
-                          kPodA, 45001);
-    // Still possible: a non-ephemeral port (own port), another destination.
+                          kPodB, 45001);
+    // Still possible: a free own port, and range ports to another destination.
     EXPECT_EQ(send_out(tcp_from(kPodA, kOutside, 30000, 80), kPodA), 30000);
-    const uint16_t other = send_out(tcp_from(kPodA, kOutside2, 45002, 80), kPodA, kSnatOutside2Mac);
+    EXPECT_EQ(send_out(tcp_from(kPodA, kOutside2, 45002, 80), kPodA, kSnatOutside2Mac), 45002);
+    const uint16_t other = send_out(tcp_from(kPodB, kOutside2, 45002, 80), kPodB, kSnatOutside2Mac);
     EXPECT_TRUE(other == 61000 || other == 61001) << other;
     expect_consistent_pairs();
-    EXPECT_EQ(maps_.all().size(), 8u) << maps_.dump();
+    EXPECT_EQ(maps_.all().size(), 16u) << maps_.dump();
 }
 
 TEST_F(SnatPortTest, ALastFreePortIsAlwaysFound) {
-    // All but one range port already claimed toward this destination (by a
-    // flow of some other pod): a new flow must find the free one, wherever
-    // its random starting point (the range is smaller than the tries).
+    // The flow's own tuple and all but one range port already claimed
+    // toward this destination (by flows of some other pod): a new flow must
+    // find the free one, wherever its random starting point (the range is
+    // smaller than the tries).
     for (uint16_t free_port = kNatMin; free_port <= kNatMax; ++free_port) {
         SCOPED_TRACE("free port " + std::to_string(free_port));
         for (const auto& [k, v] : maps_.all()) ASSERT_OK(maps_.del(k));
+        std::vector<uint16_t> held = {45000};  // the own tuple
         for (uint16_t p = kNatMin; p <= kNatMax; ++p) {
-            if (p == free_port) continue;
+            if (p != free_port) held.push_back(p);
+        }
+        for (uint16_t p : held) {
             skiff_nat_value v{};
             v.addr = Ipv4(0x0af401c8).be();  // 10.244.1.200
             v.port = htons(p);

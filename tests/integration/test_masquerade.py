@@ -9,7 +9,8 @@ from cluster_topo import Cluster, wait_for
 from skiff_topo import in_ns, unique
 
 # Answers each TCP/UDP client with "<peer ip>:<peer port>" (7000 / 7001),
-# and counts the bytes of one TCP upload on 7003.
+# counts the bytes of one TCP upload on 7003, and answers every line on a
+# TCP connection to 7004 with the peer's "<ip>:<port>".
 OUTSIDE_SERVER = r"""
 import socket, threading
 t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); t.bind(("0.0.0.0", 7000)); t.listen(64)
@@ -27,8 +28,17 @@ def sink():
                 break
             n += len(d)
         c.sendall(str(n).encode()); c.close()
+def lines(c, p):
+    f = c.makefile("rb")
+    for _ in f:
+        c.sendall(f"{p[0]}:{p[1]}\n".encode())
+def line_echo():
+    e = socket.socket(); e.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); e.bind(("0.0.0.0", 7004)); e.listen(8)
+    while True:
+        c, p = e.accept(); threading.Thread(target=lines, args=(c, p), daemon=True).start()
 threading.Thread(target=udp, daemon=True).start()
 threading.Thread(target=sink, daemon=True).start()
+threading.Thread(target=line_echo, daemon=True).start()
 while True:
     c, p = t.accept(); c.sendall(f"{p[0]}:{p[1]}".encode()); c.close()
 """
@@ -67,6 +77,51 @@ print(s.recv(64).decode())
 """
 
 
+# One socket from a fixed source port, kept open: each line on stdin sends
+# one request (TCP to 7004 or UDP to 7001) and prints the answer.
+HELD = r"""
+import socket, sys
+ip, proto, sport = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if proto == "tcp":
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", sport))
+    s.settimeout(5); s.connect((ip, 7004)); f = s.makefile("rb")
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", sport)); s.settimeout(1)
+for _ in sys.stdin:
+    try:
+        if proto == "tcp":
+            s.sendall(b"x\n"); print(f.readline().decode().strip(), flush=True)
+        else:
+            for _ in range(3):
+                s.sendto(b"x", (ip, 7001))
+                try:
+                    print(s.recvfrom(64)[0].decode(), flush=True); break
+                except socket.timeout:
+                    pass
+            else:
+                print("ERR timeout", flush=True)
+    except OSError as e:
+        print("ERR", e, flush=True)
+"""
+
+
+class Held:
+    """HELD running in a namespace; ask() sends one request on its socket."""
+
+    def __init__(self, ns, ip, proto, sport):
+        self.p = subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}", "--", "/usr/bin/python3", "-c", HELD, ip,
+                                   proto, str(sport)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self):
+        self.p.stdin.write("go\n")
+        self.p.stdin.flush()
+        return self.p.stdout.readline().strip()
+
+    def close(self):
+        self.p.kill()
+        self.p.wait()
+
+
 def attach_host(cluster, ip):
     """A host on the underlay that is not a cluster node."""
     ns = cluster.topo.pod_ns()
@@ -101,6 +156,10 @@ def serve(cluster, ns):
 
 def ask(pod, ip, proto, sport=0):
     return pod.run("/usr/bin/python3", "-c", CLIENT, ip, proto, str(sport), check=False, timeout=30).stdout.strip()
+
+
+def node_ask(node, ip, proto, sport):
+    return node.run("/usr/bin/python3", "-c", CLIENT, ip, proto, str(sport), check=False, timeout=30).stdout.strip()
 
 
 def no_nat_rules(node):
@@ -147,18 +206,97 @@ def test_port_range_exhaustion_drops_new_flows_only_and_recovers(cluster):
     n1 = cluster.nodes[0]
     outside = attach_host(cluster, "192.168.1.100")
     serve(cluster, outside)
-    pods = [cluster.add_pod(n1) for _ in range(3)]
-    # Source ports in the node's ephemeral range are never kept: each flow
-    # needs one of the two ports of the range.
-    first = ask(pods[0], "192.168.1.100", "udp", sport=45000)
+    pods = [cluster.add_pod(n1) for _ in range(4)]
+    # The first pod keeps its port; the next two need the range's two ports.
+    assert ask(pods[0], "192.168.1.100", "udp", sport=45000) == f"{n1.ip}:45000"
     second = ask(pods[1], "192.168.1.100", "udp", sport=45000)
-    assert {first, second} == {f"{n1.ip}:61000", f"{n1.ip}:61001"}, (first, second)
-    assert ask(pods[2], "192.168.1.100", "udp", sport=45000).startswith("ERR")
+    third = ask(pods[2], "192.168.1.100", "udp", sport=45000)
+    assert {second, third} == {f"{n1.ip}:61000", f"{n1.ip}:61001"}, (second, third)
+    assert ask(pods[3], "192.168.1.100", "udp", sport=45000).startswith("ERR")
     assert n1.counters().get((135, 0), 0) >= 1  # drop-nat-no-port
-    assert ask(pods[0], "192.168.1.100", "udp", sport=45000) == first  # existing flow untouched
+    assert ask(pods[1], "192.168.1.100", "udp", sport=45000) == second  # existing flow untouched
     # Once the idle flows expire (6 s UDP timeout) the range frees up.
-    wait_for(lambda: ask(pods[2], "192.168.1.100", "udp", sport=45000).startswith(n1.ip + ":"),
+    wait_for(lambda: ask(pods[3], "192.168.1.100", "udp", sport=45000).startswith(n1.ip + ":"),
              "a port frees up after expiry", timeout=30, interval=0.5)
+
+
+def test_pods_keep_their_own_source_port_even_an_ephemeral_one(cluster):
+    start(cluster)
+    n1 = cluster.nodes[0]
+    outside = attach_host(cluster, "192.168.1.100")
+    serve(cluster, outside)
+    pod = cluster.add_pod(n1)
+    for proto, port in (("tcp", 40000), ("udp", 40000), ("tcp", 2000)):
+        assert ask(pod, "192.168.1.100", proto, sport=port) == f"{n1.ip}:{port}", proto
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_node_flow_moves_off_a_tuple_a_pod_flow_holds(cluster, proto):
+    # A pod and the node talk to one server from the same port (a node's
+    # resolver and a pod's, say): both must get their own answers.
+    start(cluster)
+    n1 = cluster.nodes[0]
+    outside = attach_host(cluster, "192.168.1.100")
+    serve(cluster, outside)
+    pod = cluster.add_pod(n1)
+    held = []
+    try:
+        in_pod = Held(pod.ns, "192.168.1.100", proto, 40002)
+        held.append(in_pod)
+        assert in_pod.ask() == f"{n1.ip}:40002"
+        on_node = Held(n1.ns, "192.168.1.100", proto, 40002)
+        held.append(on_node)
+        moved = on_node.ask()
+        assert moved.startswith(n1.ip + ":") and moved != f"{n1.ip}:40002", moved
+        assert in_pod.ask() == f"{n1.ip}:40002"
+        assert on_node.ask() == moved
+    finally:
+        for h in held:
+            h.close()
+    c = n1.counters()
+    assert c.get((16, 0), 0) == 1, c  # snat-node-moved
+    assert c.get((17, 1), 0) >= 2, c  # snat-node: replies moved back
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_pod_flow_keeps_off_a_tuple_a_node_flow_holds(cluster, proto):
+    start(cluster)
+    n1 = cluster.nodes[0]
+    outside = attach_host(cluster, "192.168.1.100")
+    serve(cluster, outside)
+    pod = cluster.add_pod(n1)
+    held = []
+    try:
+        on_node = Held(n1.ns, "192.168.1.100", proto, 40003)
+        held.append(on_node)
+        assert on_node.ask() == f"{n1.ip}:40003"
+        in_pod = Held(pod.ns, "192.168.1.100", proto, 40003)
+        held.append(in_pod)
+        other = in_pod.ask()
+        assert other.startswith(n1.ip + ":") and other != f"{n1.ip}:40003", other
+        assert on_node.ask() == f"{n1.ip}:40003"
+        assert in_pod.ask() == other
+    finally:
+        for h in held:
+            h.close()
+    assert n1.counters().get((15, 0), 0) >= 1  # snat-node-new
+
+
+def test_pod_keeps_off_a_port_the_node_listens_on(cluster):
+    # A socket the node opened before it sent anything (a listener here) is
+    # not in the table: the pod's claim asks the node's socket table.
+    start(cluster)
+    n1 = cluster.nodes[0]
+    outside = attach_host(cluster, "192.168.1.100")
+    serve(cluster, outside)
+    pod = cluster.add_pod(n1)
+    assert ask(pod, "192.168.1.100", "tcp", sport=40004) == f"{n1.ip}:40004"
+    cluster.topo.spawn(n1.ns, "/usr/bin/python3", "-c",
+                       "import socket, time\ns = socket.socket(); s.bind(('0.0.0.0', 40005)); s.listen(1)\n"
+                       "time.sleep(3600)")
+    wait_for(lambda: "LISTEN" in in_ns(n1.ns, "ss", "-ltn", "sport = :40005", check=False).stdout, "node listener")
+    seen = ask(pod, "192.168.1.100", "tcp", sport=40005)
+    assert seen.startswith(n1.ip + ":") and seen != f"{n1.ip}:40005", seen
 
 
 def test_path_mtu_discovery_through_the_masquerade(cluster):

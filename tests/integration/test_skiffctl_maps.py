@@ -328,8 +328,9 @@ def test_ct_list_hairpin_is_snat(env):
 
 def test_nat_list_shows_masquerade_translations(env):
     kept = env.client.run("/usr/bin/python3", "-c", MASQ_CLIENT, OUTSIDE, "udp", "20000", check=False).stdout.strip()
-    ranged = env.client.run("/usr/bin/python3", "-c", MASQ_CLIENT, OUTSIDE, "udp", "45000", check=False).stdout.strip()
-    assert kept == f"{env.n1.ip}:20000", kept  # outside the ephemeral range: the pod's own port is kept
+    assert kept == f"{env.n1.ip}:20000", kept  # a free tuple: the pod's own port is kept
+    # Another pod from the same port to the same destination: a range port.
+    ranged = env.a.run("/usr/bin/python3", "-c", MASQ_CLIENT, OUTSIDE, "udp", "20000", check=False).stdout.strip()
     assert ranged.startswith(env.n1.ip + ":"), ranged
     ranged_port = int(ranged.split(":")[1])
     assert 61000 <= ranged_port <= 65535
@@ -342,12 +343,12 @@ def test_nat_list_shows_masquerade_translations(env):
         assert len(found) == 1, (want, nat)
         return found[0]
 
-    for sport, nport in ((20000, 20000), (45000, ranged_port)):
-        eg = one(direction="egress", proto="udp", saddr=env.client.ip, sport=sport, daddr=OUTSIDE, dport=7001)
+    for pod, nport in ((env.client, 20000), (env.a, ranged_port)):
+        eg = one(direction="egress", proto="udp", saddr=pod.ip, sport=20000, daddr=OUTSIDE, dport=7001)
         assert eg["nat"] == {"addr": env.n1.ip, "port": nport} and eg["echo_id"] is None
         assert eg["packets"] >= 1 and eg["bytes"] > 0 and 0 <= eg["idle_s"] <= eg["age_s"] < 60
         ing = one(direction="ingress", proto="udp", saddr=OUTSIDE, sport=7001, daddr=env.n1.ip, dport=nport)
-        assert ing["nat"] == {"addr": env.client.ip, "port": sport} and ing["packets"] >= 1
+        assert ing["nat"] == {"addr": pod.ip, "port": 20000} and ing["packets"] >= 1
     # ICMP echo: the identifier stands in for the ports.
     eg = one(direction="egress", proto="icmp", saddr=env.client.ip, daddr=OUTSIDE)
     assert eg["echo_id"] == eg["sport"] and eg["nat"] == {"addr": env.n1.ip, "port": eg["echo_id"]}
@@ -365,7 +366,8 @@ def test_net_show(env):
     devs = doc["devices"]
     assert all(d["mode"] == "tc" for d in devs), devs
     up0 = [d for d in devs if d["name"] == "up0"]
-    assert [(d["hook"], d["prog_name"]) for d in up0] == [("ingress", "skiff_uplink")]
+    assert sorted((d["hook"], d["prog_name"]) for d in up0) == [("egress", "skiff_to_uplink"),
+                                                                ("ingress", "skiff_uplink")]
     pods = [d for d in devs if d["prog_name"] == "skiff_from_pod"]
     assert sorted(d["name"] for d in pods) == sorted(n1.skiff_veths()) and len(pods) == 2
     assert {d["hook"] for d in pods} == {"ingress"} and len({d["prog_id"] for d in pods}) == 1
@@ -373,7 +375,7 @@ def test_net_show(env):
     assert all(ifindex[d["name"]] == d["ifindex"] for d in devs)
     # bpftool sees the same filter.
     bt = json.loads(in_ns(n1.ns, "bpftool", "-j", "net", "show", "dev", "up0").stdout)[0]["tc"]
-    assert [(t["kind"], t["id"]) for t in bt] == [("clsact/ingress", up0[0]["prog_id"])]
+    assert sorted((t["kind"], t["id"]) for t in bt) == sorted((f"clsact/{d['hook']}", d["prog_id"]) for d in up0)
     # Socket LB: the links pinned in this node's pin dir, on the test's cgroup.
     cg = {c["hook"]: c for c in doc["cgroup"]}
     assert {h: c["prog_name"] for h, c in cg.items()} == {

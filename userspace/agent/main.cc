@@ -8,6 +8,7 @@
 #include <cstring>
 #include <iostream>
 #include <thread>
+#include <utility>
 
 #include "agent.h"
 #include <bpf/bpf.h>
@@ -65,22 +66,27 @@ int main(int argc, char** argv) {
         source = agent::make_file_source(*cfg->file_source);
     }
 
-    // The node-wide datapath: maps, and the uplink program.
+    // The node-wide datapath: maps, and the uplink's two programs.
     auto nl = Netlink::open();
     if (!nl) return log::error(nl.error().message), 1;
     auto uplink = nl->link(cfg->uplink);
     if (!uplink) return log::error("uplink " + cfg->uplink + ": " + uplink.error().message), 1;
-    auto prog = bpf::pinned_program(bpf::Program::FromUplink, cfg->pin_path);
-    if (!prog) return log::error(prog.error().message), 1;
-    if (auto s = bpf::tc_attach(uplink->ifindex, bpf::TcHook::Ingress, prog->get()); !s)
-        return log::error(s.error().message), 1;
+    for (auto [program, hook] : {std::pair{bpf::Program::FromUplink, bpf::TcHook::Ingress},
+                                 std::pair{bpf::Program::ToUplink, bpf::TcHook::Egress}}) {
+        auto prog = bpf::pinned_program(program, cfg->pin_path);
+        if (!prog) return log::error(prog.error().message), 1;
+        if (auto s = bpf::tc_attach(uplink->ifindex, hook, prog->get()); !s)
+            return log::error(s.error().message), 1;
+    }
     // The datapath's view of this node (NodePort SNAT address).
     auto cookie = bpf::current_netns_cookie();
     if (!cookie) return log::error(cookie.error().message), 1;
     if (auto m = bpf::open_pinned_map(cfg->pin_path, SKIFF_MAP_CONFIG); m) {
         uint32_t zero = 0;
-        skiff_config c{cfg->node_ip.be(), 0, *cookie, 0, 0, 0, 0};
-        // The node's own ephemeral ports are never handed out for NAT.
+        skiff_config c{cfg->node_ip.be(), 0, *cookie, 0, 0, 0};
+        // The range never holds the node's ephemeral ports: the node's
+        // connections to other nodes' pods are not in the masquerade
+        // table, and service SNAT toward remote backends uses the range.
         unsigned eph_lo = 32768, eph_hi = 60999;
         if (auto r = read_file("/proc/sys/net/ipv4/ip_local_port_range"); r)
             std::sscanf(r->c_str(), "%u %u", &eph_lo, &eph_hi);
@@ -93,8 +99,6 @@ int main(int argc, char** argv) {
         c.flags = mq.enabled ? SKIFF_CFG_F_MASQUERADE : 0;
         c.nat_port_min = mq.port_min;
         c.nat_port_max = mq.port_max;
-        c.eph_port_min = static_cast<uint16_t>(eph_lo);
-        c.eph_port_max = static_cast<uint16_t>(eph_hi);
         if (bpf_map_update_elem(m->get(), &zero, &c, BPF_ANY) != 0) return log::error("write skiff_config"), 1;
     } else {
         return log::error(m.error().message), 1;

@@ -111,6 +111,10 @@ std::string_view reason_name(uint32_t reason) {
         case SKIFF_SNAT_EGRESS_XLATE: return "snat-egress";
         case SKIFF_SNAT_INGRESS_XLATE: return "snat-ingress";
         case SKIFF_SNAT_ICMP_ERROR: return "snat-icmp-error";
+        case SKIFF_SNAT_NODE_NEW: return "snat-node-new";
+        case SKIFF_SNAT_NODE_MOVED: return "snat-node-moved";
+        case SKIFF_SNAT_NODE: return "snat-node";
+        case SKIFF_SNAT_NODE_UNTRACKED: return "snat-node-untracked";
         case SKIFF_CT_ENTRY_INSERTED: return "ct-entry-inserted";
         case SKIFF_CT_ENTRY_REMOVED: return "ct-entry-removed";
         case SKIFF_DROP_INVALID_SOURCE: return "drop-invalid-source";

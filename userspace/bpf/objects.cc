@@ -8,6 +8,7 @@
 
 #include "from_pod.skel.h"
 #include "from_uplink.skel.h"
+#include "to_uplink.skel.h"
 #include "sock.skel.h"
 
 namespace skiff::bpf {
@@ -38,6 +39,7 @@ std::string_view program_name(Program p) {
     switch (p) {
         case Program::FromPod: return "from_pod";
         case Program::FromUplink: return "from_uplink";
+        case Program::ToUplink: return "to_uplink";
     }
     return "?";
 }
@@ -47,11 +49,12 @@ ObjectBytes program_object(Program p) {
     switch (p) {
         case Program::FromPod: b.data = from_pod__elf_bytes(&b.size); break;
         case Program::FromUplink: b.data = from_uplink__elf_bytes(&b.size); break;
+        case Program::ToUplink: b.data = to_uplink__elf_bytes(&b.size); break;
     }
     return b;
 }
 
-std::vector<Program> all_programs() { return {Program::FromPod, Program::FromUplink}; }
+std::vector<Program> all_programs() { return {Program::FromPod, Program::FromUplink, Program::ToUplink}; }
 
 Result<UniqueFd> load_program(Program p, const std::string& pin_dir) {
     switch (p) {
@@ -63,6 +66,10 @@ Result<UniqueFd> load_program(Program p, const std::string& pin_dir) {
             return load_skeleton<from_uplink>(
                 pin_dir, "from_uplink", from_uplink__open_opts, from_uplink__load, from_uplink__destroy,
                 [](from_uplink* s) { return s->progs.skiff_uplink; });
+        case Program::ToUplink:
+            return load_skeleton<to_uplink>(
+                pin_dir, "to_uplink", to_uplink__open_opts, to_uplink__load, to_uplink__destroy,
+                [](to_uplink* s) { return s->progs.skiff_to_uplink; });
     }
     return Error::invalid("unknown program");
 }

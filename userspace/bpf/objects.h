@@ -15,6 +15,7 @@ namespace skiff::bpf {
 enum class Program {
     FromPod,     // tc ingress on a pod's host veth (bpf/from_pod.c)
     FromUplink,  // tc ingress on the node's uplink (bpf/from_uplink.c)
+    ToUplink,    // tc egress on the node's uplink (bpf/to_uplink.c)
 };
 
 struct ObjectBytes {
