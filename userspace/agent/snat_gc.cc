@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -11,51 +12,82 @@
 
 namespace skiff::agent {
 
+namespace {
+
+// The reply tuple of an EGRESS entry: {dst, node, dst port, NAT port}.
+skiff_ct_key reply_key(const skiff_ct_key& k, const skiff_nat_value& v) {
+    skiff_ct_key rk{};
+    rk.saddr = k.daddr;
+    rk.daddr = v.addr;
+    rk.sport = k.dport;
+    rk.dport = v.port;
+    rk.proto = k.proto;
+    rk.dir = SKIFF_SNAT_INGRESS;
+    return rk;
+}
+
+bool idle_for(uint64_t now_ns, uint64_t last_ns, uint32_t seconds) {
+    return now_ns > last_ns && now_ns - last_ns > uint64_t{seconds} * 1000000000ull;
+}
+
+bool flow_expired(uint8_t proto, const skiff_nat_value& eg, const skiff_nat_value* in, const CtTimeouts& to,
+                  uint64_t now_ns) {
+    uint64_t last = eg.last_seen_ns;
+    bool answered = false, closing = eg.flags & SKIFF_CT_F_CLOSING;
+    if (in) {
+        last = std::max<uint64_t>(last, in->last_seen_ns);
+        answered = in->packets > 0;
+        closing = closing || (in->flags & SKIFF_CT_F_CLOSING);
+    }
+    uint32_t timeout = to.udp;
+    if (proto == IPPROTO_TCP) timeout = closing ? to.tcp_closing : (answered ? to.tcp_established : to.tcp_syn);
+    return idle_for(now_ns, last, timeout);
+}
+
+// Whether the ingress entry rk belongs to the egress entry k (its value
+// points back at k's source).
+bool points_back(const skiff_nat_value& in, const skiff_ct_key& k) { return in.addr == k.saddr && in.port == k.sport; }
+
+}  // namespace
+
 Result<SnatGcStats> snat_gc(SnatTable& t, const CtTimeouts& to, uint64_t now_ns) {
     SKIFF_ASSIGN_OR_RETURN(NatEntries all, t.list());
     SnatGcStats st;
     std::set<skiff_ct_key, CtKeyLess> paired;
-    std::vector<skiff_ct_key> doomed;
-    const uint64_t sec = 1000000000ull;
+    std::vector<skiff_ct_key> flows, orphans;
     for (const auto& [k, v] : all) {
         if (k.dir != SKIFF_SNAT_EGRESS) continue;
         ++st.flows;
-        // The reply tuple: {dst, node, dst port, NAT port}.
-        skiff_ct_key rk{};
-        rk.saddr = k.daddr;
-        rk.daddr = v.addr;
-        rk.sport = k.dport;
-        rk.dport = v.port;
-        rk.proto = k.proto;
-        rk.dir = SKIFF_SNAT_INGRESS;
+        const skiff_ct_key rk = reply_key(k, v);
         auto r = all.find(rk);
-        uint64_t last = v.last_seen_ns;
-        bool answered = false, closing = v.flags & SKIFF_CT_F_CLOSING;
-        if (r != all.end()) {
-            paired.insert(rk);
-            last = std::max<uint64_t>(last, r->second.last_seen_ns);
-            answered = r->second.packets > 0;
-            closing = closing || (r->second.flags & SKIFF_CT_F_CLOSING);
-        }
-        uint32_t timeout = to.udp;
-        if (k.proto == IPPROTO_TCP)
-            timeout = closing ? to.tcp_closing : (answered ? to.tcp_established : to.tcp_syn);
-        if (now_ns > last && now_ns - last > uint64_t{timeout} * sec) {
-            doomed.push_back(k);
-            if (r != all.end()) doomed.push_back(rk);
-            ++st.expired;
-        }
+        const bool pair = r != all.end() && points_back(r->second, k);
+        if (pair) paired.insert(rk);
+        if (flow_expired(k.proto, v, pair ? &r->second : nullptr, to, now_ns)) flows.push_back(k);
     }
     // Ingress entries without their egress half: a claim whose flow never
     // got set up (or whose egress entry was lost); gone once idle.
-    for (const auto& [k, v] : all) {
-        if (k.dir != SKIFF_SNAT_INGRESS || paired.count(k)) continue;
-        if (now_ns > v.last_seen_ns && now_ns - v.last_seen_ns > uint64_t{to.tcp_closing} * sec) {
-            doomed.push_back(k);
-            ++st.orphans;
-        }
+    for (const auto& [k, v] : all)
+        if (k.dir == SKIFF_SNAT_INGRESS && !paired.count(k) && idle_for(now_ns, v.last_seen_ns, to.tcp_closing))
+            orphans.push_back(k);
+
+    // As they are now, not as the listing saw them.
+    for (const auto& k : flows) {
+        SKIFF_ASSIGN_OR_RETURN(std::optional<skiff_nat_value> v, t.lookup(k));
+        if (!v) continue;
+        const skiff_ct_key rk = reply_key(k, *v);
+        SKIFF_ASSIGN_OR_RETURN(std::optional<skiff_nat_value> in, t.lookup(rk));
+        if (in && !points_back(*in, k)) in.reset();
+        if (!flow_expired(k.proto, *v, in ? &*in : nullptr, to, now_ns)) continue;
+        SKIFF_TRY(t.remove(k));
+        if (in) SKIFF_TRY(t.remove(rk));
+        ++st.expired;
     }
-    for (const auto& k : doomed) SKIFF_TRY(t.remove(k));
+    for (const auto& k : orphans) {
+        SKIFF_ASSIGN_OR_RETURN(std::optional<skiff_nat_value> v, t.lookup(k));
+        if (!v || !idle_for(now_ns, v->last_seen_ns, to.tcp_closing)) continue;
+        SKIFF_TRY(t.remove(k));
+        ++st.orphans;
+    }
     return st;
 }
 
@@ -70,6 +102,13 @@ public:
         SKIFF_TRY((bpf::for_each_entry<skiff_ct_key, skiff_nat_value>(
             fd_.get(), "snat", [&](const auto& k, const auto& v) { out[k] = v; })));
         return out;
+    }
+    Result<std::optional<skiff_nat_value>> lookup(const skiff_ct_key& k) override {
+        SKIFF_TRY(open());
+        skiff_nat_value v{};
+        if (bpf_map_lookup_elem(fd_.get(), &k, &v) == 0) return std::optional<skiff_nat_value>(v);
+        if (errno == ENOENT) return std::optional<skiff_nat_value>();
+        return Error::errno_("look up snat entry");
     }
     Status remove(const skiff_ct_key& k) override {
         SKIFF_TRY(open());

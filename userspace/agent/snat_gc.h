@@ -4,6 +4,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -20,7 +21,8 @@ class SnatTable {
 public:
     virtual ~SnatTable() = default;
     virtual Result<NatEntries> list() = 0;
-    virtual Status remove(const skiff_ct_key& k) = 0;
+    virtual Result<std::optional<skiff_nat_value>> lookup(const skiff_ct_key& k) = 0;
+    virtual Status remove(const skiff_ct_key& k) = 0;  // absent is fine
 };
 std::unique_ptr<SnatTable> make_bpf_snat_table(const std::string& pin_dir);
 
@@ -30,7 +32,9 @@ struct SnatGcStats {
 
 // A flow's two entries go together, when the later of their last-seen
 // times is older than the flow's timeout (TCP: closing, never answered,
-// answered; UDP; ICMP echo as UDP).
+// answered; UDP; ICMP echo as UDP). Both are read again just before they
+// are deleted: a flow revived since the listing (a new connection on the
+// tuple) is kept.
 Result<SnatGcStats> snat_gc(SnatTable& t, const CtTimeouts& to, uint64_t now_ns);
 
 // Keep the no-masquerade LPM set equal to want (writes only differences).
