@@ -337,19 +337,22 @@ def test_maglev_service(svc):
         assert {a[0] for a in answers} == {b.ip for b in svc.backends}, proto  # the table spreads flows
     # Every node holds the same table for the frontend: a flow maps alike
     # whichever node sees it (compared through the maps, keyed the same).
-    tables = []
-
     def dump(nd, name):
         out = subprocess.run(["bpftool", "-j", "map", "dump", "pinned", f"{nd.pin}/{name}"],
                              capture_output=True, text=True).stdout
         return [e["formatted"] for e in json.loads(out)]
 
-    for nd in svc.nodes:
+    def table(nd):
         frontend = {e["key"]["id"]: (e["value"]["vip"], e["value"]["port"], e["value"]["proto"])
                     for e in dump(nd, "skiff_revnat")}
         addr = {e["key"]: (e["value"]["ip"], e["value"]["port"]) for e in dump(nd, "skiff_backends")}
-        tables.append(sorted((frontend[e["key"]["revnat_id"]], e["key"]["index"], addr[e["value"]])
-                             for e in dump(nd, "skiff_maglev")))
+        return sorted((frontend.get(e["key"]["revnat_id"]), e["key"]["index"], addr.get(e["value"]))
+                      for e in dump(nd, "skiff_maglev"))
+
+    # The other nodes' agents may still be programming: wait for all three.
+    for nd in svc.nodes[1:]:
+        wait_for(lambda nd=nd: len(table(nd)) == 2 * 1021, f"maglev tables on {nd.name}")
+    tables = [table(nd) for nd in svc.nodes]
     assert len(tables[0]) == 2 * 1021  # one table per frontend (TCP and UDP)
     assert tables[0] == tables[1] == tables[2]
 
