@@ -348,6 +348,8 @@ def _bar_rows(summ, groups):
 
 def _histogram(out, name, title, ylabel, rows, series=("physical limit", "bridge + iptables", "skiff"),
                colors=("limit", "bridge", "skiff"), logscale=False, width=1100):
+    if all(c == "NaN" for r in rows for c in r[1:]):
+        return None  # a probe run (run.py --only/--workloads) that measured none of it
     dat = os.path.join(out, f"{name}.dat")
     with open(dat, "w") as f:
         for r in rows:
@@ -401,7 +403,7 @@ def plot(doc, out):
                                rows, series=("bridge + host-local", "skiff"), colors=("bridge", "skiff")))
     if "scale" in summ:
         pngs.append(_scale_plot(summ["scale"], out))
-    return pngs
+    return [p for p in pngs if p]
 
 
 def _scale_plot(scale, out):

@@ -104,7 +104,7 @@ def snat_counters(sk):
     return {r: sum(v for (reason, _), v in st.items() if reason == r) for r in SNAT_REASONS}
 
 
-def datapath_bench(s, prof, reps, results):
+def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None):
     veth_a, veth_b = s["veth"]
     wire_a, wire_b = s["wire_nodes"]
     b1, b2 = s["bridge_nodes"]
@@ -151,6 +151,10 @@ def datapath_bench(s, prof, reps, results):
     # back to back, so their ratio pairs measurements seconds apart.
     groups = [[report.SAME, report.SVC], [report.CROSS, report.SVC_REMOTE], [report.EXT]]
     workloads = ["stream1", "stream4", "rr", "crr"]
+    if only_scen:
+        groups = [[sc for sc in g if any(w in sc for w in only_scen)] for g in groups]
+    if only_wl is not None:
+        workloads = [w for w in workloads if w in only_wl]
     conntrack_nodes = [b1.ns, b2.ns]
     for scen in report.SCENARIOS:
         results.setdefault(scen, {})
@@ -471,6 +475,11 @@ def main():
     ap.add_argument("--scale", help="comma-separated service counts for the sweep")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--bin-dir", help="where skiff and skiff-agent are (default build/bin)")
+    ap.add_argument("--only", help="comma-separated sections to run: datapath,cni,scale,prog (a probe: "
+                    "results.json then holds only those)")
+    ap.add_argument("--scenarios", help="datapath scenarios whose name contains one of these words, e.g. "
+                    "external,across")
+    ap.add_argument("--workloads", help="datapath workloads, e.g. crr,rr (stream1,stream4,rr,crr)")
     ap.add_argument("--report-only", action="store_true", help="regenerate results.md and plots from results.json")
     args = ap.parse_args()
     if args.report_only:
@@ -508,16 +517,22 @@ def main():
             "iptables": subprocess.run(["iptables", "--version"], capture_output=True, text=True).stdout.strip()}
     meta["loadavg_start"] = loadavg()
     meta["caveats"] = caveats(meta)
+    only = set(args.only.split(",")) if args.only else {"datapath", "cni", "scale", "prog"}
+    split = lambda v: [x for x in v.split(",") if x] if v else None  # noqa: E731
     topo, s = T.build_all()
     try:
-        ctx = datapath_bench(s, prof, prof["reps"], results.setdefault("datapath", {}))
-        meta["placement"] = ctx["placement"]
-        meta["pods"] = ctx["pods"]
-        meta["external"] = ctx["external"]
-        cni_bench(s, prof["cni_pods"], prof["reps"], results)
-        if prof["scale"]:
+        if only & {"datapath", "scale"}:
+            ctx = datapath_bench(s, prof, prof["reps"], results.setdefault("datapath", {}),
+                                 split(args.scenarios), split(args.workloads) if "datapath" in only else [])
+            meta["placement"] = ctx["placement"]
+            meta["pods"] = ctx["pods"]
+            meta["external"] = ctx["external"]
+        if "cni" in only:
+            cni_bench(s, prof["cni_pods"], prof["reps"], results)
+        if prof["scale"] and "scale" in only:
             scale_bench(s, ctx, prof["scale"], prof["scale_seconds"], prof["reps"], results)
-        results["prog_cost"] = prog_cost(args.quick)
+        if "prog" in only:
+            results["prog_cost"] = prog_cost(args.quick)
     finally:
         log("tearing down")
         topo.close()
