@@ -26,7 +26,9 @@ WL_NAME = {"stream1": "TCP stream, 1 flow", "stream4": "TCP stream, 4 flows",
            "rr": "TCP RR (sockperf ping-pong, 64 B)", "crr": "TCP connect/request/close (wrk)"}
 CNI_METRICS = [("add_p50_ms", "ADD p50 ms"), ("add_p99_ms", "ADD p99 ms"), ("del_p50_ms", "DEL p50 ms"),
                ("del_p99_ms", "DEL p99 ms"), ("add_pods_per_s", "ADD pods/s"),
-               ("add_del_pods_per_s", "ADD+DEL pods/s")]
+               ("add_del_pods_per_s", "ADD+DEL pods/s"),
+               ("veth_gone_p50_ms", "host veth gone after DEL's start, p50 ms (skiff deletes it after DEL returned)"),
+               ("veth_gone_p99_ms", "host veth gone, p99 ms")]
 
 
 def stats(values):
@@ -41,7 +43,7 @@ def ratios(runs, metric, num, den):
     a, b = runs.get(num), runs.get(den)
     if not a or not b:
         return None
-    return stats([x[metric] / y[metric] for x, y in zip(a, b) if y[metric]])
+    return stats([x[metric] / y[metric] for x, y in zip(a, b) if x.get(metric) is not None and y.get(metric)])
 
 
 def ratios_across(a, b, metric):
@@ -85,7 +87,7 @@ def summarize(results):
             for metric, _, _ in METRICS[wl]:
                 e = summ.setdefault("datapath", {}).setdefault(scen, {}).setdefault(wl, {}).setdefault(metric, {})
                 for setup, vals in runs.items():
-                    e[setup] = stats([r[metric] for r in vals])
+                    e[setup] = stats([r.get(metric) for r in vals])
                 for label, num, den in _pairs(runs):
                     e[label] = ratios(runs, metric, num, den)
     for svc, direct, where in SVC_PAIRS:

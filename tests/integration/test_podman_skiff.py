@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from cluster_topo import wait_for
 from podman_harness import PodmanNode
 
 REF_CNI_DIR = "/usr/lib/cni"
@@ -281,7 +282,8 @@ def test_skiff_podman_http_and_ping(skiff_env):
     assert len(netns_files) == 2, netns_files
     node.rm_all()
     assert node.ps_all() == []
-    assert env.skf_links() == [], _ip_json(env.node_ns, "link", "show")
+    # DEL returns with the host veths down; a detached process deletes them.
+    wait_for(lambda: env.skf_links() == [], "host veths deleted")
     routes = _run("ip", "-n", env.node_ns, "route").stdout
     assert srv_ip not in routes and cli_ip not in routes, routes
     assert _bpftool_dump(env.pin_dir / "skiff_endpoints") == []
