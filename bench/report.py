@@ -108,7 +108,7 @@ def summarize(results):
         for metric, _ in CNI_METRICS:
             e = summ.setdefault("cni", {}).setdefault(metric, {})
             for setup, vals in results["cni"].items():
-                e[setup] = stats([r[metric] for r in vals])
+                e[setup] = stats([r.get(metric) for r in vals])
             e["skiff/bridge"] = ratios(results["cni"], metric, "skiff", "bridge")
     scale = results.get("scale", {})
     base = min(scale, key=int) if scale else None
@@ -121,7 +121,7 @@ def summarize(results):
             for metric, _, _ in METRICS[wl]:
                 e = se.setdefault(wl, {}).setdefault(metric, {})
                 for setup, vals in entry.get(wl, {}).items():
-                    e[setup] = stats([r[metric] for r in vals])
+                    e[setup] = stats([r.get(metric) for r in vals])
                 e["skiff/bridge"] = ratios(entry.get(wl, {}), metric, "skiff", "bridge")
                 for setup in ("bridge", "skiff"):
                     e[f"{setup}/base"] = ratios_across(entry.get(wl, {}).get(setup),

@@ -521,7 +521,12 @@ def main():
                                   f"at start, {meta['loadavg_end'][0]:.2f} at end (other processes compete for "
                                   "the 2 CPUs; results are noisier than on an idle machine).")
     os.makedirs(args.out, exist_ok=True)
-    doc = {"meta": meta, "results": results, "summary": report.summarize(results)}
+    # The raw results first: a failing summary or plot must not lose a run
+    # (--report-only regenerates the rest from this file).
+    doc = {"meta": meta, "results": results, "summary": None}
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(doc, f, indent=2)
+    doc["summary"] = report.summarize(results)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(doc, f, indent=2)
     report.write_markdown(doc, os.path.join(args.out, "results.md"))
