@@ -35,9 +35,7 @@ static __always_inline int to_uplink_ipv4(struct __sk_buff *skb, __u32 *reason)
 	cfg = config_get();
 	if (!cfg || !cfg->node_ip || ip->saddr != cfg->node_ip)
 		return TC_ACT_OK;
-	if (l4_load(skb, ip, &l4) != L4_PORTS)
-		return TC_ACT_OK;
-	if (!snat_wanted(ip, &l4))
+	if (l4_load(skb, ip, &l4) != L4_PORTS || !snat_applies(cfg, ip, &l4))
 		return TC_ACT_OK;
 	ret = snat_node_egress(skb, ip, &l4, cfg, reason);
 	return ret < 0 ? ret : TC_ACT_OK;

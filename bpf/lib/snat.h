@@ -107,8 +107,8 @@ static __always_inline int snat_node_socket(struct __sk_buff *skb, const struct 
 
 /* Take reply tuple k for rev's flow (dry: only look). BPF_NOEXIST makes
  * the claim atomic: a tuple is never handed out twice, even by two CPUs.
- * Returns 0 when taken, -SKIFF_EEXIST when in use, another error when the table
- * cannot take it. */
+ * Returns 0 when taken, -SKIFF_EEXIST when in use, another error when the
+ * table cannot take it. */
 static __always_inline long snat_take(struct __sk_buff *skb, const struct skiff_ct_key *k,
 				      const struct skiff_nat_value *rev, int check_node, int dry)
 {
@@ -165,19 +165,24 @@ static __always_inline int snat_claim(struct __sk_buff *skb, const struct iphdr 
 	return -SKIFF_DROP_NAT_NO_PORT;
 }
 
-/* The config when this packet (from a pod, or the node's own) leaves the
- * cluster and is masqueraded. */
+/* Whether this packet (from a pod, or the node's own) leaves the cluster
+ * and is masqueraded under cfg. */
+static __always_inline int snat_applies(const struct skiff_config *cfg, const struct iphdr *ip,
+					const struct l4_info *l4)
+{
+	if (!cfg || !(cfg->flags & SKIFF_CFG_F_MASQUERADE) || !cfg->node_ip)
+		return 0;
+	if (l4->proto == IPPROTO_ICMP && l4->icmp_type != ICMP_ECHO_T)
+		return 0;
+	return !snat_exempt(ip->daddr, cfg);
+}
+
+/* The config when this pod packet leaves the cluster and is masqueraded. */
 static __always_inline struct skiff_config *snat_wanted(const struct iphdr *ip, const struct l4_info *l4)
 {
 	struct skiff_config *cfg = config_get();
 
-	if (!cfg || !(cfg->flags & SKIFF_CFG_F_MASQUERADE) || !cfg->node_ip)
-		return NULL;
-	if (l4->proto == IPPROTO_ICMP && l4->icmp_type != ICMP_ECHO_T)
-		return NULL;
-	if (snat_exempt(ip->daddr, cfg))
-		return NULL;
-	return cfg;
+	return snat_applies(cfg, ip, l4) ? cfg : NULL;
 }
 
 #define SNAT_FLOW_SEEN 0

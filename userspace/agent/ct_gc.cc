@@ -106,39 +106,28 @@ namespace {
 
 class BpfCtTable final : public CtTable {
 public:
-    explicit BpfCtTable(std::string pin) : pin_(std::move(pin)) {}
+    explicit BpfCtTable(std::string pin) : map_(std::move(pin), SKIFF_MAP_CT) {}
 
     Result<uint64_t> walk(const std::function<void(const skiff_ct_key&, const skiff_ct_value&)>& f) override {
-        SKIFF_TRY(open());
+        SKIFF_ASSIGN_OR_RETURN(int fd, map_.fd());
         uint64_t n = 0;
-        SKIFF_TRY((bpf::for_each_entry<skiff_ct_key, skiff_ct_value>(fd_.get(), "conntrack",
-                                                                    [&](const auto& k, const auto& v) {
-                                                                        ++n;
-                                                                        f(k, v);
-                                                                    })));
+        SKIFF_TRY((bpf::for_each_entry<skiff_ct_key, skiff_ct_value>(fd, "conntrack", [&](const auto& k, const auto& v) {
+            ++n;
+            f(k, v);
+        })));
         return n;
     }
     Result<std::optional<skiff_ct_value>> lookup(const skiff_ct_key& k) override {
-        SKIFF_TRY(open());
-        skiff_ct_value v{};
-        if (bpf_map_lookup_elem(fd_.get(), &k, &v) == 0) return std::optional<skiff_ct_value>(v);
-        if (errno == ENOENT) return std::optional<skiff_ct_value>();
-        return Error::errno_("look up conntrack entry");
+        SKIFF_ASSIGN_OR_RETURN(int fd, map_.fd());
+        return bpf::lookup_entry<skiff_ct_value>(fd, k, "conntrack");
     }
     Status remove(const skiff_ct_key& k) override {
-        SKIFF_TRY(open());
-        if (bpf_map_delete_elem(fd_.get(), &k) != 0 && errno != ENOENT) return Error::errno_("delete conntrack entry");
-        return ok();
+        SKIFF_ASSIGN_OR_RETURN(int fd, map_.fd());
+        return bpf::delete_entry(fd, k, "conntrack");
     }
 
 private:
-    Status open() {
-        if (fd_.valid()) return ok();
-        SKIFF_ASSIGN_OR_RETURN(fd_, bpf::open_pinned_map(pin_, SKIFF_MAP_CT));
-        return ok();
-    }
-    std::string pin_;
-    UniqueFd fd_;
+    bpf::LazyPinnedMap map_;
 };
 
 }  // namespace

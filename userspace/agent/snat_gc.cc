@@ -95,35 +95,25 @@ namespace {
 
 class BpfSnatTable final : public SnatTable {
 public:
-    explicit BpfSnatTable(std::string pin) : pin_(std::move(pin)) {}
+    explicit BpfSnatTable(std::string pin) : map_(std::move(pin), SKIFF_MAP_SNAT) {}
     Result<NatEntries> list() override {
-        SKIFF_TRY(open());
+        SKIFF_ASSIGN_OR_RETURN(int fd, map_.fd());
         NatEntries out;
         SKIFF_TRY((bpf::for_each_entry<skiff_ct_key, skiff_nat_value>(
-            fd_.get(), "snat", [&](const auto& k, const auto& v) { out[k] = v; })));
+            fd, "snat", [&](const auto& k, const auto& v) { out[k] = v; })));
         return out;
     }
     Result<std::optional<skiff_nat_value>> lookup(const skiff_ct_key& k) override {
-        SKIFF_TRY(open());
-        skiff_nat_value v{};
-        if (bpf_map_lookup_elem(fd_.get(), &k, &v) == 0) return std::optional<skiff_nat_value>(v);
-        if (errno == ENOENT) return std::optional<skiff_nat_value>();
-        return Error::errno_("look up snat entry");
+        SKIFF_ASSIGN_OR_RETURN(int fd, map_.fd());
+        return bpf::lookup_entry<skiff_nat_value>(fd, k, "snat");
     }
     Status remove(const skiff_ct_key& k) override {
-        SKIFF_TRY(open());
-        if (bpf_map_delete_elem(fd_.get(), &k) != 0 && errno != ENOENT) return Error::errno_("delete snat entry");
-        return ok();
+        SKIFF_ASSIGN_OR_RETURN(int fd, map_.fd());
+        return bpf::delete_entry(fd, k, "snat");
     }
 
 private:
-    Status open() {
-        if (fd_.valid()) return ok();
-        SKIFF_ASSIGN_OR_RETURN(fd_, bpf::open_pinned_map(pin_, SKIFF_MAP_SNAT));
-        return ok();
-    }
-    std::string pin_;
-    UniqueFd fd_;
+    bpf::LazyPinnedMap map_;
 };
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "common/ipv4.h"
 #include "common/result.h"
 #include "map_layout.h"
+#include "pins.h"
 
 namespace skiff::bpf {
 
@@ -32,6 +33,40 @@ Status for_each_entry(int fd, const char* what, F&& f) {
     if (errno != ENOENT) return Error::errno_(std::string("iterate ") + what);
     return ok();
 }
+
+// The value under key, nullopt when there is none.
+template <typename V, typename K>
+Result<std::optional<V>> lookup_entry(int fd, const K& key, const char* what) {
+    V v{};
+    if (bpf_map_lookup_elem(fd, &key, &v) == 0) return std::optional<V>(v);
+    if (errno == ENOENT) return std::optional<V>();
+    return Error::errno_(std::string("look up ") + what + " entry");
+}
+
+// Deletes key; an absent key is fine.
+template <typename K>
+Status delete_entry(int fd, const K& key, const char* what) {
+    if (bpf_map_delete_elem(fd, &key) != 0 && errno != ENOENT)
+        return Error::errno_(std::string("delete ") + what + " entry");
+    return ok();
+}
+
+// A pinned map opened on first use (and kept open), for tables the agent
+// holds before the datapath created them.
+class LazyPinnedMap {
+public:
+    LazyPinnedMap(std::string pin_dir, std::string name) : pin_dir_(std::move(pin_dir)), name_(std::move(name)) {}
+    Result<int> fd() {
+        if (!fd_.valid()) {
+            SKIFF_ASSIGN_OR_RETURN(fd_, open_pinned_map(pin_dir_, name_));
+        }
+        return fd_.get();
+    }
+
+private:
+    std::string pin_dir_, name_;
+    UniqueFd fd_;
+};
 
 class EndpointMap {
 public:
