@@ -5,7 +5,8 @@ import statistics
 import subprocess
 
 REF = ("veth", "wire")  # the physical limit, whichever the scenario has
-SETUP_ORDER = ["veth", "wire", "bridge", "skiff"]
+SETUP_ORDER = ["veth", "wire", "floor", "bridge", "skiff"]
+FLOOR = "floor"  # the veth floor (bench/floor/veth_floor.c), across nodes only
 # Datapath scenarios (results.json keys), in report order.
 SAME, CROSS = "pod-pod same node", "pod-pod across nodes"
 SVC, SVC_REMOTE = "pod-ClusterIP same node", "pod-ClusterIP across nodes"
@@ -61,6 +62,8 @@ def ordered(d):
 
 def _pairs(setups):
     out = [(f"skiff/{r}", "skiff", r) for r in REF if r in setups]
+    if FLOOR in setups:
+        out += [(f"skiff/{FLOOR}", "skiff", FLOOR)] + [(f"{FLOOR}/{r}", FLOOR, r) for r in REF if r in setups]
     if "bridge" in setups:
         out.append(("skiff/bridge", "skiff", "bridge"))
     return out
@@ -180,6 +183,11 @@ def write_markdown(doc, path):
          "- **veth**: a direct veth pair between two namespaces (same-node physical limit).",
          "- **wire**: two namespaces on one L2 bridge (no netfilter): node -> node, the cross-node limit; "
          "and node -> external host over the same kind of underlay, the limit for pod -> external.",
+         "- **veth floor** (across nodes): two nodes like the wire's, each with one pod on a veth pair and "
+         "`bench/floor/veth_floor.c` attached by `build/bin/skiff-floor`: a FIB lookup and redirect out of "
+         "the host veth's tc ingress, a redirect_peer into the pod from the uplink's; no TTL, policy, "
+         "conntrack, NAT or counters. The least a veth-based eBPF datapath does, so floor / limit is the "
+         "cost of the veth hop itself and skiff / floor the cost of everything skiff adds.",
          "- **bridge**: reference `bridge` CNI plugin + `host-local` + `ipMasq: true`, br_netfilter "
          f"({m['br_netfilter']}; bridge-nf-call-iptables=1 in the node namespaces), kube-proxy-format "
          f"iptables chains for the services ({m['iptables']}); nodes route each other's pod subnet. Across "
@@ -209,8 +217,9 @@ def write_markdown(doc, path):
                  + ", ".join(f"{v:,} {k}" for k, v in (ext.get("skiff_nat_entries") or {}).items()) + "."
                  if ext.get("skiff_counters") else ""), ""]
     L += ["## Datapath", "",
-          "| scenario | workload | metric | physical limit | bridge | skiff | skiff / limit | skiff / bridge |",
-          "|---|---|---|---|---|---|---|---|"]
+          "| scenario | workload | metric | physical limit | veth floor | bridge | skiff | skiff / limit | "
+          "skiff / floor | skiff / bridge |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
     dps = summ.get("datapath", {})
     for scen in ordered(dps):
         for wl, metrics in dps[scen].items():
@@ -218,9 +227,20 @@ def write_markdown(doc, path):
                 e = metrics.get(metric, {})
                 ref = next((r for r in REF if r in e), None)
                 L.append(f"| {scen} | {WL_NAME[wl]} | {label} | "
-                         f"{(ref + ': ' + cell(e[ref])) if ref else '-'} | {cell(e.get('bridge'))} | "
-                         f"{cell(e.get('skiff'))} | {rcell(e.get('skiff/' + ref)) if ref else '-'} | "
+                         f"{(ref + ': ' + cell(e[ref])) if ref else '-'} | {cell(e.get(FLOOR))} | "
+                         f"{cell(e.get('bridge'))} | {cell(e.get('skiff'))} | "
+                         f"{rcell(e.get('skiff/' + ref)) if ref else '-'} | {rcell(e.get('skiff/' + FLOOR))} | "
                          f"{rcell(e.get('skiff/bridge'))} |")
+    floor = [(scen, wl, metric, label, e) for scen in ordered(dps) for wl, metrics in dps[scen].items()
+             for metric, label, _ in METRICS[wl] for e in [metrics.get(metric, {})] if e.get(FLOOR)]
+    if floor:
+        L += ["", "The veth floor against the physical limit (what the veth hop alone costs) and skiff against "
+                  "the floor (what skiff's own work costs), paired by repetition:", "",
+              "| scenario | workload | metric | floor / limit | skiff / floor |", "|---|---|---|---|---|"]
+        for scen, wl, metric, label, e in floor:
+            ref = next((r for r in REF if r in e), None)
+            L.append(f"| {scen} | {WL_NAME[wl]} | {label} | {rcell(e.get(FLOOR + '/' + ref)) if ref else '-'} | "
+                     f"{rcell(e.get('skiff/' + FLOOR))} |")
     if any("drops" in r for wls in doc["results"].get("datapath", {}).values() for runs in wls.values()
            for r in runs.get("skiff", [])):
         drops = [d for d in summ.get("skiff_drops", []) if not d["scenario"].startswith("scale")]
@@ -331,25 +351,26 @@ def write_markdown(doc, path):
 
 # ------------------------------------------------------------- plots -----
 
-COLORS = {"limit": "#7f7f7f", "bridge": "#d62728", "skiff": "#1f77b4"}
+COLORS = {"limit": "#7f7f7f", "floor": "#2ca02c", "bridge": "#d62728", "skiff": "#1f77b4"}
 
 
 def _bar_rows(summ, groups):
     """groups: [(label, scen, wl, metric)] -> data rows: label, then
-    median min max for limit, bridge, skiff (NaN if absent)."""
+    median min max for limit, veth floor, bridge, skiff (NaN if absent)."""
     rows = []
     for label, scen, wl, metric in groups:
         e = summ.get("datapath", {}).get(scen, {}).get(wl, {}).get(metric, {})
         ref = next((r for r in REF if r in e), None)
         cols = []
-        for s in (e.get(ref) if ref else None, e.get("bridge"), e.get("skiff")):
+        for s in (e.get(ref) if ref else None, e.get(FLOOR), e.get("bridge"), e.get("skiff")):
             cols += [s["median"], s["min"], s["max"]] if s else ["NaN"] * 3
         rows.append([f'"{label}"'] + [str(c) for c in cols])
     return rows
 
 
-def _histogram(out, name, title, ylabel, rows, series=("physical limit", "bridge + iptables", "skiff"),
-               colors=("limit", "bridge", "skiff"), logscale=False, width=1100):
+def _histogram(out, name, title, ylabel, rows,
+               series=("physical limit", "veth floor (across nodes)", "bridge + iptables", "skiff"),
+               colors=("limit", "floor", "bridge", "skiff"), logscale=False, width=1100):
     if all(c == "NaN" for r in rows for c in r[1:]):
         return None  # a probe run (run.py --only/--workloads) that measured none of it
     dat = os.path.join(out, f"{name}.dat")
@@ -360,7 +381,9 @@ def _histogram(out, name, title, ylabel, rows, series=("physical limit", "bridge
     plots = []
     for i, (s, c) in enumerate(zip(series, colors)):
         col = 2 + 3 * i
-        xt = ":xtic(1)" if i == 0 else ""
+        if all(r[col - 1] == "NaN" for r in rows):
+            continue  # a setup none of these groups has (the floor outside "across nodes")
+        xt = ":xtic(1)" if not plots else ""
         plots.append(f"'{dat}' using {col}:{col + 1}:{col + 2}{xt} title '{s}' lc rgb '{COLORS[c]}'")
     gp = "\n".join([
         f"set terminal pngcairo size {width},520 font 'sans,10'", f"set output '{png}'",

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """skiff benchmark suite: the one entry point.
 
-Builds three setups side by side in network namespaces (the physical limit:
-veth pair / bare underlay; the reference bridge CNI plugin + host-local +
-ipMasq + br_netfilter + kube-proxy-format iptables chains; skiff with its
-agents) and one external host with a leg on each setup's underlay, then
+Builds the setups side by side in network namespaces (the physical limit:
+veth pair / bare underlay; the veth floor across nodes: pods on veth pairs
+forwarded by a minimal tc program, bench/floor/veth_floor.c; the reference
+bridge CNI plugin + host-local + ipMasq + br_netfilter + kube-proxy-format
+iptables chains; skiff with its agents) and one external host with a leg on
+each setup's underlay, then
 measures, interleaved A/B (the order of the setups rotates every
 repetition), at least 3 repetitions:
 
@@ -28,6 +30,7 @@ dir removed in `finally`.
     sudo python3 bench/run.py --quick    # ~5 min
 """
 import argparse
+import gzip
 import json
 import os
 import platform
@@ -107,6 +110,7 @@ def snat_counters(sk):
 def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None):
     veth_a, veth_b = s["veth"]
     wire_a, wire_b = s["wire_nodes"]
+    floor_a, floor_b = s["floor_pods"]
     b1, b2 = s["bridge_nodes"]
     sk = s["skiff"]
     ext = s["external"]
@@ -118,9 +122,9 @@ def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None):
     # and direct ones to the same backend must never share 4-tuples (the
     # server's TIME_WAIT sockets, and NAT state, would couple the scenarios).
     bcv, scv = b1.add_pod(), sk.add_pod(0)
-    for ep in (veth_b, wire_b, bs1, bs2, ss1, ss2, ext):
+    for ep in (veth_b, wire_b, floor_b, bs1, bs2, ss1, ss2, ext):
         W.start_servers(topo, ep)
-    for ep in (veth_a, wire_a, bc, sc, bcv, scv):
+    for ep in (veth_a, wire_a, floor_a, bc, sc, bcv, scv):
         W.tune_client(ep.ns)
     log("programming the ClusterIPs (backend on the client's node, and on the other node): kube-proxy chains "
         "in bridge node-1, Service objects for skiff")
@@ -129,13 +133,16 @@ def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None):
     ext_setups = {"wire": (wire_a, ext.ips["wire"]), "bridge": (bc, ext.ips["bridge"]),
                   "skiff": (sc, ext.ips["skiff"])}
     # Sanity: every path answers before anything is measured.
-    for c, ip, port in ((veth_a, veth_b.ip, 8080), (wire_a, wire_b.ip, 8080), (bc, bs1.ip, 8080),
+    for c, ip, port in ((veth_a, veth_b.ip, 8080), (wire_a, wire_b.ip, 8080), (floor_a, floor_b.ip, 8080),
+                        (bc, bs1.ip, 8080),
                         (bc, bs2.ip, 8080), (sc, ss1.ip, 8080), (sc, ss2.ip, 8080), (bcv, T.VIP, 80),
                         (scv, T.VIP, 80), (bcv, T.VIP_REMOTE, 80), (scv, T.VIP_REMOTE, 80),
                         *((c, ip, 8080) for c, ip in ext_setups.values())):
         T.wait_for(lambda c=c, ip=ip, port=port: c.run("curl", "-s", "-m", "2", f"http://{ip}:{port}/",
                                                         check=False).stdout.strip() == "ok",
                    f"{c.label} -> {ip}:{port}", timeout=15)
+    if not T.floor_forwards(floor_a, floor_b):
+        raise RuntimeError("the veth floor does not carry floor-pod-1 -> floor-pod-2 (echo reply TTL is not 64)")
     expect = {"wire": wire_a.ip, "bridge": b1.node.ip, "skiff": sk.nodes[0].ip}
     pods = [bc.ip, sc.ip, bs1.ip, ss1.ip]
     seen = check_masquerade(ext, ext_setups, expect, pods)
@@ -143,7 +150,8 @@ def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None):
     scenarios = {
         report.SAME: {"veth": (veth_a, veth_b.ip), "bridge": (bc, bs1.ip), "skiff": (sc, ss1.ip)},
         report.SVC: {"bridge": (bcv, T.VIP), "skiff": (scv, T.VIP)},
-        report.CROSS: {"wire": (wire_a, wire_b.ip), "bridge": (bc, bs2.ip), "skiff": (sc, ss2.ip)},
+        report.CROSS: {"wire": (wire_a, wire_b.ip), "floor": (floor_a, floor_b.ip), "bridge": (bc, bs2.ip),
+                       "skiff": (sc, ss2.ip)},
         report.SVC_REMOTE: {"bridge": (bcv, T.VIP_REMOTE), "skiff": (scv, T.VIP_REMOTE)},
         report.EXT: ext_setups,
     }
@@ -386,8 +394,28 @@ def loadavg():
         return [float(x) for x in f.read().split()[:3]]
 
 
+def kernel_netkit():
+    """'y'/'m' when the running kernel's config has netkit, 'n' when it says
+    not set, None when /proc/config.gz is not there. Read-only."""
+    try:
+        with gzip.open("/proc/config.gz", "rt") as f:
+            for line in f:
+                if line.startswith("CONFIG_NETKIT="):
+                    return line.strip().split("=", 1)[1]
+                if line.startswith("# CONFIG_NETKIT is not set"):
+                    return "n"
+    except OSError:
+        return None
+    return "n"
+
+
 def caveats(meta, results=None):
     c = []
+    if meta.get("netkit") == "n":
+        c.append("This kernel is built without netkit (CONFIG_NETKIT is not set), the device pair whose "
+                 "BPF program runs in the pod's own transmit path, without the veth's backlog hop on the "
+                 "sending node. Every veth-based datapath pays that hop: the veth floor / limit ratio shows "
+                 "what it costs here.")
     if meta["br_netfilter"] == "available":
         c.append("br_netfilter is built into this kernel (/proc/sys/net/bridge exists; no module to load). "
                  "bridge-nf-call-iptables was set to 1 only inside the bridge node namespaces; the root "
@@ -480,14 +508,14 @@ def main():
         prof["scale"] = [int(x) for x in args.scale.split(",")]
     if args.no_scale:
         prof["scale"] = []
-    for tool in ("iperf3", "sockperf", "wrk", "nginx", "taskset", T.BRIDGE, T.SKIFF_BIN):
+    for tool in ("iperf3", "sockperf", "wrk", "nginx", "taskset", T.BRIDGE, T.SKIFF_BIN, T.SKIFF_FLOOR):
         if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode != 0:
             sys.exit(f"missing: {tool}")
     started = time.monotonic()
     results = {}
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "kernel": platform.release(),
             "cpus": os.cpu_count(), "profile": "quick" if args.quick else "full", **prof,
-            "br_netfilter": T.br_netfilter_state(), "skiff_bin": T.SKIFF_BIN,
+            "br_netfilter": T.br_netfilter_state(), "netkit": kernel_netkit(), "skiff_bin": T.SKIFF_BIN,
             "repo_commit": subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"], capture_output=True,
                                           text=True).stdout.strip(),
             "iptables": subprocess.run(["iptables", "--version"], capture_output=True, text=True).stdout.strip()}

@@ -3,6 +3,10 @@
   wire    the physical limit: a direct veth pair between two namespaces
           (same node), and two namespaces on one L2 underlay bridge (the
           node -> node reference across nodes);
+  floor   the veth floor across nodes: two nodes like the wire's, each with
+          one pod on a veth pair and bench/floor/veth_floor.c attached by
+          build/bin/skiff-floor (FIB lookup + redirect out, redirect_peer
+          in, nothing else): the least a veth-based eBPF datapath does;
   bridge  the reference `bridge` CNI plugin with `host-local` IPAM and
           `ipMasq: true`, br_netfilter on (bridge-nf-call-iptables=1 in the
           node namespaces), plus kube-proxy-format iptables chains for the
@@ -29,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 
 from cluster_topo import Cluster, node_object, wait_for  # noqa: E402,F401
-from skiff_topo import SKIFF as SKIFF_BIN, SKIFFCTL, Topology, in_ns, sh, unique  # noqa: E402,F401
+from skiff_topo import BIN_DIR, SKIFF as SKIFF_BIN, SKIFFCTL, Topology, in_ns, sh, unique  # noqa: E402,F401
 
 REF_CNI_DIR = "/usr/lib/cni"
 BRIDGE = os.path.join(REF_CNI_DIR, "bridge")
@@ -39,6 +43,7 @@ VIP = "10.96.0.10"               # the ClusterIP under test, on both datapaths (
 VIP_REMOTE = "10.96.0.11"        # the same, with the backend on the other node
 # The external host's address on each underlay (wire 192.168.3/24, bridge
 # 192.168.2/24, skiff 192.168.1/24; the nodes are .11 and .12).
+SKIFF_FLOOR = os.path.join(BIN_DIR, "skiff-floor")
 EXTERNAL_IPS = {"wire": "192.168.3.100", "bridge": "192.168.2.100", "skiff": "192.168.1.100"}
 
 
@@ -92,6 +97,40 @@ def wire_nodes(topo, u):
     a = topo.node(ip="192.168.3.11", pod_cidr="10.23.1.0/24", underlay=u)
     b = topo.node(ip="192.168.3.12", pod_cidr="10.23.2.0/24", underlay=u)
     return Endpoint(a.ns, a.ip, "node-a"), Endpoint(b.ns, b.ip, "node-b")
+
+
+def floor_nodes(topo, u):
+    """Two nodes (192.168.4.11/.12) on their own underlay, one pod each
+    (10.24.{1,2}.2) on a veth pair with the veth floor attached; each node
+    routes the other's pod /24 via the other node. Returns the two pods."""
+    nodes = [topo.node(ip=f"192.168.4.{10 + i}", pod_cidr=f"10.24.{i}.0/24", underlay=u) for i in (1, 2)]
+    pods = []
+    for i, nd in enumerate(nodes, 1):
+        other = nodes[2 - i]
+        sysctl(nd.ns, "net.ipv4.conf.all.forwarding", 1)  # bpf_fib_lookup() asks for it
+        in_ns(nd.ns, "ip", "route", "add", other.pod_cidr, "via", other.ip)
+        pod, ip = topo.pod_ns(unique("bfp")), f"10.24.{i}.2"
+        in_ns(nd.ns, "ip", "link", "add", "fv0", "type", "veth", "peer", "name", "eth0", "netns", pod)
+        in_ns(nd.ns, "ip", "link", "set", "fv0", "up")
+        in_ns(nd.ns, "ip", "route", "add", ip, "dev", "fv0", "scope", "link")
+        host_mac = json.loads(in_ns(nd.ns, "ip", "-j", "link", "show", "fv0").stdout)[0]["address"]
+        in_ns(pod, "ip", "addr", "add", f"{ip}/32", "dev", "eth0")
+        in_ns(pod, "ip", "link", "set", "eth0", "up")
+        in_ns(pod, "ip", "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
+        in_ns(pod, "ip", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
+        in_ns(pod, "ip", "neigh", "add", "169.254.1.1", "lladdr", host_mac, "dev", "eth0", "nud", "permanent")
+        pod_mac = json.loads(in_ns(pod, "ip", "-j", "link", "show", "eth0").stdout)[0]["address"]
+        in_ns(nd.ns, SKIFF_FLOOR, "--pod-dev", "fv0", "--pod-ip", ip, "--pod-mac", pod_mac, "--uplink", "up0")
+        pods.append(Endpoint(pod, ip, f"floor-pod-{i}"))
+    return pods
+
+
+def floor_forwards(a, b):
+    """True when the veth floor, not the nodes' IP stacks, carries a <-> b:
+    its redirects leave the TTL alone, so b's echo reply reaches a with the
+    TTL b sent (64); routed by the two nodes' kernels it would arrive as 62."""
+    r = a.run("ping", "-c", "1", "-W", "2", b.ip, check=False)
+    return r.returncode == 0 and " ttl=64 " in r.stdout
 
 
 # -------------------------------------------------------------- bridge -----
@@ -417,10 +456,12 @@ def build_all(quick=False):
         t0 = time.monotonic()
         log("building wire (veth pair, node -> node underlay)")
         s["veth"] = veth_pair(topo)
-        wire_u, bridge_u = topo.underlay(), topo.underlay()
-        for u in (wire_u, bridge_u):
+        wire_u, floor_u, bridge_u = topo.underlay(), topo.underlay(), topo.underlay()
+        for u in (wire_u, floor_u, bridge_u):
             quiet_underlay(u)
         s["wire_nodes"] = wire_nodes(topo, wire_u)
+        log("building the veth floor (two nodes, a pod each, bench/floor/veth_floor.c)")
+        s["floor_pods"] = floor_nodes(topo, floor_u)
         log("building bridge-plugin nodes")
         s["bridge_nodes"] = bridge_cluster(topo, bridge_u)
         log("building skiff nodes with agents")

@@ -1,0 +1,102 @@
+// skiff-floor: attaches the benchmark's veth floor (bench/floor/veth_floor.c)
+// in the current network namespace, for one node with one pod:
+//
+//   skiff-floor --pod-dev <host veth> --pod-ip <a.b.c.d> --pod-mac <mac> --uplink <dev>
+//
+// floor_out goes on the host veth's tc ingress, floor_in on the uplink's. The
+// clsact filters hold the programs after this process exits; deleting the
+// namespace (or the devices) removes them. Nothing is pinned. Exit 0 when both
+// are attached; otherwise 1 with the reason on stderr and nothing left behind.
+#include <bpf/libbpf.h>
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "bpf/tc.h"
+#include "common/ipv4.h"
+#include "net/rtnetlink.h"
+#include "veth_floor.skel.h"
+
+namespace {
+
+using namespace skiff;
+
+struct Args {
+    std::string pod_dev, uplink;
+    Ipv4 pod_ip;
+    MacAddr pod_mac{};
+};
+
+Result<Args> parse(int argc, char** argv) {
+    Args a;
+    bool ip = false, mac = false;
+    for (int i = 1; i < argc; i += 2) {
+        std::string k = argv[i];
+        if (i + 1 >= argc) return Error::invalid(k + " needs a value");
+        std::string v = argv[i + 1];
+        if (k == "--pod-dev") {
+            a.pod_dev = v;
+        } else if (k == "--uplink") {
+            a.uplink = v;
+        } else if (k == "--pod-ip") {
+            auto r = Ipv4::parse(v);
+            if (!r) return r.error();
+            a.pod_ip = *r;
+            ip = true;
+        } else if (k == "--pod-mac") {
+            auto r = parse_mac(v);
+            if (!r) return r.error();
+            a.pod_mac = *r;
+            mac = true;
+        } else {
+            return Error::invalid("unknown option " + k);
+        }
+    }
+    if (a.pod_dev.empty() || a.uplink.empty() || !ip || !mac)
+        return Error::invalid("usage: skiff-floor --pod-dev DEV --pod-ip IP --pod-mac MAC --uplink DEV");
+    return a;
+}
+
+Status attach(const Args& a) {
+    auto nl = Netlink::open();
+    if (!nl) return nl.error();
+    auto pod = nl->link(a.pod_dev);
+    if (!pod) return pod.error().wrap(a.pod_dev);
+    auto up = nl->link(a.uplink);
+    if (!up) return up.error().wrap(a.uplink);
+
+    std::unique_ptr<veth_floor, decltype(&veth_floor__destroy)> skel(veth_floor__open(), veth_floor__destroy);
+    if (!skel) return Error::errno_("open veth_floor");
+    // The const volatile knobs, written once before load (read-only after).
+    auto* ro = skel->rodata;
+    ro->pod_ip = a.pod_ip.be();
+    ro->pod_ifindex = static_cast<uint32_t>(pod->ifindex);
+    std::memcpy(ro->pod_mac, a.pod_mac.data(), a.pod_mac.size());
+    std::memcpy(ro->host_mac, pod->mac.data(), pod->mac.size());
+    if (int err = veth_floor__load(skel.get()); err) return Error::os(-err, "load veth_floor");
+
+    if (auto s = bpf::tc_attach(pod->ifindex, bpf::TcHook::Ingress, bpf_program__fd(skel->progs.floor_out)); !s)
+        return s.error();
+    if (auto s = bpf::tc_attach(up->ifindex, bpf::TcHook::Ingress, bpf_program__fd(skel->progs.floor_in)); !s) {
+        (void)bpf::tc_detach(pod->ifindex, bpf::TcHook::Ingress);
+        return s.error();
+    }
+    return ok();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    auto args = parse(argc, argv);
+    if (!args) {
+        std::fprintf(stderr, "skiff-floor: %s\n", args.error().message.c_str());
+        return 1;
+    }
+    if (auto s = attach(*args); !s) {
+        std::fprintf(stderr, "skiff-floor: %s\n", s.error().message.c_str());
+        return 1;
+    }
+    return 0;
+}
