@@ -389,7 +389,7 @@ def _histogram(out, name, title, ylabel, rows,
         f"set terminal pngcairo size {width},520 font 'sans,10'", f"set output '{png}'",
         f"set title '{title}'", f"set ylabel '{ylabel}'", "set datafile missing 'NaN'",
         "set style data histograms", "set style histogram errorbars gap 1 lw 1",
-        "set style fill solid 0.85 border -1", "set boxwidth 0.9", "set key top right", "set grid ytics",
+        "set style fill solid 0.85 border -1", "set boxwidth 0.9", "set key outside top center horizontal", "set grid ytics",
         "set yrange [0:*]" if not logscale else "set logscale y", "set xtics noenhanced font 'sans,9'",
         "plot " + ", ".join(plots), ""])
     with open(os.path.join(out, f"{name}.gp"), "w") as f:

@@ -26,7 +26,7 @@ Writes bench/results/results.json, results.md and PNG plots. Progress goes
 to stderr. Everything it creates lives in namespaces, pin dirs and a temp
 dir removed in `finally`.
 
-    sudo python3 bench/run.py            # full, ~17 min (installing 10,000 iptables services alone: ~4 min)
+    sudo python3 bench/run.py            # full, ~18 min (installing 10,000 iptables services alone: ~4 min)
     sudo python3 bench/run.py --quick    # ~5 min
 """
 import argparse
