@@ -5,7 +5,8 @@
 // from_pod, from_uplink and to_uplink, fills the maps like a node (local +
 // remote PodCIDR, a ClusterIP, masquerade) and times crafted TCP packets
 // (64-byte payload) on each path, plus an empty tc program (the test_run
-// overhead baseline). test_run repeats on the SAME skb, so a path that
+// overhead baseline) and the veth floor's two programs (bench/floor) on the
+// packets of skiff's cross-node paths. test_run repeats on the SAME skb, so a path that
 // rewrites addresses or ports, clears skb->mark or creates state would take
 // another path from its 2nd run: those run once per call (--repeat calls);
 // routed paths (TTL 255, -1 per run) and those that leave the packet as it is
@@ -17,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "floor/load.h"
 #include "prog_cost_run.h"
 #include "snat_env.h"  // remote_env.h, service_env.h, bpf_test_env.h, frames.h
 
@@ -87,6 +89,7 @@ public:
 // What the path table needs of the node set up by run().
 struct Node {
     int from_pod = -1, from_uplink = -1, to_uplink = -1, empty = -1;  // program fds
+    int floor_out = -1, floor_in = -1;  // the veth floor's, floor_in for B
     const TestVeth* veth_a = nullptr;
     const TestVeth* veth_b = nullptr;
     const TestVeth* uplink = nullptr;
@@ -413,6 +416,38 @@ void add_to_uplink_paths(const Node& n, const Baselines& base, std::vector<Path>
     }
 }
 
+// l. The veth floor (bench/floor/veth_floor.c) on b.'s and the uplink
+// remote -> local path's packets: the least a veth datapath does there.
+void add_floor_paths(const Node& n, const Baselines& base, std::vector<Path>& paths) {
+    {
+        Path p = PathMaker{"floor_out", n.floor_out, n.pod_a_if(), base.single}(
+            "floor_pod_to_pod_other_node",
+            "b.'s packet through the veth floor's floor_out: bpf_fib_lookup of 10.244.5.5 (kernel route via "
+            "192.168.1.12, neighbour known), MACs, bpf_redirect out of the uplink; no TTL, checks or counters",
+            n.from_a(kRemotePod, kSportRemote, kIperf, kData, kRoutedTtl), {});
+        p.counts_nothing = true;
+        batched(p, base);
+        p.expected = [in = p.frame, upl_mac = n.uplink_mac()](uint32_t) {
+            return rewritten(in, kNodeNeighMac, upl_mac, 0, kPodA, kSportRemote, kRemotePod, kIperf);
+        };
+        paths.push_back(std::move(p));
+    }
+    {
+        const TestVeth& veth_b = *n.veth_b;
+        Path p = PathMaker{"floor_in", n.floor_in, n.uplink_if(), base.single}(
+            "floor_uplink_remote_pod_to_local_pod",
+            "uplink_remote_pod_to_local_pod's packet through the veth floor's floor_in: destination check, "
+            "MACs, bpf_redirect_peer into B; no TTL, checks or counters",
+            n.from_wire(kNodeNeighMac, kRemotePod, kPodB, kSportFromRemote, kIperf, kData, kRoutedTtl), {});
+        p.counts_nothing = true;
+        batched(p, base);
+        p.expected = [in = p.frame, &veth_b](uint32_t) {
+            return rewritten(in, veth_b.pod.mac, veth_b.host.mac, 0, kRemotePod, kSportFromRemote, kPodB, kIperf);
+        };
+        paths.push_back(std::move(p));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The benchmark
 // ---------------------------------------------------------------------------
@@ -433,6 +468,14 @@ Status run(const Options& opt, const std::string& pin_dir, nlohmann::ordered_jso
     SKIFF_ASSIGN_OR_RETURN(UniqueFd from_uplink, bpf::pinned_program(bpf::Program::FromUplink, pin_dir));
     SKIFF_ASSIGN_OR_RETURN(UniqueFd to_uplink, bpf::pinned_program(bpf::Program::ToUplink, pin_dir));
     SKIFF_ASSIGN_OR_RETURN(UniqueFd empty, load_empty_prog());
+    SKIFF_ASSIGN_OR_RETURN(floor::FloorProgs floor,
+                           floor::load_floor(kPodB, net->dst.host.ifindex, net->dst.pod.mac, net->dst.host.mac));
+    {
+        // floor_out routes by the kernel's FIB: the route skiff's agent
+        // installs for the remote node's PodCIDR.
+        SKIFF_ASSIGN_OR_RETURN(auto nl, Netlink::open());
+        SKIFF_TRY(nl.add_route(kRemoteCidr, rn.uplink.host.ifindex, kOtherNode, RT_SCOPE_UNIVERSE));
+    }
     SKIFF_ASSIGN_OR_RETURN(auto endpoints, bpf::EndpointMap::open(pin_dir));
     SKIFF_ASSIGN_OR_RETURN(auto nodes, bpf::NodeMap::open(pin_dir));
     SKIFF_ASSIGN_OR_RETURN(auto metrics, bpf::MetricsMap::open(pin_dir));
@@ -446,6 +489,8 @@ Status run(const Options& opt, const std::string& pin_dir, nlohmann::ordered_jso
     n.from_uplink = from_uplink.get();
     n.to_uplink = to_uplink.get();
     n.empty = empty.get();
+    n.floor_out = floor.out.get();
+    n.floor_in = floor.in.get();
     n.veth_a = &rn.pod;  // forwarding on: FIB lookups from A work
     n.veth_b = &net->dst;
     n.uplink = &rn.uplink;
@@ -515,6 +560,7 @@ Status run(const Options& opt, const std::string& pin_dir, nlohmann::ordered_jso
     add_from_pod_paths(n, base, paths);
     add_from_uplink_paths(n, base, paths);
     add_to_uplink_paths(n, base, paths);
+    add_floor_paths(n, base, paths);
     add_single_run_copies(paths, base.single);
 
     SKIFF_TRY(check_paths(paths, metrics));

@@ -7,17 +7,13 @@
 // clsact filters hold the programs after this process exits; deleting the
 // namespace (or the devices) removes them. Nothing is pinned. Exit 0 when both
 // are attached; otherwise 1 with the reason on stderr and nothing left behind.
-#include <bpf/libbpf.h>
-
 #include <cstdio>
-#include <cstring>
-#include <memory>
 #include <string>
 
 #include "bpf/tc.h"
 #include "common/ipv4.h"
+#include "load.h"
 #include "net/rtnetlink.h"
-#include "veth_floor.skel.h"
 
 namespace {
 
@@ -67,19 +63,10 @@ Status attach(const Args& a) {
     auto up = nl->link(a.uplink);
     if (!up) return up.error().wrap(a.uplink);
 
-    std::unique_ptr<veth_floor, decltype(&veth_floor__destroy)> skel(veth_floor__open(), veth_floor__destroy);
-    if (!skel) return Error::errno_("open veth_floor");
-    // The const volatile knobs, written once before load (read-only after).
-    auto* ro = skel->rodata;
-    ro->pod_ip = a.pod_ip.be();
-    ro->pod_ifindex = static_cast<uint32_t>(pod->ifindex);
-    std::memcpy(ro->pod_mac, a.pod_mac.data(), a.pod_mac.size());
-    std::memcpy(ro->host_mac, pod->mac.data(), pod->mac.size());
-    if (int err = veth_floor__load(skel.get()); err) return Error::os(-err, "load veth_floor");
-
-    if (auto s = bpf::tc_attach(pod->ifindex, bpf::TcHook::Ingress, bpf_program__fd(skel->progs.floor_out)); !s)
-        return s.error();
-    if (auto s = bpf::tc_attach(up->ifindex, bpf::TcHook::Ingress, bpf_program__fd(skel->progs.floor_in)); !s) {
+    auto progs = floor::load_floor(a.pod_ip, pod->ifindex, a.pod_mac, pod->mac);
+    if (!progs) return progs.error();
+    if (auto s = bpf::tc_attach(pod->ifindex, bpf::TcHook::Ingress, progs->out.get()); !s) return s.error();
+    if (auto s = bpf::tc_attach(up->ifindex, bpf::TcHook::Ingress, progs->in.get()); !s) {
         (void)bpf::tc_detach(pod->ifindex, bpf::TcHook::Ingress);
         return s.error();
     }

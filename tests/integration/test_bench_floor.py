@@ -4,6 +4,7 @@ or the bench's floor / limit and skiff / floor ratios would measure the
 kernel's routing instead. Bad input leaves no filter behind."""
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -42,6 +43,42 @@ def test_floor_carries_pod_traffic_across_nodes(topo):
     r = a.run("python3", "-c", f"import socket; c=socket.create_connection(('{b.ip}', 7100), 3);"
                                "c.sendall(b'floor'); print(c.recv(100).decode())")
     assert r.stdout.strip() == "roolf"
+
+
+# Prints the MACs (destination, source) of the first echo request eth0 receives.
+CAPTURE = r"""
+import socket
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind(("eth0", 0)); s.settimeout(10)
+print("ready", flush=True)
+while True:
+    f, a = s.recvfrom(2048)
+    if a[2] != socket.PACKET_OUTGOING and f[23] == 1 and f[34] == 8:
+        print(f[0:6].hex(":"), f[6:12].hex(":"), flush=True)
+        break
+"""
+
+
+def mac(ns, dev):
+    return json.loads(in_ns(ns, "ip", "-j", "link", "show", dev).stdout)[0]["address"]
+
+
+def test_floor_delivers_with_the_pods_macs(topo):
+    """floor_in writes its pod's MAC and the host veth's (knobs set before
+    load) into the frame it hands to the pod."""
+    u = topo.underlay()
+    a, b = bench_topo.floor_nodes(topo, u)
+    cap = subprocess.Popen(["nsenter", f"--net=/run/netns/{b.ns}", "--", sys.executable, "-c", CAPTURE],
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        assert cap.stdout.readline().strip() == "ready"
+        assert bench_topo.floor_forwards(a, b)
+        dst, src = cap.stdout.readline().split()
+    finally:
+        cap.kill()
+        cap.wait()
+    assert dst == mac(b.ns, "eth0")
+    assert src == mac(node_of(topo, "192.168.4.12"), "fv0")
 
 
 def test_kernel_routing_is_told_apart(topo):
