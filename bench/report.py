@@ -186,8 +186,8 @@ def write_markdown(doc, path):
          "- **veth floor** (across nodes): two nodes like the wire's, each with one pod on a veth pair and "
          "`bench/floor/veth_floor.c` attached by `build/bin/skiff-floor`: a FIB lookup and redirect out of "
          "the host veth's tc ingress, a redirect_peer into the pod from the uplink's; no TTL, policy, "
-         "conntrack, NAT or counters. The least a veth-based eBPF datapath does, so floor / limit is the "
-         "cost of the veth hop itself and skiff / floor the cost of everything skiff adds.",
+         "conntrack, NAT or counters: a minimal veth-based eBPF datapath, so floor / limit shows what the veth "
+         "hop costs such a design and skiff / floor what skiff's own work costs on top.",
          "- **bridge**: reference `bridge` CNI plugin + `host-local` + `ipMasq: true`, br_netfilter "
          f"({m['br_netfilter']}; bridge-nf-call-iptables=1 in the node namespaces), kube-proxy-format "
          f"iptables chains for the services ({m['iptables']}); nodes route each other's pod subnet. Across "
@@ -234,8 +234,8 @@ def write_markdown(doc, path):
     floor = [(scen, wl, metric, label, e) for scen in ordered(dps) for wl, metrics in dps[scen].items()
              for metric, label, _ in METRICS[wl] for e in [metrics.get(metric, {})] if e.get(FLOOR)]
     if floor:
-        L += ["", "The veth floor against the physical limit (what the veth hop alone costs) and skiff against "
-                  "the floor (what skiff's own work costs), paired by repetition:", "",
+        L += ["", "The veth floor against the physical limit (what the veth hop costs a minimal datapath) and "
+                  "skiff against the floor (what skiff's own work costs on top), paired by repetition:", "",
               "| scenario | workload | metric | floor / limit | skiff / floor |", "|---|---|---|---|---|"]
         for scen, wl, metric, label, e in floor:
             ref = next((r for r in REF if r in e), None)

@@ -141,8 +141,9 @@ def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None):
         T.wait_for(lambda c=c, ip=ip, port=port: c.run("curl", "-s", "-m", "2", f"http://{ip}:{port}/",
                                                         check=False).stdout.strip() == "ok",
                    f"{c.label} -> {ip}:{port}", timeout=15)
-    if not T.floor_forwards(floor_a, floor_b):
-        raise RuntimeError("the veth floor does not carry floor-pod-1 -> floor-pod-2 (echo reply TTL is not 64)")
+    for x, y in ((floor_a, floor_b), (floor_b, floor_a)):
+        if not T.floor_forwards(x, y):
+            raise RuntimeError(f"the veth floor does not carry {y.label} -> {x.label} (echo reply TTL is not 64)")
     expect = {"wire": wire_a.ip, "bridge": b1.node.ip, "skiff": sk.nodes[0].ip}
     pods = [bc.ip, sc.ip, bs1.ip, ss1.ip]
     seen = check_masquerade(ext, ext_setups, expect, pods)
@@ -396,7 +397,8 @@ def loadavg():
 
 def kernel_netkit():
     """'y'/'m' when the running kernel's config has netkit, 'n' when it says
-    not set, None when /proc/config.gz is not there. Read-only."""
+    not set, 'absent' when the option is not there at all, None when
+    /proc/config.gz is not there. Read-only."""
     try:
         with gzip.open("/proc/config.gz", "rt") as f:
             for line in f:
@@ -406,16 +408,16 @@ def kernel_netkit():
                     return "n"
     except OSError:
         return None
-    return "n"
+    return "absent"  # a kernel older than netkit (6.7)
 
 
 def caveats(meta, results=None):
     c = []
-    if meta.get("netkit") == "n":
-        c.append("This kernel is built without netkit (CONFIG_NETKIT is not set), the device pair whose "
+    if meta.get("netkit") in ("n", "absent"):
+        c.append(f"This kernel is built without netkit ({'CONFIG_NETKIT is not set' if meta['netkit'] == 'n' else 'it predates the option'}), the device pair whose "
                  "BPF program runs in the pod's own transmit path, without the veth's backlog hop on the "
-                 "sending node. Every veth-based datapath pays that hop: the veth floor / limit ratio shows "
-                 "what it costs here.")
+                 "sending node. Every veth-based datapath pays that hop: where the run measured the veth floor, "
+                 "floor / limit shows what it costs here.")
     if meta["br_netfilter"] == "available":
         c.append("br_netfilter is built into this kernel (/proc/sys/net/bridge exists; no module to load). "
                  "bridge-nf-call-iptables was set to 1 only inside the bridge node namespaces; the root "

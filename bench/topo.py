@@ -126,9 +126,10 @@ def floor_nodes(topo, u):
 
 
 def floor_forwards(a, b):
-    """True when the veth floor, not the nodes' IP stacks, carries a <-> b:
+    """True when the veth floor, not the nodes' IP stacks, carries b -> a:
     its redirects leave the TTL alone, so b's echo reply reaches a with the
-    TTL b sent (64); routed by the two nodes' kernels it would arrive as 62."""
+    TTL b sent (64); routed by the two nodes' kernels it would arrive as 62.
+    Call it both ways round to check both directions."""
     r = a.run("ping", "-c", "1", "-W", "2", b.ip, check=False)
     return r.returncode == 0 and " ttl=64 " in r.stdout
 

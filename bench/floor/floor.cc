@@ -6,7 +6,9 @@
 // floor_out goes on the host veth's tc ingress, floor_in on the uplink's. The
 // clsact filters hold the programs after this process exits; deleting the
 // namespace (or the devices) removes them. Nothing is pinned. Exit 0 when both
-// are attached; otherwise 1 with the reason on stderr and nothing left behind.
+// are attached; otherwise 1 with the reason on stderr and no filter of ours
+// left (a device that had no clsact qdisc may keep an empty one). A device
+// that already has an ingress filter is refused, never replaced.
 #include <cstdio>
 #include <string>
 
@@ -62,6 +64,15 @@ Status attach(const Args& a) {
     if (!pod) return pod.error().wrap(a.pod_dev);
     auto up = nl->link(a.uplink);
     if (!up) return up.error().wrap(a.uplink);
+    if (pod->ifindex == up->ifindex) return Error::invalid("--pod-dev and --uplink are the same device");
+    // Never replace a filter someone else attached (skiff's, or an earlier
+    // floor): a rollback would then remove theirs.
+    for (const auto* dev : {&*pod, &*up}) {
+        auto id = bpf::tc_attached_id(dev->ifindex, bpf::TcHook::Ingress);
+        if (!id) return id.error();
+        if (*id) return Error{EEXIST, dev->name + " already has a tc ingress filter (program id " +
+                                          std::to_string(*id) + ")"};
+    }
 
     auto progs = floor::load_floor(a.pod_ip, pod->ifindex, a.pod_mac, pod->mac);
     if (!progs) return progs.error();

@@ -1,7 +1,7 @@
 #include "load.h"
 
 #include <bpf/libbpf.h>
-#include <unistd.h>
+#include <fcntl.h>
 
 #include <cstring>
 #include <memory>
@@ -20,8 +20,8 @@ Result<FloorProgs> load_floor(Ipv4 pod_ip, int pod_ifindex, const MacAddr& pod_m
     std::memcpy(skel->rodata->host_mac, host_mac.data(), host_mac.size());
     if (int err = veth_floor__load(skel.get()); err) return Error::os(-err, "load veth_floor");
     // The fds outlive the skeleton: each keeps its program loaded.
-    FloorProgs p{UniqueFd(::dup(bpf_program__fd(skel->progs.floor_out))),
-                 UniqueFd(::dup(bpf_program__fd(skel->progs.floor_in)))};
+    FloorProgs p{UniqueFd(::fcntl(bpf_program__fd(skel->progs.floor_out), F_DUPFD_CLOEXEC, 0)),
+                 UniqueFd(::fcntl(bpf_program__fd(skel->progs.floor_in), F_DUPFD_CLOEXEC, 0))};
     if (!p.out.valid() || !p.in.valid()) return Error::errno_("dup veth_floor program fds");
     return p;
 }

@@ -45,7 +45,8 @@ def test_floor_carries_pod_traffic_across_nodes(topo):
     assert r.stdout.strip() == "roolf"
 
 
-# Prints the MACs (destination, source) of the first echo request eth0 receives.
+# Prints the MACs (destination, source) and the TTL of the first echo
+# request eth0 receives.
 CAPTURE = r"""
 import socket
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
@@ -54,7 +55,7 @@ print("ready", flush=True)
 while True:
     f, a = s.recvfrom(2048)
     if a[2] != socket.PACKET_OUTGOING and f[23] == 1 and f[34] == 8:
-        print(f[0:6].hex(":"), f[6:12].hex(":"), flush=True)
+        print(f[0:6].hex(":"), f[6:12].hex(":"), f[22], flush=True)
         break
 """
 
@@ -65,7 +66,8 @@ def mac(ns, dev):
 
 def test_floor_delivers_with_the_pods_macs(topo):
     """floor_in writes its pod's MAC and the host veth's (knobs set before
-    load) into the frame it hands to the pod."""
+    load) into the frame it hands to the pod; a -> b is checked here, the
+    echo reply's TTL checks b -> a."""
     u = topo.underlay()
     a, b = bench_topo.floor_nodes(topo, u)
     cap = subprocess.Popen(["nsenter", f"--net=/run/netns/{b.ns}", "--", sys.executable, "-c", CAPTURE],
@@ -73,10 +75,11 @@ def test_floor_delivers_with_the_pods_macs(topo):
     try:
         assert cap.stdout.readline().strip() == "ready"
         assert bench_topo.floor_forwards(a, b)
-        dst, src = cap.stdout.readline().split()
+        dst, src, ttl = cap.stdout.readline().split()
     finally:
         cap.kill()
         cap.wait()
+    assert ttl == "64"  # came through floor_in, not the node's routing
     assert dst == mac(b.ns, "eth0")
     assert src == mac(node_of(topo, "192.168.4.12"), "fv0")
 
@@ -104,6 +107,8 @@ def test_kernel_routing_is_told_apart(topo):
     (["--pod-dev", "nope1", "--pod-ip", "10.24.1.2", "--pod-mac", "02:00:00:00:00:01", "--uplink", "up0"],
      "nope1"),
     (["--pod-dev", "fv0", "--bogus", "1"], "unknown option --bogus"),
+    (["--pod-dev", "fv0", "--pod-ip", "10.24.1.2", "--pod-mac", "02:00:00:00:00:01", "--uplink", "fv0"],
+     "same device"),
 ])
 def test_bad_input_is_refused_and_leaves_nothing(node, args, message):
     node.run("ip", "link", "add", "fv0", "type", "veth", "peer", "name", "fv0p")
@@ -113,3 +118,31 @@ def test_bad_input_is_refused_and_leaves_nothing(node, args, message):
     assert message in r.stderr and r.stderr.startswith("skiff-floor: ")
     for dev in ("fv0", "up0"):
         assert filters(node.ns, dev) == []
+
+
+def test_an_attached_filter_is_refused_not_replaced(node):
+    """A second attach (or one onto skiff's devices) must not replace, and
+    then on rollback remove, a filter that is already there."""
+    node.run("ip", "link", "add", "fv0", "type", "veth", "peer", "name", "fv0p")
+    args = ["--pod-dev", "fv0", "--pod-ip", "10.24.1.2", "--pod-mac", "02:00:00:00:00:01", "--uplink", "up0"]
+    node.run(FLOOR, *args)
+
+    def ids():
+        out = {}
+        for dev in ("fv0", "up0"):
+            fs = json.loads(in_ns(node.ns, "tc", "-j", "filter", "show", "dev", dev, "ingress").stdout)
+            out[dev] = [f["options"]["prog"]["id"] for f in fs if "options" in f]
+        return out
+
+    before = ids()
+    assert all(len(v) == 1 for v in before.values())
+    r = node.run(FLOOR, *args, check=False)
+    assert r.returncode == 1
+    assert "fv0 already has a tc ingress filter" in r.stderr
+    assert ids() == before
+    node.run("tc", "filter", "del", "dev", "fv0", "ingress")
+    r = node.run(FLOOR, *args, check=False)
+    assert r.returncode == 1
+    assert "up0 already has a tc ingress filter" in r.stderr
+    assert filters(node.ns, "fv0") == []  # nothing attached before the refusal
+    assert ids()["up0"] == before["up0"]
