@@ -134,8 +134,7 @@ def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None):
                   "skiff": (sc, ext.ips["skiff"])}
     # Sanity: every path answers before anything is measured.
     for c, ip, port in ((veth_a, veth_b.ip, 8080), (wire_a, wire_b.ip, 8080), (floor_a, floor_b.ip, 8080),
-                        (bc, bs1.ip, 8080),
-                        (bc, bs2.ip, 8080), (sc, ss1.ip, 8080), (sc, ss2.ip, 8080), (bcv, T.VIP, 80),
+                        (bc, bs1.ip, 8080), (bc, bs2.ip, 8080), (sc, ss1.ip, 8080), (sc, ss2.ip, 8080), (bcv, T.VIP, 80),
                         (scv, T.VIP, 80), (bcv, T.VIP_REMOTE, 80), (scv, T.VIP_REMOTE, 80),
                         *((c, ip, 8080) for c, ip in ext_setups.values())):
         T.wait_for(lambda c=c, ip=ip, port=port: c.run("curl", "-s", "-m", "2", f"http://{ip}:{port}/",
@@ -414,7 +413,8 @@ def kernel_netkit():
 def caveats(meta, results=None):
     c = []
     if meta.get("netkit") in ("n", "absent"):
-        c.append(f"This kernel is built without netkit ({'CONFIG_NETKIT is not set' if meta['netkit'] == 'n' else 'it predates the option'}), the device pair whose "
+        why = "CONFIG_NETKIT is not set" if meta["netkit"] == "n" else "it predates the option"
+        c.append(f"This kernel is built without netkit ({why}), the device pair whose "
                  "BPF program runs in the pod's own transmit path, without the veth's backlog hop on the "
                  "sending node. Every veth-based datapath pays that hop: where the run measured the veth floor, "
                  "floor / limit shows what it costs here.")

@@ -6,7 +6,7 @@
   floor   the veth floor across nodes: two nodes like the wire's, each with
           one pod on a veth pair and bench/floor/veth_floor.c attached by
           build/bin/skiff-floor (FIB lookup + redirect out, redirect_peer
-          in, nothing else): the least a veth-based eBPF datapath does;
+          in, nothing else): a minimal veth-based eBPF datapath;
   bridge  the reference `bridge` CNI plugin with `host-local` IPAM and
           `ipMasq: true`, br_netfilter on (bridge-nf-call-iptables=1 in the
           node namespaces), plus kube-proxy-format iptables chains for the

@@ -17,9 +17,15 @@ import topo as bench_topo  # noqa: E402
 FLOOR = os.path.join(BIN_DIR, "skiff-floor")
 
 
-def filters(ns, dev):
+def ingress_filters(ns, dev):
+    """[(program name, program id)] of the tc ingress filters on dev."""
     out = in_ns(ns, "tc", "-j", "filter", "show", "dev", dev, "ingress", check=False).stdout
-    return [f["options"]["bpf_name"].split(":")[0] for f in json.loads(out or "[]") if "options" in f]
+    return [(f["options"]["bpf_name"].split(":")[0], f["options"]["prog"]["id"])
+            for f in json.loads(out or "[]") if "options" in f]
+
+
+def filters(ns, dev):
+    return [name for name, _ in ingress_filters(ns, dev)]
 
 
 def node_of(topo, ip):
@@ -128,11 +134,7 @@ def test_an_attached_filter_is_refused_not_replaced(node):
     node.run(FLOOR, *args)
 
     def ids():
-        out = {}
-        for dev in ("fv0", "up0"):
-            fs = json.loads(in_ns(node.ns, "tc", "-j", "filter", "show", "dev", dev, "ingress").stdout)
-            out[dev] = [f["options"]["prog"]["id"] for f in fs if "options" in f]
-        return out
+        return {dev: [i for _, i in ingress_filters(node.ns, dev)] for dev in ("fv0", "up0")}
 
     before = ids()
     assert all(len(v) == 1 for v in before.values())

@@ -154,12 +154,14 @@ def serve(cluster, ns):
     wait_for(lambda: "LISTEN" in in_ns(ns, "ss", "-ltn", "sport = :7000", check=False).stdout, "outside server")
 
 
+def start_with_outside(cluster, **masq):
+    """start(), then the outside host 192.168.1.100 with its server."""
+    start(cluster, **masq)
+    serve(cluster, attach_host(cluster, "192.168.1.100"))
+
+
 def ask(pod, ip, proto, sport=0):
     return pod.run("/usr/bin/python3", "-c", CLIENT, ip, proto, str(sport), check=False, timeout=30).stdout.strip()
-
-
-def node_ask(node, ip, proto, sport):
-    return node.run("/usr/bin/python3", "-c", CLIENT, ip, proto, str(sport), check=False, timeout=30).stdout.strip()
 
 
 def no_nat_rules(node):
@@ -168,10 +170,8 @@ def no_nat_rules(node):
 
 
 def test_pods_reach_outside_as_the_node(cluster):
-    start(cluster)
+    start_with_outside(cluster)
     n1, n2 = cluster.nodes
-    outside = attach_host(cluster, "192.168.1.100")
-    serve(cluster, outside)
     a, b = cluster.add_pod(n1), cluster.add_pod(n2)
     for pod, node in ((a, n1), (b, n2)):
         for proto in ("tcp", "udp"):
@@ -191,10 +191,8 @@ def test_pods_reach_outside_as_the_node(cluster):
 
 
 def test_same_source_port_from_two_pods_gets_distinct_translations(cluster):
-    start(cluster)
+    start_with_outside(cluster)
     n1 = cluster.nodes[0]
-    outside = attach_host(cluster, "192.168.1.100")
-    serve(cluster, outside)
     a, b = cluster.add_pod(n1), cluster.add_pod(n1)
     for proto in ("udp", "tcp"):
         seen = {ask(p, "192.168.1.100", proto, sport=40000) for p in (a, b)}
@@ -202,10 +200,8 @@ def test_same_source_port_from_two_pods_gets_distinct_translations(cluster):
 
 
 def test_port_range_exhaustion_drops_new_flows_only_and_recovers(cluster):
-    start(cluster, portRange="61000-61001")
+    start_with_outside(cluster, portRange="61000-61001")
     n1 = cluster.nodes[0]
-    outside = attach_host(cluster, "192.168.1.100")
-    serve(cluster, outside)
     pods = [cluster.add_pod(n1) for _ in range(4)]
     # The first pod keeps its port; the next two need the range's two ports.
     assert ask(pods[0], "192.168.1.100", "udp", sport=45000) == f"{n1.ip}:45000"
@@ -221,10 +217,8 @@ def test_port_range_exhaustion_drops_new_flows_only_and_recovers(cluster):
 
 
 def test_pods_keep_their_own_source_port_even_an_ephemeral_one(cluster):
-    start(cluster)
+    start_with_outside(cluster)
     n1 = cluster.nodes[0]
-    outside = attach_host(cluster, "192.168.1.100")
-    serve(cluster, outside)
     pod = cluster.add_pod(n1)
     for proto, port in (("tcp", 40000), ("udp", 40000), ("tcp", 2000)):
         assert ask(pod, "192.168.1.100", proto, sport=port) == f"{n1.ip}:{port}", proto
@@ -237,10 +231,8 @@ def test_a_pod_and_the_node_share_a_port_toward_one_server(cluster, proto, first
     # resolver and a pod's, say): both must get their own answers. The one
     # that came first keeps the port; the node's flow moves (its replies
     # are moved back), a pod's flow takes another port.
-    start(cluster)
+    start_with_outside(cluster)
     n1 = cluster.nodes[0]
-    outside = attach_host(cluster, "192.168.1.100")
-    serve(cluster, outside)
     pod = cluster.add_pod(n1)
     held = {}
     try:
@@ -266,10 +258,8 @@ def test_a_pod_and_the_node_share_a_port_toward_one_server(cluster, proto, first
 def test_pod_keeps_off_a_port_the_node_listens_on(cluster):
     # A socket the node opened before it sent anything (a listener here) is
     # not in the table: the pod's claim asks the node's socket table.
-    start(cluster)
+    start_with_outside(cluster)
     n1 = cluster.nodes[0]
-    outside = attach_host(cluster, "192.168.1.100")
-    serve(cluster, outside)
     pod = cluster.add_pod(n1)
     assert ask(pod, "192.168.1.100", "tcp", sport=40004) == f"{n1.ip}:40004"
     cluster.topo.spawn(n1.ns, "/usr/bin/python3", "-c",
