@@ -6,6 +6,8 @@
  *  - service traffic is translated: replies from a backend back to the
  *    service's frontend, connections to a frontend to a backend (DNAT,
  *    conntrack), refused at once when the service has no backend;
+ *  - traffic to a pod (this node's or a remote PodCIDR) is forwarded
+ *    without the frontend and masquerade lookups: it is neither;
  *  - traffic leaving the cluster is masqueraded to the node's address;
  *  - then the packet is forwarded: into a pod on this node
  *    (bpf_redirect_peer), out of the uplink toward the node owning a
@@ -67,11 +69,23 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 	}
 
 	if (l4_load(skb, ip, &l4) == 0) {
+		struct skiff_endpoint_info *ep = NULL;
+		struct skiff_node_info *node = NULL;
 		__u32 svc_reason = 0;
+		int where;
 
 		ret = svc_reverse(skb, ip, &l4, &svc_reason);
-		if (ret == SVC_PASS)
+		if (ret == SVC_PASS) {
+			/* To a pod, here or on another node: no frontend, no
+			 * masquerade, so no lookup for either. */
+			where = cluster_may_hold(config_get(), ip->daddr) ?
+					dst_in_pod_network(ip->daddr, how, &ep, &node) : 0;
+			if (where) {
+				svc_purge_stale_reply(skb, ip, &l4);
+				return fwd_pod_network(skb, ip, where, ep, node, reason);
+			}
 			ret = svc_forward(skb, ip, &l4, &svc_reason, 0);
+		}
 		if (ret < 0)
 			return ret;
 		if (ret == SVC_PASS)

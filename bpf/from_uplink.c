@@ -10,7 +10,9 @@
  *  - a connection to a frontend (a NodePort on this node's address, or a
  *    ClusterIP) is DNATed to a backend; remote backends also get this
  *    node's address as source so their replies come back here;
- *  - a packet for a pod on this node goes straight into it;
+ *  - a packet for a pod on this node goes straight into it, looked up
+ *    right after the service reply check: a pod's address is neither a
+ *    frontend nor masqueraded;
  *  - everything else (the node's own traffic, malformed frames) is the
  *    kernel stack's.
  */
@@ -76,9 +78,16 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 
 		ret = svc_reverse(skb, ip, &l4, &svc_reason);
 		if (ret == SVC_PASS) {
+			struct skiff_endpoint_info *ep = NULL;
+			struct skiff_node_info *node = NULL;
 			struct skiff_frag_key fk;
 			int first_frag = ipv4_more_fragments(ip);
 
+			/* A pod's address is neither a frontend nor a
+			 * masqueraded reply (those come to the node's). */
+			if (cluster_may_hold(config_get(), ip->daddr) &&
+			    dst_in_pod_network(ip->daddr, 0, &ep, &node))
+				return fwd_pod_network(skb, ip, DST_LOCAL_POD, ep, node, reason);
 			frag_key_init(&fk, ip);
 			ret = snat_ingress(skb, ip, &l4, &svc_reason);
 			if (ret < 0)

@@ -205,6 +205,11 @@ struct skiff_config {
 	__u64 netns_cookie;  /* the node's network namespace (socket LB scope) */
 	__u16 nat_port_min;  /* masquerade port range (host order) */
 	__u16 nat_port_max;
+	/* The cluster's pod range (network byte order): addresses in it are
+	 * looked up as pods before as service frontends. A mask of 0 (not set)
+	 * makes every address a candidate: slower, never wrong. */
+	__u32 cluster_net;
+	__u32 cluster_mask;
 	__u32 pad;
 };
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -224,7 +225,9 @@ const std::vector<Decoder>& decoders() {
             return KV{{{"index", k}},
                       {{"node_ip", ip_str(v.node_ip)}, {"flags", flag_list(v.flags, kCfgFlags)},
                        {"netns_cookie", v.netns_cookie}, {"nat_port_min", v.nat_port_min},
-                       {"nat_port_max", v.nat_port_max}}};
+                       {"nat_port_max", v.nat_port_max},
+                       {"cluster_cidr", ip_str(v.cluster_net) + "/" +
+                                            std::to_string(std::popcount(ntohl(v.cluster_mask)))}}};
         }),
         dec<skiff_frag_key, skiff_frag_value>(SKIFF_MAP_FRAGS, [](auto& k, auto& v, auto) {
             return KV{{{"saddr", ip_str(k.saddr)}, {"daddr", ip_str(k.daddr)}, {"ip_id", ntohs(k.id)},

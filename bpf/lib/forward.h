@@ -150,19 +150,54 @@ static __always_inline int fwd_to_node(struct __sk_buff *skb, struct iphdr *ip,
  * whose source may now be this node's own address, which the stack would
  * drop as martian), or to the stack.
  */
+/*
+ * Where the destination sits in the pod network: a pod on this node (*ep
+ * set), another node's PodCIDR (*node set, only with FWD_TO_NODES), or
+ * neither (0). Such an address is never a service frontend nor a
+ * masqueraded reply, so the entry programs forward it before those lookups.
+ */
+#define DST_LOCAL_POD 1
+#define DST_REMOTE_POD 2
+
+static __always_inline int dst_in_pod_network(__be32 daddr, __u32 how, struct skiff_endpoint_info **ep,
+					      struct skiff_node_info **node)
+{
+	*ep = endpoint_lookup(daddr);
+	if (*ep && ((*ep)->flags & SKIFF_EP_F_LOCAL))
+		return DST_LOCAL_POD;
+	if (how & FWD_TO_NODES) {
+		*node = node_lookup(daddr);
+		if (*node && !((*node)->flags & SKIFF_NODE_F_LOCAL))
+			return DST_REMOTE_POD;
+	}
+	return 0;
+}
+
+/* Whether daddr may be a pod's: inside the cluster's pod range, or the
+ * range is not configured. Outside it, the pod lookups would only miss. */
+static __always_inline int cluster_may_hold(const struct skiff_config *cfg, __be32 daddr)
+{
+	return !cfg || (daddr & cfg->cluster_mask) == cfg->cluster_net;
+}
+
+/* Forward by a dst_in_pod_network() answer other than 0. */
+static __always_inline int fwd_pod_network(struct __sk_buff *skb, struct iphdr *ip, int where,
+					   const struct skiff_endpoint_info *ep, const struct skiff_node_info *node,
+					   __u32 *reason)
+{
+	if (where == DST_LOCAL_POD)
+		return fwd_to_endpoint(skb, ip, ep, reason);
+	return fwd_to_node(skb, ip, node, reason);
+}
+
 static __always_inline int fwd_ipv4(struct __sk_buff *skb, struct iphdr *ip, __u32 how, __u32 *reason)
 {
-	struct skiff_endpoint_info *ep;
-	struct skiff_node_info *node;
+	struct skiff_endpoint_info *ep = NULL;
+	struct skiff_node_info *node = NULL;
+	int where = dst_in_pod_network(ip->daddr, how, &ep, &node);
 
-	ep = endpoint_lookup(ip->daddr);
-	if (ep && (ep->flags & SKIFF_EP_F_LOCAL))
-		return fwd_to_endpoint(skb, ip, ep, reason);
-	if (how & FWD_TO_NODES) {
-		node = node_lookup(ip->daddr);
-		if (node && !(node->flags & SKIFF_NODE_F_LOCAL))
-			return fwd_to_node(skb, ip, node, reason);
-	}
+	if (where)
+		return fwd_pod_network(skb, ip, where, ep, node, reason);
 	if (how & FWD_BY_FIB)
 		return fwd_fib(skb, ip, ip->daddr, SKIFF_FWD_FIB, reason);
 	*reason = SKIFF_FWD_STACK;

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from cluster_topo import Cluster, node_object, wait_for
+from cluster_topo import CLUSTER_CIDR, Cluster, node_object, wait_for
 from skiff_topo import SKIFFCTL, Topology, in_ns
 from test_masquerade import CLIENT as MASQ_CLIENT
 from test_masquerade import attach_host, serve
@@ -444,6 +444,9 @@ def test_map_dump(env):
     assert svc_new[0]["decoded"]["value"]["packets"] >= 1
     text = ctl_text(env.n1, "map", "dump", "skiff_nodes")
     assert text.startswith("skiff_nodes: lpm_trie") and "key:" in text and f'"{env.n1.pod_cidr}"' in text
+    # The agent's view of its node, as the datapath reads it.
+    cfg = ctl_json(env.n1, "map", "dump", "skiff_config")["entries"][0]["decoded"]["value"]
+    assert (cfg["node_ip"], cfg["cluster_cidr"]) == (env.n1.ip, CLUSTER_CIDR), cfg
     ct = ctl_json(env.n1, "ma", "d", "skiff_ct")  # prefixes
     assert all(e["decoded"]["key"]["direction"] in ("forward", "reply") for e in ct["entries"])
     # Every pinned map with a key dumps, and the layouts skiffctl knows decode.

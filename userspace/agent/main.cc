@@ -1,5 +1,6 @@
 // skiff-agent: one per node. Keeps the node map and routes in sync with the
 // cluster, owns the uplink program, serves health and metrics.
+#include <arpa/inet.h>
 #include <malloc.h>
 #include <signal.h>
 
@@ -83,7 +84,11 @@ int main(int argc, char** argv) {
     if (!cookie) return log::error(cookie.error().message), 1;
     if (auto m = bpf::open_pinned_map(cfg->pin_path, SKIFF_MAP_CONFIG); m) {
         uint32_t zero = 0;
-        skiff_config c{cfg->node_ip.be(), 0, *cookie, 0, 0, 0};
+        skiff_config c{};
+        c.node_ip = cfg->node_ip.be();
+        c.netns_cookie = *cookie;
+        c.cluster_net = htonl(cfg->cluster_cidr.network().value());
+        c.cluster_mask = htonl(cfg->cluster_cidr.mask());
         // The range never holds the node's ephemeral ports: the node's
         // connections to other nodes' pods are not in the masquerade
         // table, and service SNAT toward remote backends uses the range.
