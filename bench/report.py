@@ -174,7 +174,7 @@ def write_markdown(doc, path):
     ext = m.get("external", {})
     L = ["# skiff benchmark results", "",
          f"{m['date']}, kernel {m['kernel']}, {m['cpus']} CPUs, profile `{m['profile']}`: {m['reps']} "
-         f"repetitions, {m['seconds']} s per measurement, setups interleaved (order rotated each repetition). "
+         f"repetitions ({m.get('rr_reps', m['reps'])} for request/response), {m['seconds']} s per measurement, setups interleaved (order rotated each repetition). "
          f"Run time {m.get('duration_s', 0):.0f} s.", "",
          "Cells: median (min-max) over repetitions. Ratios are computed per repetition from the same "
          "repetition's pair, then summarized; for rates > 1 means skiff is faster, for latencies < 1 means "

@@ -26,7 +26,7 @@ Writes bench/results/results.json, results.md and PNG plots. Progress goes
 to stderr. Everything it creates lives in namespaces, pin dirs and a temp
 dir removed in `finally`.
 
-    sudo python3 bench/run.py            # full, ~18 min (installing 10,000 iptables services alone: ~4 min)
+    sudo python3 bench/run.py            # full, ~24 min (installing 10,000 iptables services alone: ~4 min)
     sudo python3 bench/run.py --quick    # ~5 min
 """
 import argparse
@@ -54,9 +54,14 @@ import topo as T  # noqa: E402
 import workloads as W  # noqa: E402
 from topo import log  # noqa: E402
 
+# Request/response gets more repetitions than the other workloads: a 64-byte
+# ping-pong's round trip (about 70 us here) is mostly waiting for CPUs to
+# wake, and single pairs of runs moved by up to +-15% in a 9-repetition
+# probe, so the median of 3 could not tell 0.95 from 1.00.
 PROFILES = {
-    "quick": {"reps": 3, "seconds": 1, "cni_pods": 20, "scale": [1, 1000], "scale_seconds": 1},
-    "full": {"reps": 3, "seconds": 3, "cni_pods": 50, "scale": [1, 100, 1000, 10000], "scale_seconds": 3},
+    "quick": {"reps": 3, "rr_reps": 3, "seconds": 1, "cni_pods": 20, "scale": [1, 1000], "scale_seconds": 1},
+    "full": {"reps": 3, "rr_reps": 9, "seconds": 3, "cni_pods": 50, "scale": [1, 100, 1000, 10000],
+             "scale_seconds": 3},
 }
 
 
@@ -167,9 +172,13 @@ def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None):
     for scen in report.SCENARIOS:
         results.setdefault(scen, {})
     snat = {r: 0 for r in SNAT_REASONS}
-    for rep in range(reps):
+    rr_reps = max(prof.get("rr_reps", reps), reps)
+    for rep in range(rr_reps):
         for group in groups:
             for wl in workloads:
+                n = rr_reps if wl == "rr" else reps
+                if rep >= n:
+                    continue
                 for scen in group:
                     setups = scenarios[scen]
                     for name in rotate(list(setups), rep):
@@ -193,7 +202,7 @@ def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None):
                                 raise RuntimeError(f"skiff pod -> external {wl}: no packet went through skiff's "
                                                    f"SNAT ({snat0} -> {snat1})")
                         results[scen].setdefault(wl, {}).setdefault(name, []).append(out)
-                        log(f"rep {rep + 1}/{reps} {scen:26} {wl:8} {name:7} {short(out)}")
+                        log(f"rep {rep + 1}/{n} {scen:26} {wl:8} {name:7} {short(out)}")
     seen_after = check_masquerade(ext, ext_setups, expect, pods)
     nat = sk.nat_entries(0)
     log(f"pod -> external: skiff SNAT counters over the runs {snat}; {nat} masquerade entries on node-1; "
@@ -475,7 +484,8 @@ def caveats(meta, results=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short runs (~5 min)")
-    ap.add_argument("--reps", type=int, help="repetitions (default 3)")
+    ap.add_argument("--reps", type=int, help="repetitions (default 3; also request/response's unless --rr-reps)")
+    ap.add_argument("--rr-reps", type=int, help="request/response repetitions (default 9, --quick 3)")
     ap.add_argument("--seconds", type=float, help="seconds per measurement")
     ap.add_argument("--no-scale", action="store_true", help="skip the service-scale sweep")
     ap.add_argument("--scale", help="comma-separated service counts for the sweep")
@@ -503,7 +513,9 @@ def main():
         sys.exit("needs root (namespaces, BPF)")
     prof = dict(PROFILES["quick" if args.quick else "full"])
     if args.reps:
-        prof["reps"] = max(1, args.reps)
+        prof["reps"] = prof["rr_reps"] = max(1, args.reps)
+    if args.rr_reps:
+        prof["rr_reps"] = max(1, args.rr_reps)
     if args.seconds:
         prof["seconds"] = prof["scale_seconds"] = args.seconds
     if args.scale:
