@@ -200,6 +200,30 @@ TEST_F(PinningTest, ReloadedProgramSeesStateWrittenThroughTheFirstLoad) {
     EXPECT_EQ(describe(*c), describe(want)) << "both programs count into the one pinned map";
 }
 
+// Pins of a build with other map layouts (here skiff_config before it
+// grew to 32 bytes): the load names the map and what differs, pins nothing
+// and leaves the old map alone.
+TEST_F(PinningTest, PinnedMapWithAnotherLayoutIsRefusedByName) {
+    const std::string path = pins_.path() + "/" + SKIFF_MAP_CONFIG;
+    UniqueFd old(bpf_map_create(BPF_MAP_TYPE_ARRAY, SKIFF_MAP_CONFIG, 4, 24, 1, nullptr));
+    ASSERT_TRUE(old.valid()) << std::strerror(errno);
+    ASSERT_EQ(bpf_obj_pin(old.get(), path.c_str()), 0) << std::strerror(errno);
+    auto prog = bpf::pinned_program(bpf::Program::FromPod, pins_.path());
+    ASSERT_FALSE(prog.ok());
+    EXPECT_EQ(prog.error().code, EINVAL);
+    EXPECT_NE(prog.error().message.find(path + " has another layout: value size 24 (this build: " +
+                                        std::to_string(sizeof(skiff_config)) + ")"),
+              std::string::npos)
+        << prog.error().message;
+    EXPECT_NE(prog.error().message.find("remove " + pins_.path()), std::string::npos) << prog.error().message;
+    EXPECT_EQ(::testing::PrintToString(pin_dir_entries()),
+              ::testing::PrintToString(std::vector<std::string>{SKIFF_MAP_CONFIG}));
+    auto still = map_id_of(UniqueFd(bpf_obj_get(path.c_str())).get());
+    auto was = map_id_of(old.get());
+    ASSERT_TRUE(still.ok() && was.ok());
+    EXPECT_EQ(*still, *was);
+}
+
 TEST_F(PinningTest, PinDirIsRemovedCompletely) {
     std::string path;
     {

@@ -1,10 +1,12 @@
 // The only translation unit that includes the generated skeletons.
 #include "objects.h"
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <unistd.h>
 
 #include <memory>
+#include <string>
 
 #include "from_pod.skel.h"
 #include "from_uplink.skel.h"
@@ -13,6 +15,42 @@
 
 namespace skiff::bpf {
 namespace {
+
+// A map already pinned under the object's pin path must have the layout the
+// object declares, or libbpf refuses to reuse it with a bare EINVAL. Say
+// which map and what differs: pins left by a build with other map layouts.
+Status check_pinned_maps(const bpf_object* obj, const std::string& pin_dir) {
+    const bpf_map* m = nullptr;
+    bpf_object__for_each_map(m, obj) {
+        const char* path = bpf_map__pin_path(m);
+        if (!path) continue;
+        UniqueFd fd(bpf_obj_get(path));
+        if (!fd.valid()) {
+            if (errno == ENOENT) continue;
+            return Error::errno_("open pinned map " + std::string(path));
+        }
+        bpf_map_info info{};
+        uint32_t len = sizeof(info);
+        if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0)
+            return Error::errno_("pinned map " + std::string(path) + ": info");
+        std::string diff;
+        auto cmp = [&diff](const char* what, uint32_t pinned, uint32_t want) {
+            if (pinned != want)
+                diff += std::string(diff.empty() ? "" : ", ") + what + " " + std::to_string(pinned) +
+                        " (this build: " + std::to_string(want) + ")";
+        };
+        cmp("type", info.type, bpf_map__type(m));
+        cmp("key size", info.key_size, bpf_map__key_size(m));
+        cmp("value size", info.value_size, bpf_map__value_size(m));
+        cmp("max entries", info.max_entries, bpf_map__max_entries(m));
+        cmp("flags", info.map_flags, bpf_map__map_flags(m));
+        if (!diff.empty())
+            return Error::invalid("pinned map " + std::string(path) + " has another layout: " + diff +
+                                  "; it was pinned by another skiff build: remove " + pin_dir +
+                                  " while no pod is attached (or reboot) and load again");
+    }
+    return ok();
+}
 
 // Opens, loads and returns the program fd of skeleton Skel; libbpf pins and
 // reuses maps by name under pin_dir.
@@ -23,6 +61,7 @@ Result<UniqueFd> load_skeleton(const std::string& pin_dir, std::string_view what
     LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_dir.c_str());
     std::unique_ptr<Skel, Destroy> skel(open(&opts), destroy);
     if (!skel) return Error::errno_("open BPF object " + std::string(what));
+    if (auto s = check_pinned_maps(skel->obj, pin_dir); !s) return s.error();
     if (int err = load(skel.get()); err) {
         libbpf_strerror(err, errbuf, sizeof(errbuf));
         return Error{-err, "load BPF object " + std::string(what) + " (pin dir " + pin_dir +
@@ -89,6 +128,7 @@ Result<SockPrograms> load_sock_programs(const std::string& pin_dir) {
     LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_dir.c_str());
     std::unique_ptr<sock, decltype(&sock__destroy)> skel(sock__open_opts(&opts), sock__destroy);
     if (!skel) return Error::errno_("open BPF object sock");
+    if (auto s = check_pinned_maps(skel->obj, pin_dir); !s) return s.error();
     if (int err = sock__load(skel.get()); err) {
         libbpf_strerror(err, errbuf, sizeof(errbuf));
         return Error{-err, "load BPF object sock (pin dir " + pin_dir + "): " + errbuf};
