@@ -194,8 +194,8 @@ void add_from_pod_paths(const Node& n, const Baselines& base, std::vector<Path>&
     // a. same node: redirect_peer into B.
     {
         Path p = path("pod_to_pod_same_node",
-                      "A -> B on this node, TCP data: anti-spoofing, service and masquerade checks, endpoint "
-                      "lookup, bpf_redirect_peer",
+                      "A -> B on this node, TCP data: anti-spoofing, conntrack reply check, cluster range, "
+                      "endpoint lookup, bpf_redirect_peer",
                       n.from_a(kPodB, kSportLocal, kIperf, kData, kRoutedTtl),
                       {{SKIFF_FWD_LOCAL_POD, SKIFF_DIR_EGRESS}});
         batched(p, base);
@@ -301,7 +301,7 @@ void add_from_uplink_paths(const Node& n, const Baselines& base, std::vector<Pat
     }
     {
         Path p = path("uplink_remote_pod_to_local_pod",
-                      "10.244.5.5 (from 192.168.1.12) -> B, TCP data: conntrack, snat and service misses, "
+                      "10.244.5.5 (from 192.168.1.12) -> B, TCP data: conntrack reply check, cluster range, "
                       "endpoint lookup, bpf_redirect_peer",
                       n.from_wire(kNodeNeighMac, kRemotePod, kPodB, kSportFromRemote, kIperf, kData, kRoutedTtl),
                       {{SKIFF_FWD_LOCAL_POD, SKIFF_DIR_INGRESS}});

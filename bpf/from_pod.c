@@ -6,8 +6,9 @@
  *  - service traffic is translated: replies from a backend back to the
  *    service's frontend, connections to a frontend to a backend (DNAT,
  *    conntrack), refused at once when the service has no backend;
- *  - traffic to a pod (this node's or a remote PodCIDR) is forwarded
- *    without the frontend and masquerade lookups: it is neither;
+ *  - traffic to a pod (this node's or a remote PodCIDR) inside the
+ *    cluster's pod range is forwarded without the frontend and masquerade
+ *    lookups: it is neither;
  *  - traffic leaving the cluster is masqueraded to the node's address;
  *  - then the packet is forwarded: into a pod on this node
  *    (bpf_redirect_peer), out of the uplink toward the node owning a

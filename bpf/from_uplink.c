@@ -10,9 +10,10 @@
  *  - a connection to a frontend (a NodePort on this node's address, or a
  *    ClusterIP) is DNATed to a backend; remote backends also get this
  *    node's address as source so their replies come back here;
- *  - a packet for a pod on this node goes straight into it, looked up
- *    right after the service reply check: a pod's address is neither a
- *    frontend nor masqueraded;
+ *  - a packet for a pod on this node goes straight into it; inside the
+ *    cluster's pod range it is looked up right after the service reply
+ *    check (a pod's address is neither a frontend nor masqueraded), else
+ *    after the frontend and masquerade lookups;
  *  - everything else (the node's own traffic, malformed frames) is the
  *    kernel stack's.
  */

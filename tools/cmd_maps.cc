@@ -63,6 +63,15 @@ std::string joined(const json& flags) {
 }
 
 std::string ip_str(uint32_t be) { return Ipv4::from_be(be).str(); }
+
+// net/len from a network-order address and netmask; a mask that is not a
+// prefix (e.g. written in host order) shows as net/mask instead.
+std::string cidr_str(uint32_t net_be, uint32_t mask_be) {
+    const uint32_t mask = ntohl(mask_be);
+    const int len = std::countl_one(mask);
+    if (std::popcount(mask) != len) return ip_str(net_be) + "/" + ip_str(mask_be);
+    return ip_str(net_be) + "/" + std::to_string(len);
+}
 uint32_t host(uint32_t be) { return ntohl(be); }
 
 std::string proto_str(uint8_t p) {
@@ -226,8 +235,8 @@ const std::vector<Decoder>& decoders() {
                       {{"node_ip", ip_str(v.node_ip)}, {"flags", flag_list(v.flags, kCfgFlags)},
                        {"netns_cookie", v.netns_cookie}, {"nat_port_min", v.nat_port_min},
                        {"nat_port_max", v.nat_port_max},
-                       {"cluster_cidr", ip_str(v.cluster_net) + "/" +
-                                            std::to_string(std::popcount(ntohl(v.cluster_mask)))}}};
+                       {"cluster_cidr", cidr_str(v.cluster_net, v.cluster_mask)},
+                       {"cluster_mask", ip_str(v.cluster_mask)}}};
         }),
         dec<skiff_frag_key, skiff_frag_value>(SKIFF_MAP_FRAGS, [](auto& k, auto& v, auto) {
             return KV{{{"saddr", ip_str(k.saddr)}, {"daddr", ip_str(k.daddr)}, {"ip_id", ntohs(k.id)},

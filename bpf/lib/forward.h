@@ -145,16 +145,11 @@ static __always_inline int fwd_to_node(struct __sk_buff *skb, struct iphdr *ip,
 #define FWD_BY_FIB 2u     /* anything else: route by FIB, not the stack */
 
 /*
- * Forward by destination: into a local pod, to the node owning a remote
- * PodCIDR (FWD_TO_NODES), by FIB lookup (FWD_BY_FIB: translated packets
- * whose source may now be this node's own address, which the stack would
- * drop as martian), or to the stack.
- */
-/*
  * Where the destination sits in the pod network: a pod on this node (*ep
  * set), another node's PodCIDR (*node set, only with FWD_TO_NODES), or
  * neither (0). Such an address is never a service frontend nor a
- * masqueraded reply, so the entry programs forward it before those lookups.
+ * masqueraded reply, so the entry programs forward it before those lookups
+ * when it lies in the cluster's pod range (cluster_may_hold()).
  */
 #define DST_LOCAL_POD 1
 #define DST_REMOTE_POD 2
@@ -190,6 +185,12 @@ static __always_inline int fwd_pod_network(struct __sk_buff *skb, struct iphdr *
 	return fwd_to_node(skb, ip, node, reason);
 }
 
+/*
+ * Forward by destination: into a local pod, to the node owning a remote
+ * PodCIDR (FWD_TO_NODES), by FIB lookup (FWD_BY_FIB: translated packets
+ * whose source may now be this node's own address, which the stack would
+ * drop as martian), or to the stack.
+ */
 static __always_inline int fwd_ipv4(struct __sk_buff *skb, struct iphdr *ip, __u32 how, __u32 *reason)
 {
 	struct skiff_endpoint_info *ep = NULL;

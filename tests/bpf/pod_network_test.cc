@@ -17,16 +17,13 @@
 namespace skiff::bpftest::features {
 namespace {
 
-const Ipv4Prefix kClusterRange(Ipv4(0x0af40000), 16);  // 10.244.0.0/16: holds every PodCIDR here
-const Ipv4Prefix kOtherRange(Ipv4(0x0af50000), 16);    // 10.245.0.0/16: holds none of them
+// kClusterRange (10.244.0.0/16) holds every PodCIDR here; this one none.
+const Ipv4Prefix kOtherRange(Ipv4(0x0af50000), 16);  // 10.245.0.0/16
 
 skiff_config config_with_range(const Ipv4Prefix* range) {
     skiff_config c{};
     c.node_ip = kUplinkIp.be();
-    if (range) {
-        c.cluster_net = range->network().be();
-        c.cluster_mask = htonl(range->mask());
-    }
+    if (range) set_cluster_range(c, *range);
     return c;
 }
 

@@ -147,6 +147,12 @@ inline Bytes expected_rst(const Bytes& in, uint32_t seq, uint32_t ack_seq, uint8
 
 // The ICMP destination unreachable / port unreachable for the datagram in:
 // quoting its IPv4 header and the first 8 bytes after it.
+// The cluster's pod range in c, as the agent writes it (network order).
+inline void set_cluster_range(skiff_config& c, const Ipv4Prefix& range) {
+    c.cluster_net = range.network().be();
+    c.cluster_mask = htonl(range.mask());
+}
+
 inline Bytes expected_port_unreachable(const Bytes& in) {
     Bytes m(8);
     m[0] = 3;  // destination unreachable
@@ -177,6 +183,9 @@ inline const Ipv4 kOutside(0xc0a80164);   // 192.168.1.100
 inline const Ipv4 kOutside2(0xc0a80165);  // 192.168.1.101
 inline const MacAddr kOutsideMac{0x02, 0x5c, 0x1f, 0x00, 0x01, 0x64};
 
+// The cluster's pod range: both PodCIDRs; set in skiff_config as the agent does.
+inline const Ipv4Prefix kClusterRange(Ipv4(0x0af40000), 16);  // 10.244.0.0/16
+
 inline const Ipv4 kVip(0x0a60000a);  // 10.96.0.10
 constexpr uint16_t kVport = 80, kBport = 8080, kNodePort = 30080;
 constexpr uint32_t kIdB = 1, kIdC = 2, kIdD = 3, kIdRemote = 4, kIdA = 5, kIdHostNet = 6;
@@ -199,6 +208,9 @@ protected:
         ASSERT_OK(maps_.set_backend(kIdB, kPodB, kBport, kTcp));
         ASSERT_OK(maps_.set_backend(kIdC, kPodC, kBport, kTcp));
         ASSERT_OK(maps_.set_backend(kIdD, kPodD, kBport, kTcp));
+        skiff_config cfg{};
+        set_cluster_range(cfg, kClusterRange);
+        ASSERT_OK(fmaps_.set_config(cfg));
         EXPECT_EQ(describe(counters()), describe(Counters{}));  // fresh maps per test
         ASSERT_EQ(maps_.ct_all().size(), 0u);
     }

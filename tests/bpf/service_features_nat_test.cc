@@ -156,6 +156,7 @@ protected:
         cfg.node_ip = kUplinkIp.be();
         cfg.nat_port_min = 61000;  // the agent always sets a range
         cfg.nat_port_max = 65535;
+        set_cluster_range(cfg, kClusterRange);
         ASSERT_OK(fmaps_.set_config(cfg));
     }
 
@@ -367,6 +368,7 @@ TEST_F(ServiceFeatureTest, SocketLbConnect4PointsTheSocketAtABackend) {
     ASSERT_TRUE(cookie.ok()) << cookie.error().message;
     skiff_config cfg{};
     cfg.netns_cookie = cookie.value();
+    set_cluster_range(cfg, kClusterRange);
     ASSERT_OK(fmaps_.set_config(cfg));
     ASSERT_OK(fmaps_.set_frontend(kVip, kVport, kTcp, {kIdB}, kRevNat, 0));
 

@@ -299,8 +299,7 @@ inline skiff_config config(uint32_t flags = SKIFF_CFG_F_MASQUERADE, uint16_t nat
     c.flags = flags;
     c.nat_port_min = nat_min;
     c.nat_port_max = nat_max;
-    c.cluster_net = kClusterCidr.network().be();  // as the agent sets it
-    c.cluster_mask = htonl(kClusterCidr.mask());
+    set_cluster_range(c, kClusterCidr);  // as the agent sets it
     return c;
 }
 

@@ -446,7 +446,7 @@ def test_map_dump(env):
     assert text.startswith("skiff_nodes: lpm_trie") and "key:" in text and f'"{env.n1.pod_cidr}"' in text
     # The agent's view of its node, as the datapath reads it.
     cfg = ctl_json(env.n1, "map", "dump", "skiff_config")["entries"][0]["decoded"]["value"]
-    assert (cfg["node_ip"], cfg["cluster_cidr"]) == (env.n1.ip, CLUSTER_CIDR), cfg
+    assert (cfg["node_ip"], cfg["cluster_cidr"], cfg["cluster_mask"]) == (env.n1.ip, CLUSTER_CIDR, "255.255.0.0"), cfg
     ct = ctl_json(env.n1, "ma", "d", "skiff_ct")  # prefixes
     assert all(e["decoded"]["key"]["direction"] in ("forward", "reply") for e in ct["entries"])
     # Every pinned map with a key dumps, and the layouts skiffctl knows decode.
