@@ -172,7 +172,7 @@ def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None):
     for scen in report.SCENARIOS:
         results.setdefault(scen, {})
     snat = {r: 0 for r in SNAT_REASONS}
-    rr_reps = max(prof.get("rr_reps", reps), reps)
+    rr_reps = max(prof.get("rr_reps", reps), reps)  # request/response never runs fewer
     for rep in range(rr_reps):
         for group in groups:
             for wl in workloads:
@@ -516,6 +516,7 @@ def main():
         prof["reps"] = prof["rr_reps"] = max(1, args.reps)
     if args.rr_reps:
         prof["rr_reps"] = max(1, args.rr_reps)
+    prof["rr_reps"] = max(prof["rr_reps"], prof["reps"])  # as run (and recorded in meta)
     if args.seconds:
         prof["seconds"] = prof["scale_seconds"] = args.seconds
     if args.scale:
