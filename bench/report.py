@@ -169,12 +169,20 @@ def secs(x):
     return f"{x:.3f}" if x < 1 else f"{x:.2f}" if x < 10 else f"{x:.1f}"
 
 
+def wl_reps_note(m):
+    """' (9 for rr, stream1)': the workloads run more often than the others."""
+    by = {}
+    for wl, n in sorted(m.get("wl_reps", {}).items()):
+        by.setdefault(n, []).append(wl)
+    return " (" + "; ".join(f"{n} for {', '.join(w)}" for n, w in sorted(by.items())) + ")" if by else ""
+
+
 def write_markdown(doc, path):
     m, summ = doc["meta"], doc["summary"]
     ext = m.get("external", {})
     L = ["# skiff benchmark results", "",
          f"{m['date']}, kernel {m['kernel']}, {m['cpus']} CPUs, profile `{m['profile']}`: {m['reps']} "
-         f"repetitions ({m.get('rr_reps', m['reps'])} for request/response), {m['seconds']} s per measurement, setups interleaved (order rotated each repetition). "
+         f"repetitions{wl_reps_note(m)}, {m['seconds']} s per measurement, setups interleaved (order rotated each repetition). "
          f"Run time {m.get('duration_s', 0):.0f} s.", "",
          "Cells: median (min-max) over repetitions. Ratios are computed per repetition from the same "
          "repetition's pair, then summarized; for rates > 1 means skiff is faster, for latencies < 1 means "

@@ -26,7 +26,7 @@ Writes bench/results/results.json, results.md and PNG plots. Progress goes
 to stderr. Everything it creates lives in namespaces, pin dirs and a temp
 dir removed in `finally`.
 
-    sudo python3 bench/run.py            # full, ~24 min (installing 10,000 iptables services alone: ~4 min)
+    sudo python3 bench/run.py            # full, ~31 min (installing 10,000 iptables services alone: ~4 min)
     sudo python3 bench/run.py --quick    # ~5 min
 """
 import argparse
@@ -54,14 +54,16 @@ import topo as T  # noqa: E402
 import workloads as W  # noqa: E402
 from topo import log  # noqa: E402
 
-# Request/response gets more repetitions than the other workloads: a 64-byte
-# ping-pong's round trip (about 70 us here) is mostly waiting for CPUs to
-# wake, and single pairs of runs moved by up to +-15% in a 9-repetition
-# probe, so the median of 3 could not tell 0.95 from 1.00.
+# The workloads with targets near their measured ratios get more
+# repetitions (wl_reps): a 64-byte ping-pong's round trip (about 70 us here)
+# is mostly waiting for CPUs to wake, and single pairs moved by up to +-15%
+# in a 9-repetition probe; one stream's ratios moved by +-5% between full
+# runs of 3. With 3 the median could not tell 0.95 from 1.00.
+WORKLOADS = ("stream1", "stream4", "rr", "crr")
 PROFILES = {
-    "quick": {"reps": 3, "rr_reps": 3, "seconds": 1, "cni_pods": 20, "scale": [1, 1000], "scale_seconds": 1},
-    "full": {"reps": 3, "rr_reps": 9, "seconds": 3, "cni_pods": 50, "scale": [1, 100, 1000, 10000],
-             "scale_seconds": 3},
+    "quick": {"reps": 3, "wl_reps": {}, "seconds": 1, "cni_pods": 20, "scale": [1, 1000], "scale_seconds": 1},
+    "full": {"reps": 3, "wl_reps": {"rr": 9, "stream1": 9}, "seconds": 3, "cni_pods": 50,
+             "scale": [1, 100, 1000, 10000], "scale_seconds": 3},
 }
 
 
@@ -163,7 +165,7 @@ def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None):
     # Per workload, the direct and the ClusterIP scenario of one placement run
     # back to back, so their ratio pairs measurements seconds apart.
     groups = [[report.SAME, report.SVC], [report.CROSS, report.SVC_REMOTE], [report.EXT]]
-    workloads = ["stream1", "stream4", "rr", "crr"]
+    workloads = list(WORKLOADS)
     if only_scen:
         groups = [[sc for sc in g if any(w in sc for w in only_scen)] for g in groups]
     if only_wl is not None:
@@ -172,11 +174,11 @@ def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None):
     for scen in report.SCENARIOS:
         results.setdefault(scen, {})
     snat = {r: 0 for r in SNAT_REASONS}
-    rr_reps = max(prof.get("rr_reps", reps), reps)  # request/response never runs fewer
-    for rep in range(rr_reps):
+    wl_reps = {wl: max(prof.get("wl_reps", {}).get(wl, reps), reps) for wl in workloads}  # never fewer
+    for rep in range(max(wl_reps.values(), default=reps)):
         for group in groups:
             for wl in workloads:
-                n = rr_reps if wl == "rr" else reps
+                n = wl_reps[wl]
                 if rep >= n:
                     continue
                 for scen in group:
@@ -484,8 +486,9 @@ def caveats(meta, results=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short runs (~5 min)")
-    ap.add_argument("--reps", type=int, help="repetitions (default 3; also request/response's unless --rr-reps)")
-    ap.add_argument("--rr-reps", type=int, help="request/response repetitions (default 9, --quick 3)")
+    ap.add_argument("--reps", type=int, help="repetitions (default 3), for every workload unless --wl-reps")
+    ap.add_argument("--wl-reps", help="repetitions of single datapath workloads, e.g. rr=9,stream1=9 (the full "
+                    "profile's default; --quick: none)")
     ap.add_argument("--seconds", type=float, help="seconds per measurement")
     ap.add_argument("--no-scale", action="store_true", help="skip the service-scale sweep")
     ap.add_argument("--scale", help="comma-separated service counts for the sweep")
@@ -513,10 +516,17 @@ def main():
         sys.exit("needs root (namespaces, BPF)")
     prof = dict(PROFILES["quick" if args.quick else "full"])
     if args.reps:
-        prof["reps"] = prof["rr_reps"] = max(1, args.reps)
-    if args.rr_reps:
-        prof["rr_reps"] = max(1, args.rr_reps)
-    prof["rr_reps"] = max(prof["rr_reps"], prof["reps"])  # as run (and recorded in meta)
+        prof["reps"] = max(1, args.reps)
+        prof["wl_reps"] = {}
+    if args.wl_reps:
+        try:
+            prof["wl_reps"] = {k: max(1, int(v)) for k, v in (x.split("=") for x in args.wl_reps.split(",") if x)}
+        except ValueError:
+            sys.exit(f"--wl-reps {args.wl_reps!r}: want WORKLOAD=N[,...]")
+        if set(prof["wl_reps"]) - set(WORKLOADS):
+            sys.exit(f"--wl-reps: unknown workload in {args.wl_reps!r} (known: {', '.join(WORKLOADS)})")
+    # As run (and recorded in meta): never fewer than --reps.
+    prof["wl_reps"] = {k: max(v, prof["reps"]) for k, v in prof["wl_reps"].items() if v > prof["reps"]}
     if args.seconds:
         prof["seconds"] = prof["scale_seconds"] = args.seconds
     if args.scale:
