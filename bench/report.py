@@ -129,6 +129,12 @@ def summarize(results):
                 for setup in ("bridge", "skiff"):
                     e[f"{setup}/base"] = ratios_across(entry.get(wl, {}).get(setup),
                                                        scale[base].get(wl, {}).get(setup), metric)
+    pairs = results.get("scale_self")
+    if pairs:
+        lo, hi = (str(x) for x in pairs["sizes"])
+        summ["scale_self"] = {"sizes": pairs["sizes"], "cps": {n: stats([r["cps"] for r in pairs["crr"][n]])
+                                                              for n in (lo, hi)},
+                              "ratio": ratios_across(pairs["crr"][hi], pairs["crr"][lo], "cps")}
     return summ
 
 
@@ -315,6 +321,15 @@ def write_markdown(doc, path):
                      f"{'-' if is_base else verdict(e.get('skiff/base'), SCALE_FLAT)} | {cell(e.get('bridge'))} | "
                      f"{'(base)' if is_base else rcell(e.get('bridge/base'))} | {rcell(e.get('skiff/bridge'))} | "
                      f"{verdict(e.get('skiff/bridge'), SCALE_VS_IPT)} |")
+        pairs = summ.get("scale_self")
+        if pairs:
+            lo, hi = (str(x) for x in pairs["sizes"])
+            L += ["", f"skiff alone at {lo} and {hi} services, back to back in each repetition (order rotated; "
+                      "each size reprogrammed by the agent, a fresh client pod per run), so the pair is seconds "
+                      "apart instead of the sweep's minutes:", "",
+                  f"| skiff conn/s at {lo} | at {hi} | {hi} / {lo} | target |", "|---|---|---|---|",
+                  f"| {cell(pairs['cps'][lo])} | {cell(pairs['cps'][hi])} | {rcell(pairs['ratio'])} | "
+                  f"{verdict(pairs['ratio'], SCALE_FLAT)} |"]
         L += ["", "Programming time (one measurement per size, wall clock):", "",
               "- **iptables install**: flush of the previous size's KUBE-* chains excluded; one "
               "`iptables-restore --noflush` of every chain, as kube-proxy's first sync.",
