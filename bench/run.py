@@ -330,6 +330,14 @@ def iptables_one_change(b1, services):
     return out, new
 
 
+def svc_client(c):
+    """A new client pod, tuned, once it reaches the service under test."""
+    W.tune_client(c.ns)
+    T.wait_for(lambda: c.run("curl", "-s", "-m", "2", f"http://{T.VIP}:80/", check=False).stdout.strip() == "ok",
+               f"{c.label} -> {T.VIP}:80", timeout=15)
+    return c
+
+
 def scale_bench(s, ctx, sizes, seconds, reps, results):
     """pod -> ClusterIP with N other services programmed. The one under test
     comes last in KUBE-SERVICES (iptables evaluates the chain in order; with
@@ -355,12 +363,7 @@ def scale_bench(s, ctx, sizes, seconds, reps, results):
             # A fresh client pod per run: no client 4-tuple is ever reused
             # across runs (see the skiff closing-entry caveat; it would
             # otherwise swamp the effect of N).
-            clients = {"bridge": b1.add_pod(), "skiff": sk.add_pod(0)}
-            for c in clients.values():
-                W.tune_client(c.ns)
-                T.wait_for(lambda c=c: c.run("curl", "-s", "-m", "2", f"http://{T.VIP}:80/",
-                                             check=False).stdout.strip() == "ok", f"{c.label} -> {T.VIP}:80",
-                           timeout=15)
+            clients = {"bridge": svc_client(b1.add_pod()), "skiff": svc_client(sk.add_pod(0))}
             for wl in ("crr", "rr"):
                 for name in rotate(["bridge", "skiff"], rep):
                     if wl == "crr":
@@ -398,10 +401,7 @@ def scale_self_pairs(s, ctx, largest, seconds, reps, results):
     for rep in range(reps):
         for n in rotate([1, largest], rep):
             sk.publish((fill if n > 1 else []) + [web])
-            c = sk.add_pod(0)  # a fresh client: no 4-tuple reused across runs
-            W.tune_client(c.ns)
-            T.wait_for(lambda c=c: c.run("curl", "-s", "-m", "2", f"http://{T.VIP}:80/",
-                                         check=False).stdout.strip() == "ok", f"{c.label} -> {T.VIP}:80", timeout=15)
+            c = svc_client(sk.add_pod(0))  # a fresh client: no 4-tuple reused across runs
             out = measure("crr", c, T.VIP, seconds, svc=True)
             runs["crr"][str(n)].append(out)
             log(f"rep {rep + 1}/{reps} scale-self {n:6} crr skiff {short(out)}")
@@ -548,7 +548,7 @@ def main():
         if set(prof["wl_reps"]) - set(WORKLOADS):
             sys.exit(f"--wl-reps: unknown workload in {args.wl_reps!r} (known: {', '.join(WORKLOADS)})")
     # As run (and recorded in meta): never fewer than --reps.
-    prof["wl_reps"] = {k: max(v, prof["reps"]) for k, v in prof["wl_reps"].items() if v > prof["reps"]}
+    prof["wl_reps"] = {k: v for k, v in prof["wl_reps"].items() if v > prof["reps"]}
     if args.seconds:
         prof["seconds"] = prof["scale_seconds"] = args.seconds
     if args.scale:

@@ -32,7 +32,7 @@
 static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 {
 	__u32 how = FWD_TO_NODES;
-	struct skiff_config *cfg;
+	struct skiff_config *cfg = NULL;
 	struct skiff_frag_value *frag;
 	struct l4_info l4;
 	struct iphdr *ip;
@@ -79,8 +79,8 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 		if (ret == SVC_PASS) {
 			/* To a pod, here or on another node: no frontend, no
 			 * masquerade, so no lookup for either. */
-			where = cluster_may_hold(config_get(), ip->daddr) ?
-					dst_in_pod_network(ip->daddr, how, &ep, &node) : 0;
+			cfg = config_get();
+			where = cluster_may_hold(cfg, ip->daddr) ? dst_in_pod_network(ip->daddr, how, &ep, &node) : 0;
 			if (where) {
 				svc_purge_stale_reply(skb, ip, &l4);
 				return fwd_pod_network(skb, ip, where, ep, node, reason);
@@ -100,7 +100,7 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 			ip = ipv4_header(skb); /* the rewrite moved the packet */
 			if (!ip)
 				return -SKIFF_DROP_MALFORMED;
-		} else if ((cfg = snat_wanted(ip, &l4))) {
+		} else if (snat_applies(cfg, ip, &l4)) {
 			/* Leaving the cluster: translate only what will be sent;
 			 * the stack answers for the rest (time exceeded,
 			 * fragmentation needed) while the source is the pod's. */

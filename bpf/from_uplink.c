@@ -32,7 +32,7 @@
 
 static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason)
 {
-	struct skiff_config *cfg;
+	struct skiff_config *cfg = NULL;
 	struct l4_info l4;
 	struct iphdr *ip;
 	__u32 how = 0;
@@ -83,12 +83,14 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 			struct skiff_node_info *node = NULL;
 			struct skiff_frag_key fk;
 			int first_frag = ipv4_more_fragments(ip);
+			int where;
 
 			/* A pod's address is neither a frontend nor a
 			 * masqueraded reply (those come to the node's). */
-			if (cluster_may_hold(config_get(), ip->daddr) &&
-			    dst_in_pod_network(ip->daddr, 0, &ep, &node))
-				return fwd_pod_network(skb, ip, DST_LOCAL_POD, ep, node, reason);
+			cfg = config_get();
+			where = cluster_may_hold(cfg, ip->daddr) ? dst_in_pod_network(ip->daddr, 0, &ep, &node) : 0;
+			if (where)
+				return fwd_pod_network(skb, ip, where, ep, node, reason);
 			frag_key_init(&fk, ip);
 			ret = snat_ingress(skb, ip, &l4, &svc_reason);
 			if (ret < 0)
@@ -102,7 +104,6 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 					snat_frag_remember(skb, &fk, ip->daddr);
 				return fwd_ipv4(skb, ip, 0, reason);
 			}
-			cfg = config_get();
 			ret = svc_forward(skb, ip, &l4, &svc_reason, cfg ? cfg->node_ip : 0);
 		}
 		if (ret < 0)

@@ -177,14 +177,6 @@ static __always_inline int snat_applies(const struct skiff_config *cfg, const st
 	return !snat_exempt(ip->daddr, cfg);
 }
 
-/* The config when this pod packet leaves the cluster and is masqueraded. */
-static __always_inline struct skiff_config *snat_wanted(const struct iphdr *ip, const struct l4_info *l4)
-{
-	struct skiff_config *cfg = config_get();
-
-	return snat_applies(cfg, ip, l4) ? cfg : NULL;
-}
-
 #define SNAT_FLOW_SEEN 0
 #define SNAT_FLOW_NEW 1
 #define SNAT_FLOW_UNTRACKED 2
@@ -249,7 +241,7 @@ static __always_inline int snat_flow_port(struct __sk_buff *skb, const struct ip
 }
 
 /* Pod traffic to a destination outside the cluster: source -> node.
- * Callers got cfg from snat_wanted() and made sure the packet will be
+ * Callers checked snat_applies() under cfg and made sure the packet will be
  * sent (fib_check). */
 static __always_inline int snat_egress(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4,
 				       const struct skiff_config *cfg, __u32 *reason)

@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
         skiff_config c{};
         c.node_ip = cfg->node_ip.be();
         c.netns_cookie = *cookie;
-        c.cluster_net = htonl(cfg->cluster_cidr.network().value());
+        c.cluster_net = cfg->cluster_cidr.network().be();
         c.cluster_mask = htonl(cfg->cluster_cidr.mask());
         // The range never holds the node's ephemeral ports: the node's
         // connections to other nodes' pods are not in the masquerade
