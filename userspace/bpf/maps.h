@@ -4,6 +4,7 @@
 #include <bpf/bpf.h>
 
 #include <cerrno>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,10 +19,11 @@
 
 namespace skiff::bpf {
 
-// Calls f(key, value) for every entry of the map behind fd. Entries that
-// vanish mid-walk are skipped; what names the map in the error.
+// Calls f(key, value) for every entry of the map behind fd, one key at a
+// time: two syscalls per entry, and a key deleted mid-walk restarts the
+// walk at the first key. Maps without batch operations (LPM tries) only.
 template <typename K, typename V, typename F>
-Status for_each_entry(int fd, const char* what, F&& f) {
+Status for_each_entry_by_key(int fd, const char* what, F&& f) {
     K cur{}, next{};
     const void* prev = nullptr;
     while (bpf_map_get_next_key(fd, prev, &next) == 0) {
@@ -32,6 +34,47 @@ Status for_each_entry(int fd, const char* what, F&& f) {
     }
     if (errno != ENOENT) return Error::errno_(std::string("iterate ") + what);
     return ok();
+}
+
+// The kernel's "operation not supported" for maps without batch ops
+// (ENOTSUPP, not in the UAPI headers).
+inline constexpr int kErrNotSupp = 524;
+
+// Calls f(key, value) for every entry of the map behind fd, a few hundred
+// entries per syscall (BPF_MAP_LOOKUP_BATCH: a hash map's buckets are read
+// whole, each under its lock, so no entry is seen twice). Falls back to the
+// key-by-key walk for maps that have no batch lookup. Not for per-CPU maps.
+// Entries that vanish mid-walk are skipped; what names the map in the error.
+template <typename K, typename V, typename F>
+Status for_each_entry(int fd, const char* what, F&& f) {
+    uint32_t chunk = 512;
+    std::vector<K> keys(chunk);
+    std::vector<V> values(chunk);
+    // The resume position: a bucket index for hash maps, a key for arrays.
+    alignas(8) unsigned char in[sizeof(K) < 8 ? 8 : sizeof(K)] = {}, out[sizeof(in)] = {};
+    bool first = true;
+    for (;;) {
+        uint32_t count = chunk;
+        LIBBPF_OPTS(bpf_map_batch_opts, opts);
+        int r = bpf_map_lookup_batch(fd, first ? nullptr : in, out, keys.data(), values.data(), &count, &opts);
+        int err = r ? errno : 0;
+        if (err && err != ENOENT) {
+            if (first && (err == EINVAL || err == kErrNotSupp || err == EOPNOTSUPP))
+                return for_each_entry_by_key<K, V>(fd, what, std::forward<F>(f));
+            if (err == ENOSPC && chunk < (1u << 20)) {  // one bucket holds more than a chunk
+                chunk *= 4;
+                keys.resize(chunk);
+                values.resize(chunk);
+                continue;
+            }
+            errno = err;
+            return Error::errno_(std::string("iterate ") + what);
+        }
+        for (uint32_t i = 0; i < count && i < chunk; ++i) f(keys[i], values[i]);
+        if (err == ENOENT) return ok();
+        std::memcpy(in, out, sizeof(in));
+        first = false;
+    }
 }
 
 // The value under key, nullopt when there is none.
