@@ -446,5 +446,63 @@ TEST(CtEvictionsTest, WhatInsertsLeaveUnexplainedIsEvicted) {
     EXPECT_EQ(ct_evictions(start, CtAccount{1000, 10, 50, 945}), 0u);
 }
 
+// ---- a pass in steps (the agent runs one slice per tick) ----
+
+TEST_F(CtGcPairTest, PassInStepsJudgesEachCandidateAsItIsAtItsStep) {
+    // Ten closed connections, idle 30 s: twenty candidates.
+    std::vector<Conn> cs;
+    for (uint16_t i = 0; i < 10; ++i)
+        cs.push_back(put(conn(static_cast<uint16_t>(41000 + i), 1, now - 30 * kSec,
+                              SKIFF_CT_F_REPLIED | SKIFF_CT_F_CLOSING)));
+    auto pass = CtGcPass::start(t, to, now, backends);
+    ASSERT_TRUE(pass.ok()) << pass.error().message;
+    EXPECT_EQ(pass->stats().scanned, 20u);
+    EXPECT_FALSE(pass->done());
+    EXPECT_EQ(t.entries.size(), 20u) << "start() only walks";
+
+    // The first step: three candidates, at most three connections gone.
+    auto r = pass->step(t, to, now, backends, 3);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_FALSE(*r);
+    const size_t after_first = t.entries.size();
+    EXPECT_GE(after_first, 14u);
+    EXPECT_LT(after_first, 20u);
+
+    // Between steps the datapath sees new SYNs on every connection still
+    // there (their tuples reused): those are live now and must stay.
+    std::vector<skiff_ct_key> reused;
+    for (auto& [k, v] : t.entries) {
+        v.last_seen_ns = now;
+        v.flags = SKIFF_CT_F_SYN;
+        reused.push_back(k);
+    }
+    size_t steps = 1;
+    for (bool done = false; !done; ++steps) {
+        auto s = pass->step(t, to, now + kSec, backends, 3);
+        ASSERT_TRUE(s.ok()) << s.error().message;
+        done = *s;
+        ASSERT_LT(steps, 20u) << "the pass never ends";
+    }
+    EXPECT_TRUE(pass->done());
+    EXPECT_EQ(steps, 7u) << "twenty candidates three at a time";
+    for (const auto& k : reused) EXPECT_TRUE(t.has(k)) << "a reused tuple's entry was deleted";
+    EXPECT_EQ(t.entries.size(), after_first);
+    EXPECT_EQ(pass->stats().expired, 20u - after_first) << "each deleted entry counted once";
+}
+
+TEST_F(CtGcPairTest, PassInStepsEndsLikeOneCall) {
+    for (uint16_t i = 0; i < 6; ++i) put(conn(static_cast<uint16_t>(42000 + i), 1, now - 30 * kSec,
+                                              SKIFF_CT_F_REPLIED | SKIFF_CT_F_CLOSING));
+    for (uint16_t i = 0; i < 4; ++i) put(conn(static_cast<uint16_t>(43000 + i), 1, now - kSec, SKIFF_CT_F_REPLIED));
+    put(conn(44000, 9, now, SKIFF_CT_F_REPLIED));  // its backend is gone
+    auto pass = CtGcPass::start(t, to, now, backends);
+    ASSERT_TRUE(pass.ok()) << pass.error().message;
+    while (!pass->done()) ASSERT_TRUE(pass->step(t, to, now, backends, 1).ok());
+    EXPECT_EQ(pass->stats().scanned, 22u);
+    EXPECT_EQ(pass->stats().expired, 12u);
+    EXPECT_EQ(pass->stats().stale_backend, 2u);
+    EXPECT_EQ(t.entries.size(), 8u);
+}
+
 }  // namespace
 }  // namespace skiff::agent

@@ -45,23 +45,63 @@ void Agent::enable_masquerade(std::unique_ptr<SnatTable> snat) { snat_ = std::mo
 
 void Agent::gc() {
     if (!ct_ || !svc_sync_) return;
-    auto now = std::chrono::steady_clock::now();
-    if (now - last_gc_ < std::chrono::seconds(cfg_.ct_gc_interval_seconds)) return;
-    last_gc_ = now;
-    if (snat_) {
-        if (auto ns = snat_gc(*snat_, cfg_.ct_timeouts, monotonic_ns()); ns) {
+    using Clock = std::chrono::steady_clock;
+    auto since = [](Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+    if (!ct_pass_) {
+        auto now = Clock::now();
+        if (now - last_gc_ < std::chrono::seconds(cfg_.ct_gc_interval_seconds)) return;
+        last_gc_ = now;
+        if (snat_) {
+            auto ns = snat_gc(*snat_, cfg_.ct_timeouts, monotonic_ns());
             std::lock_guard g(mu_);
-            snat_expired_ += ns->expired + ns->orphans;
-            snat_flows_ = ns->flows - ns->expired;
-        } else {
-            log::warn("NAT GC: " + ns.error().message);
+            last_snat_gc_s_ = since(now);
+            total_gc_s_ += last_snat_gc_s_;
+            if (ns) {
+                snat_expired_ += ns->expired + ns->orphans;
+                snat_flows_ = ns->flows - ns->expired;
+            } else {
+                log::warn("NAT GC: " + ns.error().message);
+            }
+        }
+        auto t0 = Clock::now();
+        auto pass = CtGcPass::start(*ct_, cfg_.ct_timeouts, monotonic_ns(), svc_sync_->backends());
+        double walk_s = since(t0);
+        std::lock_guard g(mu_);
+        total_gc_s_ += walk_s;
+        if (!pass) {
+            ++gc_passes_;
+            last_ct_gc_s_ = walk_s;
+            log::warn("conntrack GC: " + pass.error().message);
+            return;
+        }
+        ct_pass_ = std::move(*pass);
+        ct_pass_s_ = walk_s;
+    }
+    // The candidates a slice per tick: each lookup and delete is a syscall,
+    // and a pass over a full table must not hold up the next reconcile.
+    constexpr double kSliceS = 0.02;
+    auto t0 = Clock::now();
+    Result<bool> done = false;
+    while (done && !*done && since(t0) < kSliceS)
+        done = ct_pass_->step(*ct_, cfg_.ct_timeouts, monotonic_ns(), svc_sync_->backends(), 256);
+    {
+        std::lock_guard g(mu_);
+        double slice_s = since(t0);
+        total_gc_s_ += slice_s;
+        ct_pass_s_ += slice_s;
+        if (!done || *done) {
+            ++gc_passes_;
+            last_ct_gc_s_ = ct_pass_s_;
         }
     }
-    auto st = ct_gc(*ct_, cfg_.ct_timeouts, monotonic_ns(), svc_sync_->backends());
-    if (!st) {
-        log::warn("conntrack GC: " + st.error().message);
+    if (!done) {
+        log::warn("conntrack GC: " + done.error().message);
+        ct_pass_.reset();
         return;
     }
+    if (!*done) return;
+    const CtGcStats st = ct_pass_->stats();
+    ct_pass_.reset();
     CtAccount acct;
     if (auto m = bpf::MetricsMap::open(cfg_.pin_path); m)
         if (auto rows = m->read(); rows)
@@ -70,9 +110,9 @@ void Agent::gc() {
                 if (r.reason == SKIFF_CT_ENTRY_REMOVED) acct.removed_datapath += r.packets;
             }
     std::lock_guard g(mu_);
-    ct_expired_ += st->expired;
-    ct_stale_ += st->stale_backend;
-    ct_entries_ = st->scanned - st->expired - st->stale_backend;
+    ct_expired_ += st.expired;
+    ct_stale_ += st.stale_backend;
+    ct_entries_ = st.scanned - st.expired - st.stale_backend;
     acct.removed_agent = ct_expired_ + ct_stale_;
     acct.present = ct_entries_;
     if (!ct_base_) ct_base_ = acct;  // evictions are counted from the agent's start
@@ -225,6 +265,13 @@ std::string Agent::metrics_text() {
         head("skiff_agent_conntrack_gc_deleted_total", "counter", "Conntrack entries removed by the agent.");
         line("skiff_agent_conntrack_gc_deleted_total", "reason=\"expired\"", static_cast<double>(ct_expired_));
         line("skiff_agent_conntrack_gc_deleted_total", "reason=\"stale_backend\"", static_cast<double>(ct_stale_));
+        head("skiff_agent_gc_duration_seconds", "summary", "Time spent in conntrack and masquerade GC passes.");
+        line("skiff_agent_gc_duration_seconds_sum", "", total_gc_s_);
+        line("skiff_agent_gc_duration_seconds_count", "", static_cast<double>(gc_passes_));
+        head("skiff_agent_last_gc_duration_seconds", "gauge",
+             "Time the last GC pass took, by table (a conntrack pass runs in slices over several ticks).");
+        line("skiff_agent_last_gc_duration_seconds", "table=\"conntrack\"", last_ct_gc_s_);
+        line("skiff_agent_last_gc_duration_seconds", "table=\"snat\"", last_snat_gc_s_);
         head("skiff_map_entries", "gauge", "Entries in the datapath maps.");
         line("skiff_map_entries", "map=\"nodes\"", static_cast<double>(node_entries_));
         line("skiff_map_entries", "map=\"frontends\"", static_cast<double>(frontends_));

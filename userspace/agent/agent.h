@@ -52,6 +52,8 @@ private:
     std::unique_ptr<CtTable> ct_;
     std::unique_ptr<SnatTable> snat_;
     std::chrono::steady_clock::time_point last_gc_{};
+    std::optional<CtGcPass> ct_pass_;  // a conntrack GC pass under way
+    double ct_pass_s_ = 0;             // time it has taken so far
     void gc();
     std::optional<ClusterSpec> last_good_;
     std::chrono::steady_clock::time_point last_sync_{};
@@ -74,6 +76,8 @@ private:
     std::optional<CtAccount> ct_base_;
     bool ct_pressed_ = false;
     uint64_t snat_expired_ = 0, snat_flows_ = 0;
+    double last_ct_gc_s_ = 0, last_snat_gc_s_ = 0, total_gc_s_ = 0;
+    uint64_t gc_passes_ = 0;
 };
 
 // "10-skiff.conflist" content for this node.

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <set>
 #include <vector>
 
 #include "bpf/maps.h"
@@ -70,21 +69,25 @@ bool expired(uint8_t proto, const skiff_ct_value& v, const skiff_ct_value* partn
 
 }  // namespace
 
-Result<CtGcStats> ct_gc(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
-                        const std::map<uint32_t, skiff_backend>& backends) {
-    CtGcStats st;
+Result<CtGcPass> CtGcPass::start(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
+                                 const std::map<uint32_t, skiff_backend>& backends) {
+    CtGcPass p;
     // Candidates: an entry expired on its own (a connection one of whose
     // halves is closing always has that half here), or with its backend gone.
-    std::vector<skiff_ct_key> candidates;
     auto n = t.walk([&](const skiff_ct_key& k, const skiff_ct_value& v) {
-        if (!backends.count(v.backend_id) || expired(k.proto, v, nullptr, to, now_ns)) candidates.push_back(k);
+        if (!backends.count(v.backend_id) || expired(k.proto, v, nullptr, to, now_ns)) p.candidates_.push_back(k);
     });
     if (!n) return n.error();
-    st.scanned = *n;
-    std::set<skiff_ct_key, CtKeyLess> gone;
-    for (const auto& k : candidates) {
-        if (gone.count(k)) continue;
-        // As they are now, not as the walk saw them.
+    p.st_.scanned = *n;
+    return p;
+}
+
+Result<bool> CtGcPass::step(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
+                            const std::map<uint32_t, skiff_backend>& backends, size_t max_candidates) {
+    for (size_t end = next_ + std::min(max_candidates, candidates_.size() - next_); next_ < end; ++next_) {
+        const skiff_ct_key& k = candidates_[next_];
+        // As they are now, not as the walk saw them. One already deleted as
+        // its partner's half is gone (or back, fresh, from a new connection).
         SKIFF_ASSIGN_OR_RETURN(std::optional<skiff_ct_value> v, t.lookup(k));
         if (!v) continue;
         const skiff_ct_key pk = ct_partner(k, *v);
@@ -95,11 +98,17 @@ Result<CtGcStats> ct_gc(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
         for (const auto* key : {&k, pv ? &pk : nullptr}) {
             if (!key) continue;
             SKIFF_TRY(t.remove(*key));
-            gone.insert(*key);
-            ++(stale ? st.stale_backend : st.expired);
+            ++(stale ? st_.stale_backend : st_.expired);
         }
     }
-    return st;
+    return done();
+}
+
+Result<CtGcStats> ct_gc(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
+                        const std::map<uint32_t, skiff_backend>& backends) {
+    SKIFF_ASSIGN_OR_RETURN(CtGcPass pass, CtGcPass::start(t, to, now_ns, backends));
+    while (!pass.done()) SKIFF_TRY(pass.step(t, to, now_ns, backends, SIZE_MAX));
+    return pass.stats();
 }
 
 namespace {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "bpf/map_layout.h"
 #include "common/result.h"
@@ -49,6 +50,27 @@ std::unique_ptr<CtTable> make_bpf_ct_table(const std::string& pin_dir);
 // are read again just before they are deleted: a connection that reused
 // its tuple since (a new SYN on a closing entry) is kept.
 // now_ns on the clock of bpf_ktime_get_ns() (CLOCK_MONOTONIC).
+//
+// One pass in steps: start() walks the table for candidates, each step()
+// judges the next few as they are then, so a pass over a full table (a
+// few hundred thousand syscalls) never holds the agent's loop for long.
+class CtGcPass {
+public:
+    static Result<CtGcPass> start(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
+                                  const std::map<uint32_t, skiff_backend>& backends);
+    // Judges up to max_candidates more at now_ns; true when the pass is done.
+    Result<bool> step(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
+                      const std::map<uint32_t, skiff_backend>& backends, size_t max_candidates);
+    bool done() const { return next_ >= candidates_.size(); }
+    const CtGcStats& stats() const { return st_; }
+
+private:
+    std::vector<skiff_ct_key> candidates_;
+    size_t next_ = 0;
+    CtGcStats st_;
+};
+
+// A whole pass at once.
 Result<CtGcStats> ct_gc(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
                         const std::map<uint32_t, skiff_backend>& backends);
 
