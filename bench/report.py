@@ -134,7 +134,13 @@ def summarize(results):
         lo, hi = (str(x) for x in pairs["sizes"])
         summ["scale_self"] = {"sizes": pairs["sizes"], "cps": {n: stats([r["cps"] for r in pairs["crr"][n]])
                                                               for n in (lo, hi)},
-                              "ratio": ratios_across(pairs["crr"][hi], pairs["crr"][lo], "cps")}
+                              "ratio": ratios_across(pairs["crr"][hi], pairs["crr"][lo], "cps"),
+                              "agent_gc_s": {n: sum(r.get("agent_gc_s") or 0 for r in pairs["crr"][n])
+                                             for n in (lo, hi)},
+                              # Every run of both sizes, by whether a GC pass (>= 0.1 s of it) ran during it.
+                              "cps_by_gc": {k: stats([r["cps"] for n in (lo, hi) for r in pairs["crr"][n]
+                                                      if ((r.get("agent_gc_s") or 0) >= 0.1) == (k == "gc")])
+                                            for k in ("gc", "no_gc")}}
     return summ
 
 
@@ -181,6 +187,31 @@ def wl_reps_note(m):
     for wl, n in sorted(m.get("wl_reps", {}).items()):
         by.setdefault(n, []).append(wl)
     return " (" + "; ".join(f"{n} for {', '.join(w)}" for n, w in sorted(by.items())) + ")" if by else ""
+
+
+def _pairs_lines(pairs):
+    """The scale_self table: skiff at 1 and at N services, back to back."""
+    if not pairs:
+        return []
+    L = []
+    lo, hi = (str(x) for x in pairs["sizes"])
+    L += ["", f"skiff alone at {lo} and {hi} services, back to back in each repetition (order rotated; "
+              "each size reprogrammed by the agent, a fresh client pod per run), so the pair is seconds "
+              "apart instead of the sweep's minutes:", "",
+          f"| skiff conn/s at {lo} | at {hi} | {hi} / {lo} | target |", "|---|---|---|---|",
+          f"| {cell(pairs['cps'][lo])} | {cell(pairs['cps'][hi])} | {rcell(pairs['ratio'])} | "
+          f"{verdict(pairs['ratio'], SCALE_FLAT)} |"]
+    gc = pairs.get("agent_gc_s")
+    if gc:
+        L += ["", f"The agents' conntrack GC ran during these runs for {gc[lo]:.2f} s (at {lo}) and "
+                  f"{gc[hi]:.2f} s (at {hi}) in all: every connection leaves two conntrack entries, and a "
+                  "pass deletes the closed ones a syscall each, on the same 2 CPUs."]
+        by = pairs.get("cps_by_gc", {})
+        if (by.get("gc") or {}).get("n") and (by.get("no_gc") or {}).get("n"):
+            L[-1] += (f" Runs with at least 0.1 s of GC in them: {cell(by['gc'])} conn/s ({by['gc']['n']} runs); "
+                      f"the others: {cell(by['no_gc'])} ({by['no_gc']['n']} runs). Where a pass lands, not the "
+                      "service count, is what spreads single pairs.")
+    return L
 
 
 def write_markdown(doc, path):
@@ -286,6 +317,8 @@ def write_markdown(doc, path):
             e = summ["cni"][metric]
             L.append(f"| {label} | {cell(e.get('bridge'))} | {cell(e.get('skiff'))} | "
                      f"{rcell(e.get('skiff/bridge'))} |")
+    if "scale" not in summ and summ.get("scale_self"):
+        L += ["", "## Service scale"] + _pairs_lines(summ["scale_self"])
     if "scale" in summ:
         sizes = sorted(summ["scale"].items(), key=lambda kv: int(kv[0]))
         base = sizes[0][1].get("base") or sizes[0][0]
@@ -321,15 +354,7 @@ def write_markdown(doc, path):
                      f"{'-' if is_base else verdict(e.get('skiff/base'), SCALE_FLAT)} | {cell(e.get('bridge'))} | "
                      f"{'(base)' if is_base else rcell(e.get('bridge/base'))} | {rcell(e.get('skiff/bridge'))} | "
                      f"{verdict(e.get('skiff/bridge'), SCALE_VS_IPT)} |")
-        pairs = summ.get("scale_self")
-        if pairs:
-            lo, hi = (str(x) for x in pairs["sizes"])
-            L += ["", f"skiff alone at {lo} and {hi} services, back to back in each repetition (order rotated; "
-                      "each size reprogrammed by the agent, a fresh client pod per run), so the pair is seconds "
-                      "apart instead of the sweep's minutes:", "",
-                  f"| skiff conn/s at {lo} | at {hi} | {hi} / {lo} | target |", "|---|---|---|---|",
-                  f"| {cell(pairs['cps'][lo])} | {cell(pairs['cps'][hi])} | {rcell(pairs['ratio'])} | "
-                  f"{verdict(pairs['ratio'], SCALE_FLAT)} |"]
+        L += _pairs_lines(summ.get("scale_self"))
         L += ["", "Programming time (one measurement per size, wall clock):", "",
               "- **iptables install**: flush of the previous size's KUBE-* chains excluded; one "
               "`iptables-restore --noflush` of every chain, as kube-proxy's first sync.",

@@ -61,9 +61,10 @@ from topo import log  # noqa: E402
 # runs of 3. With 3 the median could not tell 0.95 from 1.00.
 WORKLOADS = ("stream1", "stream4", "rr", "crr")
 PROFILES = {
-    "quick": {"reps": 3, "wl_reps": {}, "seconds": 1, "cni_pods": 20, "scale": [1, 1000], "scale_seconds": 1},
+    "quick": {"reps": 3, "wl_reps": {}, "seconds": 1, "cni_pods": 20, "scale": [1, 1000], "scale_seconds": 1,
+              "pairs": 3},
     "full": {"reps": 3, "wl_reps": {"rr": 9, "stream1": 9}, "seconds": 3, "cni_pods": 50,
-             "scale": [1, 100, 1000, 10000], "scale_seconds": 3},
+             "scale": [1, 100, 1000, 10000], "scale_seconds": 3, "pairs": 9},
 }
 
 
@@ -402,7 +403,10 @@ def scale_self_pairs(s, ctx, largest, seconds, reps, results):
         for n in rotate([1, largest], rep):
             sk.publish((fill if n > 1 else []) + [web])
             c = svc_client(sk.add_pod(0))  # a fresh client: no 4-tuple reused across runs
+            time.sleep(1)  # the agents' pass (both nodes reprogram every service) ends before the measurement
+            gc0 = sk.gc_seconds()
             out = measure("crr", c, T.VIP, seconds, svc=True)
+            out["agent_gc_s"] = sk.gc_seconds() - gc0  # GC passes (both nodes) that ended during the run
             runs["crr"][str(n)].append(out)
             log(f"rep {rep + 1}/{reps} scale-self {n:6} crr skiff {short(out)}")
 
@@ -516,8 +520,10 @@ def main():
     ap.add_argument("--scale", help="comma-separated service counts for the sweep")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--bin-dir", help="where skiff and skiff-agent are (default build/bin)")
-    ap.add_argument("--only", help="comma-separated sections to run: datapath,cni,scale,prog (a probe: "
-                    "results.json then holds only those)")
+    ap.add_argument("--pairs", type=int, help="back-to-back pairs of skiff at 1 and at the largest service "
+                    "count (full profile: 9)")
+    ap.add_argument("--only", help="comma-separated sections to run: datapath,cni,scale,pairs,prog (a probe: "
+                    "results.json then holds only those; scale includes the pairs)")
     ap.add_argument("--scenarios", help="datapath scenarios whose name contains one of these words, e.g. "
                     "external,across")
     ap.add_argument("--workloads", help="datapath workloads, e.g. crr,rr (stream1,stream4,rr,crr)")
@@ -549,6 +555,8 @@ def main():
             sys.exit(f"--wl-reps: unknown workload in {args.wl_reps!r} (known: {', '.join(WORKLOADS)})")
     # As run (and recorded in meta): never fewer than --reps.
     prof["wl_reps"] = {k: v for k, v in prof["wl_reps"].items() if v > prof["reps"]}
+    if args.pairs:
+        prof["pairs"] = max(1, args.pairs)
     if args.seconds:
         prof["seconds"] = prof["scale_seconds"] = args.seconds
     if args.scale:
@@ -569,10 +577,14 @@ def main():
     meta["loadavg_start"] = loadavg()
     meta["caveats"] = caveats(meta)
     only = set(args.only.split(",")) if args.only else {"datapath", "cni", "scale", "prog"}
+    if "scale" in only:
+        only.add("pairs")
+    if only - {"datapath", "cni", "scale", "pairs", "prog"}:
+        sys.exit(f"--only {args.only!r}: sections are datapath,cni,scale,pairs,prog")
     split = lambda v: [x for x in v.split(",") if x] if v else None  # noqa: E731
     topo, s = T.build_all()
     try:
-        if only & {"datapath", "scale"}:
+        if only & {"datapath", "scale", "pairs"}:
             ctx = datapath_bench(s, prof, prof["reps"], results.setdefault("datapath", {}),
                                  split(args.scenarios), split(args.workloads) if "datapath" in only else [])
             meta["placement"] = ctx["placement"]
@@ -582,8 +594,8 @@ def main():
             cni_bench(s, prof["cni_pods"], prof["reps"], results)
         if prof["scale"] and "scale" in only:
             scale_bench(s, ctx, prof["scale"], prof["scale_seconds"], prof["reps"], results)
-            if max(prof["scale"]) > 1:
-                scale_self_pairs(s, ctx, max(prof["scale"]), prof["scale_seconds"], prof["reps"], results)
+        if prof["scale"] and max(prof["scale"]) > 1 and "pairs" in only:
+            scale_self_pairs(s, ctx, max(prof["scale"]), prof["scale_seconds"], prof["pairs"], results)
         if "prog" in only:
             results["prog_cost"] = prog_cost(args.quick)
     finally:

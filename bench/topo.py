@@ -442,6 +442,10 @@ class SkiffSetup:
             out[e["direction"]] = out.get(e["direction"], 0) + 1
         return out
 
+    def gc_seconds(self):
+        """Seconds the agents have spent in conntrack/masquerade GC so far."""
+        return sum(self.cluster.metric(nd, "skiff_agent_gc_duration_seconds_sum") or 0 for nd in self.nodes)
+
     def publish(self, services):
         self.cluster.write_source(self.base + skiff_objects(services))
         n = sum(len(s["ports"]) for s in services)
