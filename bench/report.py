@@ -135,12 +135,7 @@ def summarize(results):
         summ["scale_self"] = {"sizes": pairs["sizes"], "cps": {n: stats([r["cps"] for r in pairs["crr"][n]])
                                                               for n in (lo, hi)},
                               "ratio": ratios_across(pairs["crr"][hi], pairs["crr"][lo], "cps"),
-                              "agent_gc_s": {n: sum(r.get("agent_gc_s") or 0 for r in pairs["crr"][n])
-                                             for n in (lo, hi)},
-                              # Every run of both sizes, by whether a GC pass (>= 0.1 s of it) ran during it.
-                              "cps_by_gc": {k: stats([r["cps"] for n in (lo, hi) for r in pairs["crr"][n]
-                                                      if ((r.get("agent_gc_s") or 0) >= 0.1) == (k == "gc")])
-                                            for k in ("gc", "no_gc")}}
+                              "agent_gc_s": _gc_split(pairs["crr"], (lo, hi))}
     return summ
 
 
@@ -189,6 +184,16 @@ def wl_reps_note(m):
     return " (" + "; ".join(f"{n} for {', '.join(w)}" for n, w in sorted(by.items())) + ")" if by else ""
 
 
+def _gc_split(runs, sizes):
+    """GC busy time per size, and the runs of both sizes split by whether a
+    GC pass (>= 0.1 s of it) ran during them. None when any run lacks it."""
+    if any(r.get("agent_gc_s") is None for n in sizes for r in runs[n]):
+        return None
+    split = {k: stats([r["cps"] for n in sizes for r in runs[n] if (r["agent_gc_s"] >= 0.1) == (k == "gc")])
+             for k in ("gc", "no_gc")}
+    return {"total": {n: sum(r["agent_gc_s"] for r in runs[n]) for n in sizes}, "cps": split}
+
+
 def _pairs_lines(pairs):
     """The scale_self table: skiff at 1 and at N services, back to back."""
     if not pairs:
@@ -203,14 +208,13 @@ def _pairs_lines(pairs):
           f"{verdict(pairs['ratio'], SCALE_FLAT)} |"]
     gc = pairs.get("agent_gc_s")
     if gc:
-        L += ["", f"The agents' conntrack GC ran during these runs for {gc[lo]:.2f} s (at {lo}) and "
-                  f"{gc[hi]:.2f} s (at {hi}) in all: every connection leaves two conntrack entries, and a "
-                  "pass deletes the closed ones a syscall each, on the same 2 CPUs."]
-        by = pairs.get("cps_by_gc", {})
-        if (by.get("gc") or {}).get("n") and (by.get("no_gc") or {}).get("n"):
-            L[-1] += (f" Runs with at least 0.1 s of GC in them: {cell(by['gc'])} conn/s ({by['gc']['n']} runs); "
-                      f"the others: {cell(by['no_gc'])} ({by['no_gc']['n']} runs). Where a pass lands, not the "
-                      "service count, is what spreads single pairs.")
+        tot, by = gc["total"], gc["cps"]
+        L += ["", f"The agents' GC was busy for {tot[lo]:.2f} s during the runs at {lo} and {tot[hi]:.2f} s "
+                  f"during those at {hi}, on the same 2 CPUs: every connection leaves two conntrack entries, "
+                  "and a pass judges and deletes the closed ones a few syscalls each."]
+        if by["gc"] and by["no_gc"]:
+            L[-1] += (f" Runs of either size with at least 0.1 s of GC in them: {cell(by['gc'])} conn/s "
+                      f"({by['gc']['n']} runs); the others: {cell(by['no_gc'])} ({by['no_gc']['n']} runs).")
     return L
 
 

@@ -403,10 +403,12 @@ def scale_self_pairs(s, ctx, largest, seconds, reps, results):
         for n in rotate([1, largest], rep):
             sk.publish((fill if n > 1 else []) + [web])
             c = svc_client(sk.add_pod(0))  # a fresh client: no 4-tuple reused across runs
-            time.sleep(1)  # the agents' pass (both nodes reprogram every service) ends before the measurement
+            time.sleep(1)  # settle: both nodes' agents have just reprogrammed every service
             gc0 = sk.gc_seconds()
             out = measure("crr", c, T.VIP, seconds, svc=True)
-            out["agent_gc_s"] = sk.gc_seconds() - gc0  # GC passes (both nodes) that ended during the run
+            gc1 = sk.gc_seconds()
+            # GC busy time (both nodes) during the run; None if unknown (or an agent restarted).
+            out["agent_gc_s"] = gc1 - gc0 if gc0 is not None and gc1 is not None and gc1 >= gc0 else None
             runs["crr"][str(n)].append(out)
             log(f"rep {rep + 1}/{reps} scale-self {n:6} crr skiff {short(out)}")
 

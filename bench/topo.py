@@ -443,8 +443,10 @@ class SkiffSetup:
         return out
 
     def gc_seconds(self):
-        """Seconds the agents have spent in conntrack/masquerade GC so far."""
-        return sum(self.cluster.metric(nd, "skiff_agent_gc_duration_seconds_sum") or 0 for nd in self.nodes)
+        """Busy seconds the agents have spent in conntrack/masquerade GC so
+        far, both nodes; None if an agent does not export it."""
+        v = [self.cluster.metric(nd, "skiff_agent_gc_duration_seconds_sum") for nd in self.nodes]
+        return None if None in v else sum(v)
 
     def publish(self, services):
         self.cluster.write_source(self.base + skiff_objects(services))

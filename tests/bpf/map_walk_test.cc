@@ -1,12 +1,13 @@
-// bpf::for_each_entry() on real kernel maps: hash maps are read in batches
-// (BPF_MAP_LOOKUP_BATCH), maps without batch lookups (LPM tries) key by key;
-// every entry is seen exactly once either way. And the agent's conntrack GC
+// bpf::for_each_entry() on real kernel maps: hash maps and LPM tries are
+// read in batches (BPF_MAP_LOOKUP_BATCH), a map type without batch lookups
+// key by key; every entry is seen exactly once either way. And the agent's conntrack GC
 // through that walk, on the datapath's own pinned skiff_ct.
 #include <netinet/in.h>
 
 #include <map>
 #include <set>
 #include <tuple>
+#include <vector>
 
 #include "agent/ct_gc.h"
 #include "bpf/maps.h"
@@ -42,13 +43,22 @@ std::tuple<uint32_t, uint32_t, uint16_t, uint16_t, uint8_t, uint8_t> tie_of(cons
 TEST(MapWalkTest, HashMapBatchesSeeEveryEntryOnceWithItsValue) {
     for (bpf_map_type type : {BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH}) {
         constexpr uint32_t kEntries = 5000;
-        UniqueFd fd = create_map(type, sizeof(skiff_ct_key), sizeof(skiff_ct_value), 8192);
+        UniqueFd fd = create_map(type, sizeof(skiff_ct_key), sizeof(skiff_ct_value), 16384);
         ASSERT_TRUE(fd.valid()) << "map type " << type << ": " << strerror(errno);
         for (uint32_t i = 0; i < kEntries; ++i) {
             skiff_ct_key k = ct_key_n(i, SKIFF_CT_FORWARD);
             skiff_ct_value v{};
             v.packets = i;
             ASSERT_EQ(bpf_map_update_elem(fd.get(), &k, &v, BPF_NOEXIST), 0) << i;
+        }
+        {
+            // This walk is the batched one: the kernel has batch lookups here.
+            std::vector<skiff_ct_key> k(16);
+            std::vector<skiff_ct_value> v(16);
+            uint32_t count = 16, out = 0;
+            ASSERT_EQ(bpf_map_lookup_batch(fd.get(), nullptr, &out, k.data(), v.data(), &count, nullptr), 0)
+                << "map type " << type << ": " << strerror(errno);
+            EXPECT_EQ(count, 16u);
         }
         std::set<std::tuple<uint32_t, uint32_t, uint16_t, uint16_t, uint8_t, uint8_t>> seen;
         uint32_t calls = 0, wrong = 0;
@@ -73,13 +83,10 @@ TEST(MapWalkTest, EmptyMapCallsNothing) {
     EXPECT_EQ(calls, 0);
 }
 
-// LPM tries have no batch lookup: the walk falls back to key by key.
-TEST(MapWalkTest, LpmTrieWithoutBatchLookupIsWalkedKeyByKey) {
+// The nodes and no-masquerade maps are LPM tries: walked whole.
+TEST(MapWalkTest, LpmTrieIsWalkedWhole) {
     UniqueFd fd = create_map(BPF_MAP_TYPE_LPM_TRIE, sizeof(skiff_node_key), sizeof(uint32_t), 256, BPF_F_NO_PREALLOC);
     ASSERT_TRUE(fd.valid()) << strerror(errno);
-    uint32_t keys_out[4] = {}, vals_out[4] = {}, count = 4, batch = 0;
-    ASSERT_NE(bpf_map_lookup_batch(fd.get(), nullptr, &batch, keys_out, vals_out, &count, nullptr), 0)
-        << "this kernel has batch lookups for LPM tries: the fallback is not exercised here";
     std::map<uint32_t, uint32_t> want;
     for (uint32_t i = 0; i < 100; ++i) {
         skiff_node_key k{24, htonl(0x0af40000u | (i << 8))};
@@ -95,6 +102,30 @@ TEST(MapWalkTest, LpmTrieWithoutBatchLookupIsWalkedKeyByKey) {
     })));
     EXPECT_EQ(calls, 100);
     EXPECT_EQ(got, want);
+}
+
+// A map type without batch lookups (a device hash map: keys to ifindexes,
+// here all the loopback): the first batch call fails, the walk goes key by
+// key and still sees every entry.
+TEST(MapWalkTest, MapWithoutBatchLookupIsWalkedKeyByKey) {
+    UniqueFd fd = create_map(BPF_MAP_TYPE_DEVMAP_HASH, sizeof(uint32_t), sizeof(uint32_t), 64);
+    ASSERT_TRUE(fd.valid()) << strerror(errno);
+    const uint32_t lo = 1;
+    for (uint32_t k = 100; k < 140; ++k) ASSERT_EQ(bpf_map_update_elem(fd.get(), &k, &lo, BPF_ANY), 0) << k;
+    uint32_t keys[4] = {}, vals[4] = {}, count = 4, out = 0;
+    ASSERT_NE(bpf_map_lookup_batch(fd.get(), nullptr, &out, keys, vals, &count, nullptr), 0)
+        << "this kernel has batch lookups for device hash maps: pick another type for the fallback";
+    EXPECT_TRUE(errno == bpf::kErrNotSupp || errno == EINVAL || errno == EOPNOTSUPP) << strerror(errno);
+    std::set<uint32_t> seen;
+    int calls = 0, wrong = 0;
+    ASSERT_OK((bpf::for_each_entry<uint32_t, uint32_t>(fd.get(), "test", [&](uint32_t k, uint32_t v) {
+        ++calls;
+        seen.insert(k);
+        if (v != lo) ++wrong;
+    })));
+    EXPECT_EQ(calls, 40);
+    EXPECT_EQ(seen.size(), 40u);
+    EXPECT_EQ(wrong, 0);
 }
 
 // The conntrack GC through the batched walk, on the pinned skiff_ct the

@@ -65,6 +65,18 @@ void Agent::gc() {
         }
         auto t0 = Clock::now();
         auto pass = CtGcPass::start(*ct_, cfg_.ct_timeouts, monotonic_ns(), svc_sync_->backends());
+        // The entry accounting as of the walk: the datapath's counters read
+        // right after it, what the walk counted, what the agent removed
+        // before it. (Read at the end of a pass spanning many ticks, every
+        // entry inserted meanwhile would look evicted.)
+        CtAccount acct;
+        if (pass)
+            if (auto m = bpf::MetricsMap::open(cfg_.pin_path); m)
+                if (auto rows = m->read(); rows)
+                    for (const auto& r : *rows) {
+                        if (r.reason == SKIFF_CT_ENTRY_INSERTED) acct.inserted += r.packets;
+                        if (r.reason == SKIFF_CT_ENTRY_REMOVED) acct.removed_datapath += r.packets;
+                    }
         double walk_s = since(t0);
         std::lock_guard g(mu_);
         total_gc_s_ += walk_s;
@@ -74,6 +86,10 @@ void Agent::gc() {
             log::warn("conntrack GC: " + pass.error().message);
             return;
         }
+        acct.removed_agent = ct_expired_ + ct_stale_;
+        acct.present = pass->stats().scanned;
+        if (!ct_base_) ct_base_ = acct;  // evictions are counted from the agent's start
+        ct_evicted_ = std::max(ct_evicted_, ct_evictions(*ct_base_, acct));
         ct_pass_ = std::move(*pass);
         ct_pass_s_ = walk_s;
     }
@@ -84,39 +100,24 @@ void Agent::gc() {
     Result<bool> done = false;
     while (done && !*done && since(t0) < kSliceS)
         done = ct_pass_->step(*ct_, cfg_.ct_timeouts, monotonic_ns(), svc_sync_->backends(), 256);
-    {
-        std::lock_guard g(mu_);
-        double slice_s = since(t0);
-        total_gc_s_ += slice_s;
-        ct_pass_s_ += slice_s;
-        if (!done || *done) {
-            ++gc_passes_;
-            last_ct_gc_s_ = ct_pass_s_;
-        }
-    }
-    if (!done) {
-        log::warn("conntrack GC: " + done.error().message);
-        ct_pass_.reset();
-        return;
-    }
-    if (!*done) return;
+    std::lock_guard g(mu_);
+    double slice_s = since(t0);
+    total_gc_s_ += slice_s;
+    ct_pass_s_ += slice_s;
+    if (done && !*done) return;
+    // The pass is over, done or failed: what it deleted counts either way.
     const CtGcStats st = ct_pass_->stats();
     ct_pass_.reset();
-    CtAccount acct;
-    if (auto m = bpf::MetricsMap::open(cfg_.pin_path); m)
-        if (auto rows = m->read(); rows)
-            for (const auto& r : *rows) {
-                if (r.reason == SKIFF_CT_ENTRY_INSERTED) acct.inserted += r.packets;
-                if (r.reason == SKIFF_CT_ENTRY_REMOVED) acct.removed_datapath += r.packets;
-            }
-    std::lock_guard g(mu_);
+    ++gc_passes_;
+    last_ct_gc_s_ = ct_pass_s_;
     ct_expired_ += st.expired;
     ct_stale_ += st.stale_backend;
-    ct_entries_ = st.scanned - st.expired - st.stale_backend;
-    acct.removed_agent = ct_expired_ + ct_stale_;
-    acct.present = ct_entries_;
-    if (!ct_base_) ct_base_ = acct;  // evictions are counted from the agent's start
-    ct_evicted_ = std::max(ct_evicted_, ct_evictions(*ct_base_, acct));
+    if (!done) {
+        log::warn("conntrack GC: " + done.error().message);
+        return;
+    }
+    const uint64_t deleted = st.expired + st.stale_backend;
+    ct_entries_ = st.scanned > deleted ? st.scanned - deleted : 0;  // a re-created entry can be deleted too
     bool pressed = ct_entries_ >= SKIFF_CT_MAX / 10 * 9;
     if (pressed && !ct_pressed_)
         log::warn("conntrack is " + std::to_string(ct_entries_ * 100 / SKIFF_CT_MAX) +
@@ -265,11 +266,12 @@ std::string Agent::metrics_text() {
         head("skiff_agent_conntrack_gc_deleted_total", "counter", "Conntrack entries removed by the agent.");
         line("skiff_agent_conntrack_gc_deleted_total", "reason=\"expired\"", static_cast<double>(ct_expired_));
         line("skiff_agent_conntrack_gc_deleted_total", "reason=\"stale_backend\"", static_cast<double>(ct_stale_));
-        head("skiff_agent_gc_duration_seconds", "summary", "Time spent in conntrack and masquerade GC passes.");
+        head("skiff_agent_gc_duration_seconds", "summary",
+             "Busy time in GC, conntrack and masquerade together (sum); passes ended (count).");
         line("skiff_agent_gc_duration_seconds_sum", "", total_gc_s_);
         line("skiff_agent_gc_duration_seconds_count", "", static_cast<double>(gc_passes_));
         head("skiff_agent_last_gc_duration_seconds", "gauge",
-             "Time the last GC pass took, by table (a conntrack pass runs in slices over several ticks).");
+             "Busy time of the last GC pass, by table (a conntrack pass runs in slices over several ticks).");
         line("skiff_agent_last_gc_duration_seconds", "table=\"conntrack\"", last_ct_gc_s_);
         line("skiff_agent_last_gc_duration_seconds", "table=\"snat\"", last_snat_gc_s_);
         head("skiff_map_entries", "gauge", "Entries in the datapath maps.");

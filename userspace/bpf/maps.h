@@ -21,7 +21,7 @@ namespace skiff::bpf {
 
 // Calls f(key, value) for every entry of the map behind fd, one key at a
 // time: two syscalls per entry, and a key deleted mid-walk restarts the
-// walk at the first key. Maps without batch operations (LPM tries) only.
+// walk at the first key. For maps without batch lookups.
 template <typename K, typename V, typename F>
 Status for_each_entry_by_key(int fd, const char* what, F&& f) {
     K cur{}, next{};
@@ -42,9 +42,10 @@ inline constexpr int kErrNotSupp = 524;
 
 // Calls f(key, value) for every entry of the map behind fd, a few hundred
 // entries per syscall (BPF_MAP_LOOKUP_BATCH: a hash map's buckets are read
-// whole, each under its lock, so no entry is seen twice). Falls back to the
-// key-by-key walk for maps that have no batch lookup. Not for per-CPU maps.
-// Entries that vanish mid-walk are skipped; what names the map in the error.
+// whole, each under its lock, so no entry is seen twice; LPM tries and
+// arrays resume from the last key). Falls back to the key-by-key walk for
+// map types without batch lookups. Not for per-CPU maps. Entries that
+// vanish mid-walk are skipped; what names the map in the error.
 template <typename K, typename V, typename F>
 Status for_each_entry(int fd, const char* what, F&& f) {
     uint32_t chunk = 512;
@@ -53,11 +54,13 @@ Status for_each_entry(int fd, const char* what, F&& f) {
     // The resume position: a bucket index for hash maps, a key for arrays.
     alignas(8) unsigned char in[sizeof(K) < 8 ? 8 : sizeof(K)] = {}, out[sizeof(in)] = {};
     bool first = true;
+    int busy = 0;
     for (;;) {
         uint32_t count = chunk;
         LIBBPF_OPTS(bpf_map_batch_opts, opts);
         int r = bpf_map_lookup_batch(fd, first ? nullptr : in, out, keys.data(), values.data(), &count, &opts);
         int err = r ? errno : 0;
+        if (err == EBUSY && count == 0 && ++busy <= 3) continue;  // a bucket lock held by a program on this CPU
         if (err && err != ENOENT) {
             if (first && (err == EINVAL || err == kErrNotSupp || err == EOPNOTSUPP))
                 return for_each_entry_by_key<K, V>(fd, what, std::forward<F>(f));
