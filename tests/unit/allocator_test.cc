@@ -204,6 +204,16 @@ TEST_F(AllocatorTest, StrayFilesAreIgnored) {
     EXPECT_EQ(*r, ip("10.244.1.2"));
     EXPECT_TRUE(std::filesystem::exists(dir + "/garbage"));
     EXPECT_EQ(a.leases()->size(), 1u);
+    // Every writer holds the lock: the killed one's temporary file is gone.
+    EXPECT_FALSE(std::filesystem::exists(dir + "/10.244.1.2.tmp.1234.5678"));
+}
+
+TEST_F(AllocatorTest, WritesLeaveNoTemporaryFiles) {
+    auto a = open("10.244.1.0/24");
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(a.allocate({"c" + std::to_string(i), "eth0"}).ok());
+    ASSERT_TRUE(a.release({"c0", "eth0"}).ok());
+    for (const auto& e : std::filesystem::directory_iterator(dir))
+        EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
 }
 
 TEST_F(AllocatorTest, UnreadableLeaseIsNotHandedOutAgain) {

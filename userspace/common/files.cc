@@ -2,11 +2,13 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <optional>
 #include <thread>
 
 namespace skiff {
@@ -44,11 +46,40 @@ static Status write_all(int fd, const std::string& data, const std::string& path
     return ok();
 }
 
-// A file beside path holding data, fsynced; its name is unique per process
-// and call, so concurrent writers never share one.
-static Result<std::string> write_aside(const std::string& path, const std::string& data) {
-    static std::atomic<uint64_t> seq{0};
-    std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(seq++);
+namespace {
+
+std::atomic<uint64_t> temp_seq{0};
+
+std::string temp_name(const std::string& path) {
+    return path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(temp_seq++);
+}
+
+// data in a file of path's directory that has no name yet (O_TMPFILE),
+// fsynced: a writer killed before it links the file anywhere leaves
+// nothing behind. ENOTSUP where the file system cannot do that.
+Result<UniqueFd> write_unnamed(const std::string& path, const std::string& data) {
+    auto slash = path.find_last_of('/');
+    std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    UniqueFd fd(::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644));
+    if (!fd.valid()) {
+        if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) return Error{ENOTSUP, "no O_TMPFILE in " + dir};
+        return Error::errno_("create a file in " + dir);
+    }
+    SKIFF_TRY(write_all(fd.get(), data, path));
+    return fd;
+}
+
+// Give an unnamed file its name; EEXIST when the name is taken.
+Status link_unnamed(int fd, const std::string& to) {
+    std::string self = "/proc/self/fd/" + std::to_string(fd);
+    if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, to.c_str(), AT_SYMLINK_FOLLOW) != 0)
+        return Error::errno_("create " + to);
+    return ok();
+}
+
+// The fallback: a named file beside path, unique per process and call.
+Result<std::string> write_aside(const std::string& path, const std::string& data) {
+    std::string tmp = temp_name(path);
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
     if (!fd.valid()) return Error::errno_("create " + tmp);
     if (auto s = write_all(fd.get(), data, tmp); !s) {
@@ -58,8 +89,37 @@ static Result<std::string> write_aside(const std::string& path, const std::strin
     return tmp;
 }
 
+// A complete file named tmp beside path: unnamed until its last syscall.
+Result<std::string> write_temp(const std::string& path, const std::string& data) {
+    auto fd = write_unnamed(path, data);
+    if (!fd) {
+        if (fd.error().code == ENOTSUP) return write_aside(path, data);
+        return fd.error();
+    }
+    std::string tmp = temp_name(path);
+    SKIFF_TRY(link_unnamed(fd->get(), tmp));
+    return tmp;
+}
+
+// "<name>.tmp.<pid>.<n>": the writer's pid, or nullopt for other names.
+std::optional<pid_t> temp_file_writer(const std::string& name) {
+    auto at = name.rfind(".tmp.");
+    if (at == std::string::npos) return std::nullopt;
+    auto rest = name.substr(at + 5);
+    auto dot = rest.find('.');
+    if (dot == 0 || dot == std::string::npos || dot + 1 == rest.size()) return std::nullopt;
+    if (rest.find_first_not_of("0123456789") != dot || rest.find_first_not_of("0123456789", dot + 1) != std::string::npos)
+        return std::nullopt;
+    if (dot > 9) return std::nullopt;
+    return static_cast<pid_t>(std::stol(rest.substr(0, dot)));
+}
+
+}  // namespace
+
 Status write_file_atomic(const std::string& path, const std::string& data) {
-    SKIFF_ASSIGN_OR_RETURN(std::string tmp, write_aside(path, data));
+    // Named only between the link and the rename; remove_temp_files() takes
+    // what a writer killed in between leaves.
+    SKIFF_ASSIGN_OR_RETURN(std::string tmp, write_temp(path, data));
     if (::rename(tmp.c_str(), path.c_str()) != 0) {
         Error e = Error::errno_("rename " + tmp + " -> " + path);
         ::unlink(tmp.c_str());
@@ -69,15 +129,31 @@ Status write_file_atomic(const std::string& path, const std::string& data) {
 }
 
 Status create_file_exclusive(const std::string& path, const std::string& data) {
-    // link() the complete file into place: it fails with EEXIST if path
-    // exists, and readers never see a half-written file even if we are
-    // killed mid-way.
+    // Link the complete file into place: EEXIST if path exists, and readers
+    // never see a half-written file, nor is anything left if we are killed.
+    auto fd = write_unnamed(path, data);
+    if (fd) return link_unnamed(fd->get(), path);
+    if (fd.error().code != ENOTSUP) return fd.error();
     SKIFF_ASSIGN_OR_RETURN(std::string tmp, write_aside(path, data));
     int rc = ::link(tmp.c_str(), path.c_str());
     int err = errno;
     ::unlink(tmp.c_str());
     if (rc != 0) return Error::os(err, "create " + path);
     return ok();
+}
+
+size_t remove_temp_files(const std::string& dir, TempFiles which) {
+    auto names = list_dir(dir);
+    if (!names) return 0;
+    size_t removed = 0;
+    for (const auto& n : *names) {
+        auto pid = temp_file_writer(n);
+        if (!pid) continue;
+        // A writer that is gone: kill(pid, 0) fails with ESRCH.
+        if (which == TempFiles::OfDeadWriters && !(::kill(*pid, 0) != 0 && errno == ESRCH)) continue;
+        if (::unlink((dir + "/" + n).c_str()) == 0) ++removed;
+    }
+    return removed;
 }
 
 Status mkdir_p(const std::string& path, unsigned mode) {

@@ -34,6 +34,9 @@ Result<Allocator> Allocator::open(std::string dir, Ipv4Prefix range) {
 }
 
 Result<std::map<Ipv4, Owner>> Allocator::leases_locked() {
+    // Every writer here holds the lock, so any temporary file is a killed
+    // one's: collected by whoever comes next (ADD, DEL, GC, STATUS).
+    remove_temp_files(dir_, TempFiles::All);
     SKIFF_ASSIGN_OR_RETURN(auto names, list_dir(dir_));
     std::map<Ipv4, Owner> out;
     for (const auto& n : names) {
