@@ -5,7 +5,10 @@
 #include <linux/magic.h>
 #include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
+
+#include <cstring>
 
 #include <thread>
 
@@ -14,30 +17,56 @@
 
 namespace skiff::bpf {
 
-std::string bpffs_mount_point(const std::string& pin_dir) {
-    const std::string base = "/sys/fs/bpf";
-    if (pin_dir == base || pin_dir.rfind(base + "/", 0) == 0) return base;
-    auto slash = pin_dir.find_last_of('/');
-    if (slash == std::string::npos || slash == 0) return "/";
-    return pin_dir.substr(0, slash);
-}
+namespace {
 
-static bool is_bpffs(const std::string& path) {
+constexpr const char* kBpffsHome = "/sys/fs/bpf";
+
+bool is_bpffs(const std::string& path) {
     struct statfs sfs {};
     return ::statfs(path.c_str(), &sfs) == 0 && sfs.f_type == BPF_FS_MAGIC;
 }
 
-Status ensure_pin_dir(const std::string& pin_dir) {
-    if (pin_dir.empty() || pin_dir[0] != '/') return Error::invalid("pin path must be absolute");
-    if (is_bpffs(pin_dir)) return ok();
-    std::string mp = bpffs_mount_point(pin_dir);
-    if (!is_bpffs(mp)) {
-        SKIFF_TRY(mkdir_p(mp, 0700));
-        if (::mount("bpf", mp.c_str(), "bpf", 0, "mode=0700") != 0 && !is_bpffs(mp))
-            return Error::errno_("mount bpffs at " + mp);
+bool below_bpffs_home(const std::string& path) {
+    const std::string home = kBpffsHome;
+    return path == home || path.rfind(home + "/", 0) == 0;
+}
+
+// Nothing mounted at path: it lives on its parent's file system.
+bool nothing_mounted_at(const std::string& path) {
+    struct stat self {}, parent {};
+    return ::stat(path.c_str(), &self) == 0 && ::stat((path + "/..").c_str(), &parent) == 0 &&
+           self.st_dev == parent.st_dev;
+}
+
+}  // namespace
+
+std::string pin_dir_problem(const std::string& pin_dir) {
+    if (pin_dir.empty() || pin_dir[0] != '/') return "pin path '" + pin_dir + "' is not absolute";
+    // The deepest part of the path that exists decides where new directories
+    // would land (stat follows links, so a link elsewhere is judged there).
+    std::string existing = pin_dir;
+    struct stat st {};
+    while (::stat(existing.c_str(), &st) != 0) {
+        if (errno != ENOENT) return "pin path " + pin_dir + ": cannot inspect " + existing + ": " + std::strerror(errno);
+        auto slash = existing.find_last_of('/');
+        existing = slash == 0 ? "/" : existing.substr(0, slash);
     }
+    if (!S_ISDIR(st.st_mode)) return "pin path " + pin_dir + ": " + existing + " is not a directory";
+    if (is_bpffs(existing)) return "";
+    // The one mount skiff makes itself: bpffs at its home when nothing is there.
+    if (below_bpffs_home(pin_dir) && !is_bpffs(kBpffsHome) && nothing_mounted_at(kBpffsHome)) return "";
+    return "pin path " + pin_dir + " is not on a bpf file system (use a path below " + kBpffsHome +
+           ", or mount bpffs there first)";
+}
+
+Status ensure_pin_dir(const std::string& pin_dir) {
+    if (is_bpffs(pin_dir)) return ok();
+    if (auto p = pin_dir_problem(pin_dir); !p.empty()) return Error::invalid(p);
+    if (below_bpffs_home(pin_dir) && !is_bpffs(kBpffsHome) && nothing_mounted_at(kBpffsHome))
+        if (::mount("bpf", kBpffsHome, "bpf", 0, "mode=0700") != 0 && !is_bpffs(kBpffsHome))
+            return Error::errno_(std::string("mount bpffs at ") + kBpffsHome);
     SKIFF_TRY(mkdir_p(pin_dir, 0700));
-    if (!is_bpffs(pin_dir)) return Error::invalid(pin_dir + " is not on a bpf filesystem");
+    if (!is_bpffs(pin_dir)) return Error::invalid(pin_dir + " is not on a bpf file system");
     return ok();
 }
 

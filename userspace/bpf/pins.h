@@ -12,12 +12,14 @@
 
 namespace skiff::bpf {
 
-// The directory bpffs must be mounted on for pin_dir: /sys/fs/bpf for paths
-// below it, else pin_dir's parent.
-std::string bpffs_mount_point(const std::string& pin_dir);
+// Why pin_dir cannot hold pins, or "" when it can: it must lie on a bpffs
+// mount, or below /sys/fs/bpf while nothing at all is mounted there. Only
+// looks; creates and mounts nothing.
+std::string pin_dir_problem(const std::string& pin_dir);
 
-// Mount bpffs at the mount point if something else (or nothing) is there,
-// then create pin_dir.
+// Create pin_dir once pin_dir_problem() has no objection, mounting bpffs at
+// /sys/fs/bpf first if nothing is mounted there. bpffs is mounted nowhere
+// else, so a mistyped path can never hide a directory.
 Status ensure_pin_dir(const std::string& pin_dir);
 
 // An exclusive lock on the pin directory itself (flock on the dir fd).
