@@ -2,6 +2,7 @@
 
 #include <cctype>
 
+#include "common/utf8.h"
 #include "version.h"
 
 namespace skiff::cni {
@@ -50,15 +51,26 @@ int json_depth(const std::string& s) {
 
 CniError invalid(std::string msg) { return CniError{kInvalidConfig, std::move(msg), ""}; }
 
+// The value of key, or nullptr when absent. A key that is present is
+// never taken as absent: null is a wrong type like any other, not a way to
+// ask for the default.
+CniResult<const json*> member(const json& j, const char* key, json::value_t want, const char* type_name) {
+    auto it = j.find(key);
+    if (it == j.end()) return static_cast<const json*>(nullptr);
+    const bool ok = it->type() == want || (want == json::value_t::number_integer && it->is_number_integer());
+    if (!ok) return invalid(std::string("network config: '") + key + "' must be " + type_name);
+    return &*it;
+}
+
 // Reads key into out when present; a wrong type is a config error.
 CniStatus get_string(const json& j, const char* key, std::string& out, bool required = false) {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) {
+    auto v = member(j, key, json::value_t::string, "a string");
+    if (!v) return v.error();
+    if (!*v) {
         if (required) return invalid(std::string("network config: missing required key '") + key + "'");
         return {};
     }
-    if (!it->is_string()) return invalid(std::string("network config: '") + key + "' must be a string");
-    out = it->get<std::string>();
+    out = (*v)->get<std::string>();
     return {};
 }
 
@@ -76,6 +88,9 @@ CniStatus get_prefix(const json& j, const char* key, std::optional<Ipv4Prefix>& 
 }
 
 CniStatus check_path(const char* key, const std::string& p) {
+    for (char c : p)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+            return invalid(std::string("network config: '") + key + "' contains a control character (NUL, newline, ...)");
     if (p.empty() || p[0] != '/')
         return invalid(std::string("network config: '") + key + "' must be an absolute path, got '" + p + "'");
     if (p.find("/../") != std::string::npos || (p.size() >= 3 && p.compare(p.size() - 3, 3, "/..") == 0))
@@ -100,7 +115,13 @@ std::string ifname_problem(const std::string& s) {
     for (char c : s) {
         if (c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c)) || c == '\0')
             return "interface name '" + s + "' contains '/', ':' or whitespace";
+        // The kernel takes "eth%d" as a template and picks a name itself.
+        if (c == '%') return "interface name '" + s + "' contains '%'";
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+            return "interface name '" + s + "' contains a control character";
     }
+    // The name travels back in the result JSON, which can only hold UTF-8.
+    if (!valid_utf8(s)) return "interface name is not valid UTF-8";
     return "";
 }
 
@@ -124,7 +145,10 @@ CniResult<json> decode_json(const std::string& bytes) {
 CniResult<NetConf> parse_netconf(const std::string& bytes) {
     auto decoded = decode_json(bytes);
     if (!decoded) return decoded.error();
-    const json& j = *decoded;
+    return netconf_from(*decoded);
+}
+
+CniResult<NetConf> netconf_from(const json& j) {
     if (!j.is_object()) return CniError{kDecodeFailure, "config on stdin is not a JSON object", ""};
 
     NetConf c;
@@ -148,32 +172,36 @@ CniResult<NetConf> parse_netconf(const std::string& bytes) {
     if (!c.log_file.empty())
         if (auto r = check_path("logFile", c.log_file); !r) return r.error();
 
-    if (auto it = j.find("requireAgent"); it != j.end() && !it->is_null()) {
-        if (!it->is_boolean()) return invalid("network config: 'requireAgent' must be a boolean");
-        c.require_agent = it->get<bool>();
+    using T = json::value_t;
+    auto require_agent = member(j, "requireAgent", T::boolean, "a boolean");
+    if (!require_agent) return require_agent.error();
+    if (*require_agent) c.require_agent = (*require_agent)->get<bool>();
+    auto mtu = member(j, "mtu", T::number_integer, "an integer");
+    if (!mtu) return mtu.error();
+    if (*mtu) {
+        const json& m = **mtu;  // read as it is written: no value wraps
+        const bool in_range = m.is_number_unsigned() ? m.get<uint64_t>() >= 68 && m.get<uint64_t>() <= 65535
+                                                     : m.get<int64_t>() >= 68 && m.get<int64_t>() <= 65535;
+        if (!in_range) return invalid("network config: 'mtu' " + m.dump() + " is outside 68-65535");
+        c.mtu = m.get<unsigned>();
     }
-    if (auto it = j.find("mtu"); it != j.end() && !it->is_null()) {
-        if (!it->is_number_integer()) return invalid("network config: 'mtu' must be an integer");
-        auto m = it->get<long long>();
-        if (m < 68 || m > 65535) return invalid("network config: 'mtu' " + std::to_string(m) + " is outside 68-65535");
-        c.mtu = static_cast<unsigned>(m);
-    }
-    if (auto it = j.find("ipam"); it != j.end() && !it->is_null()) {
-        if (!it->is_object()) return invalid("network config: 'ipam' must be an object");
-        c.ipam = *it;
+    auto ipam = member(j, "ipam", T::object, "an object");
+    if (!ipam) return ipam.error();
+    if (*ipam) {
+        c.ipam = **ipam;
         auto t = c.ipam_type();
         if (t.empty()) return invalid("network config: 'ipam' needs a string 'type'");
         if (!valid_cni_name(t) || t.find('/') != std::string::npos)
             return invalid("network config: invalid ipam type '" + t + "'");
+        if (!c.type.empty() && t == c.type)
+            return invalid("network config: ipam type '" + t + "' is this plugin itself (a delegation loop)");
     }
-    if (auto it = j.find("dns"); it != j.end() && !it->is_null()) {
-        if (!it->is_object()) return invalid("network config: 'dns' must be an object");
-        c.dns = *it;
-    }
-    if (auto it = j.find("prevResult"); it != j.end() && !it->is_null()) {
-        if (!it->is_object()) return invalid("network config: 'prevResult' must be an object");
-        c.prev_result = *it;
-    }
+    auto dns = member(j, "dns", T::object, "an object");
+    if (!dns) return dns.error();
+    if (*dns) c.dns = **dns;
+    auto prev = member(j, "prevResult", T::object, "an object");
+    if (!prev) return prev.error();
+    if (*prev) c.prev_result = **prev;
 
     if (!c.delegated_ipam() && !c.pod_cidr)
         return invalid("network config: 'podCIDR' is required unless an 'ipam' plugin is configured");
@@ -185,10 +213,10 @@ CniResult<NetConf> parse_netconf(const std::string& bytes) {
                        c.cluster_cidr->str());
 
     for (const char* key : {"cni.dev/valid-attachments", "cni.dev/attachments"}) {
-        auto it = j.find(key);
-        if (it == j.end() || it->is_null()) continue;
-        if (!it->is_array()) return invalid(std::string("network config: '") + key + "' must be an array");
-        for (const auto& a : *it) {
+        auto list = member(j, key, json::value_t::array, "an array");
+        if (!list) return list.error();
+        if (!*list) continue;
+        for (const auto& a : **list) {
             if (!a.is_object() || !a.contains("containerID") || !a["containerID"].is_string() ||
                 !a.contains("ifname") || !a["ifname"].is_string())
                 return invalid(std::string("network config: '") + key +

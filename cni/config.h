@@ -49,6 +49,8 @@ CniResult<nlohmann::json> decode_json(const std::string& bytes);
 
 // Parse and validate a network config. Errors carry codes 1, 2, 6 or 7.
 CniResult<NetConf> parse_netconf(const std::string& bytes);
+// The same for a config already decoded by decode_json().
+CniResult<NetConf> netconf_from(const nlohmann::json& decoded);
 
 // CNI names: network names and container IDs ([a-zA-Z0-9][a-zA-Z0-9_.-]*).
 bool valid_cni_name(const std::string& s);

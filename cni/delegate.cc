@@ -35,6 +35,12 @@ std::string find_plugin(const std::string& type, const std::string& cni_path) {
     return "";
 }
 
+bool same_file(const std::string& a, const std::string& b) {
+    struct stat sa {}, sb {};
+    return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
 struct Output {
     int status = -1;
     std::string out, err;
@@ -111,10 +117,17 @@ CniResult<json> delegate(const std::string& type, const std::string& command, co
     if (exe.empty())
         return CniError{kInvalidConfig, "ipam plugin '" + type + "' not found in CNI_PATH", env.path};
 
+    if (same_file(exe, "/proc/self/exe"))
+        return CniError{kInvalidConfig, "ipam plugin '" + type + "' is skiff itself (a delegation loop)", exe};
+
     std::vector<std::string> envv;
-    for (char** e = environ; *e; ++e)
-        if (std::string_view(*e).rfind("CNI_COMMAND=", 0) != 0) envv.emplace_back(*e);
+    const std::string marker = std::string(kDelegationMarker) + "=";
+    for (char** e = environ; *e; ++e) {
+        std::string_view v(*e);
+        if (v.rfind("CNI_COMMAND=", 0) != 0 && v.rfind(marker, 0) != 0) envv.emplace_back(*e);
+    }
     envv.push_back("CNI_COMMAND=" + command);
+    envv.push_back(marker + std::to_string(::getpid()));
 
     auto r = run(exe, envv, stdin_conf);
     if (!r) return CniError{kInternal, "running ipam plugin '" + type + "' failed", r.error().message};

@@ -11,6 +11,12 @@
 
 namespace skiff::cni {
 
+// Set in a delegated plugin's environment (to the delegating skiff's pid).
+// A skiff started with it set was reached by a delegation chain that a skiff
+// began: skiff is no IPAM plugin, so that is a loop, however many other
+// plugins it went through, and it refuses (code 7) instead of recursing.
+inline constexpr const char* kDelegationMarker = "SKIFF_DELEGATED_BY";
+
 // Finds `type` in CNI_PATH and runs it. On success returns the decoded
 // stdout (null for commands without output); a plugin error is passed
 // through with its own code and message.

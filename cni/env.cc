@@ -3,6 +3,7 @@
 #include <set>
 #include <vector>
 
+#include "common/utf8.h"
 #include "config.h"
 
 namespace skiff::cni {
@@ -86,6 +87,8 @@ CniResult<Env> parse_env(const Getenv& getenv) {
     if (auto p = ifname_problem(env.ifname); !p.empty()) return env_error("CNI_IFNAME: " + p);
     if (!env.netns.empty() && env.netns[0] != '/')
         return env_error("CNI_NETNS '" + env.netns + "' is not an absolute path");
+    // The result names the netns as the interface's sandbox: JSON, UTF-8.
+    if (!valid_utf8(env.netns)) return env_error("CNI_NETNS is not valid UTF-8");
     if (auto r = parse_args(env); !r) return r.error();
     return env;
 }

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -11,13 +12,14 @@
 #include <cstring>
 #include <functional>
 #include <iostream>
-#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "bpf/datapath.h"
+#include "bpf/pins.h"
 #include "common/log.h"
+#include "config.h"
 #include "plugin.h"
 
 namespace {
@@ -86,18 +88,41 @@ skiff::Status spawn_detached(const std::function<void()>& job) {
     return skiff::ok();
 }
 
-}  // namespace
+bool is_stdout(const std::string& path) {
+    struct stat out {}, st {};
+    return ::fstat(STDOUT_FILENO, &out) == 0 && ::stat(path.c_str(), &st) == 0 && out.st_dev == st.st_dev &&
+           out.st_ino == st.st_ino;
+}
 
-int main() {
+int run() {
     skiff::log::set_prefix("skiff");
-    std::string input((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+    // A byte past the limit is enough to refuse the config: never more.
+    std::string input(skiff::cni::kMaxConfigBytes + 1, '\0');
+    std::cin.read(input.data(), static_cast<std::streamsize>(input.size()));
+    input.resize(static_cast<size_t>(std::cin.gcount()));
     auto pod_network = skiff::cni::make_netlink_pod_network();
     skiff::cni::Deps deps;
     deps.datapath = [](const std::string& pin) { return skiff::make_bpf_datapath(pin); };
     deps.pod_network = pod_network.get();
     deps.fault = fault;
     deps.background = spawn_detached;
+    deps.is_stdout = is_stdout;
+    deps.pin_dir_problem = skiff::bpf::pin_dir_problem;
     auto out = skiff::cni::run_plugin([](const char* k) { return std::getenv(k); }, input, deps);
     if (!out.stdout_text.empty()) std::cout << out.stdout_text << std::flush;
     return out.exit_code;
+}
+
+}  // namespace
+
+int main() {
+    try {
+        return run();
+    } catch (...) {
+        // Only what run_plugin itself could not report (no memory left for
+        // the error object, say) arrives here: a fixed answer, no allocation.
+        static const char kFatal[] = "{\"cniVersion\":\"1.1.0\",\"code\":999,\"msg\":\"internal error\"}\n";
+        (void)!::write(STDOUT_FILENO, kFatal, sizeof(kFatal) - 1);
+        return 1;
+    }
 }

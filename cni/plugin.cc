@@ -45,7 +45,7 @@ CniResult<Ipv4> ipam_add(Ctx& c, const ipam::Owner& owner) {
         if (e.code == EAGAIN) return CniError{kTryAgain, "IPAM busy, try again", e.message};
         return CniError{kIoFailure, "IPAM allocation failed", e.message};
     }
-    auto out = c.deps.delegate(c.conf.ipam_type(), "ADD", c.env, c.conf.raw.dump());
+    auto out = c.deps.delegate(c.conf.ipam_type(), "ADD", c.env, wire(c.conf.raw));
     if (!out) return out.error();
     auto res = parse_result(*out);
     if (!res) return res.error();
@@ -55,8 +55,8 @@ CniResult<Ipv4> ipam_add(Ctx& c, const ipam::Owner& owner) {
         if (p) return p->addr();
     }
     // The plugin leased something we cannot use: give it back.
-    (void)c.deps.delegate(c.conf.ipam_type(), "DEL", c.env, c.conf.raw.dump());
-    return CniError{kInternal, "ipam plugin '" + c.conf.ipam_type() + "' returned no IPv4 address", out->dump()};
+    (void)c.deps.delegate(c.conf.ipam_type(), "DEL", c.env, wire(c.conf.raw));
+    return CniError{kInternal, "ipam plugin '" + c.conf.ipam_type() + "' returned no IPv4 address", wire(*out)};
 }
 
 CniStatus ipam_del(Ctx& c, const ipam::Owner& owner) {
@@ -66,7 +66,7 @@ CniStatus ipam_del(Ctx& c, const ipam::Owner& owner) {
         if (auto r = a->release(owner); !r) return CniError{kIoFailure, "IPAM release failed", r.error().message};
         return {};
     }
-    auto out = c.deps.delegate(c.conf.ipam_type(), "DEL", c.env, c.conf.raw.dump());
+    auto out = c.deps.delegate(c.conf.ipam_type(), "DEL", c.env, wire(c.conf.raw));
     if (!out) return out.error();
     return {};
 }
@@ -248,29 +248,29 @@ PluginOutput emit_error(const CniError& e, const std::string& version) {
     log::error(e.msg + (e.details.empty() ? "" : " (" + e.details + ")"));
     // Non-zero exit; the code itself travels in the JSON.
     int rc = (e.code >= 1 && e.code <= 255) ? e.code : 1;
-    return PluginOutput{rc, error_to_json(e, version).dump() + "\n"};
+    return PluginOutput{rc, wire(error_to_json(e, version)) + "\n"};
 }
 
-PluginOutput cmd_version(const std::string& stdin_text) {
+PluginOutput cmd_version(const CniResult<json>& decoded, bool has_stdin) {
     std::string version(kLatestVersion);
-    if (!stdin_text.empty()) {
-        auto j = decode_json(stdin_text);
-        if (!j) return emit_error(j.error(), version);
-        if (j->is_object() && j->contains("cniVersion") && (*j)["cniVersion"].is_string()) {
-            auto v = (*j)["cniVersion"].get<std::string>();
+    if (has_stdin) {
+        if (!decoded) return emit_error(decoded.error(), version);
+        if (decoded->is_object() && decoded->contains("cniVersion") && (*decoded)["cniVersion"].is_string()) {
+            auto v = (*decoded)["cniVersion"].get<std::string>();
             if (version_supported(v)) version = v;
         }
     }
     json out = {{"cniVersion", version}, {"supportedVersions", json::array()}};
     for (auto v : kSupportedVersions) out["supportedVersions"].push_back(std::string(v));
-    return PluginOutput{0, out.dump() + "\n"};
+    return PluginOutput{0, wire(out) + "\n"};
 }
 
 // Errors answer in the config's version when it is readable and supported.
-std::string config_version(const std::string& stdin_text) {
-    auto j = decode_json(stdin_text);
-    if (!j || !j->is_object() || !j->contains("cniVersion") || !(*j)["cniVersion"].is_string()) return "";
-    auto v = (*j)["cniVersion"].get<std::string>();
+std::string config_version(const CniResult<json>& decoded) {
+    if (!decoded || !decoded->is_object()) return "";
+    auto it = decoded->find("cniVersion");
+    if (it == decoded->end() || !it->is_string()) return "";
+    auto v = it->get<std::string>();
     return version_supported(v) ? v : "";
 }
 
@@ -283,21 +283,38 @@ bool command_allowed(Command cmd, const std::string& version) {
     }
 }
 
-}  // namespace
+// What the request may not do before any work starts: every check that
+// looks outside the config itself. Code 7: the config asks for it.
+CniStatus check_request(const NetConf& conf, Deps& deps) {
+    if (deps.is_stdout && !conf.log_file.empty() && deps.is_stdout(conf.log_file))
+        return CniError{kInvalidConfig, "network config: 'logFile' " + conf.log_file +
+                                            " is the plugin's stdout, which carries the result alone", ""};
+    if (auto p = deps.pin_dir_problem ? deps.pin_dir_problem(conf.pin_path) : ""; !p.empty())
+        return CniError{kInvalidConfig, "network config: 'pinPath': " + p, ""};
+    return {};
+}
 
-PluginOutput run_plugin(const Getenv& getenv, const std::string& stdin_text, Deps& deps) {
+PluginOutput run_checked(const Getenv& getenv, const std::string& stdin_text, Deps& deps) {
     if (!deps.delegate) deps.delegate = delegate;
+    // stdin is decoded once, here; everything after works on the result.
+    const auto decoded = decode_json(stdin_text);
     auto env = parse_env(getenv);
-    if (!env) return emit_error(env.error(), config_version(stdin_text));
-    if (env->command == Command::Version) return cmd_version(stdin_text);
+    if (!env) return emit_error(env.error(), config_version(decoded));
+    if (env->command == Command::Version) return cmd_version(decoded, !stdin_text.empty());
+    if (const char* by = getenv(kDelegationMarker); by && *by)
+        return emit_error(CniError{kInvalidConfig, "delegation loop: skiff was run as an IPAM plugin by a chain that "
+                                                   "skiff itself started (" + std::string(by) + ")", ""},
+                          config_version(decoded));
 
-    auto conf = parse_netconf(stdin_text);
-    if (!conf) return emit_error(conf.error(), config_version(stdin_text));
-    if (!conf->log_file.empty()) log::set_file(conf->log_file);
+    if (!decoded) return emit_error(decoded.error(), "");
+    auto conf = netconf_from(*decoded);
+    if (!conf) return emit_error(conf.error(), config_version(decoded));
     if (!command_allowed(env->command, conf->cni_version))
         return emit_error(CniError{kIncompatibleVersion, env->command_name + " is not supported in CNI version " +
                                                              conf->cni_version, ""},
                           conf->cni_version);
+    if (auto s = check_request(*conf, deps); !s) return emit_error(s.error(), conf->cni_version);
+    if (!conf->log_file.empty()) log::set_file(conf->log_file);
 
     detail::Ctx ctx(*env, *conf, deps);
     CniStatus st;
@@ -305,7 +322,7 @@ PluginOutput run_plugin(const Getenv& getenv, const std::string& stdin_text, Dep
         case Command::Add: {
             auto r = detail::cmd_add(ctx);
             if (!r) return emit_error(r.error(), conf->cni_version);
-            return PluginOutput{0, r->dump() + "\n"};
+            return PluginOutput{0, wire(*r) + "\n"};
         }
         case Command::Del: st = detail::cmd_del(ctx); break;
         case Command::Check: st = detail::cmd_check(ctx); break;
@@ -315,6 +332,19 @@ PluginOutput run_plugin(const Getenv& getenv, const std::string& stdin_text, Dep
     }
     if (!st) return emit_error(st.error(), conf->cni_version);
     return PluginOutput{0, ""};
+}
+
+}  // namespace
+
+PluginOutput run_plugin(const Getenv& getenv, const std::string& stdin_text, Deps& deps) {
+    // Whatever happens, the runtime gets one error object and an exit code.
+    try {
+        return run_checked(getenv, stdin_text, deps);
+    } catch (const std::exception& e) {
+        return emit_error(CniError{kInternal, "internal error", e.what()}, "");
+    } catch (...) {
+        return emit_error(CniError{kInternal, "internal error", "unknown exception"}, "");
+    }
 }
 
 }  // namespace skiff::cni

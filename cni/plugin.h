@@ -27,6 +27,12 @@ struct Deps {
     // Runs job in a process that outlives the plugin (DEL deletes the host
     // veth there); returns once it started. Unset: job runs inline.
     std::function<Status(const std::function<void()>& job)> background;
+    // Why a pin path cannot hold the datapath, or "" (looks, creates
+    // nothing). Unset: every path will do.
+    std::function<std::string(const std::string& pin_path)> pin_dir_problem;
+    // Whether path is the file our stdout writes to (a logFile there would
+    // put log lines before the result). Unset: never.
+    std::function<bool(const std::string& path)> is_stdout;
 };
 
 struct PluginOutput {
@@ -34,6 +40,7 @@ struct PluginOutput {
     std::string stdout_text;  // result or error JSON; empty when nothing to print
 };
 
+// Never throws: any failure, an unexpected one too, is an error object.
 PluginOutput run_plugin(const Getenv& getenv, const std::string& stdin_text, Deps& deps);
 
 }  // namespace skiff::cni

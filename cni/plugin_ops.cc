@@ -108,7 +108,7 @@ CniStatus cmd_gc(Ctx& c) {
         }
     } else {
         // Let the IPAM plugin collect too; older plugins may not know GC.
-        if (auto r = c.deps.delegate(c.conf.ipam_type(), "GC", c.env, c.conf.raw.dump()); !r)
+        if (auto r = c.deps.delegate(c.conf.ipam_type(), "GC", c.env, wire(c.conf.raw)); !r)
             log::warn("GC: ipam plugin: " + r.error().msg);
     }
     if (first_err) return *first_err;

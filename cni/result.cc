@@ -1,5 +1,7 @@
 #include "result.h"
 
+#include <limits>
+
 #include "version.h"
 
 namespace skiff::cni {
@@ -12,10 +14,19 @@ CniError bad(const std::string& what) {
     return CniError{kDecodeFailure, "cannot decode result: " + what, ""};
 }
 
+// An integer field that fits an int; anything else is absent, as a field of
+// another type is, never a wrapped value.
 std::optional<int> opt_int(const json& j, const char* key) {
     auto it = j.find(key);
     if (it == j.end() || !it->is_number_integer()) return std::nullopt;
-    return it->get<int>();
+    if (it->is_number_unsigned()) {
+        auto v = it->get<uint64_t>();
+        if (v > static_cast<uint64_t>(std::numeric_limits<int>::max())) return std::nullopt;
+        return static_cast<int>(v);
+    }
+    auto v = it->get<int64_t>();
+    if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max()) return std::nullopt;
+    return static_cast<int>(v);
 }
 
 std::string opt_str(const json& j, const char* key) {
@@ -118,5 +129,7 @@ json error_to_json(const CniError& e, const std::string& version) {
     if (!e.details.empty()) o["details"] = e.details;
     return o;
 }
+
+std::string wire(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 }  // namespace skiff::cni

@@ -51,4 +51,9 @@ CniResultModel merge_results(CniResultModel prev, const CniResultModel& ours);
 
 nlohmann::json error_to_json(const CniError& e, const std::string& version);
 
+// The one way JSON leaves the plugin (stdout, state files, a delegated
+// plugin's stdin): bytes that are not UTF-8 (an environment variable, a
+// delegate's stderr) become U+FFFD instead of throwing.
+std::string wire(const nlohmann::json& j);
+
 }  // namespace skiff::cni

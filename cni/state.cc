@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/files.h"
+#include "result.h"
 
 namespace skiff::cni {
 
@@ -22,7 +23,7 @@ Status StateStore::save(const AttachmentState& a) {
               {"hostVeth", a.host_veth},       {"ip", a.ip},           {"ipamDelegated", a.ipam_delegated},
               {"podNamespace", a.pod_namespace}, {"podName", a.pod_name}, {"podUID", a.pod_uid},
               {"phase", a.phase}};
-    return write_file_atomic(path(a.container_id, a.ifname), j.dump() + "\n");
+    return write_file_atomic(path(a.container_id, a.ifname), wire(j) + "\n");
 }
 
 static std::optional<AttachmentState> decode(const std::string& s) {
@@ -53,11 +54,15 @@ Result<std::optional<AttachmentState>> StateStore::load(const std::string& cid, 
     return decode(*s);
 }
 
+// State files are written without a shared lock: only the temporary files
+// of writers that are gone are safe to take.
 Status StateStore::remove(const std::string& cid, const std::string& ifname) {
+    remove_temp_files(dir_ + "/attachments", TempFiles::OfDeadWriters);
     return remove_file(path(cid, ifname));
 }
 
 Result<std::vector<AttachmentState>> StateStore::list() {
+    remove_temp_files(dir_ + "/attachments", TempFiles::OfDeadWriters);
     SKIFF_ASSIGN_OR_RETURN(auto names, list_dir(dir_ + "/attachments"));
     std::vector<AttachmentState> out;
     for (const auto& n : names) {

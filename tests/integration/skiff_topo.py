@@ -134,6 +134,11 @@ class Node:
             return []
         return sorted(f for f in os.listdir(d) if f.count(".") == 3 and "tmp" not in f)
 
+    def temp_files(self):
+        """Temporary files of atomic writes (<name>.tmp.<pid>.<n>) in the state dir."""
+        d = os.path.join(self.state, "networks", self.network)
+        return sorted(os.path.join(r, f) for r, _, fs in os.walk(d) for f in fs if ".tmp." in f)
+
     def attachments(self):
         d = os.path.join(self.state, "networks", self.network, "attachments")
         return sorted(os.listdir(d)) if os.path.isdir(d) else []
@@ -161,7 +166,7 @@ class Node:
     def leftovers(self):
         """Per-attachment state that must be gone once every pod is deleted."""
         return {"veths": self.skiff_veths(), "routes": self.pod_routes(), "leases": self.leases(),
-                "attachments": self.attachments(), "endpoints": self.endpoints()}
+                "attachments": self.attachments(), "endpoints": self.endpoints(), "temp": self.temp_files()}
 
 
 class Pod:

@@ -10,7 +10,7 @@ import subprocess
 from cluster_topo import wait_for
 from skiff_topo import CNI_PATH, SKIFF
 
-NOTHING = {"veths": [], "routes": [], "leases": [], "attachments": [], "endpoints": []}
+NOTHING = {"veths": [], "routes": [], "leases": [], "attachments": [], "endpoints": [], "temp": []}
 GENEROUS = 60  # seconds: a bounded wait, not a speed check
 
 

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from skiff_topo import sh
+from skiff_topo import CNI_PATH, SKIFF, sh
 from test_cni_del import NOTHING, settled_leftovers
 
 
@@ -114,14 +114,15 @@ def test_status(node):
     assert rc != 0 and out["code"] == 50 and "exhausted" in out["msg"]
 
 
-def test_status_not_ready_when_bpffs_unusable(node, tmp_path):
+def test_status_refuses_a_pin_path_off_bpffs(node, tmp_path):
     node.cni_version = "1.1.0"
-    # A pin path on a regular file system cannot hold BPF objects.
+    # A pin path on a regular file system cannot hold BPF objects: the
+    # config is wrong (7), not the node unready (50).
     blocker = tmp_path / "file"
     blocker.write_text("x")
     conf = node.conf(pinPath=str(blocker / "pins"))
     rc, out, _ = node.cni("STATUS", container_id=None, netns=None, ifname=None, conf=conf)
-    assert rc != 0 and out["code"] == 50
+    assert rc != 0 and out["code"] == 7 and "pinPath" in out["msg"], out
 
 
 @pytest.mark.parametrize("version", ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
@@ -194,18 +195,29 @@ def test_delegated_ipam_host_local(node, tmp_path):
     assert [f for f in os.listdir(hl_dir) if f.startswith("10.")] == []
 
 
-def test_mounts_bpffs_where_none_is_mounted(node, tmp_path):
-    mnt = tmp_path / "bpf"
-    pin = mnt / "skiff"
-    try:
-        pod_ns = node.topo.pod_ns()
-        conf = node.conf(pinPath=str(pin))
-        rc, out, err = node.cni("ADD", container_id="mnt", netns=f"/run/netns/{pod_ns}", conf=conf)
-        assert rc == 0, (out, err)
-        fstype = subprocess.run(["stat", "-f", "-c", "%T", str(mnt)], capture_output=True, text=True).stdout.strip()
-        assert fstype == "bpf_fs"
-        assert "skiff_endpoints" in os.listdir(pin)
-        rc, out, err = node.cni("DEL", container_id="mnt", netns=f"/run/netns/{pod_ns}", conf=conf)
-        assert rc == 0, (out, err)
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
+def test_mounts_bpffs_at_its_home_where_none_is_mounted(node, tmp_path):
+    """With nothing mounted at /sys/fs/bpf (in a private mount namespace, so
+    the machine's bpffs is untouched), ADD mounts bpffs there and works."""
+    pod_ns = node.topo.pod_ns()
+    conf = tmp_path / "conf.json"
+    conf.write_text(json.dumps(node.conf()))
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "CNI_CONTAINERID": "mnt",
+           "CNI_NETNS": f"/run/netns/{pod_ns}", "CNI_IFNAME": "eth0", "CNI_PATH": CNI_PATH}
+    script = f"""
+set -e
+umount /sys/fs/bpf
+test "$(stat -f -c %T /sys/fs/bpf)" != bpf_fs
+CNI_COMMAND=ADD nsenter --net=/run/netns/{node.ns} -- {SKIFF} < {conf} > {tmp_path}/add.json
+stat -f -c %T /sys/fs/bpf > {tmp_path}/fstype
+ls {node.pin} > {tmp_path}/pins
+CNI_COMMAND=DEL nsenter --net=/run/netns/{node.ns} -- {SKIFF} < {conf}
+"""
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, (r.stdout, r.stderr, (tmp_path / "add.json").read_text()
+                               if (tmp_path / "add.json").exists() else "")
+    assert json.loads((tmp_path / "add.json").read_text())["ips"]
+    assert (tmp_path / "fstype").read_text().strip() == "bpf_fs"
+    assert "skiff_endpoints" in (tmp_path / "pins").read_text().split()
+    # The machine's own bpffs never saw any of it.
+    assert not os.path.exists(node.pin) or os.listdir(node.pin) == []

@@ -93,17 +93,39 @@ TEST(ParseNetconf, LegacyAttachmentsKeyIsAccepted) {
     EXPECT_EQ(r->valid_attachments[0].container_id, "c9");
 }
 
-TEST(ParseNetconf, NullValuesMeanAbsent) {
+TEST(ParseNetconf, NullIsAWrongTypeNotTheDefault) {
+    for (const char* key : {"mtu", "dns", "prevResult", "ipam", "logFile", "stateDir", "pinPath", "podCIDR",
+                            "clusterCIDR", "requireAgent", "type", "cni.dev/valid-attachments",
+                            "cni.dev/attachments"}) {
+        json j = base();
+        j[key] = nullptr;
+        auto r = parse(j);
+        ASSERT_FALSE(r.ok()) << key;
+        EXPECT_EQ(r.error().code, kInvalidConfig) << key;
+        EXPECT_NE(r.error().msg.find(key), std::string::npos) << r.error().msg;
+    }
+}
+
+TEST(ParseNetconf, ControlCharactersInPathsAreRefused) {
+    for (const char* key : {"stateDir", "pinPath", "logFile"})
+        for (const std::string& bad : {std::string("/tmp/a\nb"), std::string("/tmp/a\0b", 8), std::string("/tmp/\x7f"),
+                                       std::string("/tmp/a\rb")}) {
+            json j = base();
+            j[key] = bad;
+            auto r = parse(j);
+            ASSERT_FALSE(r.ok()) << key;
+            EXPECT_EQ(r.error().code, kInvalidConfig);
+            EXPECT_NE(r.error().msg.find("control character"), std::string::npos) << r.error().msg;
+        }
+}
+
+TEST(ParseNetconf, IpamTypeOfThePluginItselfIsALoop) {
     json j = base();
-    j["mtu"] = nullptr;
-    j["dns"] = nullptr;
-    j["prevResult"] = nullptr;
-    j["ipam"] = nullptr;
-    j["logFile"] = nullptr;
+    j["ipam"] = {{"type", "skiff"}};
     auto r = parse(j);
-    ASSERT_TRUE(r.ok()) << r.error().msg;
-    EXPECT_EQ(r->mtu, 1500u);
-    EXPECT_FALSE(r->delegated_ipam());
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, kInvalidConfig);
+    EXPECT_NE(r.error().msg.find("loop"), std::string::npos);
 }
 
 TEST(ParseNetconf, WrongTypesAreConfigErrors) {

@@ -157,6 +157,29 @@ TEST(ParseEnv, IfnameRules) {
     }
 }
 
+TEST(ParseEnv, IfnamesTheKernelOrJsonWouldChange) {
+    // "%d" is a kernel name template; control characters and bytes that are
+    // not UTF-8 cannot come back unchanged in the result.
+    for (const std::string& bad : {std::string("eth%d"), std::string("%"), std::string("et\x01h"),
+                                   std::string("eth\x7f"), std::string("et\xff"), std::string("\xc3("),
+                                   std::string("\xed\xa0\x80"), std::string("\xf0\x82\x82\xac")}) {
+        for (const char* cmd : {"ADD", "DEL", "CHECK"}) {
+            auto e = full(cmd);
+            e.vars["CNI_IFNAME"] = bad;
+            EXPECT_EQ(code_of(e), kInvalidEnv) << cmd;
+        }
+    }
+    auto e = full("ADD");
+    e.vars["CNI_IFNAME"] = "n\xc3\xa9t0";  // UTF-8 is fine
+    EXPECT_EQ(code_of(e), 0);
+}
+
+TEST(ParseEnv, NetnsThatIsNotUtf8) {
+    auto e = full("ADD");
+    e.vars["CNI_NETNS"] = "/run/netns/\xff";
+    EXPECT_EQ(code_of(e), kInvalidEnv);
+}
+
 TEST(ParseEnv, NetnsMustBeAbsolute) {
     auto e = full("ADD");
     e.vars["CNI_NETNS"] = "var/run/netns/x";
