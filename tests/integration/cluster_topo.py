@@ -62,6 +62,7 @@ class Cluster:
         self.source = os.path.join(topo.tmp, "cluster.json")
         self.lease_ttl = lease_ttl
         self.socket_lb_cgroup = None
+        self.agent_extra = {}  # more agent config keys, e.g. {"maxObjects": 10}
         self.etcd_prefix = "/skiff-" + os.path.basename(topo.tmp)
         if etcd:
             in_ns(self.underlay, "ip", "addr", "add", "192.168.1.1/24", "dev", "br0")
@@ -92,6 +93,7 @@ class Cluster:
                "listen": "127.0.0.1:9964", "resyncSeconds": 2, "source": {"file": self.source}}
         if self.socket_lb_cgroup:
             cfg["socketLBCgroup"] = self.socket_lb_cgroup
+        cfg.update(self.agent_extra)
         if self.etcd:
             cfg["source"] = {"etcd": {"endpoints": [self.etcd.url], "prefix": self.etcd_prefix,
                                       "leaseTTL": self.lease_ttl}}

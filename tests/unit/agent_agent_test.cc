@@ -175,8 +175,9 @@ protected:
         c.file_source = tmp + "/cluster.json";
         return c;
     }
-    void make_agent(unsigned resync_seconds = 3600) {
-        agent = std::make_unique<Agent>(config(resync_seconds), std::make_unique<FakeSource>(script),
+    void make_agent(unsigned resync_seconds = 3600) { make_agent_with(config(resync_seconds)); }
+    void make_agent_with(AgentConfig c) {
+        agent = std::make_unique<Agent>(std::move(c), std::make_unique<FakeSource>(script),
                                         std::make_unique<FakeNodeTable>(tables),
                                         std::make_unique<FakeRouteTable>(tables));
     }
@@ -450,6 +451,91 @@ TEST_F(AgentTest, MetricsCounters) {
     EXPECT_EQ(metric(m, kMapUp), 3) << "an unchanged pass writes nothing";
     EXPECT_EQ(metric(m, kRouteUp), 2);
     EXPECT_EQ(metric(m, "skiff_agent_reconcile_duration_seconds_count"), 2);
+}
+
+ClusterSpec with_services(ClusterSpec c, int n) {
+    for (int i = 0; i < n; ++i)
+        c.services.add(json{{"kind", "Service"},
+                            {"metadata", {{"namespace", "flood"}, {"name", "s" + std::to_string(i)}}},
+                            {"spec", {{"clusterIP", "None"}}}});
+    return c;
+}
+
+// A snapshot with more objects than maxObjects is not applied: what is
+// programmed stays, health and metrics say why, and one under the limit is
+// applied again.
+TEST_F(AgentTest, SnapshotOverMaxObjectsIsRefusedAndTheStateKept) {
+    AgentConfig c = config(1);
+    c.max_objects = 6;
+    make_agent_with(c);
+    script.snapshot(with_services(three_nodes(), 3));  // 6: at the limit, taken
+    agent->tick();
+    ASSERT_TRUE(agent->healthy());
+    auto node_ips = [&] {
+        std::map<Ipv4Prefix, std::pair<uint32_t, uint32_t>> out;
+        for (const auto& [cidr, info] : tables.entries) out[cidr] = {info.node_ip, info.flags};
+        return out;
+    };
+    auto entries = node_ips();
+    auto routes = tables.routes;
+    int w = writes();
+
+    // node-c moves and the services grow past the limit: nothing of it is applied.
+    script.snapshot(with_services(three_nodes("192.168.50.99"), 4));
+    agent->tick();
+    EXPECT_EQ(writes(), w) << "a snapshot over maxObjects was applied";
+    EXPECT_EQ(node_ips(), entries);
+    EXPECT_EQ(tables.routes, routes);
+    EXPECT_FALSE(agent->healthy());
+    json h = health("/healthz", 503);
+    const std::string why = h.value("objectLimitError", "");
+    EXPECT_NE(why.find("7 objects"), std::string::npos) << h.dump();
+    EXPECT_NE(why.find("maxObjects 6"), std::string::npos) << h.dump();
+    EXPECT_NE(why.find("not applied"), std::string::npos) << h.dump();
+    EXPECT_EQ(h["objects"], 7);
+    EXPECT_EQ(h["maxObjects"], 6);
+    EXPECT_EQ(h["podCIDR"], "10.244.1.0/24") << "the programmed state is still reported";
+    std::string m = agent->metrics_text();
+    EXPECT_EQ(metric(m, "skiff_agent_source_over_limit"), 1);
+    EXPECT_EQ(metric(m, "skiff_agent_snapshots_refused_total"), 1);
+    EXPECT_EQ(metric(m, "skiff_agent_source_objects"), 7);
+    EXPECT_EQ(metric(m, "skiff_agent_max_objects"), 6);
+
+    // A resync meanwhile repairs drift from the last snapshot taken.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    tables.routes.erase(pfx("10.244.2.0/24"));
+    agent->tick();  // unchanged source, resync due
+    EXPECT_EQ(tables.routes, routes) << "the resync must use the last snapshot taken";
+    EXPECT_EQ(node_ips(), entries);
+    health("/healthz", 503);
+
+    // Back under the limit: applied, healthy again.
+    script.snapshot(with_services(three_nodes("192.168.50.99"), 2));
+    agent->tick();
+    EXPECT_TRUE(agent->healthy());
+    h = health("/healthz", 200);
+    EXPECT_EQ(h["objectLimitError"], "");
+    EXPECT_EQ(h["objects"], 5);
+    EXPECT_EQ(tables.routes[pfx("10.244.3.0/24")], ip("192.168.50.99"));
+    m = agent->metrics_text();
+    EXPECT_EQ(metric(m, "skiff_agent_source_over_limit"), 0);
+    EXPECT_EQ(metric(m, "skiff_agent_snapshots_refused_total"), 1);
+}
+
+TEST_F(AgentTest, ShrinkingALotGivesMemoryBack) {
+    make_agent();
+    script.snapshot(with_services(three_nodes(), 3000));
+    agent->tick();
+    EXPECT_EQ(metric(agent->metrics_text(), "skiff_agent_memory_trims_total"), 0);
+    script.snapshot(with_services(three_nodes(), 2000));  // not by half: kept
+    agent->tick();
+    EXPECT_EQ(metric(agent->metrics_text(), "skiff_agent_memory_trims_total"), 0);
+    script.snapshot(three_nodes());
+    agent->tick();
+    EXPECT_EQ(metric(agent->metrics_text(), "skiff_agent_memory_trims_total"), 1);
+    script.snapshot(three_nodes());
+    agent->tick();
+    EXPECT_EQ(metric(agent->metrics_text(), "skiff_agent_memory_trims_total"), 1) << "only after a shrink";
 }
 
 TEST_F(AgentTest, ConflistContent) {

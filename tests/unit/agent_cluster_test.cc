@@ -374,6 +374,32 @@ TEST(PlanNodesTest, ProgrammedClaimWinsOverNewcomerThatSortsFirst) {
     EXPECT_TRUE(any_problem_mentions(p, {"alpha-newcomer", "zeta"})) << all_problems(p);
 }
 
+TEST(PlanNodesTest, WithoutAProgrammedClaimTheOlderNodeWinsThenName) {
+    auto spec = cluster({node("alpha-newer", "192.168.50.1", {"10.244.1.0/24"}),
+                         node("zeta-older", "192.168.50.26", {"10.244.1.0/24"}),
+                         node("beta-undated", "192.168.50.2", {"10.244.1.0/24"})});
+    spec.nodes[0].created = 2000;
+    spec.nodes[1].created = 1000;
+    Plan p = plan_nodes(spec, "x", kCluster, {});
+    ASSERT_EQ(p.routes.size(), 1u);
+    EXPECT_EQ(p.routes[0].node, "zeta-older");
+    EXPECT_EQ(p.conflicts, 2u);
+    // Programmed beats older.
+    std::map<Ipv4Prefix, Ipv4> current = {{pfx("10.244.1.0/24"), ip("192.168.50.1")}};
+    p = plan_nodes(spec, "x", kCluster, current);
+    ASSERT_EQ(p.routes.size(), 1u);
+    EXPECT_EQ(p.routes[0].node, "alpha-newer");
+    // From the List's creationTimestamp.
+    auto parsed = parse_kube_list(R"({"kind": "List", "items": [
+        {"kind": "Node", "metadata": {"name": "a", "creationTimestamp": "2024-05-01T10:00:00Z"}},
+        {"kind": "Node", "metadata": {"name": "b"}}]})");
+    ASSERT_TRUE(parsed.ok());
+    EXPECT_EQ(parsed->nodes[0].created,
+              creation_time(nlohmann::json{{"metadata", {{"creationTimestamp", "2024-05-01T10:00:00Z"}}}}));
+    EXPECT_TRUE(parsed->nodes[0].created.has_value());
+    EXPECT_FALSE(parsed->nodes[1].created.has_value());
+}
+
 TEST(PlanNodesTest, ProgrammedNarrowClaimWinsOverWiderNewcomer) {
     auto spec = cluster({node("alpha-newcomer", "192.168.50.1", {"10.244.0.0/23"}),
                          node("zeta", "192.168.50.26", {"10.244.1.0/24"})});

@@ -77,6 +77,21 @@ TEST(AgentConfigTest, NullOptionalKeysKeepDefaults) {
     EXPECT_EQ(c->listen, "127.0.0.1:9964");
 }
 
+TEST(AgentConfigTest, MaxObjects) {
+    auto c = parse(base());
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    EXPECT_EQ(c->max_objects, 50000u);
+    json j = base();
+    j["maxObjects"] = 200000;
+    c = parse(j);
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    EXPECT_EQ(c->max_objects, 200000u);
+    for (json bad : {json(0), json(-1), json(10000001), json("5"), json(1.5)}) {
+        j["maxObjects"] = bad;
+        expect_rejected(j, "maxObjects");
+    }
+}
+
 TEST(AgentConfigTest, NotAJsonObject) {
     for (const char* text : {"", "{", "not json", "[]", "42", "\"x\"", "null"}) {
         auto c = parse_agent_config(text);

@@ -1,6 +1,7 @@
 // Planning services across snapshots: ServicePlanner
 // (userspace/agent/services.cc). Whatever the history of snapshots, its plan
-// must equal plan_services() on the latest one, and its deltas, applied in
+// must equal plan_services() on the latest one (given the frontends it held
+// before), and its deltas, applied in
 // turn, must rebuild that plan; a change must only touch what it changed.
 #include "agent/services.h"
 
@@ -14,6 +15,8 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+
+#include "agent_objects.h"
 
 namespace skiff::agent {
 namespace {
@@ -53,23 +56,6 @@ std::vector<ServicePort> ports_of(const std::map<L4Addr, ServicePort>& m) {
     return v;
 }
 
-// A source that keeps pointers of unchanged objects, as the file and etcd
-// sources do.
-struct Objects {
-    std::map<std::string, json> services, slices;
-    ClusterSpec prev;
-    ClusterSpec snapshot() {
-        ClusterSpec c;
-        for (const auto& [k, j] : services) c.services.add(j);
-        for (const auto& [k, j] : slices) c.endpoint_slices.add(j);
-        c.services.reuse_unchanged(prev.services);
-        c.endpoint_slices.reuse_unchanged(prev.endpoint_slices);
-        c.number_after(prev);
-        prev = c;
-        return c;
-    }
-};
-
 TEST(ServicePlannerTest, OneChangedSliceGivesADeltaOfItsFrontendOnly) {
     Objects o;
     for (int i = 0; i < 200; ++i) {
@@ -100,7 +86,7 @@ TEST(ServicePlannerTest, OneChangedSliceGivesADeltaOfItsFrontendOnly) {
     EXPECT_EQ(p.frontends(), 199u);
 }
 
-TEST(ServicePlannerTest, FreedFrontendGoesToTheNextServiceInNameOrder) {
+TEST(ServicePlannerTest, FreedFrontendGoesToTheNextClaimantButHeldOnesStay) {
     Objects o;
     o.services["a"] = service("a", "10.96.0.1", {80, 81});
     o.services["b"] = service("b", "10.96.0.1", {81, 82});  // loses 81 to a: skipped whole
@@ -113,16 +99,26 @@ TEST(ServicePlannerTest, FreedFrontendGoesToTheNextServiceInNameOrder) {
     EXPECT_EQ(m.begin()->second.name, "ns/a:p80");
     ASSERT_EQ(p.problems().size(), 1u);
     EXPECT_NE(p.problems()[0].find("ns/b"), std::string::npos) << p.problems()[0];
-    // a goes: b now wins 81 and 82, so c loses 82 - a change to a reaches c.
+    // a goes: b would now get 81 and 82 by name, but c holds 82, so c keeps
+    // it and b stays out - a change to a reaches c, and leaves it alone.
+    FrontendOwners held = p.owners();
     o.services.erase("a");
     apply_delta(m, p.update(o.snapshot(), {}));
-    auto want = plan_services(o.snapshot());
+    auto want = plan_services(o.snapshot(), {}, held);
     EXPECT_EQ(ports_of(m), want.ports);
     EXPECT_EQ(p.problems(), want.problems);
+    ASSERT_EQ(m.size(), 1u);
+    EXPECT_EQ(m.begin()->second.name, "ns/c:p82");
+    ASSERT_EQ(p.problems().size(), 1u);
+    EXPECT_NE(p.problems()[0].find("Service ns/b"), std::string::npos) << p.problems()[0];
+    // c goes too: b takes both.
+    held = p.owners();
+    o.services.erase("c");
+    apply_delta(m, p.update(o.snapshot(), {}));
+    EXPECT_EQ(ports_of(m), plan_services(o.snapshot(), {}, held).ports);
     ASSERT_EQ(m.size(), 2u);
     EXPECT_EQ(m.begin()->second.name, "ns/b:p81");
-    ASSERT_EQ(p.problems().size(), 1u);
-    EXPECT_NE(p.problems()[0].find("ns/c"), std::string::npos) << p.problems()[0];
+    EXPECT_TRUE(p.problems().empty());
 }
 
 TEST(ServicePlannerTest, NodeContextChangeReplansNodePorts) {
@@ -179,7 +175,8 @@ TEST(ServicePlannerTest, ChangesFromAnotherBaseAreNotTrusted) {
 }
 
 // Random histories over a small space of names, VIPs and ports, so clashes,
-// skips, moves and removals happen often.
+// skips, moves and removals happen often. Some services carry a
+// creationTimestamp (a few equal), so every rung of the order is used.
 TEST(ServicePlannerTest, RandomHistoriesMatchPlanningFromScratch) {
     std::mt19937 rng(20261121);
     auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
@@ -196,6 +193,8 @@ TEST(ServicePlannerTest, RandomHistoriesMatchPlanningFromScratch) {
                 for (int k = pick(3) + 1; k > 0; --k) ports.push_back(80 + pick(3));
                 std::string vip = pick(12) == 0 ? "not-an-ip" : "10.96.0." + std::to_string(pick(4) + 1);
                 o.services[name] = service(name, vip, ports, pick(3) == 0 ? "NodePort" : "ClusterIP");
+                if (int t = pick(4); t > 0)
+                    o.services[name]["metadata"]["creationTimestamp"] = "2024-0" + std::to_string(t) + "-01T00:00:00Z";
             } else if (what < 5) {
                 o.services.erase(name);
             } else if (what < 8) {
@@ -210,6 +209,10 @@ TEST(ServicePlannerTest, RandomHistoriesMatchPlanningFromScratch) {
                 node.node_ip = ip(pick(2) ? "192.168.1.11" : "192.168.1.12");
             }
             ClusterSpec spec = o.snapshot();
+            // What is programmed keeps its frontends: the plan from scratch
+            // is given what the planner held before this step.
+            FrontendOwners held = p.owners();
+            ASSERT_EQ(held, by_pointer.owners()) << "run " << run << " step " << step;
             if (step > 0) {
                 ASSERT_TRUE(spec.changes.has_value());
             }
@@ -218,7 +221,7 @@ TEST(ServicePlannerTest, RandomHistoriesMatchPlanningFromScratch) {
             unnumbered.generation = 0;
             unnumbered.changes.reset();
             apply_delta(m2, by_pointer.update(unnumbered, node));
-            ServicePlan want = plan_services(spec, node);
+            ServicePlan want = plan_services(spec, node, held);
             ASSERT_EQ(ports_of(m2), want.ports) << "run " << run << " step " << step;
             ASSERT_EQ(ports_of(m), want.ports) << "run " << run << " step " << step;
             ASSERT_EQ(p.plan().ports, want.ports) << "run " << run << " step " << step;

@@ -1,6 +1,11 @@
 #include "agent.h"
 
+#include <malloc.h>
+
+#include <algorithm>
 #include <set>
+#include <string_view>
+#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
@@ -138,16 +143,53 @@ void Agent::tick() {
         std::lock_guard g(mu_);
         if (!source_error_.empty()) log::info("source " + source_->describe() + " is readable again");
         source_error_.clear();
-        if (*snap) {
-            last_good_ = std::move(**snap);
-            changed = true;
-        }
     }
+    if (snap && *snap) changed = take(std::move(**snap));
     // Reconcile on a change, when a resync is due (repairs drift), or to
     // retry a pass that failed; a failing source alone changes nothing.
     bool resync_due = std::chrono::steady_clock::now() - last_sync_ >= std::chrono::seconds(cfg_.resync_seconds);
     if (last_good_ && (changed || resync_due || retry_)) reconcile(*last_good_);
+    if (trim_due_) release_memory(last_good_ ? last_good_->nodes.size() + last_good_->services.size() +
+                                                   last_good_->endpoint_slices.size()
+                                             : 0);
     gc();
+}
+
+bool Agent::take(ClusterSpec&& snap) {
+    const size_t n = snap.nodes.size() + snap.services.size() + snap.endpoint_slices.size();
+    // After a flood the heap is mostly free but stays mapped: give it back
+    // once what is held has shrunk to less than half (and by 1000 objects).
+    if (n * 2 < held_objects_ && held_objects_ - n >= 1000) trim_due_ = true;
+    held_objects_ = std::max(held_objects_, n);
+    std::lock_guard g(mu_);
+    source_objects_ = n;
+    if (n > cfg_.max_objects) {
+        std::string why = "source " + source_->describe() + " has " + std::to_string(n) +
+                          " objects (nodes, services, endpoint slices), more than maxObjects " +
+                          std::to_string(cfg_.max_objects) + ": snapshot not applied, keeping the programmed state";
+        if (limit_error_ != why) log::error(why);
+        limit_error_ = std::move(why);
+        ++snapshots_refused_;
+        return false;  // snap, and what only it held, goes here
+    }
+    if (!limit_error_.empty())
+        log::info("source " + source_->describe() + " is back within maxObjects (" + std::to_string(n) + " objects)");
+    limit_error_.clear();
+    last_good_ = std::move(snap);
+    return true;
+}
+
+void Agent::release_memory(size_t objects) {
+    trim_due_ = false;
+    held_objects_ = objects;
+#ifdef __GLIBC__
+    // Freed chunks sit in glibc's free lists, in pages it never returns on
+    // its own (only the top of the heap is trimmed): hand back every whole
+    // free page, in all arenas.
+    malloc_trim(0);
+#endif
+    std::lock_guard g(mu_);
+    ++memory_trims_;
 }
 
 void Agent::reconcile(const ClusterSpec& spec) {
@@ -189,10 +231,21 @@ void Agent::reconcile(const ClusterSpec& spec) {
     }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
+    const size_t frontend_conflicts = svc_sync_ ? planner_.conflicts() : 0;
     std::lock_guard g(mu_);
-    if (plan.problems != problems_)
-        for (const auto& p : plan.problems) log::warn(p);
-    problems_ = plan.problems;
+    if (plan.problems != problems_) {
+        // Each problem once, when it appears; a flood of them is summed up.
+        constexpr size_t kMaxLogged = 20;
+        std::unordered_set<std::string_view> known(problems_.begin(), problems_.end());
+        size_t fresh = 0;
+        for (const auto& p : plan.problems)
+            if (!known.count(p) && ++fresh <= kMaxLogged) log::warn(p);
+        if (fresh > kMaxLogged)
+            log::warn("... and " + std::to_string(fresh - kMaxLogged) + " more objects skipped (see /healthz)");
+    }
+    problems_ = std::move(plan.problems);
+    node_conflicts_ = plan.conflicts;
+    frontend_conflicts_ = frontend_conflicts;
     local_cidr_ = plan.local_pod_cidr;
     last_duration_s_ = secs;
     last_plan_s_ = plan_s;
@@ -226,7 +279,7 @@ void Agent::reconcile(const ClusterSpec& spec) {
 
 bool Agent::healthy() const {
     std::lock_guard g(mu_);
-    return sync_error_.empty() && source_error_.empty() && reconciles_ok_ > 0;
+    return sync_error_.empty() && source_error_.empty() && limit_error_.empty() && reconciles_ok_ > 0;
 }
 
 std::string Agent::metrics_text() {
@@ -256,6 +309,20 @@ std::string Agent::metrics_text() {
         line("skiff_agent_source_errors_total", "", static_cast<double>(source_errors_));
         head("skiff_agent_skipped_objects", "gauge", "Source objects skipped as invalid in the last reconcile.");
         line("skiff_agent_skipped_objects", "", static_cast<double>(problems_.size()));
+        head("skiff_agent_conflicts", "gauge",
+             "Objects skipped in the last reconcile for claiming what another holds (a frontend, a PodCIDR).");
+        line("skiff_agent_conflicts", "kind=\"frontend\"", static_cast<double>(frontend_conflicts_));
+        line("skiff_agent_conflicts", "kind=\"podcidr\"", static_cast<double>(node_conflicts_));
+        head("skiff_agent_source_objects", "gauge", "Nodes, Services and EndpointSlices in the source's last snapshot.");
+        line("skiff_agent_source_objects", "", static_cast<double>(source_objects_));
+        head("skiff_agent_max_objects", "gauge", "maxObjects: larger snapshots are not applied.");
+        line("skiff_agent_max_objects", "", static_cast<double>(cfg_.max_objects));
+        head("skiff_agent_source_over_limit", "gauge", "1 while the source's last snapshot is over maxObjects.");
+        line("skiff_agent_source_over_limit", "", limit_error_.empty() ? 0 : 1);
+        head("skiff_agent_snapshots_refused_total", "counter", "Snapshots not applied for being over maxObjects.");
+        line("skiff_agent_snapshots_refused_total", "", static_cast<double>(snapshots_refused_));
+        head("skiff_agent_memory_trims_total", "counter", "Times freed memory was handed back after the model shrank.");
+        line("skiff_agent_memory_trims_total", "", static_cast<double>(memory_trims_));
         head("skiff_agent_writes_total", "counter", "Datapath writes by target and operation.");
         line("skiff_agent_writes_total", "target=\"node_map\",op=\"upsert\"", static_cast<double>(map_writes_));
         line("skiff_agent_writes_total", "target=\"node_map\",op=\"delete\"", static_cast<double>(map_deletes_));
@@ -324,10 +391,13 @@ HttpResponse Agent::handle_http(const std::string& path) {
         json j = {{"node", cfg_.node_name},
                   {"podCIDR", local_cidr_ ? local_cidr_->str() : ""},
                   {"sourceError", source_error_},
+                  {"objectLimitError", limit_error_},
+                  {"objects", source_objects_},
+                  {"maxObjects", cfg_.max_objects},
                   {"reconcileError", sync_error_},
                   {"skipped", problems_},
                   {"reconciles", reconciles_ok_}};
-        bool ok = sync_error_.empty() && source_error_.empty() && reconciles_ok_ > 0 &&
+        bool ok = sync_error_.empty() && source_error_.empty() && limit_error_.empty() && reconciles_ok_ > 0 &&
                   (path == "/healthz" || local_cidr_.has_value());
         return {ok ? 200 : 503, "application/json", j.dump() + "\n"};
     }

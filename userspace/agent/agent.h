@@ -40,6 +40,11 @@ public:
 
 private:
     void reconcile(const ClusterSpec& spec);
+    // A snapshot from the source: taken, or refused when over maxObjects.
+    // Returns whether it was taken.
+    bool take(ClusterSpec&& snap);
+    // Hands freed heap back to the kernel once the objects held shrank a lot.
+    void release_memory(size_t objects);
     Status write_conflist(const Ipv4Prefix& pod_cidr);
 
     AgentConfig cfg_;
@@ -56,6 +61,8 @@ private:
     double ct_pass_s_ = 0;             // time it has taken so far
     void gc();
     std::optional<ClusterSpec> last_good_;
+    size_t held_objects_ = 0;  // the most objects held since memory was last given back
+    bool trim_due_ = false;    // give it back after the next reconcile
     std::chrono::steady_clock::time_point last_sync_{};
     bool retry_ = false;
     std::chrono::steady_clock::time_point last_full_load_ = std::chrono::steady_clock::now();  // the last reconcile failed: try again next tick
@@ -63,6 +70,10 @@ private:
     mutable std::mutex mu_;  // guards everything below (read by the HTTP thread)
     std::string source_error_;
     std::string sync_error_;
+    std::string limit_error_;  // the last snapshot was refused: over maxObjects
+    size_t source_objects_ = 0;
+    uint64_t snapshots_refused_ = 0, memory_trims_ = 0;
+    size_t frontend_conflicts_ = 0, node_conflicts_ = 0;
     std::vector<std::string> problems_;
     std::optional<Ipv4Prefix> local_cidr_;
     uint64_t reconciles_ok_ = 0, reconciles_failed_ = 0, source_errors_ = 0;

@@ -1,6 +1,7 @@
 #include "cluster.h"
 
 #include <algorithm>
+#include <cstdio>
 
 namespace skiff::agent {
 
@@ -21,6 +22,7 @@ static std::string str_at(const json& j, const char* a, const char* b) {
 static NodeSpec parse_node(const json& item) {
     NodeSpec n;
     n.name = str_at(item, "metadata", "name");
+    n.created = creation_time(item);
     if (item.contains("spec") && item["spec"].is_object()) {
         const auto& spec = item["spec"];
         if (spec.contains("podCIDRs") && spec["podCIDRs"].is_array()) {
@@ -73,6 +75,46 @@ std::string ObjectSet::key_of(const json& obj) {
     return str_or(meta, "namespace", "default") + "/" + str_or(meta, "name", "?");
 }
 
+std::optional<int64_t> creation_time(const json& obj) {
+    auto m = obj.find("metadata");
+    if (m == obj.end() || !m->is_object()) return std::nullopt;
+    std::string t = str_or(*m, "creationTimestamp");
+    // YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm|-hh:mm)
+    int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0, used = 0;
+    if (std::sscanf(t.c_str(), "%4d-%2d-%2d%*1[Tt]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &used) != 6 ||
+        used != 19 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60)
+        return std::nullopt;
+    size_t i = 19;
+    int64_t us = 0;
+    if (i < t.size() && t[i] == '.') {
+        int digits = 0;
+        for (++i; i < t.size() && t[i] >= '0' && t[i] <= '9'; ++i, ++digits)
+            if (digits < 6) us = us * 10 + (t[i] - '0');
+        if (digits == 0) return std::nullopt;
+        for (; digits < 6; ++digits) us *= 10;
+    }
+    int64_t offset_s = 0;
+    if (i < t.size() && (t[i] == 'Z' || t[i] == 'z')) {
+        ++i;
+    } else if (i < t.size() && (t[i] == '+' || t[i] == '-')) {
+        int oh = 0, om = 0, n = 0;
+        if (std::sscanf(t.c_str() + i + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5 || oh > 23 || om > 59)
+            return std::nullopt;
+        offset_s = (t[i] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
+        i += 6;
+    } else {
+        return std::nullopt;
+    }
+    if (i != t.size()) return std::nullopt;
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    const int64_t yy = y - (mo <= 2);
+    const int64_t era = (yy >= 0 ? yy : yy - 399) / 400;
+    const int64_t yoe = yy - era * 400;
+    const int64_t doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    const int64_t days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+    return ((days * 86400 + h * 3600 + mi * 60 + s) - offset_s) * 1000000 + us;
+}
+
 void ObjectSet::reuse_unchanged(const ObjectSet& prev) {
     auto p = prev.m_.begin();
     for (auto& [key, obj] : m_) {
@@ -119,18 +161,20 @@ Plan plan_nodes(const ClusterSpec& spec, const std::string& local_node, const Ip
                                         cluster_cidr.str() + ": skipped");
                 continue;
             }
-            candidates.push_back({n.name, *p, *n.ip, n.name == local_node});
+            candidates.push_back({n.name, *p, *n.ip, n.name == local_node, n.created});
         }
     }
-    // Already-programmed claims first, then by name, so a newcomer cannot
-    // displace a working node by overlapping it.
+    // Already-programmed claims first, then the older node, then by name,
+    // so a newcomer cannot displace a working node by overlapping it.
     auto programmed = [&](const NodeRoute& r) {
         auto it = current.find(r.pod_cidr);
         return it != current.end() && it->second == r.node_ip;
     };
+    auto older = [](const std::optional<int64_t>& a, const std::optional<int64_t>& b) { return a && (!b || *a < *b); };
     std::stable_sort(candidates.begin(), candidates.end(), [&](const NodeRoute& a, const NodeRoute& b) {
         bool pa = programmed(a), pb = programmed(b);
         if (pa != pb) return pa;
+        if (older(a.created, b.created) || older(b.created, a.created)) return older(a.created, b.created);
         return a.node < b.node;
     });
     for (const auto& c : candidates) {
@@ -139,6 +183,7 @@ Plan plan_nodes(const ClusterSpec& spec, const std::string& local_node, const Ip
         if (clash != plan.routes.end()) {
             plan.problems.push_back("node " + c.node + ": PodCIDR " + c.pod_cidr.str() + " overlaps " +
                                     clash->pod_cidr.str() + " of node " + clash->node + ": skipped");
+            ++plan.conflicts;
             continue;
         }
         plan.routes.push_back(c);

@@ -2,6 +2,7 @@
 // Kubernetes-shaped objects, and validated into what the datapath needs.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -20,6 +21,7 @@ struct NodeSpec {
     std::string name;
     std::optional<Ipv4> ip;                // status.addresses InternalIP
     std::vector<std::string> pod_cidrs;    // as written (validated later)
+    std::optional<int64_t> created;        // metadata.creationTimestamp (creation_time)
     bool operator==(const NodeSpec&) const = default;
 };
 
@@ -100,22 +102,30 @@ struct ClusterSpec {
 // A kubectl-style List (or NodeList) as `kubectl get nodes,svc,endpointslices -o json` prints it.
 Result<ClusterSpec> parse_kube_list(const std::string& text);
 
+// An object's metadata.creationTimestamp (RFC 3339, as the API server
+// writes it) in microseconds since the epoch; nullopt when absent or not
+// a timestamp. Of two objects claiming one thing, the older one wins.
+std::optional<int64_t> creation_time(const nlohmann::json& obj);
+
 struct NodeRoute {
     std::string node;
     Ipv4Prefix pod_cidr;
     Ipv4 node_ip;
     bool local = false;
+    std::optional<int64_t> created;  // of the node: the older wins an overlap
 };
 
 struct Plan {
     std::vector<NodeRoute> routes;      // one per PodCIDR, no overlaps
     std::vector<std::string> problems;  // what was skipped and why
+    size_t conflicts = 0;               // PodCIDRs skipped for overlapping another node's
     std::optional<Ipv4Prefix> local_pod_cidr;
 };
 
 // Validates nodes against the cluster CIDR: a node without an address or
 // with an invalid or out-of-range CIDR is skipped; of overlapping PodCIDRs
-// the one already programmed (in `current`) wins, then name order.
+// the one already programmed (in `current`) wins, then the older node by
+// creationTimestamp (one without comes after), then name order.
 Plan plan_nodes(const ClusterSpec& spec, const std::string& local_node, const Ipv4Prefix& cluster_cidr,
                 const std::map<Ipv4Prefix, Ipv4>& current);
 

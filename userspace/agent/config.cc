@@ -75,6 +75,12 @@ Result<AgentConfig> parse_agent_config(const std::string& text) {
             c.resync_seconds = v;
         }
     }
+    if (j.contains("maxObjects")) {
+        if (!j["maxObjects"].is_number_unsigned() || j["maxObjects"].get<uint64_t>() < 1 ||
+            j["maxObjects"].get<uint64_t>() > 10000000)
+            return bad("'maxObjects' must be 1-10000000");
+        c.max_objects = static_cast<size_t>(j["maxObjects"].get<uint64_t>());
+    }
     if (j.contains("podCIDR") && !j["podCIDR"].is_null()) {
         if (!j["podCIDR"].is_string()) return bad("'podCIDR' must be a string");
         auto p = Ipv4Prefix::parse(j["podCIDR"].get<std::string>());

@@ -42,6 +42,11 @@ struct AgentConfig {
     MasqueradeConfig masquerade;
     CtTimeouts ct_timeouts;
     unsigned ct_gc_interval_seconds = 10;
+    // Nodes + Services + EndpointSlices a snapshot may hold; a larger one is
+    // refused whole (the programmed state stays) and reported. Twice
+    // Kubernetes' tested scale (10,000 Services, as many slices, 5,000
+    // Nodes), under what the datapath can hold (65,535 frontends).
+    size_t max_objects = 50000;
     std::optional<std::string> file_source;
     std::optional<EtcdSourceConfig> etcd_source;
 };

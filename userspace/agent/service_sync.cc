@@ -292,6 +292,7 @@ Status ServiceSync::drop_unused(ServiceSyncStats& st) {
         ++st.deletes;
     }
     unref_candidates_.clear();
+    if (unref_candidates_.capacity() > 4096) unref_candidates_.shrink_to_fit();  // after a mass removal
     return ok();
 }
 

@@ -277,7 +277,7 @@ void ServicePlanner::replan(const ClusterSpec& spec, const std::set<std::string>
             for (const auto& key : of->second)
                 if (const auto& sl = slices_.at(key); sl.eps) eps.push_back(&*sl.eps);
         PlannedService ps = plan_one(id, **o, eps, *node_);
-        Candidate c{*o, std::move(ps.ports), std::move(ps.problem)};
+        Candidate c{*o, std::move(ps.ports), std::move(ps.problem), creation_time(**o)};
         for (const auto& sp : c.ports) {
             claims_[sp.frontend].insert(id);
             visit(sp.frontend);
@@ -299,27 +299,67 @@ void ServicePlanner::replan(const ClusterSpec& spec, const std::set<std::string>
                 for (const auto& sp : services_.at(id).ports) visit(sp.frontend);
     }
     std::map<L4Addr, ServicePort> before;
+    FrontendOwners held;  // who held each of these frontends before this pass
     for (const auto& fe : seen) {
         if (auto n = out_.extract(fe); !n.empty()) before.emplace(fe, std::move(n.mapped()));
-        owner_.erase(fe);
+        if (auto o = owner_.extract(fe); !o.empty()) held.emplace(fe, std::move(o.mapped()));
+        else if (auto sd = seed_.find(fe); sd != seed_.end()) held.emplace(fe, sd->second);
     }
-    // In namespace/name order, a service gets all its frontends or none.
+    seed_.clear();
+    // A service gets all its frontends or none. Those holding what they
+    // claim go first, then the older, then namespace/name: a newcomer
+    // cannot take over a live service's frontend.
+    struct Rank {
+        int tier;  // 0: holds all it claims, 1: some, 2: none
+        const Candidate* c;
+        const std::string* id;
+    };
+    std::vector<Rank> order;
     for (const auto& id : group) {
         clashes_.erase(id);
         auto it = services_.find(id);
         if (it == services_.end() || !it->second.problem.empty()) continue;
-        std::string clash;
+        size_t holds = 0;
         for (const auto& sp : it->second.ports)
-            if (auto o = owner_.find(sp.frontend); o != owner_.end() && clash.empty())
-                clash = "Service " + id + ": frontend " + sp.frontend.str() + " is already used by " + o->second +
-                        ": skipped";
-        if (!clash.empty()) {
-            clashes_[id] = std::move(clash);
+            if (auto h = held.find(sp.frontend); h != held.end() && h->second == id) ++holds;
+        int tier = holds == 0 ? 2 : holds == it->second.ports.size() ? 0 : 1;
+        order.push_back({tier, &it->second, &it->first});
+    }
+    auto older = [](const std::optional<int64_t>& a, const std::optional<int64_t>& b) {
+        return a && (!b || *a < *b);  // one without a timestamp comes after
+    };
+    std::sort(order.begin(), order.end(), [&](const Rank& a, const Rank& b) {
+        if (a.tier != b.tier) return a.tier < b.tier;
+        if (older(a.c->created, b.c->created) || older(b.c->created, a.c->created))
+            return older(a.c->created, b.c->created);
+        return *a.id < *b.id;
+    });
+    std::vector<const Rank*> losers;
+    for (const auto& r : order) {
+        bool taken = false;
+        for (const auto& sp : r.c->ports) taken = taken || owner_.count(sp.frontend);
+        if (taken) {
+            losers.push_back(&r);
             continue;
         }
-        for (const auto& sp : it->second.ports) {
-            owner_[sp.frontend] = id;
+        for (const auto& sp : r.c->ports) {
+            owner_[sp.frontend] = *r.id;
             out_[sp.frontend] = sp;
+        }
+    }
+    // Reported against the final owners (the same whatever order settled
+    // them): the first of its frontends another service holds, and why.
+    for (const Rank* r : losers) {
+        for (const auto& sp : r->c->ports) {
+            auto o = owner_.find(sp.frontend);
+            if (o == owner_.end()) continue;
+            const Candidate& w = services_.at(o->second);
+            const char* why = older(w.created, r->c->created) ? "which is older"
+                              : !older(r->c->created, w.created) && o->second < *r->id ? "which comes first by name"
+                                                                                        : "which holds it";
+            clashes_[*r->id] = "Service " + *r->id + ": frontend " + sp.frontend.str() + " is already used by " +
+                               o->second + ", " + why + ": skipped";
+            break;
         }
     }
     for (const auto& fe : seen) {
@@ -351,8 +391,8 @@ ServicePlan ServicePlanner::plan() const {
     return p;
 }
 
-ServicePlan plan_services(const ClusterSpec& spec, const NodeContext& node) {
-    ServicePlanner planner;
+ServicePlan plan_services(const ClusterSpec& spec, const NodeContext& node, const FrontendOwners& held) {
+    ServicePlanner planner(held);
     planner.update(spec, node);
     return planner.plan();
 }

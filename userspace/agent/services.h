@@ -46,11 +46,19 @@ struct NodeContext {
     bool operator==(const NodeContext&) const = default;
 };
 
-// A service with any invalid field is skipped whole (never half-programmed);
-// of two services claiming one frontend the first by namespace/name wins.
+// Frontend -> the service ("<namespace>/<name>") holding it.
+using FrontendOwners = std::map<L4Addr, std::string>;
+
+// A service with any invalid field is skipped whole (never half-programmed).
+// Of services claiming one frontend, a service gets all its frontends or
+// none, and they are served in this order: first the services holding
+// (in `held`: programmed) all the frontends they claim, then those holding
+// some, then the rest; within each, the older by metadata.creationTimestamp
+// (one without comes after), then namespace/name. So a newcomer never takes
+// a frontend away from a live service, whatever its name.
 // With a node IP, NodePort/LoadBalancer services also get a frontend on
 // node IP:nodePort (externalTrafficPolicy Local: only local backends).
-ServicePlan plan_services(const ClusterSpec& spec, const NodeContext& node = {});
+ServicePlan plan_services(const ClusterSpec& spec, const NodeContext& node = {}, const FrontendOwners& held = {});
 
 // What changed in a plan: frontends added or changed, frontends gone.
 struct PlanDelta {
@@ -74,13 +82,19 @@ struct SliceEndpoints {
 // snapshots; without that, finding them is a pointer comparison per
 // object), and frontend clashes are settled again only among
 // the services that share frontends with a changed one. The result is
-// what plan_services would return for the same snapshot.
+// what plan_services would return for the same snapshot, given as `held`
+// the owners of this planner's plan before the update (what it holds).
 class ServicePlanner {
 public:
+    ServicePlanner() = default;
+    // Starts from frontends held by these services (plan_services' `held`).
+    explicit ServicePlanner(FrontendOwners held) : seed_(std::move(held)) {}
     PlanDelta update(const ClusterSpec& spec, const NodeContext& node);
     ServicePlan plan() const;                 // the whole current plan
     std::vector<std::string> problems() const;
     size_t frontends() const { return out_.size(); }
+    const FrontendOwners& owners() const { return owner_; }
+    size_t conflicts() const { return clashes_.size(); }  // services skipped for a frontend held by another
 
 private:
     struct Slice {
@@ -92,6 +106,7 @@ private:
         ObjectRef obj;
         std::vector<ServicePort> ports;  // claimed only without a problem
         std::string problem;
+        std::optional<int64_t> created;  // metadata.creationTimestamp
     };
     void replan(const ClusterSpec& spec, const std::set<std::string>& dirty, PlanDelta& d);
 
@@ -103,7 +118,8 @@ private:
     std::map<std::string, Candidate> services_;              // service -> its frontends
     std::set<std::string> problem_services_;                 // services skipped whole
     std::map<L4Addr, std::set<std::string>> claims_;         // frontend -> services asking for it
-    std::map<L4Addr, std::string> owner_;                    // frontend -> service holding it
+    FrontendOwners owner_;                                   // frontend -> service holding it
+    FrontendOwners seed_;                                    // held before the first update
     std::map<std::string, std::string> clashes_;             // service -> why it lost a frontend
     std::map<L4Addr, ServicePort> out_;                      // the plan
 };
