@@ -1,0 +1,713 @@
+#!/usr/bin/env bash
+# A Kubernetes 1.20 cluster on one machine, in network namespaces, with skiff
+# as the CNI plugin:
+#
+#   ktb-ul   underlay: bridge br0, one veth per namespace below (192.168.77.0/24)
+#   ktb-cp   192.168.77.10: etcd, kube-apiserver, kube-controller-manager
+#            (allocates PodCIDRs out of 10.244.0.0/16), kube-scheduler
+#   ktb-n1   192.168.77.11: containerd + kubelet (node "ktb-n1")
+#   ktb-n2   192.168.77.12: containerd + kubelet (node "ktb-n2")
+#
+# No kube-proxy, no registry: a pause image (catatonit) and a busybox image
+# (busybox-static) are built here by hand as docker archives and imported into
+# each node's containerd. Until skiff-agent reads the API, this script writes
+# each node's skiff conflist itself once the controller-manager has given the
+# node its PodCIDR.
+#
+# Usage: scripts/k8s/cluster.sh up|down|env|status
+#   up      bring the cluster up (tears down again if anything fails)
+#   down    remove everything: processes, pods, mounts, cgroups, pins,
+#           namespaces, files; restores the kernel settings kubelet changes.
+#           Idempotent, also after a failed or interrupted `up`.
+#   env     print the shell lines to use kubectl from the root namespace
+#   status  show what is running
+#
+# Env: KTB_STATE (state dir, default /var/lib/ktb), KTB_API_PORT (the root
+# namespace's 127.0.0.1 port forwarded to kube-apiserver, default 16443),
+# SKIFF_K8S_BIN (Kubernetes bin dir; default: what scripts/k8s/build.sh prints),
+# SKIFF_BIN (skiff's bin dir, default build/bin of this repository).
+#
+# Only the root namespace's filesystem, cgroup tree and bpffs are shared with
+# the nodes; its routes, addresses, devices, firewall and net sysctls are never
+# touched. The one thing in the root namespace is a TCP forwarder listening on
+# 127.0.0.1:$KTB_API_PORT (scripts/k8s/netns-forward.py).
+set -Eeuo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$here/../.." && pwd)
+STATE=${KTB_STATE:-/var/lib/ktb}
+API_PORT_LOCAL=${KTB_API_PORT:-16443}
+SKIFF_BIN=${SKIFF_BIN:-$REPO/build/bin}
+
+UL=192.168.77
+CP_IP=$UL.10
+NODES=(n1 n2)
+declare -A NODE_IP=([n1]=$UL.11 [n2]=$UL.12)
+CLUSTER_CIDR=10.244.0.0/16
+SVC_CIDR=10.96.0.0/16
+SVC_API_IP=10.96.0.1
+PAUSE_IMAGE=ktb.local/pause:1
+BUSYBOX_IMAGE=ktb.local/busybox:1
+# What kubelet 1.20 sets (setupKernelTunables) unless --protect-kernel-defaults.
+declare -A KUBELET_SYSCTL=(
+  [vm.overcommit_memory]=1 [vm.panic_on_oom]=0 [kernel.panic]=10
+  [kernel.panic_on_oops]=1 [kernel.keys.root_maxkeys]=1000000
+  [kernel.keys.root_maxbytes]=25000000
+)
+# Paths outside $STATE that kubelet/containerd create when they are missing.
+OUTSIDE=(/var/log/pods /var/log/containers /var/lib/kubelet /var/lib/cni /run/containerd
+  /opt/containerd /var/lib/containerd /var/run/kubernetes /sys/fs/cgroup/memory/k8s.io)
+
+PKI=$STATE/pki
+CP=$STATE/cp
+ADMIN_KC=$STATE/admin.kubeconfig       # via the forwarder, for the root namespace
+ADMIN_NS_KC=$STATE/admin-ns.kubeconfig # direct, for use inside the namespaces
+
+say() { echo "ktb: $*" >&2; }
+die() { say "$*"; exit 1; }
+ns_of() { case $1 in cp) echo ktb-cp ;; ul) echo ktb-ul ;; *) echo "ktb-$1" ;; esac; }
+in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" -- "$@"; }
+kc() { in_ns ktb-cp "$BIN/kubectl" --kubeconfig="$ADMIN_NS_KC" "$@"; }
+ctr_n() { local n=$1; shift; ctr --address "$STATE/$n/containerd/containerd.sock" -n k8s.io "$@"; }
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+
+find_bins() {
+  BIN=${SKIFF_K8S_BIN:-$("$here/build.sh")}
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
+    [[ -x $BIN/$b ]] || die "no $BIN/$b (run scripts/k8s/build.sh)"
+  done
+}
+
+# --- processes -----------------------------------------------------------------
+# Each daemon runs in its own session (setsid, which execs in place because a
+# background child of a script is no group leader) so it outlives `up`; its
+# pid and start time go to $STATE/pids/NAME, so `down` never signals a reused pid.
+starttime() { awk '{ sub(/^.*\) /, ""); print $20 }' "/proc/$1/stat" 2>/dev/null; }
+start_daemon() { # NAME NETNS|- CMD...
+  local name=$1 ns=$2 pid
+  shift 2
+  if [[ $ns == - ]]; then
+    setsid "$@" >"$STATE/log/$name.log" 2>&1 </dev/null &
+  else
+    setsid nsenter --net="/run/netns/$ns" -- "$@" >"$STATE/log/$name.log" 2>&1 </dev/null &
+  fi
+  pid=$!
+  echo "$pid $(starttime "$pid")" >"$STATE/pids/$name"
+}
+pid_alive() { # NAME -> prints the pid if that process still runs
+  local f=$STATE/pids/$1 pid st
+  [[ -f $f ]] || return 1
+  read -r pid st <"$f"
+  [[ -n $pid && $(starttime "$pid") == "$st" ]] || return 1
+  echo "$pid"
+}
+stop_daemon() { # NAME [SECONDS]: TERM, then KILL
+  local name=$1 secs=${2:-15} pid i t
+  t=$(date +%s.%N)
+  pid=$(pid_alive "$name") || { rm -f "$STATE/pids/$name"; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < secs * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    say "$name (pid $pid) ignored TERM for $secs s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$STATE/pids/$name"
+  [[ -n ${KTB_DEBUG:-} ]] && say "stopped $name in $(elapsed "$t") s"
+  return 0
+}
+stop_daemons() { # NAME...: TERM to all at once, then wait for each
+  local name pid
+  for name in "$@"; do
+    pid=$(pid_alive "$name") && kill -TERM "$pid" 2>/dev/null
+  done
+  for name in "$@"; do stop_daemon "$name"; done
+}
+wait_for() { # DESC SECONDS DAEMON|- CMD...: poll CMD until it succeeds while DAEMON lives
+  local desc=$1 secs=$2 d=$3 i
+  shift 3
+  for ((i = 0; i < secs * 4; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    if [[ $d != - ]] && ! pid_alive "$d" >/dev/null; then
+      say "$desc: $d exited; last lines of $STATE/log/$d.log:"
+      tail -n 20 "$STATE/log/$d.log" | sed 's/^/    /' >&2
+      return 1
+    fi
+    sleep 0.25
+  done
+  say "$desc: not ready after $secs s"
+  return 1
+}
+
+# --- kernel settings kubelet changes --------------------------------------------
+save_sysctls() {
+  [[ -f $STATE/sysctl.saved ]] && return 0 # the first save is the machine's own
+  local s
+  for s in "${!KUBELET_SYSCTL[@]}"; do echo "$s=$(sysctl -n "$s")"; done >"$STATE/sysctl.saved.tmp"
+  mv "$STATE/sysctl.saved.tmp" "$STATE/sysctl.saved"
+}
+restore_sysctls() {
+  [[ -f $STATE/sysctl.saved ]] || return 0
+  local line s v
+  while IFS= read -r line; do
+    s=${line%%=*} v=${line#*=}
+    [[ $(sysctl -n "$s") == "$v" ]] || sysctl -q -w "$s=$v" >/dev/null
+  done <"$STATE/sysctl.saved"
+}
+sysctls_restored() {
+  [[ -f $STATE/sysctl.saved ]] || return 0
+  local line
+  while IFS= read -r line; do
+    [[ $(sysctl -n "${line%%=*}") == "${line#*=}" ]] || return 1
+  done <"$STATE/sysctl.saved"
+}
+kubelet_tuned() { # all of kubelet's values are in place
+  local s
+  for s in "${!KUBELET_SYSCTL[@]}"; do
+    [[ $(sysctl -n "$s") == "${KUBELET_SYSCTL[$s]}" ]] || return 1
+  done
+}
+
+# --- images -----------------------------------------------------------------------
+# A docker-archive (manifest.json, config, one layer) made with tar, which
+# `ctr images import` understands. ROOTFS becomes the single layer.
+docker_archive() { # OUT REF ROOTFS ENTRYPOINT_JSON CMD_JSON
+  local out=$1 ref=$2 rootfs=$3 ep=$4 cmd=$5 w lsha csha
+  w=$(mktemp -d "$STATE/images/.w.XXXXXX")
+  tar --numeric-owner --owner=0 --group=0 --sort=name --mtime=@0 -C "$rootfs" -cf "$w/layer.tar" .
+  lsha=$(sha256sum "$w/layer.tar" | cut -d' ' -f1)
+  mkdir "$w/$lsha"
+  mv "$w/layer.tar" "$w/$lsha/layer.tar"
+  printf '{"architecture":"amd64","os":"linux","created":"1970-01-01T00:00:00Z","config":{"Env":["PATH=/bin"],"Entrypoint":%s,"Cmd":%s,"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"history":[{"created":"1970-01-01T00:00:00Z","created_by":"scripts/k8s/cluster.sh"}]}' \
+    "$ep" "$cmd" "$lsha" >"$w/config.json"
+  csha=$(sha256sum "$w/config.json" | cut -d' ' -f1)
+  mv "$w/config.json" "$w/$csha.json"
+  printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["%s/layer.tar"]}]' "$csha" "$ref" "$lsha" >"$w/manifest.json"
+  tar -C "$w" -cf "$out" manifest.json "$csha.json" "$lsha/layer.tar"
+  rm -rf "$w"
+}
+build_images() {
+  local r=$STATE/images/rootfs a
+  [[ -x /usr/bin/catatonit ]] || die "no /usr/bin/catatonit (apt-get install catatonit) for the pause image"
+  { [[ -x /bin/busybox ]] && file -L /bin/busybox | grep -q 'statically linked'; } ||
+    die "no static /bin/busybox (apt-get install busybox-static)"
+  mkdir -p "$r/pause" "$r/busybox/bin" "$r/busybox/tmp" "$r/busybox/etc"
+  cp /usr/bin/catatonit "$r/pause/catatonit"
+  docker_archive "$STATE/images/pause.tar" "$PAUSE_IMAGE" "$r/pause" '["/catatonit","-P"]' 'null'
+  cp /bin/busybox "$r/busybox/bin/busybox"
+  for a in $(/bin/busybox --list); do
+    [[ $a == busybox ]] || ln -s busybox "$r/busybox/bin/$a"
+  done
+  echo 'root:x:0:0:root:/root:/bin/sh' >"$r/busybox/etc/passwd"
+  echo 'root:x:0:' >"$r/busybox/etc/group"
+  chmod 1777 "$r/busybox/tmp"
+  docker_archive "$STATE/images/busybox.tar" "$BUSYBOX_IMAGE" "$r/busybox" 'null' '["/bin/sh"]'
+  rm -rf "$r"
+}
+
+# --- PKI ----------------------------------------------------------------------------
+ec() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+sign() { # NAME SUBJECT EXTENSIONS
+  local name=$1 subj=$2 ext=$3
+  ec "$PKI/$name.key"
+  openssl req -new -key "$PKI/$name.key" -subj "$subj" -out "$PKI/$name.csr"
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
+    -CAcreateserial -days 7 -out "$PKI/$name.crt" -extfile <(printf '%b' "$ext") 2>/dev/null
+  rm -f "$PKI/$name.csr"
+}
+CLIENT_EXT="basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
+kubeconfig() { # FILE SERVER CERTNAME
+  local f=$1 server=$2 c=$3
+  "$BIN/kubectl" config set-cluster ktb --kubeconfig="$f" --server="$server" \
+    --certificate-authority="$PKI/ca.crt" --embed-certs >/dev/null
+  "$BIN/kubectl" config set-credentials "$c" --kubeconfig="$f" \
+    --client-certificate="$PKI/$c.crt" --client-key="$PKI/$c.key" --embed-certs >/dev/null
+  "$BIN/kubectl" config set-context ktb --kubeconfig="$f" --cluster=ktb --user="$c" >/dev/null
+  "$BIN/kubectl" config use-context ktb --kubeconfig="$f" >/dev/null
+}
+make_pki() {
+  mkdir -p "$PKI"
+  chmod 700 "$PKI"
+  ec "$PKI/ca.key"
+  openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=ktb-ca" -days 7 -out "$PKI/ca.crt"
+  sign apiserver "/CN=kube-apiserver" \
+    "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:$CP_IP,IP:127.0.0.1,IP:$SVC_API_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
+  sign admin "/O=system:masters/CN=ktb-admin" "$CLIENT_EXT"
+  sign apiserver-kubelet "/O=system:masters/CN=kube-apiserver-kubelet-client" "$CLIENT_EXT"
+  sign controller-manager "/CN=system:kube-controller-manager" "$CLIENT_EXT"
+  sign scheduler "/CN=system:kube-scheduler" "$CLIENT_EXT"
+  local n
+  for n in "${NODES[@]}"; do
+    sign "node-$n" "/O=system:nodes/CN=system:node:ktb-$n" "$CLIENT_EXT"
+    sign "kubelet-$n" "/CN=ktb-$n" \
+      "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:${NODE_IP[$n]},DNS:ktb-$n\n"
+  done
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI/sa.key" 2>/dev/null
+  openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub"
+  kubeconfig "$ADMIN_KC" "https://127.0.0.1:$API_PORT_LOCAL" admin
+  kubeconfig "$ADMIN_NS_KC" "https://$CP_IP:6443" admin
+  kubeconfig "$CP/controller-manager.kubeconfig" "https://$CP_IP:6443" controller-manager
+  kubeconfig "$CP/scheduler.kubeconfig" "https://$CP_IP:6443" scheduler
+  for n in "${NODES[@]}"; do
+    kubeconfig "$STATE/$n/kubelet.kubeconfig" "https://$CP_IP:6443" "node-$n"
+  done
+}
+
+# --- network -----------------------------------------------------------------------
+make_network() {
+  local ns n
+  for ns in ktb-ul ktb-cp "${NODES[@]/#/ktb-}"; do
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+  done
+  ip -n ktb-ul link add br0 type bridge
+  ip -n ktb-ul link set br0 up
+  for n in cp "${NODES[@]}"; do
+    ns=$(ns_of "$n")
+    # Both ends are created from inside ktb-ul; the root namespace never sees them.
+    ip -n ktb-ul link add "ul-$n" type veth peer name up0 netns "$ns"
+    ip -n ktb-ul link set "ul-$n" master br0 up
+    if [[ $n == cp ]]; then
+      ip -n "$ns" addr add "$CP_IP/24" dev up0
+    else
+      ip -n "$ns" addr add "${NODE_IP[$n]}/24" dev up0
+    fi
+    ip -n "$ns" link set up0 up
+  done
+}
+
+# --- control plane --------------------------------------------------------------
+start_control_plane() {
+  mkdir -p "$CP/etcd" "$CP/certs"
+  start_daemon etcd ktb-cp etcd --name cp --data-dir "$CP/etcd" \
+    --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+    --initial-cluster cp=http://127.0.0.1:2380 --listen-metrics-urls ''
+  wait_for etcd 60 etcd in_ns ktb-cp curl -fsS http://127.0.0.1:2379/health
+
+  start_daemon kube-apiserver ktb-cp "$BIN/kube-apiserver" \
+    --etcd-servers=http://127.0.0.1:2379 \
+    --bind-address=0.0.0.0 --advertise-address="$CP_IP" --secure-port=6443 --insecure-port=0 \
+    --client-ca-file="$PKI/ca.crt" \
+    --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+    --kubelet-client-certificate="$PKI/apiserver-kubelet.crt" \
+    --kubelet-client-key="$PKI/apiserver-kubelet.key" \
+    --kubelet-certificate-authority="$PKI/ca.crt" \
+    --kubelet-preferred-address-types=InternalIP \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
+    --service-cluster-ip-range="$SVC_CIDR" \
+    --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
+    --allow-privileged=true --profiling=false --cert-dir="$CP/certs/apiserver"
+  wait_for kube-apiserver 120 kube-apiserver kc get --raw /readyz
+
+  local c
+  for c in controller-manager scheduler; do
+    mkdir -p "$CP/certs/$c"
+  done
+  start_daemon kube-controller-manager ktb-cp "$BIN/kube-controller-manager" \
+    --kubeconfig="$CP/controller-manager.kubeconfig" \
+    --authentication-kubeconfig="$CP/controller-manager.kubeconfig" \
+    --authorization-kubeconfig="$CP/controller-manager.kubeconfig" \
+    --bind-address=127.0.0.1 --secure-port=10257 --port=0 --leader-elect=false \
+    --cert-dir="$CP/certs/controller-manager" \
+    --allocate-node-cidrs=true --cluster-cidr="$CLUSTER_CIDR" --node-cidr-mask-size=24 \
+    --service-cluster-ip-range="$SVC_CIDR" --configure-cloud-routes=false \
+    --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
+    --use-service-account-credentials=true \
+    --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
+    --controllers='*,bootstrapsigner,tokencleaner' --profiling=false
+  start_daemon kube-scheduler ktb-cp "$BIN/kube-scheduler" \
+    --kubeconfig="$CP/scheduler.kubeconfig" \
+    --authentication-kubeconfig="$CP/scheduler.kubeconfig" \
+    --authorization-kubeconfig="$CP/scheduler.kubeconfig" \
+    --bind-address=127.0.0.1 --secure-port=10259 --port=0 --leader-elect=false \
+    --cert-dir="$CP/certs/scheduler" --profiling=false
+  wait_for kube-controller-manager 60 kube-controller-manager \
+    in_ns ktb-cp curl -fsSk https://127.0.0.1:10257/healthz
+  wait_for kube-scheduler 60 kube-scheduler in_ns ktb-cp curl -fsSk https://127.0.0.1:10259/healthz
+
+  [[ -f $here/netns-forward.py ]] || die "missing $here/netns-forward.py"
+  start_daemon api-forward - python3 "$here/netns-forward.py" /run/netns/ktb-cp \
+    127.0.0.1 "$API_PORT_LOCAL" "$CP_IP" 6443
+}
+
+# --- nodes --------------------------------------------------------------------------
+containerd_config() { # NODE
+  local n=$1 d=$STATE/$1/containerd
+  cat <<EOF
+version = 2
+root = "$d/root"
+state = "$d/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp"]
+
+[grpc]
+  address = "$d/containerd.sock"
+
+[debug]
+  level = "info"
+
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "$d/opt"
+  [plugins."io.containerd.grpc.v1.cri"]
+    sandbox_image = "$PAUSE_IMAGE"
+    # No CAP_SYS_RESOURCE here: lowering a container's oom_score_adj fails.
+    restrict_oom_score_adj = true
+    disable_apparmor = true
+    # Pod netns bind mounts under $d/state, not /run/netns.
+    netns_mounts_under_state_dir = true
+    stream_server_address = "127.0.0.1"
+    [plugins."io.containerd.grpc.v1.cri".containerd]
+      snapshotter = "overlayfs"
+      default_runtime_name = "runc"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+          Root = "$d/runc"
+          SystemdCgroup = false
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "$STATE/cni-bin"
+      conf_dir = "$STATE/$n/cni/net.d"
+      max_conf_num = 1
+EOF
+}
+
+start_containerd() { # NODE
+  local n=$1 d=$STATE/$1/containerd
+  mkdir -p "$d" "$STATE/$n/cni/net.d"
+  containerd_config "$n" >"$d/config.toml"
+  start_daemon "containerd-$n" "ktb-$n" env PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    containerd --config "$d/config.toml"
+}
+
+start_kubelet() { # NODE
+  local n=$1 d=$STATE/$1
+  mkdir -p "$d/kubelet" "$d/kubelet-pki" "$d/volume-plugins"
+  cp "$PKI/kubelet-$n.crt" "$d/kubelet-pki/kubelet.crt"
+  cp "$PKI/kubelet-$n.key" "$d/kubelet-pki/kubelet.key"
+  start_daemon "kubelet-$n" "ktb-$n" env PATH=/usr/sbin:/usr/bin:/sbin:/bin "$BIN/kubelet" \
+    --kubeconfig="$d/kubelet.kubeconfig" \
+    --root-dir="$d/kubelet" --cert-dir="$d/kubelet-pki" \
+    --tls-cert-file="$d/kubelet-pki/kubelet.crt" --tls-private-key-file="$d/kubelet-pki/kubelet.key" \
+    --hostname-override="ktb-$n" --node-ip="${NODE_IP[$n]}" \
+    --address="${NODE_IP[$n]}" --port=10250 --read-only-port=0 \
+    --healthz-bind-address=127.0.0.1 --healthz-port=10248 \
+    --client-ca-file="$PKI/ca.crt" --anonymous-auth=false --authorization-mode=AlwaysAllow \
+    --container-runtime=remote --container-runtime-endpoint="unix://$d/containerd/containerd.sock" \
+    --containerd="$d/containerd/containerd.sock" \
+    --pod-infra-container-image="$PAUSE_IMAGE" \
+    --network-plugin=cni --cni-bin-dir="$STATE/cni-bin" --cni-conf-dir="$d/cni/net.d" \
+    --cni-cache-dir="$d/cni/cache" \
+    --fail-swap-on=false --cgroup-driver=cgroupfs \
+    --cgroups-per-qos=false --enforce-node-allocatable= --cgroup-root="/ktb-$n" \
+    --volume-plugin-dir="$d/volume-plugins" --seccomp-profile-root="$d/kubelet/seccomp" \
+    --eviction-hard='memory.available<100Mi,nodefs.available<2%,imagefs.available<2%' \
+    --cluster-domain=cluster.local --resolv-conf=/etc/resolv.conf \
+    --feature-gates=DevicePlugins=false \
+    --v=2
+}
+
+write_conflist() { # NODE PODCIDR
+  local n=$1 cidr=$2 d=$STATE/$1
+  mkdir -p "$d/skiff-state"
+  # Written in place with one write(), not renamed into place: containerd
+  # 1.6's conf syncer ignores fsnotify Create events (a rename is one) and
+  # reloads only on Write, Rename-away or Remove.
+  local conf
+  conf='{"cniVersion":"0.4.0","name":"skiff","plugins":[{"type":"skiff","podCIDR":"'$cidr'","clusterCIDR":"'$CLUSTER_CIDR'","pinPath":"/sys/fs/bpf/ktb-'$n'","stateDir":"'$d/skiff-state'","logFile":"'$d/skiff.log'"}]}'
+  printf '%s\n' "$conf" >"$d/cni/net.d/10-skiff.conflist"
+}
+
+has_podcidr() { [[ -n $(kc get node "$1" -o 'jsonpath={.spec.podCIDR}') ]]; }
+sa_token_ready() { [[ -n $(kc get sa default -o 'jsonpath={.secrets[0].name}') ]]; }
+node_ready() {
+  [[ $(kc get node "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}') == True ]]
+}
+
+up() {
+  local t0 t n
+  t0=$(date +%s.%N)
+  [[ $EUID == 0 ]] || die "run as root"
+  find_bins
+  for t in etcd openssl nsenter ip containerd containerd-shim-runc-v2 runc ctr curl python3 file; do
+    command -v "$t" >/dev/null || die "missing $t (apt-get install etcd-server containerd runc curl)"
+  done
+  [[ -x $SKIFF_BIN/skiff ]] || die "no $SKIFF_BIN/skiff (build skiff first)"
+  [[ -x /usr/lib/cni/loopback ]] || die "no /usr/lib/cni/loopback (apt-get install containernetworking-plugins)"
+  if [[ -e $STATE ]] || ls /run/netns/ktb-* >/dev/null 2>&1; then
+    die "$STATE or ktb-* namespaces exist: run '$0 down' first"
+  fi
+  if (exec 3<>"/dev/tcp/127.0.0.1/$API_PORT_LOCAL") 2>/dev/null; then
+    die "127.0.0.1:$API_PORT_LOCAL is taken (set KTB_API_PORT)"
+  fi
+
+  mkdir -p "$STATE"/{pids,log,images,cp,cni-bin}
+  for n in "${NODES[@]}"; do mkdir -p "$STATE/$n"; done
+  # What existed before, so `down` removes only what this cluster created.
+  for t in "${OUTSIDE[@]}"; do
+    if [[ -e $t ]]; then echo "$t"; fi
+  done >"$STATE/preexisting"
+  # shellcheck disable=SC2154  # up_rc is assigned inside the trap
+  trap 'up_rc=$?; if ((up_rc)); then up_failed; fi; exit $up_rc' EXIT
+  trap 'say "interrupted"; exit 130' INT TERM
+
+  ln -s "$SKIFF_BIN/skiff" "$STATE/cni-bin/skiff"
+  ln -s /usr/lib/cni/loopback "$STATE/cni-bin/loopback"
+
+  say "network namespaces and underlay"
+  make_network
+  say "PKI"
+  make_pki
+  say "images (pause: catatonit, busybox: busybox-static)"
+  build_images
+
+  say "control plane"
+  start_control_plane
+  say "control plane ready after $(elapsed "$t0") s"
+
+  for n in "${NODES[@]}"; do start_containerd "$n"; done
+  for n in "${NODES[@]}"; do
+    wait_for "containerd-$n" 60 "containerd-$n" ctr_n "$n" version
+    ctr_n "$n" images import "$STATE/images/pause.tar" >/dev/null
+    ctr_n "$n" images import "$STATE/images/busybox.tar" >/dev/null
+  done
+  say "containerd ready, images imported after $(elapsed "$t0") s"
+
+  # kubelet sets global kernel settings once, at start (setupKernelTunables).
+  # Start one kubelet at a time, wait until it has set them, put the machine's
+  # values back at once. `down` restores them again from the same file.
+  save_sysctls
+  for n in "${NODES[@]}"; do
+    start_kubelet "$n"
+    if wait_for "kubelet-$n kernel settings" 60 "kubelet-$n" kubelet_tuned; then
+      restore_sysctls
+    else
+      restore_sysctls
+      return 1
+    fi
+  done
+  say "kubelets started after $(elapsed "$t0") s (kernel settings restored)"
+
+  local cidr
+  for n in "${NODES[@]}"; do
+    wait_for "node ktb-$n PodCIDR" 120 "kubelet-$n" has_podcidr "ktb-$n"
+    cidr=$(kc get node "ktb-$n" -o 'jsonpath={.spec.podCIDR}')
+    [[ -n $cidr ]] || die "node ktb-$n has no PodCIDR"
+    write_conflist "$n" "$cidr"
+    say "ktb-$n: PodCIDR $cidr, wrote $STATE/$n/cni/net.d/10-skiff.conflist"
+  done
+  for n in "${NODES[@]}"; do
+    wait_for "node ktb-$n Ready" 120 "kubelet-$n" node_ready "ktb-$n"
+  done
+  wait_for "service account default/default with a token" 60 - sa_token_ready
+  sysctls_restored || { say "kernel settings changed again; restoring"; restore_sysctls; }
+  elapsed "$t0" >"$STATE/up-seconds"
+  say "cluster up in $(elapsed "$t0") s"
+  kc get nodes -o wide >&2
+  trap - EXIT
+  env_lines
+}
+
+up_failed() {
+  set +e
+  trap '' INT TERM # a second signal must not cut the teardown short
+  local keep n
+  keep=$(mktemp -d /tmp/ktb-failed.XXXXXX)
+  cp -r "$STATE/log" "$keep/" 2>/dev/null
+  for n in "${NODES[@]}"; do cp "$STATE/$n/skiff.log" "$keep/skiff-$n.log" 2>/dev/null; done
+  say "up failed; logs copied to $keep"
+  if [[ ${KTB_KEEP:-0} == 1 ]]; then
+    say "KTB_KEEP=1: leaving the cluster as it is; '$0 down' removes it"
+    restore_sysctls
+  else
+    say "tearing down"
+    down
+  fi
+}
+
+env_lines() {
+  echo "export KUBECONFIG=$ADMIN_KC"
+  echo "export PATH=${BIN:-$("$here/build.sh")}:\$PATH"
+  echo "# inside the namespaces: nsenter --net=/run/netns/ktb-cp kubectl --kubeconfig=$ADMIN_NS_KC ..."
+}
+
+# --- down ---------------------------------------------------------------------------
+# With --cgroups-per-qos=false kubelet gives no cgroup parent and containerd
+# puts every container in /k8s.io/<container id> of each hierarchy, for both
+# nodes alike; ours are found by their ids.
+collect_container_ids() {
+  [[ -d $STATE ]] || return 0
+  local n
+  {
+    [[ -f $STATE/container-ids ]] && cat "$STATE/container-ids"
+    for n in "${NODES[@]}"; do
+      pid_alive "containerd-$n" >/dev/null && ctr_n "$n" containers ls -q 2>/dev/null
+      ls "$STATE/$n/containerd/state/io.containerd.runtime.v2.task/k8s.io" 2>/dev/null
+    done
+  } | grep -E '^[0-9a-f]{64}$' | sort -u >"$STATE/container-ids.tmp"
+  mv "$STATE/container-ids.tmp" "$STATE/container-ids"
+}
+cgroup_dirs() { # our containers' cgroups in every hierarchy, deepest first
+  local h id
+  [[ -f $STATE/container-ids ]] || return 0
+  for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/unified/; do
+    while IFS= read -r id; do
+      [[ -d $h/k8s.io/$id ]] && find "$h/k8s.io/$id" -depth -type d
+    done <"$STATE/container-ids"
+  done 2>/dev/null | awk '!seen[$0]++'
+  return 0
+}
+kill_cgroup_procs() {
+  local dir p any=0 i
+  for i in 1 2 3 4 5; do
+    any=0
+    while IFS= read -r dir; do
+      while IFS= read -r p; do
+        [[ -n $p ]] || continue
+        kill -KILL "$p" 2>/dev/null && any=1
+      done <"$dir/cgroup.procs"
+    done < <(cgroup_dirs)
+    ((any)) || break
+    sleep 0.5
+  done
+}
+mounts_under() { # PREFIX: mount points below PREFIX, deepest first
+  awk -v p="$1/" '{ m = $5; gsub(/\\040/, " ", m); if (index(m, p) == 1) print m }' /proc/self/mountinfo |
+    awk '{ print length($0) "\t" $0 }' | sort -rn | cut -f2-
+}
+unmount_under() {
+  local m i
+  for i in 1 2 3; do
+    while IFS= read -r m; do
+      umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    done < <(mounts_under "$1")
+    [[ -z $(mounts_under "$1") ]] && return 0
+  done
+  say "mounts left under $1:"
+  mounts_under "$1" >&2
+  return 1
+}
+
+down() {
+  trap - EXIT
+  set +e # best effort: every step runs; `ok` records what failed
+  local n ns p t0 ok=1
+  t0=$(date +%s.%N)
+  BIN=${SKIFF_K8S_BIN:-$("$here/build.sh" 2>/dev/null || true)}
+  # 1. Pods through the API while the kubelets run, so CNI DEL happens.
+  if [[ -x $BIN/kubectl && -e /run/netns/ktb-cp && -f $ADMIN_NS_KC ]] &&
+    pid_alive kube-apiserver >/dev/null && kc get --raw /readyz >/dev/null 2>&1; then
+    if [[ -n $(kc get pods -A -o name 2>/dev/null) ]]; then
+      say "deleting pods"
+      kc delete pods --all --all-namespaces --grace-period=2 --timeout=60s >/dev/null 2>&1 ||
+        say "pods not all gone after 60 s; killing them"
+      say "pods deleted after $(elapsed "$t0") s"
+    fi
+  fi
+  # 2. kubelets, then whatever containers are left, then containerd.
+  stop_daemons "${NODES[@]/#/kubelet-}"
+  collect_container_ids
+  for n in "${NODES[@]}"; do
+    if pid_alive "containerd-$n" >/dev/null; then
+      local ids
+      ids=$(ctr_n "$n" containers ls -q 2>/dev/null || true)
+      if [[ -n $ids ]]; then
+        for p in $ids; do ctr_n "$n" tasks kill -s SIGKILL "$p" >/dev/null 2>&1 || true; done
+        sleep 1
+        for p in $ids; do
+          ctr_n "$n" tasks delete -f "$p" >/dev/null 2>&1 || true
+          ctr_n "$n" containers delete "$p" >/dev/null 2>&1 || true
+        done
+      fi
+    fi
+  done
+  kill_cgroup_procs
+  stop_daemons "${NODES[@]/#/containerd-}"
+  # 3. Control plane and the forwarder.
+  stop_daemons api-forward kube-scheduler kube-controller-manager
+  stop_daemon kube-apiserver
+  stop_daemon etcd
+  # 4. Anything still in our namespaces (containerd shims, ...) was started by us.
+  for ns in "${NODES[@]/#/ktb-}" ktb-cp ktb-ul; do
+    [[ -e /run/netns/$ns ]] || continue
+    p=$(ip netns pids "$ns" 2>/dev/null || true)
+    if [[ -n $p ]]; then
+      say "killing leftover processes in $ns: ${p//$'\n'/ }"
+      # shellcheck disable=SC2086
+      kill -KILL $p 2>/dev/null || true
+      sleep 0.5
+    fi
+  done
+  kill_cgroup_procs
+  # 5. cgroups, mounts, namespaces, pins.
+  local dir
+  while IFS= read -r dir; do rmdir "$dir" 2>/dev/null || { say "cannot remove cgroup $dir"; ok=0; }; done < <(cgroup_dirs)
+  if [[ -f $STATE/preexisting ]] && ! grep -qxF /sys/fs/cgroup/memory/k8s.io "$STATE/preexisting"; then
+    # containerd made the /k8s.io parents; remove them once empty.
+    rmdir /sys/fs/cgroup/*/k8s.io /sys/fs/cgroup/unified/k8s.io 2>/dev/null
+  fi
+  unmount_under "$STATE" || ok=0
+  for ns in "${NODES[@]/#/ktb-}" ktb-cp ktb-ul; do
+    [[ -e /run/netns/$ns ]] || continue
+    ip netns delete "$ns" || { say "cannot delete netns $ns"; ok=0; }
+  done
+  for n in "${NODES[@]}"; do
+    [[ -e /sys/fs/bpf/ktb-$n ]] && rm -rf "/sys/fs/bpf/ktb-$n"
+  done
+  # 6. Kernel settings (they were restored after each kubelet start already).
+  restore_sysctls
+  sysctls_restored || { say "could not restore kernel settings from $STATE/sysctl.saved"; ok=0; }
+  # 7. What kubelet/containerd made outside $STATE, if it was not there before.
+  if [[ -f $STATE/preexisting ]]; then
+    if [[ -f $STATE/container-ids ]]; then
+      while IFS= read -r p; do rm -f /var/lib/cni/results/skiff-"$p"-* 2>/dev/null || true; done <"$STATE/container-ids"
+    fi
+    for t in "${OUTSIDE[@]}"; do
+      [[ $t == /sys/* ]] && continue
+      grep -qxF "$t" "$STATE/preexisting" && continue
+      [[ -e $t ]] || continue
+      if [[ -n $(mounts_under "$t") ]]; then
+        say "mounts under $t; leaving it"
+        ok=0
+        continue
+      fi
+      case $t in
+        /var/log/pods | /var/log/containers | /var/lib/kubelet) rm -rf "$t" ;;
+        /var/lib/cni) rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || say "$t not empty; leaving it" ;;
+        /run/containerd) rmdir /run/containerd/s /run/containerd 2>/dev/null || say "$t not empty; leaving it" ;;
+        *) rmdir "$t" 2>/dev/null || say "$t not empty; leaving it" ;;
+      esac
+    done
+  fi
+  if ((ok)) && [[ -z $(mounts_under "$STATE") ]]; then
+    rm -rf "$STATE"
+    say "down in $(elapsed "$t0") s: nothing left"
+  else
+    say "down incomplete; $STATE kept (run down again)"
+    return 1
+  fi
+}
+
+status() {
+  local p
+  for p in etcd kube-apiserver kube-controller-manager kube-scheduler api-forward \
+    "${NODES[@]/#/containerd-}" "${NODES[@]/#/kubelet-}"; do
+    if pid=$(pid_alive "$p"); then echo "$p: running (pid $pid)"; else echo "$p: not running"; fi
+  done
+  ip netns list | grep -E '^ktb-' || true
+  if pid_alive kube-apiserver >/dev/null; then
+    find_bins
+    kc get nodes -o wide
+  fi
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  env) env_lines ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|env|status" >&2; exit 2 ;;
+esac
