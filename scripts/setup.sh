@@ -13,6 +13,7 @@ PKGS=(
   etcd-server etcd-client
   iperf3 sockperf qperf wrk nginx-light gnuplot-nox
   python3 python3-pytest jq curl
+  libcurl4-openssl-dev libyaml-cpp-dev libssl-dev libcpp-httplib-dev
 )
 
 missing=()
