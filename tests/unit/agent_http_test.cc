@@ -1,6 +1,7 @@
 // The agent's minimal HTTP server (userspace/agent/http.cc), spoken to over
 // a plain TCP socket on 127.0.0.1.
 #include "agent/http.h"
+#include "common/fd.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -84,7 +85,7 @@ TEST(HttpServerTest, GetReturnsHandlerBodyAndStatusLine) {
     int port = (*s)->port();
     ASSERT_GT(port, 0);
     std::string resp = get(port, "/x");
-    EXPECT_EQ(status_line(resp), "HTTP/1.0 200 OK") << resp;
+    EXPECT_EQ(status_line(resp), "HTTP/1.1 200 OK") << resp;
     EXPECT_NE(resp.find("\r\nContent-Type: text/plain; charset=utf-8\r\n"), std::string::npos) << resp;
     EXPECT_NE(resp.find("\r\nContent-Length: 13\r\n"), std::string::npos) << resp;
     EXPECT_EQ(body_of(resp), "hello from x\n");
@@ -96,11 +97,11 @@ TEST(HttpServerTest, HandlerStatusIsPassedThrough) {
     auto s = HttpServer::start("127.0.0.1:0", rec.handler());
     ASSERT_TRUE(s.ok()) << s.error().message;
     std::string down = get((*s)->port(), "/down");
-    EXPECT_EQ(status_line(down), "HTTP/1.0 503 Service Unavailable") << down;
+    EXPECT_EQ(status_line(down), "HTTP/1.1 503 Service Unavailable") << down;
     EXPECT_NE(down.find("Content-Type: application/json"), std::string::npos);
     EXPECT_EQ(body_of(down), "{\"ok\":false}\n");
     std::string missing = get((*s)->port(), "/elsewhere");
-    EXPECT_EQ(status_line(missing), "HTTP/1.0 404 Not Found") << missing;
+    EXPECT_EQ(status_line(missing), "HTTP/1.1 404 Not Found") << missing;
 }
 
 TEST(HttpServerTest, PostIs405AndNotHandled) {
@@ -109,10 +110,10 @@ TEST(HttpServerTest, PostIs405AndNotHandled) {
     ASSERT_TRUE(s.ok()) << s.error().message;
     std::string resp =
         exchange((*s)->port(), {"POST /x HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi"});
-    EXPECT_EQ(status_line(resp), "HTTP/1.0 405 Method Not Allowed") << resp;
+    EXPECT_EQ(status_line(resp), "HTTP/1.1 405 Method Not Allowed") << resp;
     EXPECT_TRUE(rec.seen().empty());
     // The server still answers afterwards.
-    EXPECT_EQ(status_line(get((*s)->port(), "/x")), "HTTP/1.0 200 OK");
+    EXPECT_EQ(status_line(get((*s)->port(), "/x")), "HTTP/1.1 200 OK");
 }
 
 TEST(HttpServerTest, RequestSplitAcrossPackets) {
@@ -120,7 +121,7 @@ TEST(HttpServerTest, RequestSplitAcrossPackets) {
     auto s = HttpServer::start("127.0.0.1:0", rec.handler());
     ASSERT_TRUE(s.ok()) << s.error().message;
     std::string resp = exchange((*s)->port(), {"GET /", "x HTTP/1.0\r\n", "Host: a\r\n", "\r\n"});
-    EXPECT_EQ(status_line(resp), "HTTP/1.0 200 OK") << resp;
+    EXPECT_EQ(status_line(resp), "HTTP/1.1 200 OK") << resp;
     EXPECT_EQ(rec.seen(), std::vector<std::string>{"/x"});
 }
 
@@ -189,12 +190,12 @@ TEST(HttpServerTest, ServesTheAgentsEndpoints) {
     auto s = HttpServer::start("127.0.0.1:0", [&agent](const std::string& p) { return agent.handle_http(p); });
     ASSERT_TRUE(s.ok()) << s.error().message;
     std::string h = get((*s)->port(), "/healthz");
-    EXPECT_EQ(status_line(h), "HTTP/1.0 503 Service Unavailable") << h;
+    EXPECT_EQ(status_line(h), "HTTP/1.1 503 Service Unavailable") << h;
     EXPECT_NE(body_of(h).find("\"node\":\"node-a\""), std::string::npos) << h;
     std::string m = get((*s)->port(), "/metrics");
-    EXPECT_EQ(status_line(m), "HTTP/1.0 200 OK");
+    EXPECT_EQ(status_line(m), "HTTP/1.1 200 OK");
     EXPECT_NE(body_of(m).find("skiff_agent_reconciles_total{result=\"ok\"} 0\n"), std::string::npos) << m;
-    EXPECT_EQ(status_line(get((*s)->port(), "/nope")), "HTTP/1.0 404 Not Found");
+    EXPECT_EQ(status_line(get((*s)->port(), "/nope")), "HTTP/1.1 404 Not Found");
 }
 
 }  // namespace

@@ -1,12 +1,14 @@
 #include "http.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
 
+#include <httplib.h>
+
+#include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "common/ipv4.h"
 
@@ -25,73 +27,53 @@ Result<ListenAddr> parse_listen(const std::string& listen) {
     return ListenAddr{host->str(), port};
 }
 
+struct HttpServer::Impl {
+    httplib::Server server;
+    std::thread thread;
+};
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl, int port) : impl_(std::move(impl)), port_(port) {}
+
 Result<std::unique_ptr<HttpServer>> HttpServer::start(const std::string& listen, HttpHandler handler) {
     SKIFF_ASSIGN_OR_RETURN(ListenAddr la, parse_listen(listen));
-    auto host = Ipv4::parse(la.host);
+    auto impl = std::make_unique<Impl>();
+    auto& srv = impl->server;
+    // SO_REUSEADDR only: the library's default SO_REUSEPORT would let a
+    // second agent bind the same address silently.
+    srv.set_socket_options([](int sock) {
+        int one = 1;
+        ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    });
+    srv.Get(".*", [h = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
+        HttpResponse r = h(req.path);
+        res.status = r.status;
+        res.set_content(r.body, r.content_type.c_str());
+    });
+    auto not_allowed = [](const httplib::Request&, httplib::Response& res) {
+        res.status = 405;
+        res.set_content("only GET\n", "text/plain");
+    };
+    srv.Post(".*", not_allowed);
+    srv.Put(".*", not_allowed);
+    srv.Patch(".*", not_allowed);
+    srv.Delete(".*", not_allowed);
+    srv.Options(".*", not_allowed);
+    errno = 0;
     int port = la.port;
-    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!fd.valid()) return Error::errno_("socket");
-    int one = 1;
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(static_cast<uint16_t>(port));
-    sa.sin_addr.s_addr = host->be();
-    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) return Error::errno_("bind " + listen);
-    if (::listen(fd.get(), 16) != 0) return Error::errno_("listen " + listen);
-    socklen_t len = sizeof(sa);
-    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&sa), &len);
-    std::unique_ptr<HttpServer> s(new HttpServer(std::move(fd), ntohs(sa.sin_port), std::move(handler)));
-    s->thread_ = std::thread([p = s.get()] { p->serve(); });
+    if (port == 0) port = srv.bind_to_any_port(la.host);
+    else if (!srv.bind_to_port(la.host, port)) port = -1;
+    if (port <= 0) return Error{errno ? errno : EADDRINUSE, "bind " + listen + ": " + std::strerror(errno ? errno : EADDRINUSE)};
+    std::unique_ptr<HttpServer> s(new HttpServer(std::move(impl), port));
+    s->impl_->thread = std::thread([p = &s->impl_->server] { p->listen_after_bind(); });
+    // Serving once start() returns; and stop() is only heard by a server
+    // that runs (one stopped before would serve on, never to be joined).
+    while (!s->impl_->server.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     return s;
 }
 
 HttpServer::~HttpServer() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-}
-
-static const char* reason(int status) {
-    switch (status) {
-        case 200: return "OK";
-        case 404: return "Not Found";
-        case 405: return "Method Not Allowed";
-        case 503: return "Service Unavailable";
-        default: return "Error";
-    }
-}
-
-void HttpServer::serve() {
-    while (!stop_) {
-        pollfd p{fd_.get(), POLLIN, 0};
-        if (::poll(&p, 1, 200) <= 0) continue;
-        UniqueFd c(::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-        if (!c.valid()) continue;
-        timeval tv{2, 0};
-        ::setsockopt(c.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        std::string req;
-        char buf[2048];
-        while (req.find("\r\n\r\n") == std::string::npos && req.size() < 8192) {
-            ssize_t n = ::recv(c.get(), buf, sizeof(buf), 0);
-            if (n <= 0) break;
-            req.append(buf, static_cast<size_t>(n));
-        }
-        HttpResponse resp;
-        auto sp1 = req.find(' '), sp2 = req.find(' ', sp1 == std::string::npos ? 0 : sp1 + 1);
-        if (sp1 == std::string::npos || sp2 == std::string::npos) continue;
-        if (req.compare(0, sp1, "GET") != 0) resp = {405, "text/plain", "only GET\n"};
-        else resp = handler_(req.substr(sp1 + 1, sp2 - sp1 - 1));
-        std::string out = "HTTP/1.0 " + std::to_string(resp.status) + " " + reason(resp.status) +
-                          "\r\nContent-Type: " + resp.content_type +
-                          "\r\nContent-Length: " + std::to_string(resp.body.size()) + "\r\nConnection: close\r\n\r\n" +
-                          resp.body;
-        size_t off = 0;
-        while (off < out.size()) {
-            ssize_t n = ::send(c.get(), out.data() + off, out.size() - off, MSG_NOSIGNAL);
-            if (n <= 0) break;
-            off += static_cast<size_t>(n);
-        }
-    }
+    impl_->server.stop();
+    if (impl_->thread.joinable()) impl_->thread.join();
 }
 
 }  // namespace skiff::agent

@@ -1,13 +1,11 @@
-// A minimal HTTP/1.0 server for the agent's health and metrics endpoints.
-// One thread, one request per connection; only GET.
+// The agent's health and metrics endpoints over HTTP (cpp-httplib); only GET,
+// other methods get 405.
 #pragma once
 
-#include <atomic>
 #include <functional>
 #include <string>
-#include <thread>
+#include <memory>
 
-#include "common/fd.h"
 #include "common/result.h"
 
 namespace skiff::agent {
@@ -35,13 +33,10 @@ public:
     int port() const { return port_; }
 
 private:
-    HttpServer(UniqueFd fd, int port, HttpHandler h) : fd_(std::move(fd)), port_(port), handler_(std::move(h)) {}
-    void serve();
-    UniqueFd fd_;
+    struct Impl;
+    HttpServer(std::unique_ptr<Impl> impl, int port);
+    std::unique_ptr<Impl> impl_;
     int port_;
-    HttpHandler handler_;
-    std::atomic<bool> stop_{false};
-    std::thread thread_;
 };
 
 }  // namespace skiff::agent
