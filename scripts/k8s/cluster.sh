@@ -22,7 +22,9 @@
 #   env     print the shell lines to use kubectl from the root namespace
 #   status  show what is running
 #
-# Env: KTB_STATE (state dir, default /var/lib/ktb), KTB_API_PORT (the root
+# Env: KTB_CNI=agent (a skiff-agent per node reads the API, programs the
+# datapath and writes the conflist; default: this script writes it),
+# KTB_STATE (state dir, default /var/lib/ktb), KTB_API_PORT (the root
 # namespace's 127.0.0.1 port forwarded to kube-apiserver, default 16443),
 # SKIFF_K8S_BIN (Kubernetes bin dir; default: what scripts/k8s/build.sh prints),
 # SKIFF_BIN (skiff's bin dir, default build/bin of this repository).
@@ -410,6 +412,19 @@ start_kubelet() { # NODE
     --v=2
 }
 
+start_agent() { # NODE: skiff-agent on the node, reading the API (KTB_CNI=agent)
+  local n=$1 d=$STATE/$1
+  mkdir -p "$d/skiff-state"
+  cat >"$d/agent.json" <<EOF
+{"nodeName": "ktb-$n", "clusterCIDR": "$CLUSTER_CIDR",
+ "source": {"kubernetes": {"kubeconfig": "$ADMIN_NS_KC"}},
+ "pinPath": "/sys/fs/bpf/ktb-$n", "stateDir": "$d/skiff-state", "cniConfDir": "$d/cni/net.d",
+ "cniLogFile": "$d/skiff.log",
+ "cniVersion": "0.4.0", "listen": "127.0.0.1:9964", "resyncSeconds": 5}
+EOF
+  start_daemon "skiff-agent-$n" "ktb-$n" "$SKIFF_BIN/skiff-agent" --config "$d/agent.json"
+}
+
 write_conflist() { # NODE PODCIDR
   local n=$1 cidr=$2 d=$STATE/$1
   mkdir -p "$d/skiff-state"
@@ -496,8 +511,13 @@ up() {
     wait_for "node ktb-$n PodCIDR" 120 "kubelet-$n" has_podcidr "ktb-$n"
     cidr=$(kc get node "ktb-$n" -o 'jsonpath={.spec.podCIDR}')
     [[ -n $cidr ]] || die "node ktb-$n has no PodCIDR"
-    write_conflist "$n" "$cidr"
-    say "ktb-$n: PodCIDR $cidr, wrote $STATE/$n/cni/net.d/10-skiff.conflist"
+    if [[ ${KTB_CNI:-script} == agent ]]; then
+      start_agent "$n"
+      say "ktb-$n: PodCIDR $cidr, skiff-agent started (it writes the conflist)"
+    else
+      write_conflist "$n" "$cidr"
+      say "ktb-$n: PodCIDR $cidr, wrote $STATE/$n/cni/net.d/10-skiff.conflist"
+    fi
   done
   for n in "${NODES[@]}"; do
     wait_for "node ktb-$n Ready" 120 "kubelet-$n" node_ready "ktb-$n"
@@ -608,7 +628,7 @@ down() {
     fi
   fi
   # 2. kubelets, then whatever containers are left, then containerd.
-  stop_daemons "${NODES[@]/#/kubelet-}"
+  stop_daemons "${NODES[@]/#/kubelet-}" "${NODES[@]/#/skiff-agent-}"
   collect_container_ids
   for n in "${NODES[@]}"; do
     if pid_alive "containerd-$n" >/dev/null; then

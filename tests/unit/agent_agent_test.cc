@@ -558,7 +558,12 @@ TEST_F(AgentTest, ConflistContent) {
     EXPECT_EQ(p["pinPath"], tmp + "/bpf");
     EXPECT_EQ(p["stateDir"], tmp + "/state");
     EXPECT_EQ(p["mtu"], 1450);
+    EXPECT_FALSE(p.contains("logFile"));
     EXPECT_EQ(text, conflist_for(config(), pfx("10.244.1.0/24")));
+    AgentConfig with_log = config();
+    with_log.cni_log_file = "/var/log/skiff-cni.log";
+    EXPECT_EQ(json::parse(conflist_for(with_log, pfx("10.244.1.0/24")))["plugins"][0]["logFile"],
+              "/var/log/skiff-cni.log");
     // No temporary files left in the CNI directory (the runtime reads all).
     int files = 0;
     for (const auto& e : std::filesystem::directory_iterator(tmp + "/etc/cni/net.d")) {

@@ -261,3 +261,64 @@ TEST(AgentConfigTest, LoadFromMissingFileFails) {
 
 }  // namespace
 }  // namespace skiff::agent
+
+namespace skiff::agent {
+namespace {
+
+json kube_base() {
+    return json{{"clusterCIDR", "10.244.0.0/16"}, {"source", {{"kubernetes", json::object()}}}};
+}
+
+TEST(AgentConfigKubernetesTest, NodeFromTheEnvironmentAndTheApi) {
+    ::setenv("NODE_NAME", "node-from-env", 1);
+    auto c = parse(kube_base());
+    ::unsetenv("NODE_NAME");
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    EXPECT_EQ(c->node_name, "node-from-env");
+    EXPECT_FALSE(c->node_ip_known);  // learned from the Node's InternalIP at start
+    EXPECT_EQ(c->uplink, "");        // the device holding it
+    ASSERT_TRUE(c->kubernetes_source);
+    EXPECT_EQ(c->kubernetes_source->kubeconfig, "");  // in-cluster
+}
+
+TEST(AgentConfigKubernetesTest, ExplicitKeysWin) {
+    ::setenv("NODE_NAME", "node-from-env", 1);
+    json j = kube_base();
+    j["nodeName"] = "node-a";
+    j["nodeIP"] = "192.168.1.11";
+    j["uplink"] = "eth0";
+    j["source"]["kubernetes"] = {{"kubeconfig", "/etc/skiff/kubeconfig"}, {"context", "c1"}};
+    auto c = parse(j);
+    ::unsetenv("NODE_NAME");
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    EXPECT_EQ(c->node_name, "node-a");
+    EXPECT_TRUE(c->node_ip_known);
+    EXPECT_EQ(c->node_ip.str(), "192.168.1.11");
+    EXPECT_EQ(c->uplink, "eth0");
+    EXPECT_EQ(c->kubernetes_source->kubeconfig, "/etc/skiff/kubeconfig");
+    EXPECT_EQ(c->kubernetes_source->context, "c1");
+}
+
+TEST(AgentConfigKubernetesTest, Rejected) {
+    ::unsetenv("NODE_NAME");
+    auto c = parse(kube_base());
+    ASSERT_FALSE(c.ok());
+    EXPECT_NE(c.error().message.find("NODE_NAME"), std::string::npos) << c.error().message;
+    ::setenv("NODE_NAME", "n", 1);
+    for (const json& k : {json("x"), json{{"kubeconfig", 5}}, json{{"kubeconfig", "relative/kc"}},
+                          json{{"context", json::array()}}}) {
+        json j = kube_base();
+        j["source"]["kubernetes"] = k;
+        EXPECT_FALSE(parse(j).ok()) << k.dump();
+    }
+    json both = kube_base();
+    both["source"]["file"] = "/etc/skiff/cluster.json";
+    EXPECT_FALSE(parse(both).ok());
+    json bad_ip = kube_base();
+    bad_ip["nodeIP"] = "not-an-ip";
+    EXPECT_FALSE(parse(bad_ip).ok());
+    ::unsetenv("NODE_NAME");
+}
+
+}  // namespace
+}  // namespace skiff::agent

@@ -1,8 +1,11 @@
 #include "agent.h"
 
+#include <fcntl.h>
 #include <malloc.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 #include <string_view>
 #include <unordered_set>
@@ -26,6 +29,7 @@ std::string conflist_for(const AgentConfig& cfg, const Ipv4Prefix& pod_cidr) {
                    {"clusterCIDR", cfg.cluster_cidr.str()}, {"mtu", cfg.mtu},
                    {"pinPath", cfg.pin_path},   {"stateDir", cfg.state_dir},
                    {"requireAgent", true}};
+    if (!cfg.cni_log_file.empty()) plugin["logFile"] = cfg.cni_log_file;
     json conf = {{"cniVersion", cfg.cni_version}, {"name", "skiff"}, {"plugins", json::array({plugin})}};
     return conf.dump(2) + "\n";
 }
@@ -36,6 +40,12 @@ Status Agent::write_conflist(const Ipv4Prefix& pod_cidr) {
     if (auto have = read_file(path); have && *have == want) return ok();
     SKIFF_TRY(mkdir_p(cfg_.cni_conf_dir, 0755));
     SKIFF_TRY(write_file_atomic(path, want));
+    // containerd 1.6 reloads its CNI config on a write, not on a create (a
+    // rename is one): write the same bytes over themselves, so a reader
+    // never sees anything but the whole file and the runtime hears of it.
+    if (UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC)); !fd.valid() ||
+                                                                 ::pwrite(fd.get(), want.data(), want.size(), 0) < 0)
+        log::warn("cannot touch " + path + " for runtimes that watch for writes: " + std::strerror(errno));
     log::info("wrote " + path + " (PodCIDR " + pod_cidr.str() + ")");
     return ok();
 }
@@ -275,6 +285,11 @@ void Agent::reconcile(const ClusterSpec& spec) {
         log::info("reconciled: " + std::to_string(r->map_writes) + " node entries written, " +
                   std::to_string(r->map_deletes) + " removed, " + std::to_string(r->route_writes) +
                   " routes written, " + std::to_string(r->route_deletes) + " removed");
+}
+
+std::optional<Ipv4Prefix> Agent::local_pod_cidr() const {
+    std::lock_guard g(mu_);
+    return local_cidr_;
 }
 
 bool Agent::healthy() const {

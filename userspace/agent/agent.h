@@ -37,6 +37,8 @@ public:
     HttpResponse handle_http(const std::string& path);
     std::string metrics_text();
     bool healthy() const;
+    // This node's PodCIDR once a reconcile programmed it.
+    std::optional<Ipv4Prefix> local_pod_cidr() const;
 
 private:
     void reconcile(const ClusterSpec& spec);

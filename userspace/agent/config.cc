@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include <nlohmann/json.hpp>
 
@@ -38,12 +39,28 @@ Result<AgentConfig> parse_agent_config(const std::string& text) {
     json j = json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
     AgentConfig c;
-    SKIFF_ASSIGN_OR_RETURN(c.node_name, req_str(j, "nodeName"));
-    SKIFF_ASSIGN_OR_RETURN(std::string ip, req_str(j, "nodeIP"));
-    auto nip = Ipv4::parse(ip);
-    if (!nip) return bad("'nodeIP': " + nip.error().message);
-    c.node_ip = *nip;
-    SKIFF_ASSIGN_OR_RETURN(c.uplink, req_str(j, "uplink"));
+    const bool kube = j.contains("source") && j["source"].is_object() && j["source"].contains("kubernetes");
+    // The Kubernetes source can learn who and where the node is.
+    auto node_key = [&](const char* key, std::string& out, const char* env) -> Status {
+        if (kube && !j.contains(key)) {
+            const char* v = env ? std::getenv(env) : nullptr;
+            out = v ? v : "";
+            if (env && out.empty()) return bad(std::string("'") + key + "' is required unless $" + env + " is set");
+            return ok();
+        }
+        SKIFF_ASSIGN_OR_RETURN(out, req_str(j, key));
+        return ok();
+    };
+    SKIFF_TRY(node_key("nodeName", c.node_name, "NODE_NAME"));
+    std::string ip;
+    SKIFF_TRY(node_key("nodeIP", ip, nullptr));
+    if (!ip.empty()) {
+        auto nip = Ipv4::parse(ip);
+        if (!nip) return bad("'nodeIP': " + nip.error().message);
+        c.node_ip = *nip;
+    }
+    c.node_ip_known = !ip.empty();
+    SKIFF_TRY(node_key("uplink", c.uplink, nullptr));
     SKIFF_ASSIGN_OR_RETURN(std::string cc, req_str(j, "clusterCIDR"));
     auto cidr = Ipv4Prefix::parse(cc);
     if (!cidr) return bad("'clusterCIDR': " + cidr.error().message);
@@ -51,6 +68,7 @@ Result<AgentConfig> parse_agent_config(const std::string& text) {
     SKIFF_TRY(opt_str(j, "pinPath", c.pin_path));
     SKIFF_TRY(opt_str(j, "stateDir", c.state_dir));
     SKIFF_TRY(opt_str(j, "cniConfDir", c.cni_conf_dir));
+    SKIFF_TRY(opt_str(j, "cniLogFile", c.cni_log_file));
     SKIFF_TRY(opt_str(j, "socketLBCgroup", c.socket_lb_cgroup));
     SKIFF_TRY(opt_str(j, "listen", c.listen));
     if (auto l = parse_listen(c.listen); !l) return bad("'listen': " + l.error().message);
@@ -144,10 +162,23 @@ Result<AgentConfig> parse_agent_config(const std::string& text) {
         }
     }
     if (!j.contains("source") || !j["source"].is_object())
-        return bad("'source' is required: {\"file\": PATH} or {\"etcd\": {...}}");
+        return bad("'source' is required: {\"file\": PATH}, {\"etcd\": {...}} or {\"kubernetes\": {...}}");
     const auto& src = j["source"];
-    if (src.contains("file") == src.contains("etcd")) return bad("'source' needs exactly one of 'file' and 'etcd'");
-    if (src.contains("file")) {
+    if (src.contains("file") + src.contains("etcd") + src.contains("kubernetes") != 1)
+        return bad("'source' needs exactly one of 'file', 'etcd' and 'kubernetes'");
+    if (kube) {
+        const auto& k = src["kubernetes"];
+        if (!k.is_object()) return bad("'source.kubernetes' must be an object");
+        KubernetesSourceConfig kc;
+        for (auto [key, out] : {std::pair{"kubeconfig", &kc.kubeconfig}, std::pair{"context", &kc.context}}) {
+            if (!k.contains(key)) continue;
+            if (!k[key].is_string()) return bad(std::string("'source.kubernetes.") + key + "' must be a string");
+            *out = k[key].get<std::string>();
+        }
+        if (!kc.kubeconfig.empty() && kc.kubeconfig[0] != '/')
+            return bad("'source.kubernetes.kubeconfig' must be an absolute path");
+        c.kubernetes_source = kc;
+    } else if (src.contains("file")) {
         if (!src["file"].is_string() || src["file"].get<std::string>().rfind('/', 0) != 0)
             return bad("'source.file' must be an absolute path");
         c.file_source = src["file"].get<std::string>();

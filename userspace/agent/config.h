@@ -17,6 +17,11 @@ struct EtcdSourceConfig {
     int lease_ttl = 10;  // seconds
 };
 
+struct KubernetesSourceConfig {
+    std::string kubeconfig;  // empty: in-cluster (the pod's service account)
+    std::string context;     // empty: the kubeconfig's current-context
+};
+
 struct MasqueradeConfig {
     bool enabled = true;
     uint16_t port_min = 61000;  // outside Linux's default ephemeral range 32768-60999
@@ -25,13 +30,18 @@ struct MasqueradeConfig {
 };
 
 struct AgentConfig {
+    // With the Kubernetes source all three may be left out: the name comes
+    // from $NODE_NAME, the address from the Node's InternalIP and the uplink
+    // is the device holding it (resolved at start, see node_ip_known).
     std::string node_name;
     Ipv4 node_ip;
     std::string uplink;
+    bool node_ip_known = true;
     Ipv4Prefix cluster_cidr;
     std::string pin_path = "/sys/fs/bpf/skiff";
     std::string state_dir = "/var/lib/skiff";
     std::string cni_conf_dir = "/etc/cni/net.d";
+    std::string cni_log_file;  // the plugin's logFile in the conflist; empty: none
     std::string listen = "127.0.0.1:9964";
     unsigned mtu = 1500;
     std::string cni_version = "1.0.0";   // of the conflist written for runtimes
@@ -49,6 +59,7 @@ struct AgentConfig {
     size_t max_objects = 50000;
     std::optional<std::string> file_source;
     std::optional<EtcdSourceConfig> etcd_source;
+    std::optional<KubernetesSourceConfig> kubernetes_source;
 };
 
 Result<AgentConfig> parse_agent_config(const std::string& text);

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "agent.h"
+#include "startup.h"
 #include <bpf/bpf.h>
 
 #include "bpf/map_layout.h"
@@ -28,14 +29,30 @@ std::atomic<bool> g_stop{false};
 void on_signal(int) { g_stop = true; }
 
 int usage() {
-    std::cerr << "usage: skiff-agent --config FILE\n";
+    std::cerr << "usage: skiff-agent --config FILE\n"
+                 "       skiff-agent install-cni --from FILE --to DIR\n";
     return 2;
+}
+
+int install_cni(int argc, char** argv) {
+    std::string from, to;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        std::string a = argv[i];
+        if (a == "--from") from = argv[i + 1];
+        else if (a == "--to") to = argv[i + 1];
+        else return usage();
+    }
+    if (from.empty() || to.empty() || argc % 2 != 0) return usage();
+    skiff::log::set_prefix("skiff-agent");
+    if (auto s = skiff::agent::install_cni(from, to); !s) return skiff::log::error(s.error().message), 1;
+    return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
     using namespace skiff;
+    if (argc > 1 && std::string(argv[1]) == "install-cni") return install_cni(argc, argv);
     std::string config_path;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
@@ -56,16 +73,13 @@ int main(int argc, char** argv) {
         log::error(cfg.error().message);
         return 1;
     }
-    std::unique_ptr<agent::Source> source;
-    if (cfg->etcd_source) {
-        auto s = agent::make_etcd_source({cfg->etcd_source->endpoints, cfg->etcd_source->prefix, cfg->node_name,
-                                          cfg->node_ip, cfg->cluster_cidr, cfg->pod_cidr, cfg->pod_cidr_size,
-                                          cfg->etcd_source->lease_ttl});
-        if (!s) return log::error(s.error().message), 1;
-        source = std::move(*s);
-    } else {
-        source = agent::make_file_source(*cfg->file_source);
-    }
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+    auto started = agent::start_source(*cfg, g_stop);
+    if (!started) return log::error(started.error().message), 1;
+    std::unique_ptr<agent::Source> source = std::move(started->source);
 
     // The node-wide datapath: maps, and the uplink's two programs.
     auto nl = Netlink::open();
@@ -126,12 +140,20 @@ int main(int argc, char** argv) {
     log::info("node " + cfg->node_name + " (" + cfg->node_ip.str() + ", uplink " + cfg->uplink + ") serving on " +
               cfg->listen + ", source " + source_name);
 
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, nullptr);
-    sigaction(SIGINT, &sa, nullptr);
+    // Kubernetes: once the PodCIDR is programmed (and the conflist written),
+    // the node's NetworkUnavailable condition goes False.
+    bool network_marked = started->kube == nullptr;
+    auto next_mark = std::chrono::steady_clock::now();
     while (!g_stop) {
         a.tick();
+        if (!network_marked && std::chrono::steady_clock::now() >= next_mark)
+            if (auto cidr = a.local_pod_cidr()) {
+                auto s = started->kube->set_network_available(cfg->node_name, "skiff-agent programmed PodCIDR " +
+                                                                                  cidr->str());
+                network_marked = s.ok();
+                if (!s) log::warn("cannot mark node " + cfg->node_name + " network available: " + s.error().message);
+                next_mark = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+            }
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     // Leave the datapath as it is: pods keep talking while we are gone.

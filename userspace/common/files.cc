@@ -57,14 +57,15 @@ std::string temp_name(const std::string& path) {
 // data in a file of path's directory that has no name yet (O_TMPFILE),
 // fsynced: a writer killed before it links the file anywhere leaves
 // nothing behind. ENOTSUP where the file system cannot do that.
-Result<UniqueFd> write_unnamed(const std::string& path, const std::string& data) {
+Result<UniqueFd> write_unnamed(const std::string& path, const std::string& data, unsigned mode = 0644) {
     auto slash = path.find_last_of('/');
     std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-    UniqueFd fd(::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644));
+    UniqueFd fd(::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600));
     if (!fd.valid()) {
         if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) return Error{ENOTSUP, "no O_TMPFILE in " + dir};
         return Error::errno_("create a file in " + dir);
     }
+    if (::fchmod(fd.get(), mode) != 0) return Error::errno_("chmod a file in " + dir);  // exactly, whatever the umask
     SKIFF_TRY(write_all(fd.get(), data, path));
     return fd;
 }
@@ -78,10 +79,14 @@ Status link_unnamed(int fd, const std::string& to) {
 }
 
 // The fallback: a named file beside path, unique per process and call.
-Result<std::string> write_aside(const std::string& path, const std::string& data) {
+Result<std::string> write_aside(const std::string& path, const std::string& data, unsigned mode = 0644) {
     std::string tmp = temp_name(path);
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!fd.valid()) return Error::errno_("create " + tmp);
+    if (::fchmod(fd.get(), mode) != 0) {
+        ::unlink(tmp.c_str());
+        return Error::errno_("chmod " + tmp);
+    }
     if (auto s = write_all(fd.get(), data, tmp); !s) {
         ::unlink(tmp.c_str());
         return s.error();
@@ -90,10 +95,10 @@ Result<std::string> write_aside(const std::string& path, const std::string& data
 }
 
 // A complete file named tmp beside path: unnamed until its last syscall.
-Result<std::string> write_temp(const std::string& path, const std::string& data) {
-    auto fd = write_unnamed(path, data);
+Result<std::string> write_temp(const std::string& path, const std::string& data, unsigned mode) {
+    auto fd = write_unnamed(path, data, mode);
     if (!fd) {
-        if (fd.error().code == ENOTSUP) return write_aside(path, data);
+        if (fd.error().code == ENOTSUP) return write_aside(path, data, mode);
         return fd.error();
     }
     std::string tmp = temp_name(path);
@@ -116,10 +121,10 @@ std::optional<pid_t> temp_file_writer(const std::string& name) {
 
 }  // namespace
 
-Status write_file_atomic(const std::string& path, const std::string& data) {
+Status write_file_atomic(const std::string& path, const std::string& data, unsigned mode) {
     // Named only between the link and the rename; remove_temp_files() takes
     // what a writer killed in between leaves.
-    SKIFF_ASSIGN_OR_RETURN(std::string tmp, write_temp(path, data));
+    SKIFF_ASSIGN_OR_RETURN(std::string tmp, write_temp(path, data, mode));
     if (::rename(tmp.c_str(), path.c_str()) != 0) {
         Error e = Error::errno_("rename " + tmp + " -> " + path);
         ::unlink(tmp.c_str());

@@ -16,7 +16,7 @@ Result<std::string> read_file(const std::string& path, size_t max_bytes = 1 << 2
 // Write to a temporary file in the same directory, fsync, rename over path.
 // Until the rename, the file has no name at all where the file system
 // allows (O_TMPFILE).
-Status write_file_atomic(const std::string& path, const std::string& data);
+Status write_file_atomic(const std::string& path, const std::string& data, unsigned mode = 0644);
 
 // Create path with the given content only if it does not exist yet, so no
 // reader ever sees a partial file. EEXIST is returned as an error code.
