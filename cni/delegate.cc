@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -61,8 +62,18 @@ Result<Output> run(const std::string& exe, const std::vector<std::string>& envv,
     std::vector<char*> envp;
     for (const auto& e : envv) envp.push_back(const_cast<char*>(e.c_str()));
     envp.push_back(nullptr);
+    // The plugin ignores SIGPIPE (a delegate may exit before reading all of
+    // its stdin); the delegate starts with the default, as libcni's would.
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t dfl;
+    sigemptyset(&dfl);
+    sigaddset(&dfl, SIGPIPE);
+    posix_spawnattr_setsigdefault(&attr, &dfl);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
     pid_t pid = 0;
-    int rc = posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), envp.data());
+    int rc = posix_spawn(&pid, exe.c_str(), &fa, &attr, argv.data(), envp.data());
+    posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) return Error::os(rc, "spawn " + exe);
     in_r.reset();

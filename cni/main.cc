@@ -96,6 +96,9 @@ bool is_stdout(const std::string& path) {
 
 int run() {
     skiff::log::set_prefix("skiff");
+    // A reader that went away (a delegate that exited before taking its
+    // stdin, a runtime that gave up) is an error to report, not a death.
+    ::signal(SIGPIPE, SIG_IGN);
     // A byte past the limit is enough to refuse the config: never more.
     std::string input(skiff::cni::kMaxConfigBytes + 1, '\0');
     std::cin.read(input.data(), static_cast<std::streamsize>(input.size()));

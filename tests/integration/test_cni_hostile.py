@@ -93,6 +93,20 @@ def test_delegate_stderr_that_is_not_utf8(topo, node, tmp_path):
     assert_clean(node, pod_ns)
 
 
+def test_delegate_that_never_reads_its_stdin(topo, node, tmp_path):
+    # A config larger than a pipe holds, to a plugin that exits at once:
+    # writing it meets a closed pipe (EPIPE), which must not kill us.
+    write_plugin(tmp_path, "quitipam", "exit 1\n")
+    pod_ns = topo.pod_ns()
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": f"/run/netns/{pod_ns}",
+           "CNI_IFNAME": "eth0", "CNI_PATH": f"{tmp_path}:{CNI_PATH}"}
+    conf = node.conf(podCIDR=None, ipam={"type": "quitipam"}, padding="x" * (600 << 10))
+    rc, out, _ = run_raw(node, env, json.dumps(conf))
+    err = one_error(rc, out)
+    assert "quitipam" in err["msg"], err
+    assert_clean(node, pod_ns)
+
+
 def skiff_processes():
     r = subprocess.run(["pgrep", "-c", "-x", "skiff"], capture_output=True, text=True)
     return int(r.stdout.strip() or 0)
