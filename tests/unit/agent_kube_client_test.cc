@@ -80,15 +80,6 @@ std::string b64(const std::string& s) {
     return out;
 }
 
-TEST(KubeConfigTest, Base64) {
-    EXPECT_EQ(base64_decode("aGVsbG8=").value(), "hello");
-    EXPECT_EQ(base64_decode("aGVs\nbG8h").value(), "hello!");  // line breaks are ignored
-    EXPECT_EQ(base64_decode("aA==").value(), "h");
-    EXPECT_EQ(base64_decode("").value(), "");
-    EXPECT_FALSE(base64_decode("abc").ok());
-    EXPECT_FALSE(base64_decode("a!c=").ok());
-}
-
 const char* kCa = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n";
 
 std::string kubeconfig() {

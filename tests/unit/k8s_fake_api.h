@@ -22,6 +22,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "eventually.h"
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
@@ -246,16 +248,7 @@ private:
     bool stopping_ = false;
 };
 
-// Waits (bounded) for cond; a generous deadline, as machines stall.
-template <class F>
-bool eventually(F cond, std::chrono::milliseconds deadline = 15s) {
-    auto until = std::chrono::steady_clock::now() + deadline;
-    while (!cond()) {
-        if (std::chrono::steady_clock::now() > until) return false;
-        std::this_thread::sleep_for(5ms);
-    }
-    return true;
-}
+using skiff_test::eventually;
 
 inline int free_port() {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);

@@ -1,54 +1,12 @@
 #include "etcd.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
-#include <sys/socket.h>
-
-#include <cstring>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
 
 namespace skiff::agent {
 
 using nlohmann::json;
-
-static const char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string base64_encode(const std::string& in) {
-    std::string out;
-    size_t i = 0;
-    while (i + 2 < in.size()) {
-        uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-        out += {kB64[v >> 18], kB64[(v >> 12) & 63], kB64[(v >> 6) & 63], kB64[v & 63]};
-        i += 3;
-    }
-    if (i + 1 == in.size()) {
-        uint32_t v = uint8_t(in[i]) << 16;
-        out += {kB64[v >> 18], kB64[(v >> 12) & 63], '=', '='};
-    } else if (i + 2 == in.size()) {
-        uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-        out += {kB64[v >> 18], kB64[(v >> 12) & 63], kB64[(v >> 6) & 63], '='};
-    }
-    return out;
-}
-
-Result<std::string> base64_decode(const std::string& in) {
-    std::string out;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (char c : in) {
-        if (c == '=') break;
-        const char* p = std::strchr(kB64, c);
-        if (!p || c == '\0') return Error::invalid("invalid base64");
-        acc = (acc << 6) | static_cast<uint32_t>(p - kB64);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out += static_cast<char>((acc >> bits) & 0xff);
-        }
-    }
-    return out;
-}
 
 std::string prefix_range_end(const std::string& prefix) {
     std::string end = prefix;
@@ -80,78 +38,49 @@ Result<Endpoint> parse_endpoint_url(const std::string& url) {
 
 namespace {
 
-constexpr int kTimeoutMs = 2000;
+constexpr size_t kMaxObject = 64u << 20;  // one watch response
 
-Result<UniqueFd> connect_to(const Endpoint& ep) {
-    addrinfo hints{};
-    hints.ai_family = AF_INET;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* res = nullptr;
-    if (int rc = getaddrinfo(ep.host.c_str(), std::to_string(ep.port).c_str(), &hints, &res); rc != 0)
-        return Error{EHOSTUNREACH, "resolve " + ep.host + ": " + gai_strerror(rc)};
-    std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(res, freeaddrinfo);
-    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (!fd.valid()) return Error::errno_("socket");
-    std::string where = ep.host + ":" + std::to_string(ep.port);
-    if (::connect(fd.get(), res->ai_addr, res->ai_addrlen) != 0 && errno != EINPROGRESS)
-        return Error::errno_("connect " + where);
-    pollfd p{fd.get(), POLLOUT, 0};
-    if (::poll(&p, 1, kTimeoutMs) <= 0) return Error{ETIMEDOUT, "connect " + where + ": timed out"};
-    int err = 0;
-    socklen_t len = sizeof(err);
-    ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err) return Error::os(err, "connect " + where);
-    ::fcntl(fd.get(), F_SETFL, 0);  // blocking from here, with timeouts
-    timeval tv{kTimeoutMs / 1000, 0};
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    return fd;
+std::string base_url(const Endpoint& ep) { return "http://" + ep.host + ":" + std::to_string(ep.port) + "/v3/"; }
+
+HttpClientRequest post(const Endpoint& ep, const std::string& path, std::string body, const EtcdTimeouts& t) {
+    HttpClientRequest q;
+    q.method = "POST";
+    q.url = base_url(ep) + path;
+    q.headers = {"Content-Type: application/json", "Accept: application/json"};
+    q.body = std::move(body);
+    q.connect_timeout = t.connect;
+    q.stall_timeout = t.stall;
+    q.timeout = t.request;
+    q.direct = true;  // cluster-internal: never through a proxy from the environment
+    return q;
 }
 
-Status send_request(int fd, const Endpoint& ep, const std::string& path, const std::string& body) {
-    std::string req = "POST /v3/" + path + " HTTP/1.0\r\nHost: " + ep.host + "\r\nContent-Type: application/json\r\n" +
-                      "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-    size_t off = 0;
-    while (off < req.size()) {
-        ssize_t n = ::send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
-        if (n <= 0) return Error::errno_("send to etcd");
-        off += static_cast<size_t>(n);
-    }
-    return ok();
+std::string string_at(const json& j, const char* key) {
+    auto it = j.is_object() ? j.find(key) : j.end();
+    return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+bool flag_at(const json& j, const char* key) {
+    auto it = j.is_object() ? j.find(key) : j.end();
+    return it != j.end() && it->is_boolean() && it->get<bool>();
 }
 
 }  // namespace
 
 Result<json> EtcdClient::call(const std::string& path, const json& body) {
     Error last{EHOSTUNREACH, "no etcd endpoints"};
+    const std::string payload = body.dump();
     for (const auto& ep : endpoints_) {
-        auto fd = connect_to(ep);
-        if (!fd) {
-            last = fd.error();
+        auto r = http_request(post(ep, path, payload, timeouts_));
+        if (!r) {  // unreachable, refused, timed out: the next endpoint
+            last = r.error();
             continue;
         }
-        if (auto s = send_request(fd->get(), ep, path, body.dump()); !s) {
-            last = s.error();
-            continue;
-        }
-        std::string resp;
-        char buf[8192];
-        ssize_t n;
-        while ((n = ::recv(fd->get(), buf, sizeof(buf), 0)) > 0) resp.append(buf, static_cast<size_t>(n));
-        if (n < 0) {
-            last = Error::errno_("read from etcd " + ep.host);
-            continue;
-        }
-        auto hdr_end = resp.find("\r\n\r\n");
-        if (resp.compare(0, 5, "HTTP/") != 0 || hdr_end == std::string::npos) {
-            last = Error{EPROTO, "etcd " + ep.host + ": not an HTTP response"};
-            continue;
-        }
-        int status = std::atoi(resp.c_str() + resp.find(' ') + 1);
-        json j = json::parse(resp.substr(hdr_end + 4), nullptr, false);
-        if (status != 200) {
-            std::string msg = j.is_object() ? j.value("error", j.value("message", std::string())) : "";
-            return Error{EIO, "etcd " + path + ": HTTP " + std::to_string(status) + " " + msg};
+        json j = json::parse(r->body, nullptr, false);
+        if (r->status != 200) {
+            std::string msg = string_at(j, "error");
+            if (msg.empty()) msg = string_at(j, "message");
+            return Error{EIO, "etcd " + path + ": HTTP " + std::to_string(r->status) + " " + msg};
         }
         if (j.is_discarded()) return Error{EPROTO, "etcd " + path + ": response is not JSON"};
         return j;
@@ -165,8 +94,8 @@ Result<std::vector<std::pair<std::string, std::string>>> EtcdClient::range_prefi
     std::vector<std::pair<std::string, std::string>> out;
     if (r.contains("kvs") && r["kvs"].is_array())
         for (const auto& kv : r["kvs"]) {
-            auto k = base64_decode(kv.value("key", ""));
-            auto v = base64_decode(kv.value("value", ""));
+            auto k = base64_decode(string_at(kv, "key"));
+            auto v = base64_decode(string_at(kv, "value"));
             if (k && v) out.emplace_back(*k, *v);
         }
     return out;
@@ -198,54 +127,85 @@ Result<long> EtcdClient::keepalive(const std::string& lease_id) {
     const json& res = r.contains("result") ? r["result"] : r;
     if (!res.contains("TTL")) return 0L;  // expired leases come back without a TTL
     const auto& t = res["TTL"];
-    return t.is_string() ? std::atol(t.get<std::string>().c_str()) : t.get<long>();
+    return t.is_string() ? std::atol(t.get<std::string>().c_str()) : t.is_number() ? t.get<long>() : 0L;
 }
 
-EtcdWatch::EtcdWatch(std::vector<Endpoint> endpoints, std::string prefix)
-    : endpoints_(std::move(endpoints)), prefix_(std::move(prefix)), thread_([this] { run(); }) {}
+bool JsonObjectStream::feed(std::string_view bytes, const std::function<bool(std::string_view)>& on_object) {
+    buf_.append(bytes);
+    size_t start = 0;  // where the object being read begins in buf_
+    for (; scan_ < buf_.size(); ++scan_) {
+        const char c = buf_[scan_];
+        if (depth_ == 0) {
+            if (c == '{') start = scan_, depth_ = 1;
+            continue;  // whitespace (or anything else) between objects
+        }
+        if (in_string_) {
+            if (escaped_) escaped_ = false;
+            else if (c == '\\') escaped_ = true;
+            else if (c == '"') in_string_ = false;
+        } else if (c == '"') {
+            in_string_ = true;
+        } else if (c == '{' || c == '[') {
+            ++depth_;
+        } else if ((c == '}' || c == ']') && --depth_ == 0) {
+            if (!on_object(std::string_view(buf_).substr(start, scan_ + 1 - start))) return false;
+            start = scan_ + 1;
+        }
+    }
+    // Keep only the unfinished object.
+    buf_.erase(0, depth_ ? start : buf_.size());
+    scan_ = buf_.size();
+    return buf_.size() <= kMaxObject;
+}
+
+EtcdWatch::EtcdWatch(std::vector<Endpoint> endpoints, std::string prefix, EtcdTimeouts timeouts)
+    : endpoints_(std::move(endpoints)),
+      prefix_(std::move(prefix)),
+      timeouts_(timeouts),
+      thread_([this](std::stop_token stop) { run(std::move(stop)); }) {}
 
 EtcdWatch::~EtcdWatch() {
-    stop_ = true;
-    {
-        std::lock_guard g(mu_);
-        if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
-    }
+    thread_.request_stop();  // wakes the transfer and the pause between attempts
     thread_.join();
 }
 
-void EtcdWatch::run() {
-    size_t next = 0;
-    std::string body = json{{"create_request", {{"key", base64_encode(prefix_)},
-                                                {"range_end", base64_encode(prefix_range_end(prefix_))}}}}.dump();
-    while (!stop_) {
+// One response of the stream: {"result":{"created":true,...}} once the
+// watch is in place, then {"result":{"events":[...]}}; an error object or a
+// cancelled watch (compaction) ends the stream so that it starts over.
+bool EtcdWatch::on_message(std::string_view text) {
+    json j = json::parse(text, nullptr, false);
+    if (!j.is_object()) {
+        changed_ = true;  // unreadable: assume anything changed
+        return true;
+    }
+    if (j.contains("error")) return false;
+    const json& r = j.contains("result") ? j["result"] : j;
+    if (flag_at(r, "canceled")) return false;
+    // Created: anything may have happened while we were not watching.
+    if (flag_at(r, "created")) changed_ = true;
+    if (r.is_object() && r.contains("events") && r["events"].is_array() && !r["events"].empty()) changed_ = true;
+    return true;
+}
+
+void EtcdWatch::run(std::stop_token stop) {
+    const std::string body = json{{"create_request", {{"key", base64_encode(prefix_)},
+                                                      {"range_end", base64_encode(prefix_range_end(prefix_))}}}}.dump();
+    std::mutex mu;
+    std::condition_variable_any cv;
+    if (endpoints_.empty()) return;
+    for (size_t next = 0; !stop.stop_requested();) {
         const Endpoint& ep = endpoints_[next++ % endpoints_.size()];
-        auto fd = connect_to(ep);
-        if (fd && send_request(fd->get(), ep, "watch", body)) {
-            {
-                std::lock_guard g(mu_);
-                fd_ = fd->get();
-            }
-            timeval tv{0, 500000};  // wake up regularly to notice stop_
-            ::setsockopt(fd->get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-            changed_ = true;  // anything may have happened while disconnected
-            char buf[8192];
-            std::string tail;  // a marker may straddle two reads
-            while (!stop_) {
-                ssize_t n = ::recv(fd->get(), buf, sizeof(buf), 0);
-                if (n == 0) break;
-                if (n < 0) {
-                    if (errno == EAGAIN || errno == EINTR) continue;
-                    break;
-                }
-                std::string window = tail + std::string(buf, static_cast<size_t>(n));
-                if (window.find("\"events\"") != std::string::npos) changed_ = true;
-                tail = window.substr(window.size() > 16 ? window.size() - 16 : 0);
-            }
-            std::lock_guard g(mu_);
-            fd_ = -1;
-        }
-        changed_ = true;
-        for (int i = 0; i < 5 && !stop_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        HttpClientRequest q = post(ep, "watch", body, timeouts_);
+        q.timeout = std::chrono::milliseconds(0);  // a watch stays open, and is mostly quiet
+        q.stall_timeout = std::chrono::milliseconds(0);
+        q.stop = stop;
+        JsonObjectStream objects;
+        auto each = [this](std::string_view obj) { return on_message(obj); };
+        q.on_data = [&](std::string_view chunk) { return objects.feed(chunk, each); };
+        (void)http_request(q);  // returns when the stream ends, fails or is stopped
+        changed_ = true;        // anything may happen while disconnected
+        std::unique_lock lk(mu);
+        cv.wait_for(lk, stop, std::chrono::milliseconds(500), [] { return false; });
     }
 }
 

@@ -1,27 +1,25 @@
 // A small client for etcd's v3 JSON gateway (POST /v3/...), enough for the
 // agent: range, put with lease, create-if-absent transactions, leases and a
-// watch that signals changes. HTTP/1.0 to loopback or cluster-internal
-// endpoints; no TLS.
+// watch that signals changes. HTTP over libcurl (http_client.h) to loopback
+// or cluster-internal endpoints; no TLS.
 #pragma once
 
 #include <atomic>
 #include <chrono>
-#include <memory>
-#include <mutex>
-#include <optional>
+#include <functional>
+#include <stop_token>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "common/fd.h"
 #include "common/result.h"
+#include "http_client.h"  // base64_encode / base64_decode, as etcd's JSON carries keys and values
 
 namespace skiff::agent {
 
-std::string base64_encode(const std::string& in);
-Result<std::string> base64_decode(const std::string& in);
 // The end of the key range covering every key starting with prefix.
 std::string prefix_range_end(const std::string& prefix);
 
@@ -31,9 +29,18 @@ struct Endpoint {
 };
 Result<Endpoint> parse_endpoint_url(const std::string& url);  // http://HOST:PORT
 
+// Bounds on one request to one endpoint, so that a dead or hung endpoint
+// costs the agent's loop a few seconds before the next one is tried.
+struct EtcdTimeouts {
+    std::chrono::milliseconds connect = std::chrono::seconds(2);
+    std::chrono::milliseconds stall = std::chrono::seconds(2);     // nothing moving for this long
+    std::chrono::milliseconds request = std::chrono::seconds(10);  // the whole request, at most
+};
+
 class EtcdClient {
 public:
-    explicit EtcdClient(std::vector<Endpoint> endpoints) : endpoints_(std::move(endpoints)) {}
+    explicit EtcdClient(std::vector<Endpoint> endpoints, EtcdTimeouts timeouts = {})
+        : endpoints_(std::move(endpoints)), timeouts_(timeouts) {}
 
     // POST the body to /v3/<path> on the first endpoint that answers.
     Result<nlohmann::json> call(const std::string& path, const nlohmann::json& body);
@@ -50,25 +57,42 @@ public:
 
 private:
     std::vector<Endpoint> endpoints_;
+    EtcdTimeouts timeouts_;
+};
+
+// Splits a byte stream of JSON objects (the watch's responses, one per line
+// or back to back) into whole objects without parsing them: braces are
+// counted outside strings; bytes between objects are skipped.
+class JsonObjectStream {
+public:
+    // Calls on_object for each object completed by these bytes; false when
+    // on_object returned false or an object grew past the bound.
+    bool feed(std::string_view bytes, const std::function<bool(std::string_view)>& on_object);
+
+private:
+    std::string buf_;   // from the start of the object being read
+    size_t scan_ = 0;   // next byte of buf_ to look at
+    int depth_ = 0;
+    bool in_string_ = false, escaped_ = false;
 };
 
 // Watches a key prefix in a background thread and raises a flag on every
 // event and on every (re)connect, so the owner re-reads the range.
+// Endpoints are tried in turn; the destructor ends the stream at once.
 class EtcdWatch {
 public:
-    EtcdWatch(std::vector<Endpoint> endpoints, std::string prefix);
+    EtcdWatch(std::vector<Endpoint> endpoints, std::string prefix, EtcdTimeouts timeouts = {});
     ~EtcdWatch();
     bool take_changed() { return changed_.exchange(false); }
 
 private:
-    void run();
+    void run(std::stop_token stop);
+    bool on_message(std::string_view text);
     std::vector<Endpoint> endpoints_;
     std::string prefix_;
+    EtcdTimeouts timeouts_;
     std::atomic<bool> changed_{true};
-    std::atomic<bool> stop_{false};
-    std::mutex mu_;
-    int fd_ = -1;  // the stream being read, for shutdown() on stop
-    std::thread thread_;
+    std::jthread thread_;  // last: starts once the rest is ready
 };
 
 }  // namespace skiff::agent

@@ -1,7 +1,5 @@
 #include "kube_client.h"
 
-#include <curl/curl.h>
-#include <openssl/evp.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cctype>
@@ -13,37 +11,13 @@
 namespace skiff::agent {
 namespace {
 
-struct CurlFree {
-    void operator()(CURL* c) const { curl_easy_cleanup(c); }
-};
-using CurlPtr = std::unique_ptr<CURL, CurlFree>;
-struct SlistFree {
-    void operator()(curl_slist* s) const { curl_slist_free_all(s); }
-};
-using SlistPtr = std::unique_ptr<curl_slist, SlistFree>;
-
-constexpr size_t kMaxBody = 256u << 20;   // a LIST page or an error body
-constexpr size_t kMaxLine = 64u << 20;    // one watch event
-
-void global_init() {
-    static std::once_flag once;
-    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
+constexpr size_t kMaxLine = 64u << 20;  // one watch event
 
 std::string trim(std::string s) {
     size_t b = 0, e = s.size();
     while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
     while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
     return s.substr(b, e - b);
-}
-
-int errno_of(CURLcode c) {
-    switch (c) {
-        case CURLE_COULDNT_CONNECT: return ECONNREFUSED;
-        case CURLE_COULDNT_RESOLVE_HOST: return EHOSTUNREACH;
-        case CURLE_OPERATION_TIMEDOUT: return ETIMEDOUT;
-        default: return EIO;
-    }
 }
 
 }  // namespace
@@ -54,89 +28,9 @@ struct KubeClient::Request {
     const LineFn* on_line = nullptr;  // set: a stream
     std::stop_token stop;
     std::chrono::milliseconds timeout{0};
-    // Per attempt.
-    CURL* h = nullptr;
-    std::string buf;  // a partial line
-    KubeResponse resp;
-    bool ended_by_us = false, too_big = false;
 };
-
-static size_t on_write(char* p, size_t size, size_t n, void* ud) {
-    auto* r = static_cast<KubeClient::Request*>(ud);
-    const size_t len = size * n;
-    long code = 0;
-    curl_easy_getinfo(r->h, CURLINFO_RESPONSE_CODE, &code);
-    if (!r->on_line || code != 200) {
-        if (r->resp.body.size() + len > kMaxBody) return r->too_big = true, 0;
-        r->resp.body.append(p, len);
-        return len;
-    }
-    if (r->stop.stop_requested()) return r->ended_by_us = true, 0;
-    r->buf.append(p, len);
-    size_t start = 0;
-    for (size_t nl; (nl = r->buf.find('\n', start)) != std::string::npos; start = nl + 1) {
-        std::string_view line(r->buf.data() + start, nl - start);
-        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-        if (!line.empty() && !(*r->on_line)(line)) return r->ended_by_us = true, 0;
-    }
-    r->buf.erase(0, start);
-    if (r->buf.size() > kMaxLine) return r->too_big = true, 0;
-    return len;
-}
-
-struct MultiFree {
-    void operator()(CURLM* m) const { curl_multi_cleanup(m); }
-};
-using MultiPtr = std::unique_ptr<CURLM, MultiFree>;
-
-// Runs a transfer on a multi handle so that a stop request (from another
-// thread) wakes it at once rather than at curl's next progress tick.
-static CURLcode perform_stoppable(CURL* c, KubeClient::Request& r) {
-    MultiPtr m(curl_multi_init());
-    if (!m || curl_multi_add_handle(m.get(), c) != CURLM_OK) return CURLE_OUT_OF_MEMORY;
-    CURLcode rc = CURLE_OK;
-    {
-        std::stop_callback wake(r.stop, [mp = m.get()] { curl_multi_wakeup(mp); });
-        for (int running = 1; running;) {
-            if (curl_multi_perform(m.get(), &running) != CURLM_OK) {
-                rc = CURLE_RECV_ERROR;
-                break;
-            }
-            if (r.stop.stop_requested()) {
-                r.ended_by_us = true;
-                rc = CURLE_ABORTED_BY_CALLBACK;
-                break;
-            }
-            if (running && curl_multi_poll(m.get(), nullptr, 0, 1000, nullptr) != CURLM_OK) {
-                rc = CURLE_RECV_ERROR;
-                break;
-            }
-        }
-        int left = 0;
-        while (CURLMsg* msg = curl_multi_info_read(m.get(), &left))
-            if (msg->msg == CURLMSG_DONE) rc = msg->data.result;
-    }
-    curl_multi_remove_handle(m.get(), c);
-    return rc;
-}
-
-std::string url_escape(std::string_view s) {
-    static const char* hex = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char ch : s) {
-        if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
-            out += static_cast<char>(ch);
-        } else {
-            out += '%';
-            out += hex[ch >> 4];
-            out += hex[ch & 15];
-        }
-    }
-    return out;
-}
 
 KubeClient::KubeClient(KubeConfig cfg) : cfg_(std::move(cfg)) {
-    global_init();
     while (!cfg_.server.empty() && cfg_.server.back() == '/') cfg_.server.pop_back();
 }
 
@@ -155,80 +49,40 @@ std::string KubeClient::bearer(bool force_reread) {
 }
 
 Result<KubeResponse> KubeClient::perform(Request& r) {
-    CurlPtr h(curl_easy_init());
-    if (!h) return Error{ENOMEM, "curl_easy_init failed"};
-    CURL* c = h.get();
-    r.h = c;
-    r.buf.clear();
-    r.resp = {};
-    r.ended_by_us = r.too_big = false;
-    const std::string url = cfg_.server + r.path;
-    char errbuf[CURL_ERROR_SIZE] = {};
-
-    SlistPtr headers;
-    auto add_header = [&](const std::string& hdr) {
-        curl_slist* n = curl_slist_append(headers.get(), hdr.c_str());
-        if (n) (void)headers.release(), headers.reset(n);
-    };
-    add_header("Accept: application/json");
-    if (std::string tok = bearer(false); !tok.empty()) add_header("Authorization: Bearer " + tok);
-    if (!r.content_type.empty()) add_header("Content-Type: " + r.content_type);
-
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "skiff-agent");
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+    HttpClientRequest q;
+    q.method = r.method;
+    q.url = cfg_.server + r.path;
+    q.headers.push_back("Accept: application/json");
+    if (std::string tok = bearer(false); !tok.empty()) q.headers.push_back("Authorization: Bearer " + tok);
+    if (!r.content_type.empty()) q.headers.push_back("Content-Type: " + r.content_type);
+    q.body = r.body;
+    q.connect_timeout = cfg_.connect_timeout;
+    q.timeout = r.on_line ? r.timeout : cfg_.request_timeout;
     // Compressed lists, but never compressed watches: a compressor may hold
     // events back until it has a block's worth.
-    if (!r.on_line) curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(cfg_.connect_timeout.count()));
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
-                     static_cast<long>((r.on_line ? r.timeout : cfg_.request_timeout).count()));
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    if (std::string_view(r.method) != "GET") {
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r.method);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, r.body.c_str());
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(r.body.size()));
+    q.compressed = !r.on_line;
+    q.tls = {cfg_.ca_file, cfg_.ca_data, cfg_.client_cert_file, cfg_.client_cert_data,
+             cfg_.client_key_file, cfg_.client_key_data, cfg_.insecure};
+    std::string buf;  // a partial line
+    bool too_big = false;
+    if (r.on_line) {
+        q.stop = r.stop;
+        q.on_data = [&](std::string_view chunk) {
+            buf.append(chunk);
+            size_t start = 0;
+            for (size_t nl; (nl = buf.find('\n', start)) != std::string::npos; start = nl + 1) {
+                std::string_view line(buf.data() + start, nl - start);
+                if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+                if (!line.empty() && !(*r.on_line)(line)) return false;
+            }
+            buf.erase(0, start);
+            if (buf.size() > kMaxLine) return too_big = true, false;
+            return true;
+        };
     }
-    if (cfg_.insecure) {
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-    // The blobs are copied by curl (CURL_BLOB_COPY).
-    auto blob = [](const std::string& s) {
-        return curl_blob{const_cast<char*>(s.data()), s.size(), CURL_BLOB_COPY};
-    };
-    if (!cfg_.ca_data.empty()) {
-        curl_blob b = blob(cfg_.ca_data);
-        curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &b);
-    } else if (!cfg_.ca_file.empty()) {
-        curl_easy_setopt(c, CURLOPT_CAINFO, cfg_.ca_file.c_str());
-    }
-    if (!cfg_.client_cert_data.empty()) {
-        curl_blob b = blob(cfg_.client_cert_data);
-        curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &b);
-    } else if (!cfg_.client_cert_file.empty()) {
-        curl_easy_setopt(c, CURLOPT_SSLCERT, cfg_.client_cert_file.c_str());
-    }
-    if (!cfg_.client_key_data.empty()) {
-        curl_blob b = blob(cfg_.client_key_data);
-        curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &b);
-    } else if (!cfg_.client_key_file.empty()) {
-        curl_easy_setopt(c, CURLOPT_SSLKEY, cfg_.client_key_file.c_str());
-    }
-
-    CURLcode rc = r.on_line ? perform_stoppable(c, r) : curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.resp.status);
-    const std::string what = std::string(r.method) + " " + url;
-    if (r.too_big) return Error{EMSGSIZE, what + ": response too large"};
-    bool ended_ok = rc == CURLE_OK ||
-                    (r.ended_by_us && (rc == CURLE_WRITE_ERROR || rc == CURLE_ABORTED_BY_CALLBACK)) ||
-                    (r.on_line && r.resp.status == 200 && rc == CURLE_OPERATION_TIMEDOUT);
-    if (!ended_ok) return Error{errno_of(rc), what + ": " + (errbuf[0] ? errbuf : curl_easy_strerror(rc))};
-    return std::move(r.resp);
+    SKIFF_ASSIGN_OR_RETURN(HttpClientResponse resp, http_request(q));
+    if (too_big) return Error{EMSGSIZE, std::string(r.method) + " " + q.url + ": response too large"};
+    return KubeResponse{resp.status, std::move(resp.body)};
 }
 
 Result<KubeResponse> KubeClient::with_auth_retry(Request& r) {
@@ -267,21 +121,6 @@ Result<KubeResponse> KubeClient::stream(const std::string& path, const LineFn& o
 }
 
 // ---- configuration ----
-
-Result<std::string> base64_decode(std::string_view in) {
-    std::string s;
-    for (char ch : in)
-        if (!std::isspace(static_cast<unsigned char>(ch))) s += ch;
-    if (s.size() % 4 != 0) return Error::invalid("base64: length is not a multiple of 4");
-    std::string out(s.size() / 4 * 3, '\0');
-    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                            reinterpret_cast<const unsigned char*>(s.data()), static_cast<int>(s.size()));
-    if (n < 0) return Error::invalid("base64: invalid input");
-    size_t pad = 0;
-    if (!s.empty() && s.back() == '=') pad = s.size() >= 2 && s[s.size() - 2] == '=' ? 2 : 1;
-    out.resize(static_cast<size_t>(n) - pad);
-    return out;
-}
 
 Result<KubeConfig> in_cluster_config(const InClusterPaths& p) {
     auto env = [](const char* k) {

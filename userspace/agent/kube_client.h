@@ -1,7 +1,7 @@
-// A small Kubernetes REST client on libcurl: GET, PATCH and streaming GET
-// (watches) against one API server, with a bearer token re-read from its
-// file as it rotates, or a client certificate. Thread-safe: every request
-// uses its own curl handle.
+// A small Kubernetes REST client on libcurl (through http_client.h): GET,
+// PATCH and streaming GET (watches) against one API server, with a bearer
+// token re-read from its file as it rotates, or a client certificate.
+// Thread-safe: every request uses its own curl handle.
 #pragma once
 
 #include <chrono>
@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "common/result.h"
+#include "http_client.h"  // base64_decode (kubeconfig *-data), url_escape
 
 namespace skiff::agent {
 
@@ -45,12 +46,6 @@ Result<KubeConfig> parse_kubeconfig(const std::string& yaml, const std::string& 
                                     const std::string& context = "");
 Result<KubeConfig> load_kubeconfig(const std::string& path, const std::string& context = "");
 
-// Percent-encoding for a query parameter value (continue tokens, versions).
-std::string url_escape(std::string_view s);
-
-// Standard base64 (padding, whitespace ignored), as kubeconfig *-data holds.
-Result<std::string> base64_decode(std::string_view in);
-
 struct KubeResponse {
     long status = 0;
     std::string body;
@@ -74,7 +69,7 @@ public:
     Result<KubeResponse> stream(const std::string& path, const LineFn& on_line, std::stop_token stop,
                                 std::chrono::milliseconds timeout);
 
-    struct Request;  // internal: one request's state, seen by the curl callbacks
+    struct Request;  // internal: one request, retried once on a rotated token
 
 private:
     Result<KubeResponse> perform(Request& r);
