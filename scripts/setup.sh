@@ -14,6 +14,7 @@ PKGS=(
   iperf3 sockperf qperf wrk nginx-light gnuplot-nox
   python3 python3-pytest jq curl
   libcurl4-openssl-dev libyaml-cpp-dev libssl-dev libcpp-httplib-dev
+  containerd catatonit openssl file
 )
 
 missing=()
