@@ -53,12 +53,15 @@ TEST(MapWalkTest, HashMapBatchesSeeEveryEntryOnceWithItsValue) {
         }
         {
             // This walk is the batched one: the kernel has batch lookups here.
+            // A batch holds whole hash buckets only, so it may stop short of
+            // the 16 asked for when the next bucket does not fit.
             std::vector<skiff_ct_key> k(16);
             std::vector<skiff_ct_value> v(16);
             uint32_t count = 16, out = 0;
             ASSERT_EQ(bpf_map_lookup_batch(fd.get(), nullptr, &out, k.data(), v.data(), &count, nullptr), 0)
                 << "map type " << type << ": " << strerror(errno);
-            EXPECT_EQ(count, 16u);
+            EXPECT_GT(count, 0u);
+            EXPECT_LE(count, 16u);
         }
         std::set<std::tuple<uint32_t, uint32_t, uint16_t, uint16_t, uint8_t, uint8_t>> seen;
         uint32_t calls = 0, wrong = 0;
