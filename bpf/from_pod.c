@@ -9,7 +9,9 @@
  *  - traffic to a pod (this node's or a remote PodCIDR) inside the
  *    cluster's pod range is forwarded without the frontend and masquerade
  *    lookups: it is neither;
- *  - traffic leaving the cluster is masqueraded to the node's address;
+ *  - traffic leaving the cluster is masqueraded to the node's address,
+ *    and so is service traffic DNATed to a backend outside the pod
+ *    network (its replies are translated back on the uplink);
  *  - then the packet is forwarded: into a pod on this node
  *    (bpf_redirect_peer), out of the uplink toward the node owning a
  *    remote PodCIDR (native routing, source IP preserved), or to the
@@ -27,6 +29,31 @@
 #include "lib/service.h"
 #include "lib/snat.h"
 #include "lib/trace.h"
+
+/*
+ * A connection to a service, DNATed to a backend outside the pod network,
+ * is masqueraded like a flow sent straight to that address (a backend
+ * without a route to pods, e.g. the API server on a node without skiff,
+ * could not answer the pod's address). A pod backend, here or on another
+ * node, keeps the pod's address. Loads the backend's port into l4: the
+ * flow is keyed by the translated packet.
+ */
+static __always_inline int svc_backend_masqueraded(struct __sk_buff *skb, const struct skiff_config *cfg,
+						   const struct iphdr *ip, struct l4_info *l4)
+{
+	struct skiff_endpoint_info *ep = NULL;
+	struct skiff_node_info *node = NULL;
+
+	if (l4->proto != IPPROTO_TCP && l4->proto != IPPROTO_UDP)
+		return 0;
+	if (!snat_applies(cfg, ip, l4))
+		return 0;
+	if (cluster_may_hold(cfg, ip->daddr) && dst_in_pod_network(ip->daddr, FWD_TO_NODES, &ep, &node))
+		return 0;
+	if (bpf_skb_load_bytes(skb, l4->off + 2, &l4->dport, sizeof(l4->dport)) < 0)
+		return 0;
+	return 1;
+}
 
 /* Returns a TC action and sets *reason, or a negative drop reason. */
 static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
@@ -73,6 +100,8 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 		struct skiff_endpoint_info *ep = NULL;
 		struct skiff_node_info *node = NULL;
 		__u32 svc_reason = 0;
+		int first_frag = 0;
+		int masq = 0;
 		int where;
 
 		ret = svc_reverse(skb, ip, &l4, &svc_reason);
@@ -95,16 +124,22 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 			return reject_back(skb, l4.proto, 1, reason); /* back to the client */
 		if (ret == SVC_TRANSLATED) {
 			count(skb, svc_reason, SKIFF_DIR_EGRESS);
-			if (svc_reason == SKIFF_SVC_REPLY)
-				how |= FWD_BY_FIB; /* e.g. a NodePort reply, now from this node */
 			ip = ipv4_header(skb); /* the rewrite moved the packet */
 			if (!ip)
 				return -SKIFF_DROP_MALFORMED;
+			if (svc_reason == SKIFF_SVC_REPLY)
+				how |= FWD_BY_FIB; /* e.g. a NodePort reply, now from this node */
+			else
+				masq = svc_backend_masqueraded(skb, cfg, ip, &l4);
 		} else if (snat_applies(cfg, ip, &l4)) {
-			/* Leaving the cluster: translate only what will be sent;
-			 * the stack answers for the rest (time exceeded,
-			 * fragmentation needed) while the source is the pod's. */
-			int first_frag = ipv4_more_fragments(ip);
+			masq = 1; /* leaving the cluster */
+			first_frag = ipv4_more_fragments(ip);
+		}
+		if (masq) {
+			/* Translate only what will be sent; the stack answers for
+			 * the rest (time exceeded, fragmentation needed) while the
+			 * source is the pod's. Later fragments of a service
+			 * datagram still name the frontend: none is remembered. */
 			struct bpf_fib_lookup fib;
 			struct skiff_frag_key fk;
 			long rc = 0;

@@ -6,7 +6,8 @@
  *  - a reply from a remote service backend is translated back to the
  *    service's frontend (and, for NodePort, to the outside client);
  *  - a reply to a masqueraded pod flow, or an ICMP error about one, is
- *    translated back to the pod;
+ *    translated back to the pod, and when the flow went to a service
+ *    backend outside the pod network, back to the service's frontend too;
  *  - a connection to a frontend (a NodePort on this node's address, or a
  *    ClusterIP) is DNATed to a backend; remote backends also get this
  *    node's address as source so their replies come back here;
@@ -29,6 +30,23 @@
 #include "lib/service.h"
 #include "lib/snat.h"
 #include "lib/trace.h"
+
+/*
+ * A reply to a masqueraded flow, its destination just translated back to
+ * the pod: when the pod sent the flow to a service frontend (from_pod
+ * DNATed it to a backend outside the pod network, then masqueraded it),
+ * the source goes back to the frontend too. Returns like svc_reverse().
+ */
+static __always_inline int svc_reverse_masqueraded(struct __sk_buff *skb, struct iphdr *ip, struct l4_info *l4,
+						   __u32 *reason)
+{
+	if (l4->proto != IPPROTO_TCP && l4->proto != IPPROTO_UDP)
+		return SVC_PASS;
+	/* The pod's port, as snat_ingress() wrote it. */
+	if (bpf_skb_load_bytes(skb, l4->off + 2, &l4->dport, sizeof(l4->dport)) < 0)
+		return SVC_PASS;
+	return svc_reverse(skb, ip, l4, reason);
+}
 
 static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason)
 {
@@ -73,6 +91,18 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 			ip = ipv4_header(skb);
 			if (!ip)
 				return -SKIFF_DROP_MALFORMED;
+			/* About a pod's connection to a service frontend, DNATed
+			 * to a backend outside the pod network: the quote goes
+			 * back to the frontend too. */
+			ret = svc_icmp_error_reverse(skb, ip, &l4, &nat_reason);
+			if (ret < 0)
+				return ret;
+			if (ret == SVC_TRANSLATED) {
+				count(skb, nat_reason, SKIFF_DIR_INGRESS);
+				ip = ipv4_header(skb);
+				if (!ip)
+					return -SKIFF_DROP_MALFORMED;
+			}
 		}
 	} else if (ret == L4_PORTS) {
 		__u32 svc_reason = 0;
@@ -102,6 +132,15 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 					return -SKIFF_DROP_MALFORMED;
 				if (first_frag)
 					snat_frag_remember(skb, &fk, ip->daddr);
+				ret = svc_reverse_masqueraded(skb, ip, &l4, &svc_reason);
+				if (ret < 0)
+					return ret;
+				if (ret == SVC_TRANSLATED) {
+					count(skb, svc_reason, SKIFF_DIR_INGRESS);
+					ip = ipv4_header(skb);
+					if (!ip)
+						return -SKIFF_DROP_MALFORMED;
+				}
 				return fwd_ipv4(skb, ip, 0, reason);
 			}
 			ret = svc_forward(skb, ip, &l4, &svc_reason, cfg ? cfg->node_ip : 0);

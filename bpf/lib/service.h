@@ -10,8 +10,11 @@
 #ifndef SKIFF_BPF_SERVICE_H
 #define SKIFF_BPF_SERVICE_H
 
+#include <stddef.h>
+
 #include "common.h"
 #include "conntrack.h"
+#include "csum.h"
 #include "endpoints.h"
 #include "l4.h"
 #include "maps.h"
@@ -370,6 +373,64 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 		return ret;
 	ret = svc_snat(skb, l4, client, &fwd);
 	return ret < 0 ? ret : SVC_TRANSLATED;
+}
+
+/*
+ * An ICMP error about a service connection whose quote (the packet as the
+ * backend was sent it) already names the client as source, e.g. after
+ * snat_icmp_error() for a masqueraded connection: the quoted destination
+ * goes back to the frontend, with the quoted IP header's checksum and the
+ * ICMP checksum kept right, so the client's stack finds the socket it
+ * connected to the frontend (PMTU discovery). The outer header and the
+ * quoted transport checksum are left alone. Returns SVC_TRANSLATED,
+ * SVC_PASS, or a negative drop reason.
+ */
+static __always_inline int svc_icmp_error_reverse(struct __sk_buff *skb, const struct iphdr *ip,
+						  const struct l4_info *l4, __u32 *reason)
+{
+	__u32 inner_off = l4->off + 8, icmp_csum_off = l4->off + 2;
+	struct skiff_ct_key key = {};
+	struct skiff_ct_value *ct;
+	struct iphdr inner;
+	__be16 ports[2], vport;
+	__sum16 check;
+	__be32 vip;
+
+	if (inner_off + sizeof(inner) + 8 > ETH_HLEN + (__u32)bpf_ntohs(ip->tot_len))
+		return SVC_PASS;
+	if (bpf_skb_load_bytes(skb, inner_off, &inner, sizeof(inner)) < 0 || inner.ihl != 5)
+		return SVC_PASS;
+	if (inner.protocol != IPPROTO_TCP && inner.protocol != IPPROTO_UDP)
+		return SVC_PASS;
+	if (bpf_skb_load_bytes(skb, inner_off + sizeof(inner), ports, sizeof(ports)) < 0)
+		return SVC_PASS;
+	/* As if it were the backend's reply to the quoted packet. */
+	key.saddr = inner.daddr;
+	key.daddr = inner.saddr;
+	key.sport = ports[1];
+	key.dport = ports[0];
+	key.proto = inner.protocol;
+	key.dir = SKIFF_CT_REPLY;
+	ct = bpf_map_lookup_elem(&skiff_ct, &key);
+	if (!ct)
+		return SVC_PASS;
+	vip = ct->nat_addr;
+	vport = ct->nat_port;
+
+	check = inner.check;
+	csum_replace4(&check, inner.daddr, vip);
+	if (bpf_l4_csum_replace(skb, icmp_csum_off, inner.daddr, vip, sizeof(vip)) < 0 ||
+	    bpf_l4_csum_replace(skb, icmp_csum_off, inner.check, check, sizeof(check)) < 0 ||
+	    bpf_skb_store_bytes(skb, inner_off + offsetof(struct iphdr, daddr), &vip, sizeof(vip), 0) < 0 ||
+	    bpf_skb_store_bytes(skb, inner_off + offsetof(struct iphdr, check), &check, sizeof(check), 0) < 0)
+		return -SKIFF_DROP_CSUM;
+	if (ports[1] != vport) {
+		if (bpf_l4_csum_replace(skb, icmp_csum_off, ports[1], vport, sizeof(vport)) < 0 ||
+		    bpf_skb_store_bytes(skb, inner_off + sizeof(inner) + 2, &vport, sizeof(vport), 0) < 0)
+			return -SKIFF_DROP_CSUM;
+	}
+	*reason = SKIFF_SVC_REPLY;
+	return SVC_TRANSLATED;
 }
 
 /*

@@ -1,5 +1,6 @@
 // Helpers for the masquerade (SNAT) tests (snat_test.cc, snat_reply_test.cc,
-// snat_socket_test.cc, snat_node_test.cc, snat_mark_test.cc), on top of
+// snat_socket_test.cc, snat_node_test.cc, snat_mark_test.cc,
+// snat_service_test.cc), on top of
 // service_features_env.h (and so service_env.h, remote_env.h):
 //  - two "outside" hosts on the uplink's subnet with permanent neighbour
 //    entries (192.168.1.200 and .201), so that FIB lookups toward them
