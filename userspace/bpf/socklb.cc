@@ -44,12 +44,24 @@ static Status attach_one(const std::string& pin_dir, int cgroup_fd, const char* 
     return ok();
 }
 
-Status attach_socket_lb(const std::string& pin_dir, const std::string& cgroup_path) {
-    UniqueFd cg(::open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!cg.valid()) return Error::errno_("open cgroup " + cgroup_path);
+static bool is_cgroup2(int fd) {
     struct statfs sfs {};
-    if (::fstatfs(cg.get(), &sfs) != 0 || sfs.f_type != CGROUP2_SUPER_MAGIC)
-        return Error::invalid(cgroup_path + " is not a cgroup2 directory");
+    return ::fstatfs(fd, &sfs) == 0 && sfs.f_type == CGROUP2_SUPER_MAGIC;
+}
+
+Result<UniqueFd> open_cgroup2(const std::string& path) {
+    UniqueFd cg(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!cg.valid()) return Error::errno_("open cgroup " + path);
+    if (is_cgroup2(cg.get())) return cg;
+    // A hybrid host's /sys/fs/cgroup is a tmpfs of v1 hierarchies with the
+    // cgroup2 root at unified/ below it.
+    UniqueFd unified(::openat(cg.get(), "unified", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (unified.valid() && is_cgroup2(unified.get())) return unified;
+    return Error::invalid(path + " is not a cgroup2 directory, nor has one at " + path + "/unified");
+}
+
+Status attach_socket_lb(const std::string& pin_dir, const std::string& cgroup_path) {
+    SKIFF_ASSIGN_OR_RETURN(UniqueFd cg, open_cgroup2(cgroup_path));
     SKIFF_TRY(ensure_pin_dir(pin_dir));
     SKIFF_ASSIGN_OR_RETURN(SockPrograms p, load_sock_programs(pin_dir));
     SKIFF_TRY(attach_one(pin_dir, cg.get(), "connect4", p.connect4.get(), BPF_CGROUP_INET4_CONNECT));
