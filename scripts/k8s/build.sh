@@ -139,7 +139,7 @@ if ((${#missing[@]})); then
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   # The machine's own sources and lists: same as scripts/setup.sh.
-  { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; } >>"$LOG" 2>&1
+  { apt-get -o DPkg::Lock::Timeout=900 update -qq && apt-get -o DPkg::Lock::Timeout=900 install -y -qq "${missing[@]}"; } >>"$LOG" 2>&1
 fi
 [[ -f $REFLECT2_SRC/reflect2.go ]] || { STEP="looking for reflect2 in $REFLECT2_SRC"; false; }
 
