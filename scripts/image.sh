@@ -13,6 +13,9 @@
 #   --bin-dir DIR where the binaries are (default: build/bin of this repository)
 #   --out FILE    docker archive to write (default: build/skiff-image.tar);
 #                 `ctr -n k8s.io images import FILE` takes it
+#   --rootfs DIR  only stage the image's files into DIR (a new directory)
+#                 and stop: no podman, no archive (scripts/k8s/cluster.sh
+#                 archives it itself)
 #   --no-strip    keep the debug info (the copies are stripped of it by
 #                 default, with `strip --strip-debug`: symbols stay, so
 #                 backtraces still name functions; the files in build/bin
@@ -28,6 +31,7 @@ TAG=dev
 BIN_DIR=$REPO/build/bin
 OUT=$REPO/build/skiff-image.tar
 STRIP=1
+ROOTFS=""
 BINARIES=(skiff skiff-agent skiffctl)
 
 say() { echo "image: $*" >&2; }
@@ -42,6 +46,8 @@ while (($#)); do
     --out) OUT=${2:?--out needs a value}; shift 2 ;;
     --out=*) OUT=${1#*=}; shift ;;
     --no-strip) STRIP=0; shift ;;
+    --rootfs) ROOTFS=${2:?--rootfs needs a value}; shift 2 ;;
+    --rootfs=*) ROOTFS=${1#*=}; shift ;;
     -h|--help) sed -n '2,/^set -E/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
@@ -49,7 +55,8 @@ done
 [[ $TAG =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "invalid tag: $TAG"
 IMAGE=localhost/skiff:$TAG
 
-command -v podman >/dev/null || die "podman is not installed"
+[[ -n $ROOTFS ]] || command -v podman >/dev/null || die "podman is not installed"
+[[ -z $ROOTFS || ! -e $ROOTFS ]] || die "--rootfs $ROOTFS exists"
 for b in "${BINARIES[@]}"; do
   [[ -x $BIN_DIR/$b ]] || die "no $BIN_DIR/$b: build first (cmake --build build)"
 done
@@ -64,7 +71,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'say "failed at line $LINENO"' ERR
 
-root=$tmp/ctx/rootfs
+root=${ROOTFS:-$tmp/ctx/rootfs}
 mkdir -p "$root/usr/local/bin"
 
 # 1. The binaries.
@@ -98,6 +105,11 @@ for p in "${!libs[@]}"; do
   mkdir -p "$root$(dirname "$p")"
   cp -L "$p" "$root$p"   # dereferenced: the image has the file at the path asked for
 done
+
+if [[ -n $ROOTFS ]]; then
+  say "staged in $ROOTFS: $(find "$ROOTFS" ! -type d | wc -l) files, $(du -sh "$ROOTFS" | cut -f1)"
+  exit 0
+fi
 
 cat >"$tmp/ctx/Containerfile" <<'EOF'
 FROM scratch

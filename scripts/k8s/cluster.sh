@@ -8,31 +8,47 @@
 #   ktb-n1   192.168.77.11: containerd + kubelet (node "ktb-n1")
 #   ktb-n2   192.168.77.12: containerd + kubelet (node "ktb-n2")
 #
-# No kube-proxy, no registry: a pause image (catatonit) and a busybox image
-# (busybox-static) are built here by hand as docker archives and imported into
-# each node's containerd. Until skiff-agent reads the API, this script writes
-# each node's skiff conflist itself once the controller-manager has given the
-# node its PodCIDR.
+# No kube-proxy, no registry: a pause image (catatonit), a busybox image
+# (busybox-static) and skiff's own image (scripts/image.sh --rootfs) are built
+# here as docker archives and imported into each node's containerd. skiff is
+# then deployed as a user would: `kubectl apply` of deploy/skiff.yaml, with
+# the API server's address filled in where the manifest says CHANGE.
 #
-# Usage: scripts/k8s/cluster.sh up|down|env|status
+# Each node also has its own mount namespace (held at $KTB_STATE/mnt/NODE),
+# shared by its containerd, kubelet and their containers, in which the host
+# paths a node's CNI owns are the node's own: /opt/cni/bin, /etc/cni/net.d
+# and /var/lib/skiff are bind mounts of directories under $KTB_STATE/NODE,
+# /sys/fs/bpf is a bpffs of its own, and the cgroup2 root
+# (/sys/fs/cgroup/unified) is the cgroup ktb-NODE, which holds the node's
+# daemons and containers. So two nodes on one machine do not share the
+# DaemonSet's hostPath volumes, and skiff's socket LB, attached to "the
+# host's cgroup2 root", reaches no process outside the node.
+#
+# Usage: scripts/k8s/cluster.sh up|down|env|status|on|apiserver
 #   up      bring the cluster up (tears down again if anything fails)
 #   down    remove everything: processes, pods, mounts, cgroups, pins,
 #           namespaces, files; restores the kernel settings kubelet changes.
 #           Idempotent, also after a failed or interrupted `up`.
 #   env     print the shell lines to use kubectl from the root namespace
 #   status  show what is running
+#   on NODE CMD...      run CMD on node n1 or n2, as the node's own
+#                       processes run (its netns, mounts, cgroup2 root)
+#   apiserver stop|start  stop or start kube-apiserver alone (tests)
 #
-# Env: KTB_CNI=agent (a skiff-agent per node reads the API, programs the
-# datapath and writes the conflist; default: this script writes it),
+# Env: KTB_CNI: how skiff gets onto the nodes: `daemonset` (default: the
+# DaemonSet of deploy/skiff.yaml), `agent` (this script runs a skiff-agent
+# per node as a host process) or `script` (no agent: this script writes the
+# conflist once the node has its PodCIDR),
 # KTB_STATE (state dir, default /var/lib/ktb), KTB_API_PORT (the root
 # namespace's 127.0.0.1 port forwarded to kube-apiserver, default 16443),
 # SKIFF_K8S_BIN (Kubernetes bin dir; default: what scripts/k8s/build.sh prints),
 # SKIFF_BIN (skiff's bin dir, default build/bin of this repository).
 #
-# Only the root namespace's filesystem, cgroup tree and bpffs are shared with
-# the nodes; its routes, addresses, devices, firewall and net sysctls are never
-# touched. The one thing in the root namespace is a TCP forwarder listening on
-# 127.0.0.1:$KTB_API_PORT (scripts/k8s/netns-forward.py).
+# The root namespace's routes, addresses, devices, firewall, net sysctls and
+# bpffs are never touched. In it are a TCP forwarder listening on
+# 127.0.0.1:$KTB_API_PORT (scripts/k8s/netns-forward.py), the cgroups
+# ktb-NODE, and /opt/cni/bin and /var/lib/skiff as empty mount points when
+# they did not exist (removed again by `down`).
 set -Eeuo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -40,6 +56,7 @@ REPO=$(cd "$here/../.." && pwd)
 STATE=${KTB_STATE:-/var/lib/ktb}
 API_PORT_LOCAL=${KTB_API_PORT:-16443}
 SKIFF_BIN=${SKIFF_BIN:-$REPO/build/bin}
+CNI_MODE=${KTB_CNI:-daemonset}
 
 UL=192.168.77
 CP_IP=$UL.10
@@ -50,6 +67,12 @@ SVC_CIDR=10.96.0.0/16
 SVC_API_IP=10.96.0.1
 PAUSE_IMAGE=ktb.local/pause:1
 BUSYBOX_IMAGE=ktb.local/busybox:1
+SKIFF_IMAGE=localhost/skiff:dev # what deploy/skiff.yaml names
+CG2=/sys/fs/cgroup/unified      # this machine's cgroup2 root (hybrid)
+# Where each node's own copy of a host path lives (see the top).
+node_cni_bin() { echo "$STATE/$1/cni-bin"; }
+node_cni_conf() { echo "$STATE/$1/cni/net.d"; }
+node_skiff_state() { echo "$STATE/$1/skiff-state"; }
 # What kubelet 1.20 sets (setupKernelTunables) unless --protect-kernel-defaults.
 declare -A KUBELET_SYSCTL=(
   [vm.overcommit_memory]=1 [vm.panic_on_oom]=0 [kernel.panic]=10
@@ -58,7 +81,8 @@ declare -A KUBELET_SYSCTL=(
 )
 # Paths outside $STATE that kubelet/containerd create when they are missing.
 OUTSIDE=(/var/log/pods /var/log/containers /var/lib/kubelet /var/lib/cni /run/containerd
-  /opt/containerd /var/lib/containerd /var/run/kubernetes /sys/fs/cgroup/memory/k8s.io)
+  /opt/containerd /var/lib/containerd /var/run/kubernetes /sys/fs/cgroup/memory/k8s.io
+  /opt/cni /var/lib/skiff /etc/cni)
 
 PKI=$STATE/pki
 CP=$STATE/cp
@@ -69,6 +93,14 @@ say() { echo "ktb: $*" >&2; }
 die() { say "$*"; exit 1; }
 ns_of() { case $1 in cp) echo ktb-cp ;; ul) echo ktb-ul ;; *) echo "ktb-$1" ;; esac; }
 in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" -- "$@"; }
+# A command as on node N: its network and mount namespaces, in its cgroup2
+# root (which, seen from there, is $CG2 itself). nsenter and sh exec in
+# place, so the pid is the command's.
+in_node() {
+  local n=$1; shift
+  nsenter --net="/run/netns/ktb-$n" --mount="$STATE/mnt/$n" -- \
+    sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG2" "$@"
+}
 kc() { in_ns ktb-cp "$BIN/kubectl" --kubeconfig="$ADMIN_NS_KC" "$@"; }
 ctr_n() { local n=$1; shift; ctr --address "$STATE/$n/containerd/containerd.sock" -n k8s.io "$@"; }
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -85,14 +117,15 @@ find_bins() {
 # background child of a script is no group leader) so it outlives `up`; its
 # pid and start time go to $STATE/pids/NAME, so `down` never signals a reused pid.
 starttime() { awk '{ sub(/^.*\) /, ""); print $20 }' "/proc/$1/stat" 2>/dev/null; }
-start_daemon() { # NAME NETNS|- CMD...
+start_daemon() { # NAME NETNS|node:N|- CMD...
   local name=$1 ns=$2 pid
   shift 2
-  if [[ $ns == - ]]; then
-    setsid "$@" >"$STATE/log/$name.log" 2>&1 </dev/null &
-  else
-    setsid nsenter --net="/run/netns/$ns" -- "$@" >"$STATE/log/$name.log" 2>&1 </dev/null &
-  fi
+  case $ns in
+    -) setsid "$@" >"$STATE/log/$name.log" 2>&1 </dev/null & ;;
+    node:*) setsid nsenter --net="/run/netns/ktb-${ns#node:}" --mount="$STATE/mnt/${ns#node:}" -- \
+      sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG2" "$@" >"$STATE/log/$name.log" 2>&1 </dev/null & ;;
+    *) setsid nsenter --net="/run/netns/$ns" -- "$@" >"$STATE/log/$name.log" 2>&1 </dev/null & ;;
+  esac
   pid=$!
   echo "$pid $(starttime "$pid")" >"$STATE/pids/$name"
 }
@@ -128,9 +161,10 @@ stop_daemons() { # NAME...: TERM to all at once, then wait for each
   for name in "$@"; do stop_daemon "$name"; done
 }
 wait_for() { # DESC SECONDS DAEMON|- CMD...: poll CMD until it succeeds while DAEMON lives
-  local desc=$1 secs=$2 d=$3 i
+  local desc=$1 secs=$2 d=$3 end
   shift 3
-  for ((i = 0; i < secs * 4; i++)); do
+  end=$((SECONDS + secs))
+  while ((SECONDS < end)); do
     "$@" >/dev/null 2>&1 && return 0
     if [[ $d != - ]] && ! pid_alive "$d" >/dev/null; then
       say "$desc: $d exited; last lines of $STATE/log/$d.log:"
@@ -199,6 +233,8 @@ build_images() {
   cp /usr/bin/catatonit "$r/pause/catatonit"
   docker_archive "$STATE/images/pause.tar" "$PAUSE_IMAGE" "$r/pause" '["/catatonit","-P"]' 'null'
   cp /bin/busybox "$r/busybox/bin/busybox"
+  # The tests' UDP server and client (tests/k8s/tools/udpecho.c), when built.
+  if [[ -x $SKIFF_BIN/ktb-udpecho ]]; then cp "$SKIFF_BIN/ktb-udpecho" "$r/busybox/bin/udpecho"; fi
   for a in $(/bin/busybox --list); do
     [[ $a == busybox ]] || ln -s busybox "$r/busybox/bin/$a"
   done
@@ -206,6 +242,14 @@ build_images() {
   echo 'root:x:0:' >"$r/busybox/etc/group"
   chmod 1777 "$r/busybox/tmp"
   docker_archive "$STATE/images/busybox.tar" "$BUSYBOX_IMAGE" "$r/busybox" 'null' '["/bin/sh"]'
+  if [[ $CNI_MODE == daemonset ]]; then
+    # skiff's image as scripts/image.sh stages it (the binaries, the
+    # libraries they link, nothing else), archived here without podman.
+    bash "$REPO/scripts/image.sh" --bin-dir "$SKIFF_BIN" --rootfs "$r/skiff" 2>"$STATE/log/image.log" ||
+      { cat "$STATE/log/image.log" >&2; die "scripts/image.sh --rootfs failed"; }
+    docker_archive "$STATE/images/skiff.tar" "$SKIFF_IMAGE" "$r/skiff" 'null' \
+      '["/usr/local/bin/skiff-agent","--config","/etc/skiff/agent.json"]'
+  fi
   rm -rf "$r"
 }
 
@@ -280,6 +324,37 @@ make_network() {
   done
 }
 
+# --- node mount namespaces -------------------------------------------------------
+# See the top. The namespaces are slaves of the root one: the root's mounts
+# (and so $STATE) show in them, theirs (containers' rootfs, kubelet's volumes,
+# the node's bpffs) never leave them, and they die with their last process
+# once `down` unmounts $STATE/mnt/NODE.
+make_node_mounts() {
+  local n t
+  for t in /opt/cni/bin /var/lib/skiff /etc/cni/net.d; do [[ -d $t ]] || mkdir -p "$t"; done
+  [[ $(stat -fc %T "$CG2" 2>/dev/null) == cgroup2fs ]] || die "no cgroup2 at $CG2"
+  mkdir -p "$STATE/mnt"
+  mount --bind "$STATE/mnt" "$STATE/mnt"
+  mount --make-private "$STATE/mnt" # unshare --mount=FILE wants a private parent
+  for n in "${NODES[@]}"; do
+    mkdir -p "$(node_cni_bin "$n")" "$(node_cni_conf "$n")" "$(node_skiff_state "$n")" "$CG2/ktb-$n"
+    # containerd's CRI runs `loopback` for every pod.
+    ln -sf /usr/lib/cni/loopback "$(node_cni_bin "$n")/loopback"
+    touch "$STATE/mnt/$n"
+    unshare --mount="$STATE/mnt/$n" --propagation slave sh -ec '
+      mount --bind "$1" /opt/cni/bin
+      mount --bind "$2" /etc/cni/net.d
+      mount --bind "$3" /var/lib/skiff
+      # A bpffs of its own, in place of (not over) the copy of the host one:
+      # containerd checks the first mount it finds at the path is shared.
+      while mountpoint -q /sys/fs/bpf; do umount /sys/fs/bpf; done
+      mount -t bpf bpf /sys/fs/bpf
+      mount --make-shared /sys/fs/bpf  # the DaemonSet mounts it Bidirectional
+      mount --bind "$4" "$5"' sh "$(node_cni_bin "$n")" "$(node_cni_conf "$n")" \
+      "$(node_skiff_state "$n")" "$CG2/ktb-$n" "$CG2"
+  done
+}
+
 # --- control plane --------------------------------------------------------------
 start_control_plane() {
   mkdir -p "$CP/etcd" "$CP/certs"
@@ -288,7 +363,12 @@ start_control_plane() {
     --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
     --initial-cluster cp=http://127.0.0.1:2380 --listen-metrics-urls ''
   wait_for etcd 60 etcd in_ns ktb-cp curl -fsS http://127.0.0.1:2379/health
+  start_apiserver
+  start_controllers
+}
 
+# Also `cluster.sh apiserver start` after `apiserver stop`: the same flags.
+start_apiserver() {
   start_daemon kube-apiserver ktb-cp "$BIN/kube-apiserver" \
     --etcd-servers=http://127.0.0.1:2379 \
     --bind-address=0.0.0.0 --advertise-address="$CP_IP" --secure-port=6443 --insecure-port=0 \
@@ -304,7 +384,9 @@ start_control_plane() {
     --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
     --allow-privileged=true --profiling=false --cert-dir="$CP/certs/apiserver"
   wait_for kube-apiserver 120 kube-apiserver kc get --raw /readyz
+}
 
+start_controllers() {
   local c
   for c in controller-manager scheduler; do
     mkdir -p "$CP/certs/$c"
@@ -371,17 +453,18 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
           Root = "$d/runc"
           SystemdCgroup = false
     [plugins."io.containerd.grpc.v1.cri".cni]
-      bin_dir = "$STATE/cni-bin"
-      conf_dir = "$STATE/$n/cni/net.d"
+      # The node's own, through its mount namespace.
+      bin_dir = "/opt/cni/bin"
+      conf_dir = "/etc/cni/net.d"
       max_conf_num = 1
 EOF
 }
 
 start_containerd() { # NODE
   local n=$1 d=$STATE/$1/containerd
-  mkdir -p "$d" "$STATE/$n/cni/net.d"
+  mkdir -p "$d"
   containerd_config "$n" >"$d/config.toml"
-  start_daemon "containerd-$n" "ktb-$n" env PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+  start_daemon "containerd-$n" "node:$n" env PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     containerd --config "$d/config.toml"
 }
 
@@ -390,7 +473,7 @@ start_kubelet() { # NODE
   mkdir -p "$d/kubelet" "$d/kubelet-pki" "$d/volume-plugins"
   cp "$PKI/kubelet-$n.crt" "$d/kubelet-pki/kubelet.crt"
   cp "$PKI/kubelet-$n.key" "$d/kubelet-pki/kubelet.key"
-  start_daemon "kubelet-$n" "ktb-$n" env PATH=/usr/sbin:/usr/bin:/sbin:/bin "$BIN/kubelet" \
+  start_daemon "kubelet-$n" "node:$n" env PATH=/usr/sbin:/usr/bin:/sbin:/bin "$BIN/kubelet" \
     --kubeconfig="$d/kubelet.kubeconfig" \
     --root-dir="$d/kubelet" --cert-dir="$d/kubelet-pki" \
     --tls-cert-file="$d/kubelet-pki/kubelet.crt" --tls-private-key-file="$d/kubelet-pki/kubelet.key" \
@@ -401,7 +484,7 @@ start_kubelet() { # NODE
     --container-runtime=remote --container-runtime-endpoint="unix://$d/containerd/containerd.sock" \
     --containerd="$d/containerd/containerd.sock" \
     --pod-infra-container-image="$PAUSE_IMAGE" \
-    --network-plugin=cni --cni-bin-dir="$STATE/cni-bin" --cni-conf-dir="$d/cni/net.d" \
+    --network-plugin=cni --cni-bin-dir=/opt/cni/bin --cni-conf-dir=/etc/cni/net.d \
     --cni-cache-dir="$d/cni/cache" \
     --fail-swap-on=false --cgroup-driver=cgroupfs \
     --cgroups-per-qos=false --enforce-node-allocatable= --cgroup-root="/ktb-$n" \
@@ -414,26 +497,42 @@ start_kubelet() { # NODE
 
 start_agent() { # NODE: skiff-agent on the node, reading the API (KTB_CNI=agent)
   local n=$1 d=$STATE/$1
-  mkdir -p "$d/skiff-state"
   cat >"$d/agent.json" <<EOF
 {"nodeName": "ktb-$n", "clusterCIDR": "$CLUSTER_CIDR",
  "source": {"kubernetes": {"kubeconfig": "$ADMIN_NS_KC"}},
- "pinPath": "/sys/fs/bpf/ktb-$n", "stateDir": "$d/skiff-state", "cniConfDir": "$d/cni/net.d",
- "cniLogFile": "$d/skiff.log",
- "cniVersion": "0.4.0", "listen": "127.0.0.1:9964", "resyncSeconds": 5}
+ "pinPath": "/sys/fs/bpf/skiff", "stateDir": "/var/lib/skiff", "cniConfDir": "/etc/cni/net.d",
+ "cniLogFile": "$d/skiff.log", "socketLBCgroup": "/sys/fs/cgroup",
+ "listen": "127.0.0.1:9964", "resyncSeconds": 5}
 EOF
-  start_daemon "skiff-agent-$n" "ktb-$n" "$SKIFF_BIN/skiff-agent" --config "$d/agent.json"
+  start_daemon "skiff-agent-$n" "node:$n" "$SKIFF_BIN/skiff-agent" --config "$d/agent.json"
+}
+
+# deploy/skiff.yaml as an operator applies it, with the API server's address
+# filled in where it says CHANGE (nothing serves the kubernetes Service's
+# ClusterIP before skiff does).
+deploy_skiff() {
+  sed -e "s|^  # kubernetes-service-host: .*|  kubernetes-service-host: \"$CP_IP\"|" \
+    -e 's|^  # kubernetes-service-port: .*|  kubernetes-service-port: "6443"|' \
+    "$REPO/deploy/skiff.yaml" >"$STATE/skiff.yaml"
+  grep -q "^  kubernetes-service-host: \"$CP_IP\"" "$STATE/skiff.yaml" ||
+    die "deploy/skiff.yaml has no '  # kubernetes-service-host:' line to fill in"
+  kc apply -f "$STATE/skiff.yaml" >&2
+}
+ds_ready() {
+  local want have
+  want=$(kc -n kube-system get ds skiff -o 'jsonpath={.status.desiredNumberScheduled}')
+  have=$(kc -n kube-system get ds skiff -o 'jsonpath={.status.numberReady}')
+  [[ -n $want && $want == "${#NODES[@]}" && $have == "$want" ]]
 }
 
 write_conflist() { # NODE PODCIDR
   local n=$1 cidr=$2 d=$STATE/$1
-  mkdir -p "$d/skiff-state"
   # Written in place with one write(), not renamed into place: containerd
   # 1.6's conf syncer ignores fsnotify Create events (a rename is one) and
   # reloads only on Write, Rename-away or Remove.
   local conf
-  conf='{"cniVersion":"0.4.0","name":"skiff","plugins":[{"type":"skiff","podCIDR":"'$cidr'","clusterCIDR":"'$CLUSTER_CIDR'","pinPath":"/sys/fs/bpf/ktb-'$n'","stateDir":"'$d/skiff-state'","logFile":"'$d/skiff.log'"}]}'
-  printf '%s\n' "$conf" >"$d/cni/net.d/10-skiff.conflist"
+  conf='{"cniVersion":"0.4.0","name":"skiff","plugins":[{"type":"skiff","podCIDR":"'$cidr'","clusterCIDR":"'$CLUSTER_CIDR'","pinPath":"/sys/fs/bpf/skiff","stateDir":"/var/lib/skiff","logFile":"'$d/skiff.log'"}]}'
+  printf '%s\n' "$conf" >"$(node_cni_conf "$n")/10-skiff.conflist"
 }
 
 has_podcidr() { [[ -n $(kc get node "$1" -o 'jsonpath={.spec.podCIDR}') ]]; }
@@ -459,7 +558,8 @@ up() {
     die "127.0.0.1:$API_PORT_LOCAL is taken (set KTB_API_PORT)"
   fi
 
-  mkdir -p "$STATE"/{pids,log,images,cp,cni-bin}
+  case $CNI_MODE in daemonset | agent | script) ;; *) die "KTB_CNI=$CNI_MODE: want daemonset, agent or script" ;; esac
+  mkdir -p "$STATE"/{pids,log,images,cp}
   for n in "${NODES[@]}"; do mkdir -p "$STATE/$n"; done
   # What existed before, so `down` removes only what this cluster created.
   for t in "${OUTSIDE[@]}"; do
@@ -469,11 +569,12 @@ up() {
   trap 'up_rc=$?; if ((up_rc)); then up_failed; fi; exit $up_rc' EXIT
   trap 'say "interrupted"; exit 130' INT TERM
 
-  ln -s "$SKIFF_BIN/skiff" "$STATE/cni-bin/skiff"
-  ln -s /usr/lib/cni/loopback "$STATE/cni-bin/loopback"
-
-  say "network namespaces and underlay"
+  say "network namespaces, underlay, node mount namespaces"
   make_network
+  make_node_mounts
+  if [[ $CNI_MODE != daemonset ]]; then # else the DaemonSet's install-cni puts it there
+    for n in "${NODES[@]}"; do ln -s "$SKIFF_BIN/skiff" "$(node_cni_bin "$n")/skiff"; done
+  fi
   say "PKI"
   make_pki
   say "images (pause: catatonit, busybox: busybox-static)"
@@ -488,6 +589,7 @@ up() {
     wait_for "containerd-$n" 60 "containerd-$n" ctr_n "$n" version
     ctr_n "$n" images import "$STATE/images/pause.tar" >/dev/null
     ctr_n "$n" images import "$STATE/images/busybox.tar" >/dev/null
+    if [[ $CNI_MODE == daemonset ]]; then ctr_n "$n" images import "$STATE/images/skiff.tar" >/dev/null; fi
   done
   say "containerd ready, images imported after $(elapsed "$t0") s"
 
@@ -507,18 +609,29 @@ up() {
   say "kubelets started after $(elapsed "$t0") s (kernel settings restored)"
 
   local cidr
+  if [[ $CNI_MODE == daemonset ]]; then
+    say "kubectl apply -f deploy/skiff.yaml"
+    deploy_skiff
+  fi
   for n in "${NODES[@]}"; do
     wait_for "node ktb-$n PodCIDR" 120 "kubelet-$n" has_podcidr "ktb-$n"
     cidr=$(kc get node "ktb-$n" -o 'jsonpath={.spec.podCIDR}')
     [[ -n $cidr ]] || die "node ktb-$n has no PodCIDR"
-    if [[ ${KTB_CNI:-script} == agent ]]; then
-      start_agent "$n"
-      say "ktb-$n: PodCIDR $cidr, skiff-agent started (it writes the conflist)"
-    else
-      write_conflist "$n" "$cidr"
-      say "ktb-$n: PodCIDR $cidr, wrote $STATE/$n/cni/net.d/10-skiff.conflist"
-    fi
+    case $CNI_MODE in
+      agent)
+        start_agent "$n"
+        say "ktb-$n: PodCIDR $cidr, skiff-agent started (it writes the conflist)"
+        ;;
+      script)
+        write_conflist "$n" "$cidr"
+        say "ktb-$n: PodCIDR $cidr, wrote $(node_cni_conf "$n")/10-skiff.conflist"
+        ;;
+    esac
   done
+  if [[ $CNI_MODE == daemonset ]]; then
+    wait_for "DaemonSet skiff ready on ${#NODES[@]} nodes" 180 - ds_ready
+    say "skiff DaemonSet ready after $(elapsed "$t0") s"
+  fi
   for n in "${NODES[@]}"; do
     wait_for "node ktb-$n Ready" 120 "kubelet-$n" node_ready "ktb-$n"
   done
@@ -538,6 +651,7 @@ up_failed() {
   keep=$(mktemp -d /tmp/ktb-failed.XXXXXX)
   cp -r "$STATE/log" "$keep/" 2>/dev/null
   for n in "${NODES[@]}"; do cp "$STATE/$n/skiff.log" "$keep/skiff-$n.log" 2>/dev/null; done
+  cp -rL /var/log/pods/kube-system_skiff-* "$keep/" 2>/dev/null
   say "up failed; logs copied to $keep"
   if [[ ${KTB_KEEP:-0} == 1 ]]; then
     say "KTB_KEEP=1: leaving the cluster as it is; '$0 down' removes it"
@@ -570,14 +684,20 @@ collect_container_ids() {
   } | grep -E '^[0-9a-f]{64}$' | sort -u >"$STATE/container-ids.tmp"
   mv "$STATE/container-ids.tmp" "$STATE/container-ids"
 }
-cgroup_dirs() { # our containers' cgroups in every hierarchy, deepest first
-  local h id
-  [[ -f $STATE/container-ids ]] || return 0
-  for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/unified/; do
-    while IFS= read -r id; do
-      [[ -d $h/k8s.io/$id ]] && find "$h/k8s.io/$id" -depth -type d
-    done <"$STATE/container-ids"
-  done 2>/dev/null | awk '!seen[$0]++'
+cgroup_dirs() { # our containers' cgroups in every hierarchy, and the nodes' cgroup2 roots, deepest first
+  local h id n
+  {
+    if [[ -f $STATE/container-ids ]]; then
+      for h in /sys/fs/cgroup/*/ "$CG2/"; do
+        while IFS= read -r id; do
+          [[ -d $h/k8s.io/$id ]] && find "$h/k8s.io/$id" -depth -type d
+        done <"$STATE/container-ids"
+      done
+    fi
+    for n in "${NODES[@]}"; do
+      [[ -d $CG2/ktb-$n ]] && find "$CG2/ktb-$n" -depth -type d
+    done
+  } 2>/dev/null | awk '!seen[$0]++'
   return 0
 }
 kill_cgroup_procs() {
@@ -620,10 +740,20 @@ down() {
   # 1. Pods through the API while the kubelets run, so CNI DEL happens.
   if [[ -x $BIN/kubectl && -e /run/netns/ktb-cp && -f $ADMIN_NS_KC ]] &&
     pid_alive kube-apiserver >/dev/null && kc get --raw /readyz >/dev/null 2>&1; then
+    # Controllers first, so nothing comes back; the skiff DaemonSet last, as
+    # an operator would (DEL works without the agent, but this is the order
+    # that is tested).
+    kc delete deployments,replicasets,statefulsets,jobs --all --all-namespaces --wait=false >/dev/null 2>&1
     if [[ -n $(kc get pods -A -o name 2>/dev/null) ]]; then
       say "deleting pods"
-      kc delete pods --all --all-namespaces --grace-period=2 --timeout=60s >/dev/null 2>&1 ||
+      kc get pods -A -o 'jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}{"\n"}{end}' 2>/dev/null |
+        grep -v '^kube-system/skiff-' | while IFS=/ read -r ns p; do
+          kc -n "$ns" delete pod "$p" --grace-period=2 --wait=false >/dev/null 2>&1
+        done
+      kc wait --for=delete pods --all-namespaces -l 'app.kubernetes.io/name!=skiff' --timeout=60s >/dev/null 2>&1
+      [[ -z $(kc get pods -A -l 'app.kubernetes.io/name!=skiff' -o name 2>/dev/null) ]] ||
         say "pods not all gone after 60 s; killing them"
+      kc -n kube-system delete daemonset skiff --wait=false >/dev/null 2>&1
       say "pods deleted after $(elapsed "$t0") s"
     fi
   fi
@@ -674,9 +804,6 @@ down() {
     [[ -e /run/netns/$ns ]] || continue
     ip netns delete "$ns" || { say "cannot delete netns $ns"; ok=0; }
   done
-  for n in "${NODES[@]}"; do
-    [[ -e /sys/fs/bpf/ktb-$n ]] && rm -rf "/sys/fs/bpf/ktb-$n"
-  done
   # 6. Kernel settings (they were restored after each kubelet start already).
   restore_sysctls
   sysctls_restored || { say "could not restore kernel settings from $STATE/sysctl.saved"; ok=0; }
@@ -697,6 +824,8 @@ down() {
       case $t in
         /var/log/pods | /var/log/containers | /var/lib/kubelet) rm -rf "$t" ;;
         /var/lib/cni) rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || say "$t not empty; leaving it" ;;
+        /opt/cni) rmdir /opt/cni/bin /opt/cni 2>/dev/null || say "$t not empty; leaving it" ;;
+        /etc/cni) rmdir /etc/cni/net.d /etc/cni 2>/dev/null || say "$t not empty; leaving it" ;;
         /run/containerd) rmdir /run/containerd/s /run/containerd 2>/dev/null || say "$t not empty; leaving it" ;;
         *) rmdir "$t" 2>/dev/null || say "$t not empty; leaving it" ;;
       esac
@@ -714,7 +843,7 @@ down() {
 status() {
   local p
   for p in etcd kube-apiserver kube-controller-manager kube-scheduler api-forward \
-    "${NODES[@]/#/containerd-}" "${NODES[@]/#/kubelet-}"; do
+    "${NODES[@]/#/containerd-}" "${NODES[@]/#/kubelet-}" "${NODES[@]/#/skiff-agent-}"; do
     if pid=$(pid_alive "$p"); then echo "$p: running (pid $pid)"; else echo "$p: not running"; fi
   done
   ip netns list | grep -E '^ktb-' || true
@@ -729,5 +858,22 @@ case ${1:-} in
   down) down ;;
   env) env_lines ;;
   status) status ;;
-  *) echo "usage: $0 up|down|env|status" >&2; exit 2 ;;
+  on) # on NODE CMD...: run CMD on a node (its network, mounts and cgroup2 root)
+    [[ -n ${2:-} && -e $STATE/mnt/${2:-} && -n ${3:-} ]] || { echo "usage: $0 on n1|n2 CMD..." >&2; exit 2; }
+    n=$2
+    shift 2
+    in_node "$n" "$@"
+    ;;
+  apiserver) # apiserver stop|start: the API server alone, the rest keeps running
+    find_bins
+    case ${2:-} in
+      stop) stop_daemon kube-apiserver ;;
+      start)
+        pid_alive kube-apiserver >/dev/null && die "kube-apiserver is running"
+        start_apiserver
+        ;;
+      *) echo "usage: $0 apiserver stop|start" >&2; exit 2 ;;
+    esac
+    ;;
+  *) echo "usage: $0 up|down|env|status|on NODE CMD...|apiserver stop|start" >&2; exit 2 ;;
 esac
