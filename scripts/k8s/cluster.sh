@@ -47,8 +47,8 @@
 # The root namespace's routes, addresses, devices, firewall, net sysctls and
 # bpffs are never touched. In it are a TCP forwarder listening on
 # 127.0.0.1:$KTB_API_PORT (scripts/k8s/netns-forward.py), the cgroups
-# ktb-NODE, and /opt/cni/bin and /var/lib/skiff as empty mount points when
-# they did not exist (removed again by `down`).
+# ktb-NODE, and /opt/cni/bin, /var/lib/skiff and /etc/cni/net.d as empty
+# mount points when they did not exist (removed again by `down`).
 set -Eeuo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -82,7 +82,7 @@ declare -A KUBELET_SYSCTL=(
 # Paths outside $STATE that kubelet/containerd create when they are missing.
 OUTSIDE=(/var/log/pods /var/log/containers /var/lib/kubelet /var/lib/cni /run/containerd
   /opt/containerd /var/lib/containerd /var/run/kubernetes /sys/fs/cgroup/memory/k8s.io
-  /opt/cni /var/lib/skiff /etc/cni)
+  /opt/cni /opt/cni/bin /var/lib/skiff /etc/cni /etc/cni/net.d)
 
 PKI=$STATE/pki
 CP=$STATE/cp
@@ -824,11 +824,15 @@ down() {
       case $t in
         /var/log/pods | /var/log/containers | /var/lib/kubelet) rm -rf "$t" ;;
         /var/lib/cni) rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || say "$t not empty; leaving it" ;;
-        /opt/cni) rmdir /opt/cni/bin /opt/cni 2>/dev/null || say "$t not empty; leaving it" ;;
-        /etc/cni) rmdir /etc/cni/net.d /etc/cni 2>/dev/null || say "$t not empty; leaving it" ;;
+        /opt/cni | /etc/cni) ;; # after their subdirectory, below
         /run/containerd) rmdir /run/containerd/s /run/containerd 2>/dev/null || say "$t not empty; leaving it" ;;
         *) rmdir "$t" 2>/dev/null || say "$t not empty; leaving it" ;;
       esac
+    done
+  fi
+  if [[ -f $STATE/preexisting ]]; then
+    for t in /opt/cni /etc/cni; do
+      [[ -e $t ]] && ! grep -qxF "$t" "$STATE/preexisting" && { rmdir "$t" 2>/dev/null || say "$t not empty; leaving it"; }
     done
   fi
   if ((ok)) && [[ -z $(mounts_under "$STATE") ]]; then
@@ -850,6 +854,7 @@ status() {
   if pid_alive kube-apiserver >/dev/null; then
     find_bins
     kc get nodes -o wide
+    kc -n kube-system get daemonset,pods -l app.kubernetes.io/name=skiff -o wide 2>/dev/null || true
   fi
 }
 

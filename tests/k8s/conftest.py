@@ -133,7 +133,7 @@ def veths(node):
 @pytest.fixture(scope="session")
 def cluster():
     env = dict(os.environ)
-    env.setdefault("KTB_CNI", "daemonset")
+    env["KTB_CNI"] = "daemonset"  # what these tests check
     reuse = os.environ.get("KTB_REUSE") == "1"  # a cluster already up: use it, leave it up
     try:
         if not reuse:
