@@ -137,6 +137,8 @@ def cluster():
     reuse = os.environ.get("KTB_REUSE") == "1"  # a cluster already up: use it, leave it up
     try:
         if not reuse:
+            if os.path.exists(STATE):  # what a killed earlier run left
+                sh("bash", CLUSTER, "down", timeout=600)
             sh("bash", CLUSTER, "up", env=env, timeout=1800)
         lines = sh("bash", CLUSTER, "env").stdout
         kenv = dict(os.environ)
