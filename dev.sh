@@ -10,19 +10,19 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 build() {
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSKIFF_TEST_HOOKS="${1:-OFF}" >/dev/null
   cmake --build build -j"$(nproc)"
 }
 
 case "${1:-}" in
   demo)
     bash scripts/setup.sh
-    build
+    build OFF
     exec bash scripts/demo.sh
     ;;
   test)
     bash scripts/setup.sh
-    build
+    build ON
     exec ctest --test-dir build --output-on-failure
     ;;
   cluster)

@@ -99,6 +99,17 @@ CniStatus check_path(const char* key, const std::string& p) {
     return {};
 }
 
+CniResult<json> decode_json(const std::string& bytes) {
+    if (bytes.size() > kMaxConfigBytes)
+        return CniError{kDecodeFailure, "config on stdin is larger than 1 MiB", ""};
+    if (json_depth(bytes) > kMaxConfigDepth)
+        return CniError{kDecodeFailure, "config on stdin is nested deeper than " +
+                                            std::to_string(kMaxConfigDepth) + " levels", ""};
+    json j = json::parse(bytes, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) return CniError{kDecodeFailure, "config on stdin is not valid JSON", ""};
+    return j;
+}
+
 }  // namespace
 
 bool valid_cni_name(const std::string& s) {
@@ -131,24 +142,19 @@ std::string NetConf::ipam_type() const {
     return "";
 }
 
-CniResult<json> decode_json(const std::string& bytes) {
-    if (bytes.size() > kMaxConfigBytes)
-        return CniError{kDecodeFailure, "config on stdin is larger than 1 MiB", ""};
-    if (json_depth(bytes) > kMaxConfigDepth)
-        return CniError{kDecodeFailure, "config on stdin is nested deeper than " +
-                                            std::to_string(kMaxConfigDepth) + " levels", ""};
-    json j = json::parse(bytes, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) return CniError{kDecodeFailure, "config on stdin is not valid JSON", ""};
-    return j;
+StdinConfig decode_stdin(const std::string& bytes) {
+    StdinConfig in{!bytes.empty(), decode_json(bytes), ""};
+    if (in.decoded && in.decoded->is_object()) {
+        auto it = in.decoded->find("cniVersion");
+        if (it != in.decoded->end() && it->is_string() && version_supported(it->get<std::string>()))
+            in.version = it->get<std::string>();
+    }
+    return in;
 }
 
-CniResult<NetConf> parse_netconf(const std::string& bytes) {
-    auto decoded = decode_json(bytes);
-    if (!decoded) return decoded.error();
-    return netconf_from(*decoded);
-}
-
-CniResult<NetConf> netconf_from(const json& j) {
+CniResult<NetConf> parse_netconf(const StdinConfig& in) {
+    if (!in.decoded) return in.decoded.error();
+    const json& j = *in.decoded;
     if (!j.is_object()) return CniError{kDecodeFailure, "config on stdin is not a JSON object", ""};
 
     NetConf c;

@@ -44,13 +44,19 @@ struct NetConf {
     std::string ipam_type() const;
 };
 
-// Decode stdin JSON with size and nesting limits (code 6 on failure).
-CniResult<nlohmann::json> decode_json(const std::string& bytes);
+// The plugin's stdin, decoded once at the door (run_plugin) with the size
+// and nesting limits; everything after works on this, never on the bytes.
+struct StdinConfig {
+    bool present;                       // stdin held anything (VERSION may come without)
+    CniResult<nlohmann::json> decoded;  // or why not (code 6)
+    // Its "cniVersion" when that is a supported version, else "": the
+    // version errors answer in.
+    std::string version;
+};
+StdinConfig decode_stdin(const std::string& bytes);
 
-// Parse and validate a network config. Errors carry codes 1, 2, 6 or 7.
-CniResult<NetConf> parse_netconf(const std::string& bytes);
-// The same for a config already decoded by decode_json().
-CniResult<NetConf> netconf_from(const nlohmann::json& decoded);
+// Parse and validate the network config. Errors carry codes 1, 2, 6 or 7.
+CniResult<NetConf> parse_netconf(const StdinConfig& in);
 
 // CNI names: network names and container IDs ([a-zA-Z0-9][a-zA-Z0-9_.-]*).
 bool valid_cni_name(const std::string& s);

@@ -26,10 +26,6 @@ struct CniError {
     int code = kInternal;
     std::string msg;
     std::string details;
-
-    static CniError from(int code, const Error& e, std::string msg) {
-        return CniError{code, std::move(msg), e.message};
-    }
 };
 
 template <typename T>

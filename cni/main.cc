@@ -24,6 +24,8 @@
 
 namespace {
 
+#ifdef SKIFF_TEST_HOOKS
+// Tests only (CMake option SKIFF_TEST_HOOKS; not in the binary otherwise).
 // SKIFF_FAULT_INJECT=<point> fails the ADD at that point, =kill:<point>
 // kills the process there (tests of rollback and crash safety),
 // =hold:<point>:<file> holds it there while <file> exists, at most 60 s
@@ -47,6 +49,7 @@ bool fault(const char* point) {
     }
     return s == point;
 }
+#endif
 
 // stdin/stdout/stderr onto /dev/null; every fd inherited from the caller
 // closed. Those are the ones without close-on-exec (they came through the
@@ -107,7 +110,9 @@ int run() {
     skiff::cni::Deps deps;
     deps.datapath = [](const std::string& pin) { return skiff::make_bpf_datapath(pin); };
     deps.pod_network = pod_network.get();
+#ifdef SKIFF_TEST_HOOKS
     deps.fault = fault;
+#endif
     deps.background = spawn_detached;
     deps.is_stdout = is_stdout;
     deps.pin_dir_problem = skiff::bpf::pin_dir_problem;

@@ -79,11 +79,17 @@ namespace {
 // job would keep it).
 void delete_in_background(Ctx& c, const std::string& veth, int ifindex) {
     // By value: the job may outlive this command (and c).
-    auto job = [pn = c.deps.pod_network, fault = c.deps.fault, veth, ifindex] {
-        if (fault) (void)fault("background-delete");
+    std::function<void()> job = [pn = c.deps.pod_network, veth, ifindex] {
         if (auto s = pn->teardown(ifindex); !s)
             log::warn("cannot remove " + veth + " (#" + std::to_string(ifindex) + "): " + s.error().message);
     };
+#ifdef SKIFF_TEST_HOOKS
+    if (c.deps.fault)
+        job = [fault = c.deps.fault, remove = std::move(job)] {
+            (void)fault("background-delete");
+            remove();
+        };
+#endif
     if (!c.deps.background) {
         job();
         return;
@@ -251,27 +257,13 @@ PluginOutput emit_error(const CniError& e, const std::string& version) {
     return PluginOutput{rc, wire(error_to_json(e, version)) + "\n"};
 }
 
-PluginOutput cmd_version(const CniResult<json>& decoded, bool has_stdin) {
-    std::string version(kLatestVersion);
-    if (has_stdin) {
-        if (!decoded) return emit_error(decoded.error(), version);
-        if (decoded->is_object() && decoded->contains("cniVersion") && (*decoded)["cniVersion"].is_string()) {
-            auto v = (*decoded)["cniVersion"].get<std::string>();
-            if (version_supported(v)) version = v;
-        }
-    }
+// In the config's version when it names a supported one, else the latest.
+PluginOutput cmd_version(const StdinConfig& in) {
+    const std::string version = in.version.empty() ? std::string(kLatestVersion) : in.version;
+    if (in.present && !in.decoded) return emit_error(in.decoded.error(), version);
     json out = {{"cniVersion", version}, {"supportedVersions", json::array()}};
     for (auto v : kSupportedVersions) out["supportedVersions"].push_back(std::string(v));
     return PluginOutput{0, wire(out) + "\n"};
-}
-
-// Errors answer in the config's version when it is readable and supported.
-std::string config_version(const CniResult<json>& decoded) {
-    if (!decoded || !decoded->is_object()) return "";
-    auto it = decoded->find("cniVersion");
-    if (it == decoded->end() || !it->is_string()) return "";
-    auto v = it->get<std::string>();
-    return version_supported(v) ? v : "";
 }
 
 bool command_allowed(Command cmd, const std::string& version) {
@@ -294,21 +286,19 @@ CniStatus check_request(const NetConf& conf, Deps& deps) {
     return {};
 }
 
-PluginOutput run_checked(const Getenv& getenv, const std::string& stdin_text, Deps& deps) {
+PluginOutput run_checked(const Getenv& getenv, const StdinConfig& in, Deps& deps) {
     if (!deps.delegate) deps.delegate = delegate;
-    // stdin is decoded once, here; everything after works on the result.
-    const auto decoded = decode_json(stdin_text);
+    // Errors answer in the config's version when it is readable and supported.
     auto env = parse_env(getenv);
-    if (!env) return emit_error(env.error(), config_version(decoded));
-    if (env->command == Command::Version) return cmd_version(decoded, !stdin_text.empty());
+    if (!env) return emit_error(env.error(), in.version);
+    if (env->command == Command::Version) return cmd_version(in);
     if (const char* by = getenv(kDelegationMarker); by && *by)
         return emit_error(CniError{kInvalidConfig, "delegation loop: skiff was run as an IPAM plugin by a chain that "
                                                    "skiff itself started (" + std::string(by) + ")", ""},
-                          config_version(decoded));
+                          in.version);
 
-    if (!decoded) return emit_error(decoded.error(), "");
-    auto conf = netconf_from(*decoded);
-    if (!conf) return emit_error(conf.error(), config_version(decoded));
+    auto conf = parse_netconf(in);
+    if (!conf) return emit_error(conf.error(), in.version);
     if (!command_allowed(env->command, conf->cni_version))
         return emit_error(CniError{kIncompatibleVersion, env->command_name + " is not supported in CNI version " +
                                                              conf->cni_version, ""},
@@ -339,7 +329,8 @@ PluginOutput run_checked(const Getenv& getenv, const std::string& stdin_text, De
 PluginOutput run_plugin(const Getenv& getenv, const std::string& stdin_text, Deps& deps) {
     // Whatever happens, the runtime gets one error object and an exit code.
     try {
-        return run_checked(getenv, stdin_text, deps);
+        // stdin is decoded once, here; everything after works on the result.
+        return run_checked(getenv, decode_stdin(stdin_text), deps);
     } catch (const std::exception& e) {
         return emit_error(CniError{kInternal, "internal error", e.what()}, "");
     } catch (...) {

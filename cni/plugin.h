@@ -22,8 +22,11 @@ struct Deps {
     std::function<CniResult<nlohmann::json>(const std::string& type, const std::string& command,
                                             const Env& env, const std::string& stdin_conf)>
         delegate;
-    // Fault injection for tests: returns true to fail at this point.
+#ifdef SKIFF_TEST_HOOKS
+    // Fault injection for tests (CMake option SKIFF_TEST_HOOKS): returns
+    // true to fail at this point.
     std::function<bool(const char* point)> fault;
+#endif
     // Runs job in a process that outlives the plugin (DEL deletes the host
     // veth there); returns once it started. Unset: job runs inline.
     std::function<Status(const std::function<void()>& job)> background;

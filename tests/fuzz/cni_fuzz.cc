@@ -83,15 +83,6 @@ void check_result(const cni::CniResultModel& m, const std::string& version) {
         fail("result does not survive a prevResult round trip", cni::wire(back));
 }
 
-// run_plugin's config_version(): errors answer in the config's version when
-// it is readable and supported.
-std::string config_version(const std::string& stdin_text) {
-    auto j = cni::decode_json(stdin_text);
-    if (!j || !j->is_object() || !j->contains("cniVersion") || !(*j)["cniVersion"].is_string()) return "";
-    auto v = (*j)["cniVersion"].get<std::string>();
-    return cni::version_supported(v) ? v : "";
-}
-
 bool command_allowed(cni::Command cmd, const std::string& version) {
     switch (cmd) {
         case cni::Command::Check: return cni::version_at_least(version, "0.4.0");
@@ -102,16 +93,9 @@ bool command_allowed(cni::Command cmd, const std::string& version) {
 }
 
 // cmd_version(): the VERSION answer.
-void version_answer(const std::string& stdin_text) {
-    std::string version(cni::kLatestVersion);
-    if (!stdin_text.empty()) {
-        auto j = cni::decode_json(stdin_text);
-        if (!j) return check_error(j.error(), version);
-        if (j->is_object() && j->contains("cniVersion") && (*j)["cniVersion"].is_string()) {
-            auto v = (*j)["cniVersion"].get<std::string>();
-            if (cni::version_supported(v)) version = v;
-        }
-    }
+void version_answer(const cni::StdinConfig& in) {
+    const std::string version = in.version.empty() ? std::string(cni::kLatestVersion) : in.version;
+    if (in.present && !in.decoded) return check_error(in.decoded.error(), version);
     json out = {{"cniVersion", version}, {"supportedVersions", json::array()}};
     for (auto v : cni::kSupportedVersions) out["supportedVersions"].push_back(std::string(v));
     check_wire(out);
@@ -196,20 +180,26 @@ void one_input(const uint8_t* data, size_t size) {
     }
 #endif
 
-    const std::string err_version = config_version(stdin_text);
+    // run_plugin(): stdin decoded once, at the stdin_conf; errors answer in
+    // stdin_conf.version (the config's, when readable and supported).
+    const cni::StdinConfig stdin_conf = cni::decode_stdin(stdin_text);
+    if (stdin_conf.present != !stdin_text.empty()) fail("decode_stdin: present is wrong", stdin_text);
+    if (!stdin_conf.version.empty() && !cni::version_supported(stdin_conf.version))
+        fail("decode_stdin: an unsupported version", stdin_text);
     auto env = cni::parse_env(getenv);
     if (!env) {
-        check_error(env.error(), err_version);
+        check_error(env.error(), stdin_conf.version);
         return;
     }
-    if (env->command == cni::Command::Version) return version_answer(stdin_text);
+    if (env->command == cni::Command::Version) return version_answer(stdin_conf);
 
-    auto conf = cni::parse_netconf(stdin_text);
+    auto conf = cni::parse_netconf(stdin_conf);
     if (!conf) {
-        check_error(conf.error(), err_version);
+        check_error(conf.error(), stdin_conf.version);
         return;
     }
-    if (err_version != conf->cni_version) fail("config_version disagrees with parse_netconf", stdin_text);
+    if (stdin_conf.version != conf->cni_version)
+        fail("decode_stdin's version disagrees with parse_netconf", stdin_text);
     (void)conf->ipam_type();
     check_wire(conf->raw);  // the delegated IPAM plugin's stdin
     if (conf->delegated_ipam()) delegated_ipam_answer(conf->ipam, conf->cni_version);

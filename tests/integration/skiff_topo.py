@@ -5,6 +5,7 @@ unique name and is removed by close(), which fixtures call on failure too.
 Commands run inside a namespace with `nsenter --net` (not `ip netns exec`,
 which remounts /sys and hides /sys/fs/bpf).
 """
+import functools
 import itertools
 import json
 import os
@@ -12,6 +13,8 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN_DIR = os.environ.get("SKIFF_BIN_DIR", os.path.join(REPO, "build", "bin"))
@@ -36,6 +39,27 @@ def sh(*cmd, check=True, timeout=60, input=None, env=None):
 
 def in_ns(ns, *cmd, **kw):
     return sh("nsenter", f"--net=/run/netns/{ns}", "--", *cmd, **kw)
+
+
+FAULT_INJECT = "SKIFF_FAULT_INJECT"
+
+
+@functools.lru_cache(maxsize=None)
+def _has_test_hooks(binary):
+    """Whether binary was built with -DSKIFF_TEST_HOOKS=ON: only then does it hold the variable's name."""
+    with open(binary, "rb") as f:
+        return FAULT_INJECT.encode() in f.read()
+
+
+def fault_env(spec):
+    """The environment that makes the plugin inject a fault: spec is <point>
+    (fail the ADD there), kill:<point> or hold:<point>:<file>. Fails the
+    calling test, saying why, when the plugin was built without the hooks
+    (it would ignore the variable, and the test would test nothing)."""
+    if not _has_test_hooks(SKIFF):
+        pytest.fail(f"{SKIFF} was built without the test hooks, so it ignores {FAULT_INJECT}: "
+                    "configure with -DSKIFF_TEST_HOOKS=ON (./dev.sh test does)", pytrace=False)
+    return {FAULT_INJECT: spec}
 
 
 class Node:

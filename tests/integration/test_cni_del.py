@@ -8,7 +8,7 @@ import os
 import subprocess
 
 from cluster_topo import wait_for
-from skiff_topo import CNI_PATH, SKIFF
+from skiff_topo import CNI_PATH, SKIFF, fault_env
 
 NOTHING = {"veths": [], "routes": [], "leases": [], "attachments": [], "endpoints": [], "temp": []}
 GENEROUS = 60  # seconds: a bounded wait, not a speed check
@@ -56,10 +56,11 @@ def link(node, name):
 
 
 def held(topo, name="hold"):
-    """SKIFF_FAULT_INJECT that keeps the background deletion pending while the returned file exists."""
+    """The fault injection that keeps the background deletion pending while the returned file exists."""
     path = os.path.join(topo.tmp, name)
+    env = fault_env(f"hold:background-delete:{path}")
     open(path, "w").close()
-    return path, {"SKIFF_FAULT_INJECT": f"hold:background-delete:{path}"}
+    return path, env
 
 
 def test_del_returns_with_the_veth_down_and_it_is_deleted_after(topo, node):

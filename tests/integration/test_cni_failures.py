@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from skiff_topo import in_ns
+from skiff_topo import fault_env, in_ns
 from test_cni_del import NOTHING, settled_leftovers
 
 
@@ -129,7 +129,7 @@ def test_failure_after_ipam_rolls_back(topo, node, point):
     survivor = node.add_pod()
     before = node.leftovers()
     pod_ns = topo.pod_ns()
-    rc, out, _ = add(node, pod_ns, env={"SKIFF_FAULT_INJECT": point})
+    rc, out, _ = add(node, pod_ns, env=fault_env(point))
     assert rc != 0 and point in out["msg"]
     assert node.leftovers() == before
     assert pod_links(pod_ns) == ["lo"]
@@ -142,7 +142,7 @@ def test_failure_after_ipam_rolls_back(topo, node, point):
 @pytest.mark.parametrize("point", ["after-ipam", "after-veth", "after-attach", "after-endpoint"])
 def test_killed_add_then_del_leaves_nothing(topo, node, point):
     pod_ns = topo.pod_ns()
-    rc, _, _ = add(node, pod_ns, env={"SKIFF_FAULT_INJECT": f"kill:{point}"})
+    rc, _, _ = add(node, pod_ns, env=fault_env(f"kill:{point}"))
     assert rc == -9
     rc, out, err = node.cni("DEL", container_id="bad", netns=f"/run/netns/{pod_ns}")
     assert rc == 0, (out, err)

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from skiff_topo import CNI_PATH, SKIFF, sh
+from skiff_topo import CNI_PATH, SKIFF, fault_env, sh
 from test_cni_del import NOTHING, settled_leftovers
 
 
@@ -92,7 +92,7 @@ def test_gc_cleans_up_after_killed_add(topo, node):
     node.cni_version = "1.1.0"
     pod_ns = topo.pod_ns()
     rc, _, _ = node.cni("ADD", container_id="killed", netns=f"/run/netns/{pod_ns}",
-                        env={"SKIFF_FAULT_INJECT": "kill:after-veth"})
+                        env=fault_env("kill:after-veth"))
     assert rc == -9
     assert node.skiff_veths() and node.leases()
     rc, out, err = node.cni("GC", container_id=None, netns=None, ifname=None,
@@ -190,7 +190,7 @@ def test_delegated_ipam_host_local(node, tmp_path):
     assert settled_leftovers(node)["veths"] == []
     # A failure after delegated IPAM gives the lease back to host-local.
     rc, out, _ = node.cni("ADD", container_id="hl2", netns=f"/run/netns/{pod_ns}", conf=conf,
-                          env={"SKIFF_FAULT_INJECT": "after-endpoint"})
+                          env=fault_env("after-endpoint"))
     assert rc != 0
     assert [f for f in os.listdir(hl_dir) if f.startswith("10.")] == []
 

@@ -1,4 +1,4 @@
-// parse_netconf / decode_json / name rules (DESIGN.md section 6, items 2 and 3).
+// decode_stdin / parse_netconf / name rules (DESIGN.md section 6, items 2 and 3).
 #include "cni/config.h"
 
 #include <gtest/gtest.h>
@@ -14,7 +14,8 @@ json base() {
     return {{"cniVersion", "1.1.0"}, {"name", "skiffnet"}, {"type", "skiff"}, {"podCIDR", "10.244.1.0/24"}};
 }
 
-CniResult<NetConf> parse(const json& j) { return parse_netconf(j.dump()); }
+CniResult<NetConf> parse_bytes(const std::string& s) { return parse_netconf(decode_stdin(s)); }
+CniResult<NetConf> parse(const json& j) { return parse_bytes(j.dump()); }
 
 // Parses base() with key set to value; expects failure with code.
 void expect_code(const char* key, const json& value, int code) {
@@ -265,7 +266,7 @@ TEST(ParseNetconf, UndecodableJsonIsCode6) {
     for (const char* s : {"", "{", "{\"cniVersion\":", "not json", "{\"a\":1,}", "[1,2,3]", "\"str\"", "42",
                           "null"}) {
         SCOPED_TRACE(s);
-        auto r = parse_netconf(s);
+        auto r = parse_bytes(s);
         ASSERT_FALSE(r.ok());
         EXPECT_EQ(r.error().code, kDecodeFailure);
     }
@@ -274,7 +275,7 @@ TEST(ParseNetconf, UndecodableJsonIsCode6) {
 TEST(ParseNetconf, OversizedJsonIsCode6) {
     json j = base();
     j["padding"] = std::string(kMaxConfigBytes, 'x');
-    auto r = parse_netconf(j.dump());
+    auto r = parse_bytes(j.dump());
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code, kDecodeFailure);
 
@@ -284,7 +285,7 @@ TEST(ParseNetconf, OversizedJsonIsCode6) {
     j["padding"] = std::string(kMaxConfigBytes - small.size(), 'x');
     std::string exact = j.dump();
     ASSERT_EQ(exact.size(), kMaxConfigBytes);
-    EXPECT_TRUE(parse_netconf(exact).ok());
+    EXPECT_TRUE(parse_bytes(exact).ok());
 }
 
 std::string nested(int depth) {  // base() with an extra key whose value nests depth-1 more levels
@@ -298,18 +299,44 @@ std::string nested(int depth) {  // base() with an extra key whose value nests d
 }
 
 TEST(ParseNetconf, DeepJsonIsCode6) {
-    auto deep = parse_netconf(nested(kMaxConfigDepth + 1));
+    auto deep = parse_bytes(nested(kMaxConfigDepth + 1));
     ASSERT_FALSE(deep.ok());
     EXPECT_EQ(deep.error().code, kDecodeFailure);
-    auto very_deep = parse_netconf(nested(100000));
+    auto very_deep = parse_bytes(nested(100000));
     ASSERT_FALSE(very_deep.ok());
     EXPECT_EQ(very_deep.error().code, kDecodeFailure);
-    EXPECT_TRUE(parse_netconf(nested(kMaxConfigDepth)).ok());
+    EXPECT_TRUE(parse_bytes(nested(kMaxConfigDepth)).ok());
 
     // Brackets inside strings do not count.
     json j = base();
     j["args"] = std::string(200, '[') + "\\\"{" + std::string(200, '{');
     EXPECT_TRUE(parse(j).ok());
+}
+
+TEST(DecodeStdin, DecodesOnceAndKeepsTheVersionErrorsAnswerIn) {
+    auto in = decode_stdin(base().dump());
+    EXPECT_TRUE(in.present);
+    ASSERT_TRUE(in.decoded.ok());
+    EXPECT_EQ(*in.decoded, base());
+    EXPECT_EQ(in.version, "1.1.0");
+    // The version only when it is a string naming a supported one.
+    for (const json& v : {json("0.2.0"), json("1.1"), json(110), json(nullptr)}) {
+        SCOPED_TRACE(v.dump());
+        json j = base();
+        j["cniVersion"] = v;
+        auto bad = decode_stdin(j.dump());
+        ASSERT_TRUE(bad.decoded.ok());
+        EXPECT_EQ(bad.version, "");
+    }
+    EXPECT_EQ(decode_stdin(R"(["1.1.0"])").version, "");
+    auto undecodable = decode_stdin(R"({"cniVersion":"1.1.0",)");
+    EXPECT_TRUE(undecodable.present);
+    ASSERT_FALSE(undecodable.decoded.ok());
+    EXPECT_EQ(undecodable.decoded.error().code, kDecodeFailure);
+    EXPECT_EQ(undecodable.version, "");
+    auto none = decode_stdin("");
+    EXPECT_FALSE(none.present);
+    EXPECT_FALSE(none.decoded.ok());
 }
 
 TEST(ParseNetconf, BadNetworkNames) {

@@ -127,8 +127,8 @@ TEST(ResultInts, OutOfRangeIsAbsentNotWrapped) {
 
 TEST(ConfigInts, MtuOutOfRangeIsNamedAsWritten) {
     for (const char* mtu : {"18446744073709551615", "-9223372036854775808", "65536", "67", "20"}) {
-        auto r = parse_netconf(std::string(R"({"cniVersion":"1.0.0","name":"n","podCIDR":"10.0.0.0/24","mtu":)") +
-                               mtu + "}");
+        auto r = parse_netconf(decode_stdin(
+            std::string(R"({"cniVersion":"1.0.0","name":"n","podCIDR":"10.0.0.0/24","mtu":)") + mtu + "}"));
         ASSERT_FALSE(r.ok()) << mtu;
         EXPECT_NE(r.error().msg.find(mtu), std::string::npos) << r.error().msg;
     }

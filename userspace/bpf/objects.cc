@@ -117,12 +117,6 @@ Result<UniqueFd> load_program(Program p, const std::string& pin_dir) {
 
 namespace skiff::bpf {
 
-ObjectBytes sock_object() {
-    ObjectBytes b;
-    b.data = sock__elf_bytes(&b.size);
-    return b;
-}
-
 Result<SockPrograms> load_sock_programs(const std::string& pin_dir) {
     char errbuf[256];
     LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_dir.c_str());

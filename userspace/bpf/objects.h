@@ -31,7 +31,6 @@ std::vector<Program> all_programs();
 struct SockPrograms {
     UniqueFd connect4, sendmsg4, recvmsg4, getpeername4;
 };
-ObjectBytes sock_object();
 Result<SockPrograms> load_sock_programs(const std::string& pin_dir);
 
 // Open the embedded object with libbpf (maps pinned by name under pin_dir,
