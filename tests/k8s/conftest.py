@@ -20,6 +20,7 @@ IMAGE = "ktb.local/busybox:1"
 NODES = ("ktb-n1", "ktb-n2")
 NODE_IP = {"ktb-n1": "192.168.77.11", "ktb-n2": "192.168.77.12"}
 GENEROUS = 120  # seconds: a bound on waiting, not a speed check
+REPORT = os.environ.get("SKIFF_K8S_REPORT")  # where measured times go (JSON), if set
 
 # A web server answering / with its hostname and /cgi-bin/ip with the
 # client's address as it saw it, and a UDP echo on 5353 answering
@@ -84,6 +85,16 @@ class Cluster:
 
     def wait_deleted(self, kind, name):
         self.kubectl("delete", kind, name, "--wait=true", timeout=GENEROUS)
+
+
+def report(key, value):
+    """A measurement, printed and (with SKIFF_K8S_REPORT) kept; never asserted on."""
+    print(f"{key}: {value}")
+    if REPORT:
+        data = json.load(open(REPORT)) if os.path.exists(REPORT) else {}
+        data[key] = value
+        with open(REPORT, "w") as f:
+            json.dump(data, f, indent=1)
 
 
 def wait_for(what, cond, timeout=GENEROUS):

@@ -5,8 +5,9 @@ a user would do goes through kubectl."""
 import json
 import os
 import stat
+import time
 
-from conftest import NODE_IP, NODES, STATE, WEB, deployment, leases, pod, veths, wait_for
+from conftest import NODE_IP, NODES, STATE, WEB, deployment, leases, pod, report, veths, wait_for
 
 
 def first_word(s):
@@ -36,8 +37,10 @@ def test_skiff_deployed_by_its_daemonset(cluster):
 
 
 def test_pods_across_nodes(cluster):
+    t0 = time.monotonic()
     cluster.apply([pod("e2e-a", "ktb-n1"), pod("e2e-b", "ktb-n1", command=WEB), pod("e2e-c", "ktb-n2", command=WEB)])
     pods = {n: wait_for(f"{n} Ready", lambda n=n: cluster.ready(n)) for n in ("e2e-a", "e2e-b", "e2e-c")}
+    report("k8s_3_pods_to_ready_s", round(time.monotonic() - t0, 1))
     ip = {n: p["status"]["podIP"] for n, p in pods.items()}
     for n, node in (("e2e-a", "ktb-n1"), ("e2e-b", "ktb-n1"), ("e2e-c", "ktb-n2")):
         cidr = cluster.get("node", node)["spec"]["podCIDR"]

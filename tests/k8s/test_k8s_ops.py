@@ -6,19 +6,7 @@ import json
 import os
 import time
 
-from conftest import CLUSTER, GENEROUS, NODES, WEB, deployment, leases, pod, sh, veths, wait_for
-
-REPORT = os.environ.get("SKIFF_K8S_REPORT")  # where measured times go (JSON), if set
-
-
-def report(key, value):
-    print(f"{key}: {value}")
-    if REPORT:
-        data = json.load(open(REPORT)) if os.path.exists(REPORT) else {}
-        data[key] = value
-        with open(REPORT, "w") as f:
-            json.dump(data, f, indent=1)
-
+from conftest import CLUSTER, GENEROUS, NODES, WEB, deployment, leases, pod, report, sh, veths, wait_for
 
 def test_fifty_pods_up_and_down(cluster):
     base_leases = {n: leases(n) for n in NODES}
