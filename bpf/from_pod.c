@@ -35,35 +35,150 @@
  * is masqueraded like a flow sent straight to that address (a backend
  * without a route to pods, e.g. the API server on a node without skiff,
  * could not answer the pod's address). A pod backend, here or on another
- * node, keeps the pod's address. Loads the backend's port into l4: the
- * flow is keyed by the translated packet.
+ * node, keeps the pod's address: the caller has forwarded those already.
+ * Loads the backend's port into l4: the flow is keyed by the translated
+ * packet.
  */
 static __always_inline int svc_backend_masqueraded(struct __sk_buff *skb, const struct skiff_config *cfg,
 						   const struct iphdr *ip, struct l4_info *l4)
 {
-	struct skiff_endpoint_info *ep = NULL;
-	struct skiff_node_info *node = NULL;
-
 	if (l4->proto != IPPROTO_TCP && l4->proto != IPPROTO_UDP)
 		return 0;
 	if (!snat_applies(cfg, ip, l4))
-		return 0;
-	if (cluster_may_hold(cfg, ip->daddr) && dst_in_pod_network(ip->daddr, FWD_TO_NODES, &ep, &node))
 		return 0;
 	if (bpf_skb_load_bytes(skb, l4->off + 2, &l4->dport, sizeof(l4->dport)) < 0)
 		return 0;
 	return 1;
 }
 
+/*
+ * The packet's path is laid out for the common case, traffic to a pod here
+ * or on another node: the cold paths below (later fragments, service
+ * replies, service frontends, masquerade) are BPF-to-BPF calls, so their
+ * code is neither inlined between the instructions of that path nor
+ * fetched for its packets.
+ */
+
+/* A later fragment: of a masqueraded datagram, its source too. */
+static __noinline int from_pod_frag_tail(struct __sk_buff *skb, __u32 *reason)
+{
+	struct skiff_frag_value *frag;
+	struct bpf_fib_lookup fib;
+	struct iphdr *ip;
+	long rc = 0;
+	int ret;
+
+	ip = ipv4_header(skb);
+	if (!ip)
+		return -SKIFF_DROP_MALFORMED;
+	frag = snat_frag_lookup(ip);
+	if (!frag)
+		return fwd_ipv4(skb, ip, FWD_TO_NODES, reason);
+	if (fib_check(skb, ip, ip->daddr, &fib, &rc, reason))
+		return TC_ACT_OK;
+	ret = snat_frag_rewrite(skb, ip, 0, frag->addr);
+	if (ret < 0)
+		return ret;
+	ip = ipv4_header(skb);
+	if (!ip)
+		return -SKIFF_DROP_MALFORMED;
+	return fib_send(skb, ip, &fib, rc, SKIFF_FWD_FIB, reason);
+}
+
+/* A reply from a service backend (ct: its REPLY entry): translated back,
+ * then routed (e.g. a NodePort reply, now from this node, by FIB). */
+static __noinline int from_pod_svc_reply(struct __sk_buff *skb, struct l4_info *l4, struct skiff_ct_value *ct,
+					 __u32 *reason)
+{
+	__u32 svc_reason = 0;
+	struct iphdr *ip;
+	int ret;
+
+	ret = svc_reverse_xlate(skb, l4, ct, &svc_reason);
+	if (ret < 0)
+		return ret;
+	count(skb, svc_reason, SKIFF_DIR_EGRESS);
+	ip = ipv4_header(skb); /* the rewrite moved the packet */
+	if (!ip)
+		return -SKIFF_DROP_MALFORMED;
+	return fwd_ipv4(skb, ip, FWD_TO_NODES | FWD_BY_FIB, reason);
+}
+
+/* Neither a service reply nor to a pod: a service frontend, a flow leaving
+ * the cluster (masqueraded), or the stack's. */
+static __noinline int from_pod_other(struct __sk_buff *skb, struct l4_info *l4, __u32 *reason)
+{
+	struct skiff_config *cfg = config_get();
+	__u32 svc_reason = 0;
+	int first_frag = 0;
+	struct iphdr *ip;
+	int masq = 0;
+	int ret;
+
+	ip = ipv4_header(skb);
+	if (!ip)
+		return -SKIFF_DROP_MALFORMED;
+	ret = svc_forward(skb, ip, l4, &svc_reason, 0);
+	if (ret < 0)
+		return ret;
+	if (ret == SVC_PASS)
+		svc_purge_stale_reply_inline(skb, ip, l4);
+	if (ret == SVC_REJECT)
+		return reject_back(skb, l4->proto, 1, reason); /* back to the client */
+	if (ret == SVC_TRANSLATED) {
+		struct skiff_endpoint_info *ep = NULL;
+		struct skiff_node_info *node = NULL;
+		int where;
+
+		count(skb, svc_reason, SKIFF_DIR_EGRESS);
+		ip = ipv4_header(skb); /* the rewrite moved the packet */
+		if (!ip)
+			return -SKIFF_DROP_MALFORMED;
+		/* A pod backend, here or on another node: forwarded by the
+		 * one lookup that finds it, never masqueraded. */
+		where = cluster_may_hold(cfg, ip->daddr) ? dst_in_pod_network(ip->daddr, FWD_TO_NODES, &ep, &node) : 0;
+		if (where)
+			return fwd_pod_network(skb, ip, where, ep, node, reason);
+		masq = svc_backend_masqueraded(skb, cfg, ip, l4);
+	} else if (snat_applies(cfg, ip, l4)) {
+		masq = 1; /* leaving the cluster */
+		first_frag = ipv4_more_fragments(ip);
+	}
+	if (masq) {
+		/* Translate only what will be sent; the stack answers for
+		 * the rest (time exceeded, fragmentation needed) while the
+		 * source is the pod's. Later fragments of a service
+		 * datagram still name the frontend: none is remembered. */
+		struct bpf_fib_lookup fib;
+		struct skiff_frag_key fk;
+		long rc = 0;
+
+		if (fib_check(skb, ip, ip->daddr, &fib, &rc, reason))
+			return TC_ACT_OK;
+		frag_key_init(&fk, ip);
+		ret = snat_egress(skb, ip, l4, cfg, &svc_reason);
+		if (ret < 0)
+			return ret;
+		count(skb, svc_reason, SKIFF_DIR_EGRESS);
+		ip = ipv4_header(skb); /* the rewrite moved the packet */
+		if (!ip)
+			return -SKIFF_DROP_MALFORMED;
+		if (first_frag)
+			snat_frag_remember(skb, &fk, ip->saddr);
+		return fib_send(skb, ip, &fib, rc, SKIFF_FWD_FIB, reason);
+	}
+	return fwd_ipv4(skb, ip, FWD_TO_NODES, reason);
+}
+
 /* Returns a TC action and sets *reason, or a negative drop reason. */
 static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 {
-	__u32 how = FWD_TO_NODES;
-	struct skiff_config *cfg = NULL;
-	struct skiff_frag_value *frag;
+	struct skiff_endpoint_info *ep = NULL;
+	struct skiff_node_info *node = NULL;
+	struct skiff_ct_value *ct;
 	struct l4_info l4;
 	struct iphdr *ip;
-	int ret;
+	int ret, where;
 
 	ip = ipv4_header(skb);
 	if (!ip)
@@ -76,90 +191,22 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 		*reason = SKIFF_FWD_STACK;
 		return TC_ACT_OK;
 	}
+	if (unlikely(ipv4_is_fragment_tail(ip)))
+		return from_pod_frag_tail(skb, reason);
+	if (l4_load(skb, ip, &l4) != L4_PORTS)
+		return fwd_ipv4(skb, ip, FWD_TO_NODES, reason);
 
-	if (ipv4_is_fragment_tail(ip)) {
-		/* A later fragment of a masqueraded datagram: its source too. */
-		struct bpf_fib_lookup fib;
-		long rc = 0;
-
-		frag = snat_frag_lookup(ip);
-		if (!frag)
-			return fwd_ipv4(skb, ip, how, reason);
-		if (fib_check(skb, ip, ip->daddr, &fib, &rc, reason))
-			return TC_ACT_OK;
-		ret = snat_frag_rewrite(skb, ip, 0, frag->addr);
-		if (ret < 0)
-			return ret;
-		ip = ipv4_header(skb);
-		if (!ip)
-			return -SKIFF_DROP_MALFORMED;
-		return fib_send(skb, ip, &fib, rc, SKIFF_FWD_FIB, reason);
+	ct = svc_reply_lookup(ip, &l4);
+	if (unlikely(ct))
+		return from_pod_svc_reply(skb, &l4, ct, reason);
+	/* To a pod, here or on another node: no frontend, no masquerade, so
+	 * no lookup for either. */
+	where = cluster_may_hold(config_get(), ip->daddr) ? dst_in_pod_network(ip->daddr, FWD_TO_NODES, &ep, &node) : 0;
+	if (likely(where)) {
+		svc_purge_stale_reply(skb, ip, &l4);
+		return fwd_pod_network(skb, ip, where, ep, node, reason);
 	}
-
-	if (l4_load(skb, ip, &l4) == 0) {
-		struct skiff_endpoint_info *ep = NULL;
-		struct skiff_node_info *node = NULL;
-		__u32 svc_reason = 0;
-		int first_frag = 0;
-		int masq = 0;
-		int where;
-
-		ret = svc_reverse(skb, ip, &l4, &svc_reason);
-		if (ret == SVC_PASS) {
-			/* To a pod, here or on another node: no frontend, no
-			 * masquerade, so no lookup for either. */
-			cfg = config_get();
-			where = cluster_may_hold(cfg, ip->daddr) ? dst_in_pod_network(ip->daddr, how, &ep, &node) : 0;
-			if (where) {
-				svc_purge_stale_reply(skb, ip, &l4);
-				return fwd_pod_network(skb, ip, where, ep, node, reason);
-			}
-			ret = svc_forward(skb, ip, &l4, &svc_reason, 0);
-		}
-		if (ret < 0)
-			return ret;
-		if (ret == SVC_PASS)
-			svc_purge_stale_reply(skb, ip, &l4);
-		if (ret == SVC_REJECT)
-			return reject_back(skb, l4.proto, 1, reason); /* back to the client */
-		if (ret == SVC_TRANSLATED) {
-			count(skb, svc_reason, SKIFF_DIR_EGRESS);
-			ip = ipv4_header(skb); /* the rewrite moved the packet */
-			if (!ip)
-				return -SKIFF_DROP_MALFORMED;
-			if (svc_reason == SKIFF_SVC_REPLY)
-				how |= FWD_BY_FIB; /* e.g. a NodePort reply, now from this node */
-			else
-				masq = svc_backend_masqueraded(skb, cfg, ip, &l4);
-		} else if (snat_applies(cfg, ip, &l4)) {
-			masq = 1; /* leaving the cluster */
-			first_frag = ipv4_more_fragments(ip);
-		}
-		if (masq) {
-			/* Translate only what will be sent; the stack answers for
-			 * the rest (time exceeded, fragmentation needed) while the
-			 * source is the pod's. Later fragments of a service
-			 * datagram still name the frontend: none is remembered. */
-			struct bpf_fib_lookup fib;
-			struct skiff_frag_key fk;
-			long rc = 0;
-
-			if (fib_check(skb, ip, ip->daddr, &fib, &rc, reason))
-				return TC_ACT_OK;
-			frag_key_init(&fk, ip);
-			ret = snat_egress(skb, ip, &l4, cfg, &svc_reason);
-			if (ret < 0)
-				return ret;
-			count(skb, svc_reason, SKIFF_DIR_EGRESS);
-			ip = ipv4_header(skb); /* the rewrite moved the packet */
-			if (!ip)
-				return -SKIFF_DROP_MALFORMED;
-			if (first_frag)
-				snat_frag_remember(skb, &fk, ip->saddr);
-			return fib_send(skb, ip, &fib, rc, SKIFF_FWD_FIB, reason);
-		}
-	}
-	return fwd_ipv4(skb, ip, how, reason);
+	return from_pod_other(skb, &l4, reason);
 }
 
 SEC("tc")

@@ -45,16 +45,157 @@ static __always_inline int svc_reverse_masqueraded(struct __sk_buff *skb, struct
 	/* The pod's port, as snat_ingress() wrote it. */
 	if (bpf_skb_load_bytes(skb, l4->off + 2, &l4->dport, sizeof(l4->dport)) < 0)
 		return SVC_PASS;
-	return svc_reverse(skb, ip, l4, reason);
+	return svc_reverse_inline(skb, ip, l4, reason);
+}
+
+/*
+ * The packet's path is laid out for the common case, a packet for a pod on
+ * this node: the cold paths below (later fragments, ICMP errors, service
+ * replies, masquerade replies, service frontends) are BPF-to-BPF calls, so
+ * their code is neither inlined between the instructions of that path nor
+ * fetched for its packets.
+ */
+
+/* A later fragment of a reply to a masqueraded flow. */
+static __noinline int from_uplink_frag_tail(struct __sk_buff *skb, __u32 *reason)
+{
+	struct skiff_frag_value *frag;
+	struct iphdr *ip;
+	int ret;
+
+	ip = ipv4_header(skb);
+	if (!ip)
+		return -SKIFF_DROP_MALFORMED;
+	frag = snat_frag_lookup(ip);
+	if (frag) {
+		ret = snat_frag_rewrite(skb, ip, 1, frag->addr);
+		if (ret < 0)
+			return ret;
+		ip = ipv4_header(skb);
+		if (!ip)
+			return -SKIFF_DROP_MALFORMED;
+	}
+	return fwd_ipv4(skb, ip, 0, reason);
+}
+
+/* An ICMP error: about a masqueraded flow, translated back. */
+static __noinline int from_uplink_icmp_error(struct __sk_buff *skb, struct l4_info *l4, __u32 *reason)
+{
+	__u32 nat_reason = 0;
+	struct iphdr *ip;
+	int ret;
+
+	ip = ipv4_header(skb);
+	if (!ip)
+		return -SKIFF_DROP_MALFORMED;
+	ret = snat_icmp_error(skb, ip, l4, &nat_reason);
+	if (ret < 0)
+		return ret;
+	if (ret == 1) {
+		count(skb, nat_reason, SKIFF_DIR_INGRESS);
+		ip = ipv4_header(skb);
+		if (!ip)
+			return -SKIFF_DROP_MALFORMED;
+		/* About a pod's connection to a service frontend, DNATed
+		 * to a backend outside the pod network: the quote goes
+		 * back to the frontend too. */
+		ret = svc_icmp_error_reverse(skb, ip, l4, &nat_reason);
+		if (ret < 0)
+			return ret;
+		if (ret == SVC_TRANSLATED) {
+			count(skb, nat_reason, SKIFF_DIR_INGRESS);
+			ip = ipv4_header(skb);
+			if (!ip)
+				return -SKIFF_DROP_MALFORMED;
+		}
+	}
+	return fwd_ipv4(skb, ip, 0, reason);
+}
+
+/* A reply from a remote service backend (ct: its REPLY entry). */
+static __noinline int from_uplink_svc_reply(struct __sk_buff *skb, struct l4_info *l4, struct skiff_ct_value *ct,
+					    __u32 *reason)
+{
+	__u32 svc_reason = 0;
+	struct iphdr *ip;
+	int ret;
+
+	ret = svc_reverse_xlate_body(skb, l4, ct, &svc_reason);
+	if (ret < 0)
+		return ret;
+	count(skb, svc_reason, SKIFF_DIR_INGRESS);
+	ip = ipv4_header(skb); /* the rewrite moved the packet */
+	if (!ip)
+		return -SKIFF_DROP_MALFORMED;
+	/* A backend outside every PodCIDR (a host-network pod) is routed by
+	 * FIB: with this node's address as source the stack would drop it as
+	 * martian. */
+	return fwd_ipv4(skb, ip, FWD_BY_FIB, reason);
+}
+
+/* Neither a service reply nor for a pod: a reply to a masqueraded flow, a
+ * connection to a frontend, or the node's own traffic. */
+static __noinline int from_uplink_other(struct __sk_buff *skb, struct l4_info *l4, __u32 *reason)
+{
+	struct skiff_config *cfg = config_get();
+	struct skiff_frag_key fk;
+	__u32 svc_reason = 0;
+	struct iphdr *ip;
+	int first_frag;
+	__u32 how = 0;
+	int ret;
+
+	ip = ipv4_header(skb);
+	if (!ip)
+		return -SKIFF_DROP_MALFORMED;
+	first_frag = ipv4_more_fragments(ip);
+	frag_key_init(&fk, ip);
+	ret = snat_ingress(skb, ip, l4, &svc_reason);
+	if (ret < 0)
+		return ret;
+	if (ret == 1) {
+		count(skb, svc_reason, SKIFF_DIR_INGRESS);
+		ip = ipv4_header(skb);
+		if (!ip)
+			return -SKIFF_DROP_MALFORMED;
+		if (first_frag)
+			snat_frag_remember(skb, &fk, ip->daddr);
+		ret = svc_reverse_masqueraded(skb, ip, l4, &svc_reason);
+		if (ret < 0)
+			return ret;
+		if (ret == SVC_TRANSLATED) {
+			count(skb, svc_reason, SKIFF_DIR_INGRESS);
+			ip = ipv4_header(skb);
+			if (!ip)
+				return -SKIFF_DROP_MALFORMED;
+		}
+		return fwd_ipv4(skb, ip, 0, reason);
+	}
+	ret = svc_forward(skb, ip, l4, &svc_reason, cfg ? cfg->node_ip : 0);
+	if (ret < 0)
+		return ret;
+	if (ret == SVC_REJECT)
+		return reject_back(skb, l4->proto, 0, reason); /* back out the uplink */
+	if (ret == SVC_TRANSLATED) {
+		count(skb, svc_reason, SKIFF_DIR_INGRESS);
+		/* Remote backends go to their node; a backend outside every
+		 * PodCIDR is routed by FIB (see from_uplink_svc_reply()). */
+		how = FWD_TO_NODES | FWD_BY_FIB;
+		ip = ipv4_header(skb); /* the rewrite moved the packet */
+		if (!ip)
+			return -SKIFF_DROP_MALFORMED;
+	}
+	return fwd_ipv4(skb, ip, how, reason);
 }
 
 static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason)
 {
-	struct skiff_config *cfg = NULL;
+	struct skiff_endpoint_info *ep = NULL;
+	struct skiff_node_info *node = NULL;
+	struct skiff_ct_value *ct;
 	struct l4_info l4;
 	struct iphdr *ip;
-	__u32 how = 0;
-	int ret;
+	int ret, where;
 
 	ip = ipv4_header(skb);
 	if (!ip || !l2_to_host(skb)) {
@@ -63,104 +204,24 @@ static __always_inline int from_uplink_ipv4(struct __sk_buff *skb, __u32 *reason
 		*reason = SKIFF_FWD_STACK;
 		return TC_ACT_OK;
 	}
-
-	if (ipv4_is_fragment_tail(ip)) {
-		/* A later fragment of a reply to a masqueraded flow. */
-		struct skiff_frag_value *frag = snat_frag_lookup(ip);
-
-		if (frag) {
-			ret = snat_frag_rewrite(skb, ip, 1, frag->addr);
-			if (ret < 0)
-				return ret;
-			ip = ipv4_header(skb);
-			if (!ip)
-				return -SKIFF_DROP_MALFORMED;
-		}
-		return fwd_ipv4(skb, ip, 0, reason);
-	}
+	if (unlikely(ipv4_is_fragment_tail(ip)))
+		return from_uplink_frag_tail(skb, reason);
 
 	ret = l4_load(skb, ip, &l4);
-	if (ret == L4_ICMP_ERROR) {
-		__u32 nat_reason = 0;
+	if (unlikely(ret == L4_ICMP_ERROR))
+		return from_uplink_icmp_error(skb, &l4, reason);
+	if (ret != L4_PORTS)
+		return fwd_ipv4(skb, ip, 0, reason);
 
-		ret = snat_icmp_error(skb, ip, &l4, &nat_reason);
-		if (ret < 0)
-			return ret;
-		if (ret == 1) {
-			count(skb, nat_reason, SKIFF_DIR_INGRESS);
-			ip = ipv4_header(skb);
-			if (!ip)
-				return -SKIFF_DROP_MALFORMED;
-			/* About a pod's connection to a service frontend, DNATed
-			 * to a backend outside the pod network: the quote goes
-			 * back to the frontend too. */
-			ret = svc_icmp_error_reverse(skb, ip, &l4, &nat_reason);
-			if (ret < 0)
-				return ret;
-			if (ret == SVC_TRANSLATED) {
-				count(skb, nat_reason, SKIFF_DIR_INGRESS);
-				ip = ipv4_header(skb);
-				if (!ip)
-					return -SKIFF_DROP_MALFORMED;
-			}
-		}
-	} else if (ret == L4_PORTS) {
-		__u32 svc_reason = 0;
-
-		ret = svc_reverse(skb, ip, &l4, &svc_reason);
-		if (ret == SVC_PASS) {
-			struct skiff_endpoint_info *ep = NULL;
-			struct skiff_node_info *node = NULL;
-			struct skiff_frag_key fk;
-			int first_frag = ipv4_more_fragments(ip);
-			int where;
-
-			/* A pod's address is neither a frontend nor a
-			 * masqueraded reply (those come to the node's). */
-			cfg = config_get();
-			where = cluster_may_hold(cfg, ip->daddr) ? dst_in_pod_network(ip->daddr, 0, &ep, &node) : 0;
-			if (where)
-				return fwd_pod_network(skb, ip, where, ep, node, reason);
-			frag_key_init(&fk, ip);
-			ret = snat_ingress(skb, ip, &l4, &svc_reason);
-			if (ret < 0)
-				return ret;
-			if (ret == 1) {
-				count(skb, svc_reason, SKIFF_DIR_INGRESS);
-				ip = ipv4_header(skb);
-				if (!ip)
-					return -SKIFF_DROP_MALFORMED;
-				if (first_frag)
-					snat_frag_remember(skb, &fk, ip->daddr);
-				ret = svc_reverse_masqueraded(skb, ip, &l4, &svc_reason);
-				if (ret < 0)
-					return ret;
-				if (ret == SVC_TRANSLATED) {
-					count(skb, svc_reason, SKIFF_DIR_INGRESS);
-					ip = ipv4_header(skb);
-					if (!ip)
-						return -SKIFF_DROP_MALFORMED;
-				}
-				return fwd_ipv4(skb, ip, 0, reason);
-			}
-			ret = svc_forward(skb, ip, &l4, &svc_reason, cfg ? cfg->node_ip : 0);
-		}
-		if (ret < 0)
-			return ret;
-		if (ret == SVC_REJECT)
-			return reject_back(skb, l4.proto, 0, reason); /* back out the uplink */
-		if (ret == SVC_TRANSLATED) {
-			count(skb, svc_reason, SKIFF_DIR_INGRESS);
-			/* A backend outside every PodCIDR (a host-network pod) is
-			 * routed by FIB: with this node's address as source the
-			 * stack would drop it as martian. */
-			how = svc_reason == SKIFF_SVC_REPLY ? FWD_BY_FIB : FWD_TO_NODES | FWD_BY_FIB;
-			ip = ipv4_header(skb); /* the rewrite moved the packet */
-			if (!ip)
-				return -SKIFF_DROP_MALFORMED;
-		}
-	}
-	return fwd_ipv4(skb, ip, how, reason);
+	ct = svc_reply_lookup(ip, &l4);
+	if (unlikely(ct))
+		return from_uplink_svc_reply(skb, &l4, ct, reason);
+	/* A pod's address is neither a frontend nor a masqueraded reply
+	 * (those come to the node's). */
+	where = cluster_may_hold(config_get(), ip->daddr) ? dst_in_pod_network(ip->daddr, 0, &ep, &node) : 0;
+	if (likely(where))
+		return fwd_pod_network(skb, ip, where, ep, node, reason);
+	return from_uplink_other(skb, &l4, reason);
 }
 
 SEC("tc")

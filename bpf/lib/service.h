@@ -16,6 +16,7 @@
 #include "conntrack.h"
 #include "csum.h"
 #include "endpoints.h"
+#include "ipv4.h"
 #include "l4.h"
 #include "maps.h"
 #include "nat.h"
@@ -162,21 +163,33 @@ static __always_inline int svc_snat(struct __sk_buff *skb, const struct l4_info 
 	return nat_rewrite(skb, l4, 0, saddr, ct->snat_addr, l4->sport, ct->snat_port);
 }
 
-/* A reply from a backend of a tracked connection: source back to the
- * frontend, and destination back to the client if the source was
- * translated on the way in. */
-static __always_inline int svc_reverse(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4,
-				       __u32 *reason)
+/* The REPLY entry a packet from a backend would hit, if any: one lookup,
+ * the only part of a reply check the packets of other flows pay. */
+static __always_inline struct skiff_ct_value *svc_reply_lookup(const struct iphdr *ip, const struct l4_info *l4)
 {
-	struct skiff_ct_value *ct;
 	struct skiff_ct_key key;
-	__be32 daddr = ip->daddr;
+
+	ct_key_init(&key, ip->saddr, ip->daddr, l4, SKIFF_CT_REPLY);
+	return bpf_map_lookup_elem(&skiff_ct, &key);
+}
+
+/*
+ * A reply from a backend of a tracked connection (ct: its REPLY entry):
+ * source back to the frontend, and destination back to the client if the
+ * source was translated on the way in. Out of line (a BPF-to-BPF call):
+ * the packets that find no entry never run or fetch this code.
+ */
+static __always_inline int svc_reverse_xlate_body(struct __sk_buff *skb, const struct l4_info *l4,
+						  struct skiff_ct_value *ct, __u32 *reason)
+{
+	struct iphdr *ip = ipv4_header(skb);
+	__be32 saddr, daddr;
 	int ret;
 
-	ct_key_init(&key, ip->saddr, daddr, l4, SKIFF_CT_REPLY);
-	ct = bpf_map_lookup_elem(&skiff_ct, &key);
-	if (!ct)
-		return SVC_PASS;
+	if (!ip)
+		return -SKIFF_DROP_MALFORMED;
+	saddr = ip->saddr;
+	daddr = ip->daddr;
 	trace_note(skb, 0, SKIFF_TRACE_F_BACKEND, ct->backend_id);
 	if (!trace_mode(skb))
 		ct_touch(ct, l4, skb->len);
@@ -194,7 +207,7 @@ static __always_inline int svc_reverse(struct __sk_buff *skb, struct iphdr *ip, 
 		if (fwd)
 			fwd->flags |= SKIFF_CT_F_REPLIED;
 	}
-	ret = nat_rewrite(skb, l4, 0, ip->saddr, ct->nat_addr, l4->sport, ct->nat_port);
+	ret = nat_rewrite(skb, l4, 0, saddr, ct->nat_addr, l4->sport, ct->nat_port);
 	if (ret < 0)
 		return ret;
 	if (ct->flags & SKIFF_CT_F_SNAT) {
@@ -204,6 +217,35 @@ static __always_inline int svc_reverse(struct __sk_buff *skb, struct iphdr *ip, 
 	}
 	*reason = SKIFF_SVC_REPLY;
 	return SVC_TRANSLATED;
+}
+
+static __noinline int svc_reverse_xlate(struct __sk_buff *skb, const struct l4_info *l4, struct skiff_ct_value *ct,
+					__u32 *reason)
+{
+	return svc_reverse_xlate_body(skb, l4, ct, reason);
+}
+
+/* A reply from a backend of a tracked connection: see svc_reverse_xlate().
+ * ip must be the packet's current header. */
+static __always_inline int svc_reverse(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4,
+				       __u32 *reason)
+{
+	struct skiff_ct_value *ct = svc_reply_lookup(ip, l4);
+
+	if (likely(!ct))
+		return SVC_PASS;
+	return svc_reverse_xlate(skb, l4, ct, reason);
+}
+
+/* The same, inlined: for callers that are out of line themselves. */
+static __always_inline int svc_reverse_inline(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4,
+					      __u32 *reason)
+{
+	struct skiff_ct_value *ct = svc_reply_lookup(ip, l4);
+
+	if (!ct)
+		return SVC_PASS;
+	return svc_reverse_xlate_body(skb, l4, ct, reason);
 }
 
 /*
@@ -440,8 +482,7 @@ static __always_inline int svc_icmp_error_reverse(struct __sk_buff *skb, const s
  * this flow's replies into the VIP's. Such an entry is stale: drop it,
  * with its FORWARD half. Checked for new TCP connections and for UDP.
  */
-static __always_inline void svc_purge_stale_reply(struct __sk_buff *skb, const struct iphdr *ip,
-						  const struct l4_info *l4)
+static __always_inline void svc_purge_stale_reply_body(const struct iphdr *ip, const struct l4_info *l4)
 {
 	struct skiff_ct_key rkey = {
 		.saddr = ip->daddr, .daddr = ip->saddr, .sport = l4->dport, .dport = l4->sport,
@@ -449,13 +490,6 @@ static __always_inline void svc_purge_stale_reply(struct __sk_buff *skb, const s
 	};
 	struct skiff_ct_value *rev;
 
-	if (trace_mode(skb))
-		return;
-	if (l4->proto == IPPROTO_TCP &&
-	    (l4->tcp_flags & (TCP_FLAG_SYN_BIT | TCP_FLAG_ACK_BIT)) != TCP_FLAG_SYN_BIT)
-		return;
-	if (l4->proto != IPPROTO_TCP && l4->proto != IPPROTO_UDP)
-		return;
 	rev = bpf_map_lookup_elem(&skiff_ct, &rkey);
 	if (!rev)
 		return;
@@ -468,6 +502,39 @@ static __always_inline void svc_purge_stale_reply(struct __sk_buff *skb, const s
 		ct_remove(&fkey);
 	}
 	ct_remove(&rkey);
+}
+
+/* Out of line for the packets of the pod-to-pod path (most never get
+ * there: only a TCP SYN or UDP does). */
+static __noinline void svc_purge_stale_reply_do(const struct iphdr *ip, const struct l4_info *l4)
+{
+	svc_purge_stale_reply_body(ip, l4);
+}
+
+static __always_inline int svc_purge_applies(struct __sk_buff *skb, const struct l4_info *l4)
+{
+	if (trace_mode(skb))
+		return 0;
+	if (l4->proto == IPPROTO_TCP &&
+	    (l4->tcp_flags & (TCP_FLAG_SYN_BIT | TCP_FLAG_ACK_BIT)) != TCP_FLAG_SYN_BIT)
+		return 0;
+	return l4->proto == IPPROTO_TCP || l4->proto == IPPROTO_UDP;
+}
+
+static __always_inline void svc_purge_stale_reply(struct __sk_buff *skb, const struct iphdr *ip,
+						  const struct l4_info *l4)
+{
+	if (svc_purge_applies(skb, l4))
+		svc_purge_stale_reply_do(ip, l4);
+}
+
+/* The same, inlined: for callers that are out of line themselves (the
+ * BPF stack of a call chain is limited to 512 bytes). */
+static __always_inline void svc_purge_stale_reply_inline(struct __sk_buff *skb, const struct iphdr *ip,
+							 const struct l4_info *l4)
+{
+	if (svc_purge_applies(skb, l4))
+		svc_purge_stale_reply_body(ip, l4);
 }
 
 #endif /* SKIFF_BPF_SERVICE_H */

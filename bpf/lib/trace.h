@@ -31,20 +31,24 @@ static __always_inline struct skiff_trace_result *trace_result(void)
 	return bpf_map_lookup_elem(&skiff_trace, &zero);
 }
 
-/* Start a traced run: clear the previous result. */
-static __always_inline void trace_begin(const struct __sk_buff *skb)
+/* Start a traced run: clear the previous result. Out of line, like the
+ * rest of tracing's work: packets that are not traced only test the mark. */
+static __noinline void trace_begin_traced(void)
 {
-	struct skiff_trace_result *t;
+	struct skiff_trace_result *t = trace_result();
 
-	if (!trace_mode(skb))
-		return;
-	t = trace_result();
 	if (t) {
 		__u32 seq = t->seq + 1;
 
 		__builtin_memset(t, 0, sizeof(*t));
 		t->seq = seq;
 	}
+}
+
+static __always_inline void trace_begin(const struct __sk_buff *skb)
+{
+	if (unlikely(trace_mode(skb)))
+		trace_begin_traced();
 }
 
 static __always_inline void trace_note(const struct __sk_buff *skb, __u32 ifindex, __u32 flags, __u32 backend_id)
@@ -99,7 +103,7 @@ static __always_inline long skiff_redirect_neigh(struct __sk_buff *skb, __u32 if
 }
 
 /* One event per drop (and per traced packet): the IPv4 tuple if any. */
-static __always_inline void event_emit(struct __sk_buff *skb, __u8 type, __u32 reason, __u32 dir)
+static __noinline void event_emit(struct __sk_buff *skb, __u8 type, __u32 reason, __u32 dir)
 {
 	struct skiff_event *e;
 	struct iphdr ip;
@@ -129,24 +133,29 @@ static __always_inline void event_emit(struct __sk_buff *skb, __u8 type, __u32 r
 	bpf_ringbuf_submit(e, 0);
 }
 
+static __noinline void verdict_traced(struct __sk_buff *skb, int action, __u32 why, __u32 dir)
+{
+	struct skiff_trace_result *t = trace_result();
+
+	if (t) {
+		t->reason = why;
+		t->action = action;
+	}
+	event_emit(skb, SKIFF_EVENT_TRACE, why, dir);
+}
+
 /* The end of every program: count (not when tracing), record, report. */
 static __always_inline int verdict(struct __sk_buff *skb, int ret, __u32 reason, __u32 dir)
 {
 	int action = ret < 0 ? TC_ACT_SHOT : ret;
 	__u32 why = ret < 0 ? (__u32)-ret : reason;
 
-	if (trace_mode(skb)) {
-		struct skiff_trace_result *t = trace_result();
-
-		if (t) {
-			t->reason = why;
-			t->action = action;
-		}
-		event_emit(skb, SKIFF_EVENT_TRACE, why, dir);
+	if (unlikely(trace_mode(skb))) {
+		verdict_traced(skb, action, why, dir);
 		return action;
 	}
 	metrics_count(why, dir, skb->len);
-	if (ret < 0)
+	if (unlikely(ret < 0))
 		event_emit(skb, SKIFF_EVENT_DROP, why, dir);
 	return action;
 }
