@@ -90,6 +90,7 @@ public:
 struct Node {
     int from_pod = -1, from_uplink = -1, to_uplink = -1, empty = -1;  // program fds
     int floor_out = -1, floor_in = -1;  // the veth floor's, floor_in for B
+    int floor_local = -1;               // the same-node floor's, with A and B in its map
     const TestVeth* veth_a = nullptr;
     const TestVeth* veth_b = nullptr;
     const TestVeth* uplink = nullptr;
@@ -417,8 +418,23 @@ void add_to_uplink_paths(const Node& n, const Baselines& base, std::vector<Path>
 }
 
 // l. The veth floor (bench/floor/veth_floor.c) on b.'s and the uplink
-// remote -> local path's packets: the least a veth datapath does there.
+// remote -> local path's packets: the least a veth datapath does there;
+// the same-node floor (veth_floor_local.c) on a.'s.
 void add_floor_paths(const Node& n, const Baselines& base, std::vector<Path>& paths) {
+    {
+        const TestVeth& veth_b = *n.veth_b;
+        Path p = PathMaker{"floor_local", n.floor_local, n.pod_a_if(), base.single}(
+            "floor_pod_to_pod_same_node",
+            "a.'s packet through the same-node veth floor's floor_local: one hash lookup of the destination, "
+            "MACs, bpf_redirect_peer into B; no TTL, checks or counters",
+            n.from_a(kPodB, kSportLocal, kIperf, kData, kRoutedTtl), {});
+        p.counts_nothing = true;
+        batched(p, base);
+        p.expected = [in = p.frame, &veth_b](uint32_t) {
+            return rewritten(in, veth_b.pod.mac, veth_b.host.mac, 0, kPodA, kSportLocal, kPodB, kIperf);
+        };
+        paths.push_back(std::move(p));
+    }
     {
         Path p = PathMaker{"floor_out", n.floor_out, n.pod_a_if(), base.single}(
             "floor_pod_to_pod_other_node",
@@ -470,6 +486,10 @@ Status run(const Options& opt, const std::string& pin_dir, nlohmann::ordered_jso
     SKIFF_ASSIGN_OR_RETURN(UniqueFd empty, load_empty_prog());
     SKIFF_ASSIGN_OR_RETURN(floor::FloorProgs floor,
                            floor::load_floor(kPodB, net->dst.host.ifindex, net->dst.pod.mac, net->dst.host.mac));
+    SKIFF_ASSIGN_OR_RETURN(UniqueFd floor_local,
+                           floor::load_floor_local({{kPodA, rn.pod.host.ifindex, rn.pod.pod.mac, rn.pod.host.mac},
+                                                    {kPodB, net->dst.host.ifindex, net->dst.pod.mac,
+                                                     net->dst.host.mac}}));
     {
         // floor_out routes by the kernel's FIB: the route skiff's agent
         // installs for the remote node's PodCIDR.
@@ -491,6 +511,7 @@ Status run(const Options& opt, const std::string& pin_dir, nlohmann::ordered_jso
     n.empty = empty.get();
     n.floor_out = floor.out.get();
     n.floor_in = floor.in.get();
+    n.floor_local = floor_local.get();
     n.veth_a = &rn.pod;  // forwarding on: FIB lookups from A work
     n.veth_b = &net->dst;
     n.uplink = &rn.uplink;

@@ -202,8 +202,17 @@ Status check_counters(const Path& p, uint64_t runs, const Counters& before, cons
     return ok();
 }
 
-// runs runs of p (calls of p.batch runs): average ns per run.
-Result<double> measure(Path& p, uint64_t runs, bpf::MetricsMap& metrics) {
+// The kernel's bpf_stats of a program (zeros while they are off).
+std::pair<uint64_t, uint64_t> prog_stats(int fd) {
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) return {0, 0};
+    return {info.run_time_ns, info.run_cnt};
+}
+
+// runs runs of p (calls of p.batch runs): average ns per run; *stats_ns
+// the bpf_stats figure over them (run_time_ns / run_cnt), 0 when off.
+Result<double> measure(Path& p, uint64_t runs, bpf::MetricsMap& metrics, double* stats_ns = nullptr) {
     const uint64_t calls = std::max<uint64_t>(1, runs / p.batch);
     runs = calls * p.batch;
     const bool counted = !p.reasons.empty() || p.counts_nothing;
@@ -212,6 +221,7 @@ Result<double> measure(Path& p, uint64_t runs, bpf::MetricsMap& metrics) {
         SKIFF_ASSIGN_OR_RETURN(before, read_counters(metrics));
     }
     uint64_t total_ns = 0;
+    const auto stats0 = prog_stats(p.prog_fd);
     for (uint64_t i = 0; i < calls; ++i) {
         if (g_stop) return Error{EINTR, "interrupted"};
         Call c = test_run_repeat(p.prog_fd, p.frame, p.ifindex, p.batch, nullptr, p.mark);
@@ -223,6 +233,11 @@ Result<double> measure(Path& p, uint64_t runs, bpf::MetricsMap& metrics) {
                                   describe_counters(metrics));
         total_ns += uint64_t{c.duration} * p.batch;
         if (p.after_call) SKIFF_TRY(p.after_call());
+    }
+    if (stats_ns) {
+        const auto stats1 = prog_stats(p.prog_fd);
+        const uint64_t n = stats1.second - stats0.second;
+        *stats_ns = n ? static_cast<double>(stats1.first - stats0.first) / static_cast<double>(n) : 0;
     }
     if (counted) {
         SKIFF_ASSIGN_OR_RETURN(Counters after, read_counters(metrics));
@@ -257,8 +272,10 @@ Status time_paths(std::vector<Path>& paths, const Options& opt, bpf::MetricsMap&
     for (auto& p : paths) SKIFF_TRY(measure(p, std::min<uint64_t>(opt.repeat, 20000), metrics));
     for (int t = 0; t < opt.trials; ++t) {
         for (auto& p : paths) {
-            SKIFF_ASSIGN_OR_RETURN(double ns, measure(p, opt.repeat, metrics));
+            double stats_ns = 0;
+            SKIFF_ASSIGN_OR_RETURN(double ns, measure(p, opt.repeat, metrics, &stats_ns));
             p.ns.push_back(ns);
+            if (stats_ns > 0) p.stats_ns.push_back(stats_ns);
         }
         std::string line;
         for (const auto& p : paths) {
@@ -310,6 +327,11 @@ nlohmann::ordered_json result_json(const std::vector<Path>& paths, const Options
             for (size_t i = 0; i < p.ns.size(); ++i) net.push_back(p.ns[i] - base->ns[i]);
             j["baseline"] = p.baseline;
             j["ns_over_baseline_median"] = round1(median(net));
+        }
+        if (!p.stats_ns.empty()) {
+            // bpf_stats over the same runs: the program alone, timed like a
+            // live packet (sched_clock() around the call), warm caches.
+            j["bpf_stats_ns_median"] = round1(median(p.stats_ns));
         }
         nlohmann::ordered_json reasons = nlohmann::ordered_json::array();
         for (const auto& r : p.reasons)
@@ -406,6 +428,15 @@ int bench_main(int argc, char** argv, const RunFn& run) {
             return 1;
         }
     }
+
+    // bpf_stats on while this process runs (the kernel switches them off
+    // when the fd closes, also if it dies; the sysctl is not written): each
+    // path also gets the figure live packets get. Both the path and its
+    // empty-program baseline pay the stats' clock reads, so the ns over
+    // baseline stay comparable with runs without them.
+    UniqueFd stats_fd(bpf_enable_stats(BPF_STATS_RUN_TIME));
+    if (!stats_fd.valid())
+        std::fprintf(stderr, "prog-bench: bpf_enable_stats: %s (no bpf_stats figures)\n", std::strerror(errno));
 
     sweep_dead_pin_dirs();
     nlohmann::ordered_json result;

@@ -61,6 +61,7 @@ struct Path {
     std::function<Status()> after_call;            // outside the timed region
     std::string baseline;  // the baseline entry with the same runs per call
     std::vector<double> ns;  // per trial
+    std::vector<double> stats_ns;  // per trial: bpf_stats run_time_ns / run_cnt (when the stats are on)
 };
 
 std::string describe_counters(bpf::MetricsMap& m);

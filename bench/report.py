@@ -6,7 +6,7 @@ import subprocess
 
 REF = ("veth", "wire")  # the physical limit, whichever the scenario has
 SETUP_ORDER = ["veth", "wire", "floor", "bridge", "skiff"]
-FLOOR = "floor"  # the veth floor (bench/floor/veth_floor.c), across nodes only
+FLOOR = "floor"  # the veth floor (bench/floor/veth_floor.c across nodes, veth_floor_local.c on one node)
 # Datapath scenarios (results.json keys), in report order.
 SAME, CROSS = "pod-pod same node", "pod-pod across nodes"
 SVC, SVC_REMOTE = "pod-ClusterIP same node", "pod-ClusterIP across nodes"
@@ -139,6 +139,96 @@ def summarize(results):
     return summ
 
 
+# Live (bpf_stats) programs -> the BPF_PROG_TEST_RUN paths of skiff-prog-bench
+# timing the same packets, per scenario. (scenario, program) -> [path names].
+TEST_RUN_PATHS = {
+    (SAME, "from_pod"): ["pod_to_pod_same_node"],
+    (SAME, "floor_local"): ["floor_pod_to_pod_same_node"],
+    (CROSS, "from_pod"): ["pod_to_pod_other_node"],
+    (CROSS, "from_uplink"): ["uplink_remote_pod_to_local_pod"],
+    (CROSS, "to_uplink"): ["to_uplink_forwarded"],
+    (CROSS, "floor_out"): ["floor_pod_to_pod_other_node"],
+    (CROSS, "floor_in"): ["floor_uplink_remote_pod_to_local_pod"],
+    (SVC, "from_pod"): ["clusterip_established", "clusterip_reply"],
+    (SVC_REMOTE, "from_pod"): ["clusterip_established", "pod_to_pod_other_node"],
+    (SVC_REMOTE, "from_uplink"): ["uplink_remote_pod_to_local_pod"],
+    (SVC_REMOTE, "to_uplink"): ["to_uplink_forwarded"],
+    (EXT, "from_pod"): ["masquerade_established"],
+    (EXT, "from_uplink"): ["uplink_masquerade_reply"],
+    (EXT, "to_uplink"): ["to_uplink_forwarded"],
+}
+
+
+def live_summary(runs):
+    """{setup: {program label: {"ns": stats, "runs": stats}}} from the runs'
+    bpf_stats deltas."""
+    out = {}
+    for setup, lst in runs.items():
+        labels = sorted({k for r in lst for k in (r.get("bpf") or {})})
+        for label in labels:
+            vals = [r["bpf"][label] for r in lst if label in (r.get("bpf") or {})]
+            out.setdefault(setup, {})[label] = {"ns": stats([v["ns"] for v in vals]),
+                                                "runs": stats([v["runs"] for v in vals])}
+    return out
+
+
+def _test_run(prog_cost, scen, label):
+    if not prog_cost:
+        return ""
+    by = {p["name"]: p for p in prog_cost.get("paths", [])}
+    out = []
+    for name in TEST_RUN_PATHS.get((scen, label.split("/")[-1]), []):
+        p = by.get(name)
+        if p and p.get("ns_over_baseline_median") is not None:
+            st = p.get("bpf_stats_ns_median")
+            out.append(f"{p['ns_over_baseline_median']:.0f}" + (f" / {st:.0f}" if st else "") + f" ({name})")
+    return ", ".join(out)
+
+
+def live_table(results):
+    """The markdown rows: live ns per packet per program, per scenario and
+    workload, next to the BPF_PROG_TEST_RUN figure of the same path."""
+    L = ["| scenario | workload | setup | program (node/program) | live ns per packet, median (min-max) | "
+         "runs per measurement | BPF_PROG_TEST_RUN: ns over baseline / bpf_stats ns (path) |", "|---|---|---|---|---|---|---|"]
+    dp = results.get("datapath", {})
+    pc = results.get("prog_cost")
+    rows = 0
+    for scen in ordered(dp):
+        for wl, runs in dp[scen].items():
+            for setup, progs in live_summary(runs).items():
+                for label, e in progs.items():
+                    L.append(f"| {SHORT.get(scen, scen)} | {wl} | {setup} | {label} | {cell(e['ns'])} | "
+                             f"{fmt(e['runs']['median'])} | {_test_run(pc, scen, label)} |")
+                    rows += 1
+    return L if rows else []
+
+
+def live_lines(results, meta):
+    L = [f"# Live in-path cost (bpf_stats), {meta.get('scenario')} {meta.get('workload')}", "",
+         f"{meta.get('reps')} repetitions x {meta.get('seconds')} s, setups interleaved; load average "
+         f"{meta['loadavg_start'][0]:.2f} at the start, {meta['loadavg_end'][0]:.2f} at the end; "
+         f"{meta.get('duration_s', 0):.0f} s.", ""]
+    L += live_table(results)
+    dp = results.get("datapath", {})
+    for scen in dp:
+        for wl, runs in dp[scen].items():
+            for setup, lst in runs.items():
+                for metric, label, _ in METRICS[wl]:
+                    L.append(f"- {setup} {label}: {cell(stats([r.get(metric) for r in lst]))}")
+            sk, fl = runs.get("skiff", []), runs.get("floor", [])
+            main = {SAME: [("node-1/from_pod", "local/floor_local")],
+                    CROSS: [("node-1/from_pod", "node-1/floor_out"), ("node-2/from_uplink", "node-2/floor_in"),
+                            ("node-2/from_pod", "node-2/floor_out"), ("node-1/from_uplink", "node-1/floor_in")],
+                    SVC: [("node-1/from_pod", "local/floor_local")],
+                    SVC_REMOTE: [("node-1/from_pod", "node-1/floor_out"), ("node-1/from_uplink", "node-1/floor_in")]}
+            for a, b in (main.get(scen, []) if sk and fl else []):
+                r = stats([x["bpf"][a]["ns"] / y["bpf"][b]["ns"] for x, y in zip(sk, fl)
+                           if a in x.get("bpf", {}) and b in y.get("bpf", {}) and y["bpf"][b]["ns"]])
+                if r:
+                    L.append(f"- skiff {a} / floor {b}, live ns per packet, pair by pair: {rcell(r)}")
+    return L
+
+
 def fmt(x):
     if x is None:
         return ""
@@ -232,11 +322,13 @@ def write_markdown(doc, path):
          "- **veth**: a direct veth pair between two namespaces (same-node physical limit).",
          "- **wire**: two namespaces on one L2 bridge (no netfilter): node -> node, the cross-node limit; "
          "and node -> external host over the same kind of underlay, the limit for pod -> external.",
-         "- **veth floor** (across nodes): two nodes like the wire's, each with one pod on a veth pair and "
+         "- **veth floor**: across nodes, two nodes like the wire's, each with one pod on a veth pair and "
          "`bench/floor/veth_floor.c` attached by `build/bin/skiff-floor`: a FIB lookup and redirect out of "
          "the host veth's tc ingress, a redirect_peer into the pod from the uplink's; no TTL, policy, "
          "conntrack, NAT or counters: a minimal veth-based eBPF datapath, so floor / limit shows what the veth "
-         "hop costs such a design and skiff / floor what skiff's own work costs on top.",
+         "hop costs such a design and skiff / floor what skiff's own work costs on top. On one node: two pods "
+         "on veth pairs with `bench/floor/veth_floor_local.c` on both host veths (one hash lookup of the "
+         "destination, the MACs, redirect_peer).",
          "- **bridge**: reference `bridge` CNI plugin + `host-local` + `ipMasq: true`, br_netfilter "
          f"({m['br_netfilter']}; bridge-nf-call-iptables=1 in the node namespaces), kube-proxy-format "
          f"iptables chains for the services ({m['iptables']}); nodes route each other's pod subnet. Across "
@@ -385,6 +477,17 @@ def write_markdown(doc, path):
                      f"{secs(sy.get('partial_s'))} | {written}"
                      f"{' (largeClusterMode)' if sy.get('large') else ''} | {full} | "
                      f"{secs(se['program_s']['skiff'])} |")
+    live = live_table(doc["results"])
+    if live:
+        L += ["", "## Live in-path cost of each program (bpf_stats)", "",
+              "Every attached program's run time per packet while the workload ran: the kernel's bpf_stats "
+              "(run_time_ns / run_cnt deltas per program id over each measured window), switched on with "
+              "BPF_ENABLE_STATS for the datapath runs only. One program may run on several devices (skiff's "
+              "from_pod on every pod's host veth), so a figure covers every packet of the workload through "
+              "that program on that node, both directions (e.g. ClusterIP: the established forward packets and "
+              "the replies). Each includes bpf_stats' own two sched_clock() reads (about 24 ns per run on the 2-core VM the bench was written on: an empty program's figure). The "
+              "BPF_PROG_TEST_RUN column times the same kind of packet with warm caches (next section).", ""]
+        L += live
     pc = doc["results"].get("prog_cost")
     if pc:
         L += ["", "## Per-packet cost of each program path (BPF_PROG_TEST_RUN)", "",
@@ -421,7 +524,7 @@ def _bar_rows(summ, groups):
 
 
 def _histogram(out, name, title, ylabel, rows,
-               series=("physical limit", "veth floor (across nodes)", "bridge + iptables", "skiff"),
+               series=("physical limit", "veth floor", "bridge + iptables", "skiff"),
                colors=("limit", "floor", "bridge", "skiff"), logscale=False, width=1100):
     if all(c == "NaN" for r in rows for c in r[1:]):
         return None  # a probe run (run.py --only/--workloads) that measured none of it

@@ -30,6 +30,7 @@ dir removed in `finally`.
     sudo python3 bench/run.py --quick    # ~5 min
 """
 import argparse
+import contextlib
 import gzip
 import json
 import os
@@ -49,6 +50,7 @@ for _i, _a in enumerate(sys.argv):
     elif _a.startswith("--bin-dir="):
         os.environ["SKIFF_BIN_DIR"] = os.path.abspath(_a.split("=", 1)[1])
 
+import live as LV  # noqa: E402
 import report  # noqa: E402
 import topo as T  # noqa: E402
 import workloads as W  # noqa: E402
@@ -115,8 +117,35 @@ def snat_counters(sk):
     return {r: sum(v for (reason, _), v in st.items() if reason == r) for r in SNAT_REASONS}
 
 
-def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None):
+def live_programs(s):
+    """{setup: live.Programs} for the setups with BPF programs in s."""
+    out = {}
+    if "skiff" in s:
+        out["skiff"] = LV.Programs({f"node-{i + 1}": nd.ns for i, nd in enumerate(s["skiff"].nodes)})
+    nodes = {}
+    if "floor_pods" in s:
+        nodes.update({f"node-{i + 1}": p.node_ns for i, p in enumerate(s["floor_pods"])})
+    if "floor_local_pods" in s:
+        nodes["local"] = s["floor_local_pods"][0].node_ns
+    if nodes:
+        out["floor"] = LV.Programs(nodes)
+    return out
+
+
+def measure_live(progs, name, fn):
+    """fn()'s result, with {"bpf": {program: {ns, runs}}} for setups with
+    programs: bpf_stats deltas over the window (stats must be on)."""
+    p = progs.get(name) if progs else None
+    before = p.snapshot() if p else None
+    out = fn()
+    if p:
+        out["bpf"] = p.delta(before, p.snapshot())
+    return out
+
+
+def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None, stats=True):
     veth_a, veth_b = s["veth"]
+    fl_a, fl_b = s["floor_local_pods"]
     wire_a, wire_b = s["wire_nodes"]
     floor_a, floor_b = s["floor_pods"]
     b1, b2 = s["bridge_nodes"]
@@ -130,9 +159,9 @@ def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None):
     # and direct ones to the same backend must never share 4-tuples (the
     # server's TIME_WAIT sockets, and NAT state, would couple the scenarios).
     bcv, scv = b1.add_pod(), sk.add_pod(0)
-    for ep in (veth_b, wire_b, floor_b, bs1, bs2, ss1, ss2, ext):
+    for ep in (veth_b, wire_b, floor_b, fl_b, bs1, bs2, ss1, ss2, ext):
         W.start_servers(topo, ep)
-    for ep in (veth_a, wire_a, floor_a, bc, sc, bcv, scv):
+    for ep in (veth_a, wire_a, floor_a, fl_a, bc, sc, bcv, scv):
         W.tune_client(ep.ns)
     log("programming the ClusterIPs (backend on the client's node, and on the other node): kube-proxy chains "
         "in bridge node-1, Service objects for skiff")
@@ -142,13 +171,14 @@ def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None):
                   "skiff": (sc, ext.ips["skiff"])}
     # Sanity: every path answers before anything is measured.
     for c, ip, port in ((veth_a, veth_b.ip, 8080), (wire_a, wire_b.ip, 8080), (floor_a, floor_b.ip, 8080),
+                        (fl_a, fl_b.ip, 8080),
                         (bc, bs1.ip, 8080), (bc, bs2.ip, 8080), (sc, ss1.ip, 8080), (sc, ss2.ip, 8080), (bcv, T.VIP, 80),
                         (scv, T.VIP, 80), (bcv, T.VIP_REMOTE, 80), (scv, T.VIP_REMOTE, 80),
                         *((c, ip, 8080) for c, ip in ext_setups.values())):
         T.wait_for(lambda c=c, ip=ip, port=port: c.run("curl", "-s", "-m", "2", f"http://{ip}:{port}/",
                                                         check=False).stdout.strip() == "ok",
                    f"{c.label} -> {ip}:{port}", timeout=15)
-    for x, y in ((floor_a, floor_b), (floor_b, floor_a)):
+    for x, y in ((floor_a, floor_b), (floor_b, floor_a), (fl_a, fl_b), (fl_b, fl_a)):
         if not T.floor_forwards(x, y):
             raise RuntimeError(f"the veth floor does not carry {y.label} -> {x.label} (echo reply TTL is not 64)")
     expect = {"wire": wire_a.ip, "bridge": b1.node.ip, "skiff": sk.nodes[0].ip}
@@ -156,7 +186,8 @@ def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None):
     seen = check_masquerade(ext, ext_setups, expect, pods)
     log(f"pod -> external: the external host sees {seen} and has no route to {', '.join(pods)}")
     scenarios = {
-        report.SAME: {"veth": (veth_a, veth_b.ip), "bridge": (bc, bs1.ip), "skiff": (sc, ss1.ip)},
+        report.SAME: {"veth": (veth_a, veth_b.ip), "floor": (fl_a, fl_b.ip), "bridge": (bc, bs1.ip),
+                      "skiff": (sc, ss1.ip)},
         report.SVC: {"bridge": (bcv, T.VIP), "skiff": (scv, T.VIP)},
         report.CROSS: {"wire": (wire_a, wire_b.ip), "floor": (floor_a, floor_b.ip), "bridge": (bc, bs2.ip),
                        "skiff": (sc, ss2.ip)},
@@ -176,7 +207,24 @@ def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None):
         results.setdefault(scen, {})
     snat = {r: 0 for r in SNAT_REASONS}
     wl_reps = {wl: max(prof.get("wl_reps", {}).get(wl, reps), reps) for wl in workloads}  # never fewer
-    for rep in range(max(wl_reps.values(), default=reps)):
+    progs = live_programs(s) if stats else {}
+    with LV.BpfStats() if stats else contextlib.nullcontext():
+        datapath_runs(sk, scenarios, groups, workloads, wl_reps, prof, conntrack_nodes, snat, progs, results)
+    seen_after = check_masquerade(ext, ext_setups, expect, pods)
+    nat = sk.nat_entries(0)
+    log(f"pod -> external: skiff SNAT counters over the runs {snat}; {nat} masquerade entries on node-1; "
+        f"seen after the runs: {seen_after}")
+    return {"placement": f"servers on CPU {W.SERVER_CPU}, clients on CPU {W.CLIENT_CPU}",
+            "pods": {"bridge": {"client": bc.ip, "server": bs1.ip, "remote server": bs2.ip, "svc client": bcv.ip},
+                     "skiff": {"client": sc.ip, "server": ss1.ip, "remote server": ss2.ip, "svc client": scv.ip}},
+            "external": {"ips": ext.ips, "seen": seen, "seen_after": seen_after, "no_route_to": ", ".join(pods),
+                         "skiff_counters": snat, "skiff_nat_entries": nat},
+            "backends": {"bridge": bs1, "skiff": ss1}}
+
+
+def datapath_runs(sk, scenarios, groups, workloads, wl_reps, prof, conntrack_nodes, snat, progs, results):
+    """The datapath measurements, interleaved (see datapath_bench)."""
+    for rep in range(max(wl_reps.values(), default=0)):
         for group in groups:
             for wl in workloads:
                 n = wl_reps[wl]
@@ -193,7 +241,8 @@ def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None):
                         if name == "skiff":
                             drops0 = sk.drops()
                             snat0 = snat_counters(sk) if ext_run else None
-                        out = measure(wl, client, ip, prof["seconds"], svc="ClusterIP" in scen)
+                        out = measure_live(progs, name, lambda: measure(wl, client, ip, prof["seconds"],
+                                                                        svc="ClusterIP" in scen))
                         if name == "skiff":
                             drops1 = sk.drops()
                             out["drops"] = {r: v - drops0.get(r, 0) for r, v in drops1.items() if v > drops0.get(r, 0)}
@@ -206,16 +255,6 @@ def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None):
                                                    f"SNAT ({snat0} -> {snat1})")
                         results[scen].setdefault(wl, {}).setdefault(name, []).append(out)
                         log(f"rep {rep + 1}/{n} {scen:26} {wl:8} {name:7} {short(out)}")
-    seen_after = check_masquerade(ext, ext_setups, expect, pods)
-    nat = sk.nat_entries(0)
-    log(f"pod -> external: skiff SNAT counters over the runs {snat}; {nat} masquerade entries on node-1; "
-        f"seen after the runs: {seen_after}")
-    return {"placement": f"servers on CPU {W.SERVER_CPU}, clients on CPU {W.CLIENT_CPU}",
-            "pods": {"bridge": {"client": bc.ip, "server": bs1.ip, "remote server": bs2.ip, "svc client": bcv.ip},
-                     "skiff": {"client": sc.ip, "server": ss1.ip, "remote server": ss2.ip, "svc client": scv.ip}},
-            "external": {"ips": ext.ips, "seen": seen, "seen_after": seen_after, "no_route_to": ", ".join(pods),
-                         "skiff_counters": snat, "skiff_nat_entries": nat},
-            "backends": {"bridge": bs1, "skiff": ss1}}
 
 
 def short(out):
@@ -413,6 +452,82 @@ def scale_self_pairs(s, ctx, largest, seconds, reps, results):
             log(f"rep {rep + 1}/{reps} scale-self {n:6} crr skiff {short(out)}")
 
 
+PROBES = {"same": report.SAME, "across": report.CROSS, "clusterip": report.SVC,
+          "clusterip-remote": report.SVC_REMOTE}
+
+
+def live_probe(spec, reps, seconds, out_dir, with_prog):
+    """--live SCENARIO:WORKLOAD: one workload of one scenario, only the
+    setups it needs (physical limit, veth floor, skiff), bpf_stats on;
+    under a minute. Prints the live ns per packet of each program next to
+    its BPF_PROG_TEST_RUN figure (with --live-prog) and writes
+    <out>/live.json."""
+    scen_key, _, wl = spec.partition(":")
+    if scen_key not in PROBES or wl not in WORKLOADS:
+        sys.exit(f"--live {spec!r}: want SCENARIO:WORKLOAD, SCENARIO one of {', '.join(PROBES)}, "
+                 f"WORKLOAD one of {', '.join(WORKLOADS)}")
+    scen = PROBES[scen_key]
+    need = {report.SAME: {"veth", "floor_local", "skiff"}, report.CROSS: {"wire", "floor", "skiff"},
+            report.SVC: {"floor_local", "skiff"}, report.SVC_REMOTE: {"floor", "skiff"}}[scen]
+    started = time.monotonic()
+    load0 = loadavg()
+    topo, s = T.build_all(only=need)
+    runs = {}
+    try:
+        sk = s["skiff"]
+        servers, setups = [], {}
+        if scen == report.SAME:
+            (va, vb), (fa, fb) = s["veth"], s["floor_local_pods"]
+            c, srv = sk.add_pod(0), sk.add_pod(0)
+            setups = {"veth": (va, vb.ip), "floor": (fa, fb.ip), "skiff": (c, srv.ip)}
+            servers = [vb, fb, srv]
+        elif scen == report.CROSS:
+            (wa, wb), (fa, fb) = s["wire_nodes"], s["floor_pods"]
+            c, srv = sk.add_pod(0), sk.add_pod(1)
+            setups = {"wire": (wa, wb.ip), "floor": (fa, fb.ip), "skiff": (c, srv.ip)}
+            servers = [wb, fb, srv]
+        else:
+            c, srv = sk.add_pod(0), sk.add_pod(0 if scen == report.SVC else 1)
+            vip = T.VIP if scen == report.SVC else T.VIP_REMOTE
+            sk.publish([web_service(srv.ip, "web", vip)])
+            # The veth floor of the same placement: the in-run reference.
+            fa, fb = s["floor_local_pods"] if scen == report.SVC else s["floor_pods"]
+            setups = {"floor": (fa, fb.ip), "skiff": (c, vip)}
+            servers = [fb, srv]
+        for ep in servers:
+            W.start_servers(topo, ep)
+        for client, ip in setups.values():
+            W.tune_client(client.ns)
+            port = 80 if ip in (T.VIP, T.VIP_REMOTE) else 8080
+            T.wait_for(lambda c=client, ip=ip, port=port: c.run("curl", "-s", "-m", "2", f"http://{ip}:{port}/",
+                                                                 check=False).stdout.strip() == "ok",
+                       f"{client.label} -> {ip}:{port}", timeout=15)
+        pair = s.get("floor_local_pods") if scen in (report.SAME, report.SVC) else s.get("floor_pods")
+        if pair and not (T.floor_forwards(pair[0], pair[1]) and T.floor_forwards(pair[1], pair[0])):
+            raise RuntimeError("the veth floor does not carry its pods' traffic (echo reply TTL is not 64)")
+        progs = live_programs(s)
+        with LV.BpfStats():
+            for rep in range(reps):
+                for name in rotate(list(setups), rep):
+                    client, ip = setups[name]
+                    out = measure_live(progs, name, lambda: measure(wl, client, ip, seconds,
+                                                                    svc=ip in (T.VIP, T.VIP_REMOTE)))
+                    runs.setdefault(name, []).append(out)
+                    log(f"rep {rep + 1}/{reps} {scen:26} {wl:8} {name:7} {short(out)}")
+    finally:
+        log("tearing down")
+        topo.close()
+    prog = prog_cost(True) if with_prog else None
+    doc = {"meta": {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "kernel": platform.release(),
+                    "scenario": scen, "workload": wl, "reps": reps, "seconds": seconds,
+                    "loadavg_start": load0, "loadavg_end": loadavg(), "duration_s": time.monotonic() - started},
+           "results": {"datapath": {scen: {wl: runs}}, "prog_cost": prog}}
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "live.json"), "w") as f:
+        json.dump(doc, f, indent=2)
+    print("\n".join(report.live_lines(doc["results"], doc["meta"])))
+
+
 def prog_cost(quick):
     """Per-packet cost of each program path: build/bin/skiff-prog-bench
     (BPF_PROG_TEST_RUN in its own netns and pin dir; see bench/prog_cost.cc)."""
@@ -530,6 +645,13 @@ def main():
                     "external,across")
     ap.add_argument("--workloads", help="datapath workloads, e.g. crr,rr (stream1,stream4,rr,crr)")
     ap.add_argument("--report-only", action="store_true", help="regenerate results.md and plots from results.json")
+    ap.add_argument("--no-live-stats", action="store_true", help="datapath runs without bpf_stats (no live ns per "
+                    "packet per program)")
+    ap.add_argument("--live", metavar="SCENARIO:WORKLOAD", help="quick live probe of one workload, e.g. same:rr "
+                    f"(scenarios {', '.join(PROBES)}): only the setups it needs, bpf_stats on, under a minute; "
+                    "--reps (default 3) and --seconds (default 2) apply; writes <out>/live.json")
+    ap.add_argument("--live-prog", action="store_true", help="with --live: also run skiff-prog-bench --quick for "
+                    "the BPF_PROG_TEST_RUN figures (about 1 min more)")
     args = ap.parse_args()
     if args.report_only:
         with open(os.path.join(args.out, "results.json")) as f:
@@ -544,6 +666,9 @@ def main():
         return
     if os.geteuid() != 0:
         sys.exit("needs root (namespaces, BPF)")
+    if args.live:
+        live_probe(args.live, args.reps or 3, args.seconds or 2, args.out, args.live_prog)
+        return
     prof = dict(PROFILES["quick" if args.quick else "full"])
     if args.reps:
         prof["reps"] = max(1, args.reps)
@@ -588,7 +713,8 @@ def main():
     try:
         if only & {"datapath", "scale", "pairs"}:
             ctx = datapath_bench(s, prof, prof["reps"], results.setdefault("datapath", {}),
-                                 split(args.scenarios), split(args.workloads) if "datapath" in only else [])
+                                 split(args.scenarios), split(args.workloads) if "datapath" in only else [],
+                                 stats=not args.no_live_stats)
             meta["placement"] = ctx["placement"]
             meta["pods"] = ctx["pods"]
             meta["external"] = ctx["external"]

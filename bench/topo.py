@@ -121,8 +121,55 @@ def floor_nodes(topo, u):
         in_ns(pod, "ip", "neigh", "add", "169.254.1.1", "lladdr", host_mac, "dev", "eth0", "nud", "permanent")
         pod_mac = json.loads(in_ns(pod, "ip", "-j", "link", "show", "eth0").stdout)[0]["address"]
         in_ns(nd.ns, SKIFF_FLOOR, "--pod-dev", "fv0", "--pod-ip", ip, "--pod-mac", pod_mac, "--uplink", "up0")
-        pods.append(Endpoint(pod, ip, f"floor-pod-{i}"))
+        ep = Endpoint(pod, ip, f"floor-pod-{i}")
+        ep.node_ns = nd.ns
+        pods.append(ep)
     return pods
+
+
+def floor_local_pods(topo):
+    """The same-node veth floor: one node (no underlay: its uplink is a
+    veth whose peer stays in it) with two pods (10.25.1.2 and .3) on veth
+    pairs, bench/floor/veth_floor_local.c on both host veths (one hash
+    lookup by destination, MACs, bpf_redirect_peer). The node routes both
+    pods too, so floor_forwards() (TTL 64, not 63) tells the floor apart.
+    Returns the two pods (each with .node_ns)."""
+    nd = topo.node(ip="192.168.5.11", pod_cidr="10.25.1.0/24")
+    sysctl(nd.ns, "net.ipv4.conf.all.forwarding", 1)
+    pods, args = [], []
+    for i in (1, 2):
+        pod, ip, dev = topo.pod_ns(unique("bfl")), f"10.25.1.{i + 1}", f"fl{i}"
+        in_ns(nd.ns, "ip", "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", pod)
+        in_ns(nd.ns, "ip", "link", "set", dev, "up")
+        in_ns(nd.ns, "ip", "route", "add", ip, "dev", dev, "scope", "link")
+        host_mac = json.loads(in_ns(nd.ns, "ip", "-j", "link", "show", dev).stdout)[0]["address"]
+        in_ns(pod, "ip", "addr", "add", f"{ip}/32", "dev", "eth0")
+        in_ns(pod, "ip", "link", "set", "eth0", "up")
+        in_ns(pod, "ip", "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
+        in_ns(pod, "ip", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
+        in_ns(pod, "ip", "neigh", "add", "169.254.1.1", "lladdr", host_mac, "dev", "eth0", "nud", "permanent")
+        pod_mac = json.loads(in_ns(pod, "ip", "-j", "link", "show", "eth0").stdout)[0]["address"]
+        args += ["--local-pod", f"{dev},{ip},{pod_mac}"]
+        ep = Endpoint(pod, ip, f"floor-local-pod-{i}")
+        ep.node_ns = nd.ns
+        pods.append(ep)
+    in_ns(nd.ns, SKIFF_FLOOR, *args)
+    return pods
+
+
+# ------------------------------------------------------------ bpf stats -----
+
+def attached_programs(ns):
+    """[{dev, hook, id, name}] of the tc BPF programs attached in ns
+    (`bpftool net -j`)."""
+    out = json.loads(in_ns(ns, "bpftool", "-j", "net", "show").stdout or "[]")
+    progs = []
+    for entry in out:
+        for t in entry.get("tc", []):
+            hook = t.get("kind", "")
+            progs.append({"dev": t.get("devname"), "hook": "egress" if "egress" in hook else "ingress",
+                          "id": t.get("id"), "name": t.get("name")})
+    return progs
 
 
 def floor_forwards(a, b):
@@ -455,28 +502,48 @@ class SkiffSetup:
                  timeout=600, interval=0.05)
 
 
-def build_all(quick=False):
-    """Every setup, in one Topology. Returns (topo, dict)."""
+SETUPS = ("veth", "wire", "floor", "floor_local", "bridge", "skiff", "external")
+
+
+def build_all(quick=False, only=None):
+    """Every setup (or those in only, a set of SETUPS names; "external"
+    needs wire, bridge and skiff), in one Topology. Returns (topo, dict)."""
+    want = set(SETUPS if only is None else only)
+    if "external" in want:
+        want |= {"wire", "bridge", "skiff"}
     topo = Topology()
     try:
         s = {"topo": topo}
         t0 = time.monotonic()
-        log("building wire (veth pair, node -> node underlay)")
-        s["veth"] = veth_pair(topo)
-        wire_u, floor_u, bridge_u = topo.underlay(), topo.underlay(), topo.underlay()
-        for u in (wire_u, floor_u, bridge_u):
-            quiet_underlay(u)
-        s["wire_nodes"] = wire_nodes(topo, wire_u)
-        log("building the veth floor (two nodes, a pod each, bench/floor/veth_floor.c)")
-        s["floor_pods"] = floor_nodes(topo, floor_u)
-        log("building bridge-plugin nodes")
-        s["bridge_nodes"] = bridge_cluster(topo, bridge_u)
-        log("building skiff nodes with agents")
-        s["skiff"] = SkiffSetup(topo)
-        log("building the external host (a leg on each underlay)")
-        s["external"] = ExternalHost(topo, {"wire": (wire_u, EXTERNAL_IPS["wire"]),
-                                            "bridge": (bridge_u, EXTERNAL_IPS["bridge"]),
-                                            "skiff": (s["skiff"].cluster.underlay, EXTERNAL_IPS["skiff"])})
+        if "veth" in want or "wire" in want:
+            log("building wire (veth pair, node -> node underlay)")
+        if "veth" in want:
+            s["veth"] = veth_pair(topo)
+        if "wire" in want:
+            wire_u = topo.underlay()
+            quiet_underlay(wire_u)
+            s["wire_nodes"] = wire_nodes(topo, wire_u)
+        if "floor" in want:
+            log("building the veth floor (two nodes, a pod each, bench/floor/veth_floor.c)")
+            floor_u = topo.underlay()
+            quiet_underlay(floor_u)
+            s["floor_pods"] = floor_nodes(topo, floor_u)
+        if "floor_local" in want:
+            log("building the same-node veth floor (one node, two pods, bench/floor/veth_floor_local.c)")
+            s["floor_local_pods"] = floor_local_pods(topo)
+        if "bridge" in want:
+            log("building bridge-plugin nodes")
+            bridge_u = topo.underlay()
+            quiet_underlay(bridge_u)
+            s["bridge_nodes"] = bridge_cluster(topo, bridge_u)
+        if "skiff" in want:
+            log("building skiff nodes with agents")
+            s["skiff"] = SkiffSetup(topo)
+        if "external" in want:
+            log("building the external host (a leg on each underlay)")
+            s["external"] = ExternalHost(topo, {"wire": (wire_u, EXTERNAL_IPS["wire"]),
+                                                "bridge": (bridge_u, EXTERNAL_IPS["bridge"]),
+                                                "skiff": (s["skiff"].cluster.underlay, EXTERNAL_IPS["skiff"])})
         log(f"setups built in {time.monotonic() - t0:.1f}s")
         return topo, s
     except BaseException:
