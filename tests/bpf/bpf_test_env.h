@@ -156,16 +156,25 @@ inline std::string remove_pin_dir(const std::string& path) {
     return err;
 }
 
-// Remove whatever pin dirs this process left behind (safety net).
+// Remove whatever pin dirs this process left behind, and those of test
+// processes that died before their own cleanup ran (killed, crashed).
 inline void sweep_pin_dirs() {
     const std::string prefix = pin_dir_prefix();
     const std::string base = "/sys/fs/bpf/";
+    const std::string any = base + "skiff-bpftest-";
     DIR* d = ::opendir(base.c_str());
     if (!d) return;
     std::vector<std::string> mine;
     while (dirent* e = ::readdir(d)) {
         std::string p = base + e->d_name;
-        if (p.rfind(prefix, 0) == 0) mine.push_back(p);
+        if (p.rfind(prefix, 0) == 0) {
+            mine.push_back(p);
+        } else if (p.rfind(any, 0) == 0) {
+            std::string pid = p.substr(any.size(), p.find('-', any.size()) - any.size());
+            if (!pid.empty() && pid.find_first_not_of("0123456789") == std::string::npos &&
+                ::access(("/proc/" + pid).c_str(), F_OK) != 0)
+                mine.push_back(p);
+        }
     }
     ::closedir(d);
     for (const auto& p : mine) {
@@ -207,6 +216,7 @@ public:
         const auto& net = test_net();
         if (!net.ok())
             std::fprintf(stderr, "bpftest: no private netns: %s\n", net.error().message.c_str());
+        sweep_pin_dirs();
     }
     void TearDown() override { sweep_pin_dirs(); }
 };
