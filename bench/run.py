@@ -28,6 +28,7 @@ dir removed in `finally`.
 
     sudo python3 bench/run.py            # full, ~31 min (installing 10,000 iptables services alone: ~4 min)
     sudo python3 bench/run.py --quick    # ~5 min
+    sudo python3 bench/run.py --placements unpinned,split,same   # placement study only (bench/placement.py)
 """
 import argparse
 import contextlib
@@ -35,11 +36,9 @@ import gzip
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
-from datetime import datetime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -50,7 +49,10 @@ for _i, _a in enumerate(sys.argv):
     elif _a.startswith("--bin-dir="):
         os.environ["SKIFF_BIN_DIR"] = os.path.abspath(_a.split("=", 1)[1])
 
+import cni_bench as CB  # noqa: E402
 import live as LV  # noqa: E402
+import placement as P  # noqa: E402
+import plots as PL  # noqa: E402
 import report  # noqa: E402
 import topo as T  # noqa: E402
 import workloads as W  # noqa: E402
@@ -64,32 +66,10 @@ from topo import log  # noqa: E402
 WORKLOADS = ("stream1", "stream4", "rr", "crr")
 PROFILES = {
     "quick": {"reps": 3, "wl_reps": {}, "seconds": 1, "cni_pods": 20, "scale": [1, 1000], "scale_seconds": 1,
-              "pairs": 3},
+              "pairs": 3, "rounds": 3, "placement_seconds": 1},
     "full": {"reps": 3, "wl_reps": {"rr": 9, "stream1": 9}, "seconds": 3, "cni_pods": 50,
-             "scale": [1, 100, 1000, 10000], "scale_seconds": 3, "pairs": 9},
+             "scale": [1, 100, 1000, 10000], "scale_seconds": 3, "pairs": 9, "rounds": 15, "placement_seconds": 2},
 }
-
-
-def rotate(items, k):
-    k %= len(items)
-    return items[k:] + items[:k]
-
-
-def web_service(backend_ip, name="web", vip=T.VIP):
-    return {"name": name, "vip": vip, "backends": [backend_ip],
-            "ports": [(80, W.HTTP_SVC_PORT), (81, W.SOCKPERF_PORT), (5201, W.IPERF_PORT)]}
-
-
-def measure(workload, client, ip, seconds, svc=False):
-    if workload == "stream1":
-        return W.stream(client, ip, 1, seconds, port=5201)
-    if workload == "stream4":
-        return W.stream(client, ip, 4, seconds, port=5201)
-    if workload == "rr":
-        return W.rr(client, ip, seconds, port=81 if svc else W.SOCKPERF_PORT)
-    if workload == "crr":
-        return W.crr(client, ip, seconds, port=80 if svc else W.HTTP_PORT)
-    raise ValueError(workload)
 
 
 def check_masquerade(ext, setups, expect, pods):
@@ -117,32 +97,6 @@ def snat_counters(sk):
     return {r: sum(v for (reason, _), v in st.items() if reason == r) for r in SNAT_REASONS}
 
 
-def live_programs(s):
-    """{setup: live.Programs} for the setups with BPF programs in s."""
-    out = {}
-    if "skiff" in s:
-        out["skiff"] = LV.Programs({f"node-{i + 1}": nd.ns for i, nd in enumerate(s["skiff"].nodes)})
-    nodes = {}
-    if "floor_pods" in s:
-        nodes.update({f"node-{i + 1}": p.node_ns for i, p in enumerate(s["floor_pods"])})
-    if "floor_local_pods" in s:
-        nodes["local"] = s["floor_local_pods"][0].node_ns
-    if nodes:
-        out["floor"] = LV.Programs(nodes)
-    return out
-
-
-def measure_live(progs, name, fn):
-    """fn()'s result, with {"bpf": {program: {ns, runs}}} for setups with
-    programs: bpf_stats deltas over the window (stats must be on)."""
-    p = progs.get(name) if progs else None
-    before = p.snapshot() if p else None
-    out = fn()
-    if p:
-        out["bpf"] = p.delta(before, p.snapshot())
-    return out
-
-
 def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None, stats=True):
     veth_a, veth_b = s["veth"]
     fl_a, fl_b = s["floor_local_pods"]
@@ -165,8 +119,8 @@ def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None, stats=T
         W.tune_client(ep.ns)
     log("programming the ClusterIPs (backend on the client's node, and on the other node): kube-proxy chains "
         "in bridge node-1, Service objects for skiff")
-    T.install_kube_proxy(b1, [web_service(bs1.ip), web_service(bs2.ip, "web-remote", T.VIP_REMOTE)])
-    sk.publish([web_service(ss1.ip), web_service(ss2.ip, "web-remote", T.VIP_REMOTE)])
+    T.install_kube_proxy(b1, [W.web_service(bs1.ip), W.web_service(bs2.ip, "web-remote", T.VIP_REMOTE)])
+    sk.publish([W.web_service(ss1.ip), W.web_service(ss2.ip, "web-remote", T.VIP_REMOTE)])
     ext_setups = {"wire": (wire_a, ext.ips["wire"]), "bridge": (bc, ext.ips["bridge"]),
                   "skiff": (sc, ext.ips["skiff"])}
     # Sanity: every path answers before anything is measured.
@@ -207,7 +161,7 @@ def datapath_bench(s, prof, reps, results, only_scen=None, only_wl=None, stats=T
         results.setdefault(scen, {})
     snat = {r: 0 for r in SNAT_REASONS}
     wl_reps = {wl: max(prof.get("wl_reps", {}).get(wl, reps), reps) for wl in workloads}  # never fewer
-    progs = live_programs(s) if stats else {}
+    progs = LV.live_programs(s) if stats else {}
     with LV.BpfStats() if stats else contextlib.nullcontext():
         datapath_runs(sk, scenarios, groups, workloads, wl_reps, prof, conntrack_nodes, snat, progs, results)
     seen_after = check_masquerade(ext, ext_setups, expect, pods)
@@ -232,7 +186,7 @@ def datapath_runs(sk, scenarios, groups, workloads, wl_reps, prof, conntrack_nod
                     continue
                 for scen in group:
                     setups = scenarios[scen]
-                    for name in rotate(list(setups), rep):
+                    for name in W.rotate(list(setups), rep):
                         client, ip = setups[name]
                         if wl == "crr":
                             for ns in conntrack_nodes:
@@ -241,8 +195,8 @@ def datapath_runs(sk, scenarios, groups, workloads, wl_reps, prof, conntrack_nod
                         if name == "skiff":
                             drops0 = sk.drops()
                             snat0 = snat_counters(sk) if ext_run else None
-                        out = measure_live(progs, name, lambda: measure(wl, client, ip, prof["seconds"],
-                                                                        svc="ClusterIP" in scen))
+                        out = LV.measure_live(progs, name, lambda: W.measure(wl, client, ip, prof["seconds"],
+                                                                             svc="ClusterIP" in scen))
                         if name == "skiff":
                             drops1 = sk.drops()
                             out["drops"] = {r: v - drops0.get(r, 0) for r, v in drops1.items() if v > drops0.get(r, 0)}
@@ -254,94 +208,7 @@ def datapath_runs(sk, scenarios, groups, workloads, wl_reps, prof, conntrack_nod
                                 raise RuntimeError(f"skiff pod -> external {wl}: no packet went through skiff's "
                                                    f"SNAT ({snat0} -> {snat1})")
                         results[scen].setdefault(wl, {}).setdefault(name, []).append(out)
-                        log(f"rep {rep + 1}/{n} {scen:26} {wl:8} {name:7} {short(out)}")
-
-
-def short(out):
-    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in out.items()
-                    if v not in ("", None, {}))
-
-
-def cni_bench(s, n, reps, results):
-    """Sequential ADD then DEL of n pods, per plugin, interleaved pod by pod.
-    skiff's DEL returns with the host veth down and deletes it in a detached
-    process, so for skiff also: the time from each DEL's start until the
-    kernel announced its veth's deletion (`ip -ts monitor link`)."""
-    topo = s["topo"]
-    sk = s["skiff"]
-    skn = sk.nodes[0]
-    skconf = sk.cluster.plugin_conf(skn)
-    skconf.pop("logFile", None)  # like a runtime's conflist: no debug log
-    b1 = s["bridge_nodes"][0]
-
-    def skiff(cmd, ns):
-        rc, out, err = skn.cni(cmd, container_id=f"c-{ns}", netns=f"/run/netns/{ns}", conf=skconf)
-        if rc != 0:
-            raise RuntimeError(f"skiff {cmd} failed: {out} {err}")
-        return out
-
-    def bridge(cmd, ns):
-        b1.cni(cmd, f"c-{ns}", f"/run/netns/{ns}")
-
-    plugins = {"skiff": skiff, "bridge": bridge}
-    res = results.setdefault("cni", {})
-    for rep in range(reps):
-        pods = {name: [topo.pod_ns(T.unique("bcn")) for _ in range(n)] for name in plugins}
-        order = rotate(list(plugins), rep)
-        times = {name: {"ADD": [], "DEL": []} for name in plugins}
-        veths, del_start = {}, {}  # skiff: pod ns -> host veth, host veth -> DEL start (wall clock)
-        mon_path = os.path.join(topo.tmp, f"cni-links-{rep}.txt")
-        with open(mon_path, "w") as f:
-            mon = subprocess.Popen(["ip", "-n", skn.ns, "-ts", "-o", "monitor", "link"], stdout=f)
-        try:
-            for cmd in ("ADD", "DEL"):
-                for i in range(n):
-                    for name in (order if i % 2 == 0 else order[::-1]):
-                        ns = pods[name][i]
-                        if name == "skiff" and cmd == "DEL":
-                            del_start[veths[ns]] = time.time()
-                        dt, out = W.timed(plugins[name], cmd, ns)
-                        if name == "skiff" and cmd == "ADD":
-                            veths[ns] = out["interfaces"][0]["name"]
-                        times[name][cmd].append(dt)
-            T.wait_for(lambda: len(veth_deletions(mon_path, del_start)) == n, "skiff's host veths to be deleted",
-                       timeout=60)
-        finally:
-            mon.terminate()
-            mon.wait()
-            for lst in pods.values():
-                for ns in lst:
-                    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-                    topo.namespaces.remove(ns)
-        gone = [(t - del_start[v]) for v, t in veth_deletions(mon_path, del_start).items()]
-        for name in plugins:
-            add, dele = times[name]["ADD"], times[name]["DEL"]
-            out = {"add_p50_ms": pct(add, 50) * 1e3, "add_p99_ms": pct(add, 99) * 1e3,
-                   "del_p50_ms": pct(dele, 50) * 1e3, "del_p99_ms": pct(dele, 99) * 1e3,
-                   "add_pods_per_s": n / sum(add), "add_del_pods_per_s": n / (sum(add) + sum(dele))}
-            if name == "skiff":
-                out.update({"veth_gone_p50_ms": pct(gone, 50) * 1e3, "veth_gone_p99_ms": pct(gone, 99) * 1e3})
-            res.setdefault(name, []).append(out)
-            log(f"rep {rep + 1}/{reps} cni {name:7} {short(out)}")
-
-
-def veth_deletions(path, names):
-    """{veth: wall-clock time} of the RTM_DELLINKs for names in an `ip -ts -o monitor link` log."""
-    out = {}
-    with open(path) as f:
-        for line in f:
-            m = re.match(r"\[([^\]]+)\] Deleted \d+: ([^@:\s]+)", line)
-            if m and m.group(2) in names:
-                out.setdefault(m.group(2), datetime.fromisoformat(m.group(1)).timestamp())
-    return out
-
-
-def pct(v, p):
-    v = sorted(v)
-    k = (len(v) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+                        log(f"rep {rep + 1}/{n} {scen:26} {wl:8} {name:7} {W.short(out)}")
 
 
 FULL_SYNC_MAX_S = 60  # re-measure a full kube-proxy sync only when the install took less than this
@@ -390,12 +257,12 @@ def scale_bench(s, ctx, sizes, seconds, reps, results):
     for n in sizes:
         fill = T.filler_services(max(0, n - 1))
         T.flush_kube_services(b1)
-        services = fill + [web_service(ctx["backends"]["bridge"].ip)]
+        services = fill + [W.web_service(ctx["backends"]["bridge"].ip)]
         t0 = time.monotonic()
         nrules = T.install_kube_proxy(b1, services)
         t_ipt = time.monotonic() - t0
         t0 = time.monotonic()
-        sk.publish(fill + [web_service(ctx["backends"]["skiff"].ip)])
+        sk.publish(fill + [W.web_service(ctx["backends"]["skiff"].ip)])
         t_sk = time.monotonic() - t0
         log(f"scale {n}: {nrules} iptables rules restored in {t_ipt:.1f}s; skiff programmed in {t_sk:.1f}s")
         entry = res.setdefault(str(n), {"iptables_rules": nrules, "program_s": {"bridge": t_ipt, "skiff": t_sk}})
@@ -405,17 +272,17 @@ def scale_bench(s, ctx, sizes, seconds, reps, results):
             # otherwise swamp the effect of N).
             clients = {"bridge": svc_client(b1.add_pod()), "skiff": svc_client(sk.add_pod(0))}
             for wl in ("crr", "rr"):
-                for name in rotate(["bridge", "skiff"], rep):
+                for name in W.rotate(["bridge", "skiff"], rep):
                     if wl == "crr":
                         T.conntrack_flush(b1.ns)
                     if name == "skiff":
                         drops0 = sk.drops()
-                    out = measure(wl, clients[name], T.VIP, seconds, svc=True)
+                    out = W.measure(wl, clients[name], T.VIP, seconds, svc=True)
                     if name == "skiff":
                         drops1 = sk.drops()
                         out["drops"] = {r: v - drops0.get(r, 0) for r, v in drops1.items() if v > drops0.get(r, 0)}
                     entry.setdefault(wl, {}).setdefault(name, []).append(out)
-                    log(f"rep {rep + 1}/{reps} scale {n:6} {wl:4} {name:7} {short(out)}")
+                    log(f"rep {rep + 1}/{reps} scale {n:6} {wl:4} {name:7} {W.short(out)}")
         sync, new = iptables_one_change(b1, services)
         if t_ipt < FULL_SYNC_MAX_S:
             sync["full_s"], sync["full_rules"] = T.kube_proxy_sync(b1, new)
@@ -436,116 +303,20 @@ def scale_self_pairs(s, ctx, largest, seconds, reps, results):
     in about a second, so here the pair is seconds apart."""
     sk = s["skiff"]
     fill = T.filler_services(largest - 1)
-    web = web_service(ctx["backends"]["skiff"].ip)
+    web = W.web_service(ctx["backends"]["skiff"].ip)
     runs = results.setdefault("scale_self", {"sizes": [1, largest], "crr": {"1": [], str(largest): []}})
     for rep in range(reps):
-        for n in rotate([1, largest], rep):
+        for n in W.rotate([1, largest], rep):
             sk.publish((fill if n > 1 else []) + [web])
             c = svc_client(sk.add_pod(0))  # a fresh client: no 4-tuple reused across runs
             time.sleep(1)  # settle: both nodes' agents have just reprogrammed every service
             gc0 = sk.gc_seconds()
-            out = measure("crr", c, T.VIP, seconds, svc=True)
+            out = W.measure("crr", c, T.VIP, seconds, svc=True)
             gc1 = sk.gc_seconds()
             # GC busy time (both nodes) during the run; None if unknown (or an agent restarted).
             out["agent_gc_s"] = gc1 - gc0 if gc0 is not None and gc1 is not None and gc1 >= gc0 else None
             runs["crr"][str(n)].append(out)
-            log(f"rep {rep + 1}/{reps} scale-self {n:6} crr skiff {short(out)}")
-
-
-PROBES = {"same": report.SAME, "across": report.CROSS, "clusterip": report.SVC,
-          "clusterip-remote": report.SVC_REMOTE}
-
-
-def live_probe(spec, reps, seconds, out_dir, with_prog):
-    """--live SCENARIO:WORKLOAD: one workload of one scenario, only the
-    setups it needs (physical limit, veth floor, skiff), bpf_stats on;
-    under a minute. Prints the live ns per packet of each program next to
-    its BPF_PROG_TEST_RUN figure (with --live-prog) and writes
-    <out>/live.json."""
-    scen_key, _, wl = spec.partition(":")
-    if scen_key not in PROBES or wl not in WORKLOADS:
-        sys.exit(f"--live {spec!r}: want SCENARIO:WORKLOAD, SCENARIO one of {', '.join(PROBES)}, "
-                 f"WORKLOAD one of {', '.join(WORKLOADS)}")
-    scen = PROBES[scen_key]
-    need = {report.SAME: {"veth", "floor_local", "skiff"}, report.CROSS: {"wire", "floor", "skiff"},
-            report.SVC: {"floor_local", "skiff"}, report.SVC_REMOTE: {"floor", "skiff"}}[scen]
-    started = time.monotonic()
-    load0 = loadavg()
-    topo, s = T.build_all(only=need)
-    runs = {}
-    try:
-        sk = s["skiff"]
-        servers, setups = [], {}
-        if scen == report.SAME:
-            (va, vb), (fa, fb) = s["veth"], s["floor_local_pods"]
-            c, srv = sk.add_pod(0), sk.add_pod(0)
-            setups = {"veth": (va, vb.ip), "floor": (fa, fb.ip), "skiff": (c, srv.ip)}
-            servers = [vb, fb, srv]
-        elif scen == report.CROSS:
-            (wa, wb), (fa, fb) = s["wire_nodes"], s["floor_pods"]
-            c, srv = sk.add_pod(0), sk.add_pod(1)
-            setups = {"wire": (wa, wb.ip), "floor": (fa, fb.ip), "skiff": (c, srv.ip)}
-            servers = [wb, fb, srv]
-        else:
-            c, srv = sk.add_pod(0), sk.add_pod(0 if scen == report.SVC else 1)
-            vip = T.VIP if scen == report.SVC else T.VIP_REMOTE
-            sk.publish([web_service(srv.ip, "web", vip)])
-            # The veth floor of the same placement: the in-run reference.
-            fa, fb = s["floor_local_pods"] if scen == report.SVC else s["floor_pods"]
-            setups = {"floor": (fa, fb.ip), "skiff": (c, vip)}
-            servers = [fb, srv]
-        for ep in servers:
-            W.start_servers(topo, ep)
-        for client, ip in setups.values():
-            W.tune_client(client.ns)
-            port = 80 if ip in (T.VIP, T.VIP_REMOTE) else 8080
-            T.wait_for(lambda c=client, ip=ip, port=port: c.run("curl", "-s", "-m", "2", f"http://{ip}:{port}/",
-                                                                 check=False).stdout.strip() == "ok",
-                       f"{client.label} -> {ip}:{port}", timeout=15)
-        pair = s.get("floor_local_pods") if scen in (report.SAME, report.SVC) else s.get("floor_pods")
-        if pair and not (T.floor_forwards(pair[0], pair[1]) and T.floor_forwards(pair[1], pair[0])):
-            raise RuntimeError("the veth floor does not carry its pods' traffic (echo reply TTL is not 64)")
-        progs = live_programs(s)
-        with LV.BpfStats():
-            for rep in range(reps):
-                for name in rotate(list(setups), rep):
-                    client, ip = setups[name]
-                    out = measure_live(progs, name, lambda: measure(wl, client, ip, seconds,
-                                                                    svc=ip in (T.VIP, T.VIP_REMOTE)))
-                    runs.setdefault(name, []).append(out)
-                    log(f"rep {rep + 1}/{reps} {scen:26} {wl:8} {name:7} {short(out)}")
-    finally:
-        log("tearing down")
-        topo.close()
-    prog = prog_cost(True) if with_prog else None
-    doc = {"meta": {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "kernel": platform.release(),
-                    "scenario": scen, "workload": wl, "reps": reps, "seconds": seconds,
-                    "loadavg_start": load0, "loadavg_end": loadavg(), "duration_s": time.monotonic() - started},
-           "results": {"datapath": {scen: {wl: runs}}, "prog_cost": prog}}
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "live.json"), "w") as f:
-        json.dump(doc, f, indent=2)
-    print("\n".join(report.live_lines(doc["results"], doc["meta"])))
-
-
-def prog_cost(quick):
-    """Per-packet cost of each program path: build/bin/skiff-prog-bench
-    (BPF_PROG_TEST_RUN in its own netns and pin dir; see bench/prog_cost.cc)."""
-    exe = os.path.join(os.path.dirname(T.SKIFF_BIN), "skiff-prog-bench")
-    if not os.path.exists(exe):
-        log(f"per-program cost: {exe} not built, skipped")
-        return None
-    log("per-program cost (BPF_PROG_TEST_RUN)")
-    cmd = [exe, "--cpu", str(W.SERVER_CPU)] + (["--quick", "--trials", "3"] if quick else [])
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    if r.returncode != 0:
-        raise RuntimeError(f"skiff-prog-bench failed: {r.stderr.strip()[-500:]}")
-    return json.loads(r.stdout)
-
-
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return [float(x) for x in f.read().split()[:3]]
+            log(f"rep {rep + 1}/{reps} scale-self {n:6} crr skiff {W.short(out)}")
 
 
 def kernel_netkit():
@@ -626,6 +397,18 @@ def caveats(meta, results=None):
     return c
 
 
+def placement_args(args, split):
+    """The placement study's placements, scenarios and workloads from the
+    command line (exits on unknown names)."""
+    pls = split(args.placements) or list(P.PLACEMENTS)
+    scens = [sc for sc in P.SETUPS if not args.scenarios or any(w in sc for w in split(args.scenarios))]
+    wls = split(args.workloads) or list(P.WORKLOADS)
+    if set(pls) - set(P.PLACEMENTS) or not scens or set(wls) - set(WORKLOADS):
+        sys.exit(f"placement study: placements are {','.join(P.PLACEMENTS)}, scenarios same,across, workloads "
+                 f"{','.join(WORKLOADS)} (got {pls}, {args.scenarios!r}, {wls})")
+    return {"placements": pls, "scenarios": scens, "workloads": wls}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short runs (~5 min)")
@@ -635,12 +418,17 @@ def main():
     ap.add_argument("--seconds", type=float, help="seconds per measurement")
     ap.add_argument("--no-scale", action="store_true", help="skip the service-scale sweep")
     ap.add_argument("--scale", help="comma-separated service counts for the sweep")
-    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--out", help="output directory (default bench/results; a placement study alone: "
+                    "bench/results/placement)")
     ap.add_argument("--bin-dir", help="where skiff and skiff-agent are (default build/bin)")
     ap.add_argument("--pairs", type=int, help="back-to-back pairs of skiff at 1 and at the largest service "
                     "count (full profile: 9)")
-    ap.add_argument("--only", help="comma-separated sections to run: datapath,cni,scale,pairs,prog (a probe: "
-                    "results.json then holds only those; scale includes the pairs)")
+    ap.add_argument("--only", help="comma-separated sections to run: datapath,cni,scale,pairs,prog,placement (a "
+                    "probe: results.json then holds only those; scale includes the pairs)")
+    ap.add_argument("--placements", help="the placement study (bench/placement.py), any of unpinned,split,same; "
+                    "alone, only the study runs; --scenarios (same, across), --workloads (default rr,stream1,crr) "
+                    "and --seconds (default 2, --quick 1) apply")
+    ap.add_argument("--rounds", type=int, help="placement study: interleaved rounds (default 15, --quick 3)")
     ap.add_argument("--scenarios", help="datapath scenarios whose name contains one of these words, e.g. "
                     "external,across")
     ap.add_argument("--workloads", help="datapath workloads, e.g. crr,rr (stream1,stream4,rr,crr)")
@@ -648,11 +436,13 @@ def main():
     ap.add_argument("--no-live-stats", action="store_true", help="datapath runs without bpf_stats (no live ns per "
                     "packet per program)")
     ap.add_argument("--live", metavar="SCENARIO:WORKLOAD", help="quick live probe of one workload, e.g. same:rr "
-                    f"(scenarios {', '.join(PROBES)}): only the setups it needs, bpf_stats on, under a minute; "
+                    f"(scenarios {', '.join(LV.PROBES)}): only the setups it needs, bpf_stats on, under a minute; "
                     "--reps (default 3) and --seconds (default 2) apply; writes <out>/live.json")
     ap.add_argument("--live-prog", action="store_true", help="with --live: also run skiff-prog-bench --quick for "
                     "the BPF_PROG_TEST_RUN figures (about 1 min more)")
     args = ap.parse_args()
+    placement_only = bool(args.placements) and not args.only
+    args.out = args.out or os.path.join(HERE, "results", *(["placement"] if placement_only else []))
     if args.report_only:
         with open(os.path.join(args.out, "results.json")) as f:
             doc = json.load(f)
@@ -662,12 +452,12 @@ def main():
         with open(os.path.join(args.out, "results.json"), "w") as f:
             json.dump(doc, f, indent=2)
         report.write_markdown(doc, os.path.join(args.out, "results.md"))
-        report.plot(doc, args.out)
+        PL.plot(doc, args.out)
         return
     if os.geteuid() != 0:
         sys.exit("needs root (namespaces, BPF)")
     if args.live:
-        live_probe(args.live, args.reps or 3, args.seconds or 2, args.out, args.live_prog)
+        LV.live_probe(args.live, args.reps or 3, args.seconds or 2, args.out, args.live_prog)
         return
     prof = dict(PROFILES["quick" if args.quick else "full"])
     if args.reps:
@@ -685,7 +475,9 @@ def main():
     if args.pairs:
         prof["pairs"] = max(1, args.pairs)
     if args.seconds:
-        prof["seconds"] = prof["scale_seconds"] = args.seconds
+        prof["seconds"] = prof["scale_seconds"] = prof["placement_seconds"] = args.seconds
+    if args.rounds:
+        prof["rounds"] = max(1, args.rounds)
     if args.scale:
         prof["scale"] = [int(x) for x in args.scale.split(",")]
     if args.no_scale:
@@ -701,15 +493,19 @@ def main():
             "repo_commit": subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"], capture_output=True,
                                           text=True).stdout.strip(),
             "iptables": subprocess.run(["iptables", "--version"], capture_output=True, text=True).stdout.strip()}
-    meta["loadavg_start"] = loadavg()
+    meta["loadavg_start"] = W.loadavg()
     meta["caveats"] = caveats(meta)
-    only = set(args.only.split(",")) if args.only else {"datapath", "cni", "scale", "prog"}
+    only = set(args.only.split(",")) if args.only else {"placement"} if placement_only else \
+        {"datapath", "cni", "scale", "prog"}
     if "scale" in only:
         only.add("pairs")
-    if only - {"datapath", "cni", "scale", "pairs", "prog"}:
-        sys.exit(f"--only {args.only!r}: sections are datapath,cni,scale,pairs,prog")
+    if only - {"datapath", "cni", "scale", "pairs", "prog", "placement"}:
+        sys.exit(f"--only {args.only!r}: sections are datapath,cni,scale,pairs,prog,placement")
     split = lambda v: [x for x in v.split(",") if x] if v else None  # noqa: E731
-    topo, s = T.build_all()
+    if "placement" in only:
+        study = placement_args(args, split)
+        meta["placement_study"] = {"rounds": prof["rounds"], "seconds": prof["placement_seconds"], **study}
+    topo, s = T.build_all(only=P.needs(study["scenarios"]) if only == {"placement"} else None)
     try:
         if only & {"datapath", "scale", "pairs"}:
             ctx = datapath_bench(s, prof, prof["reps"], results.setdefault("datapath", {}),
@@ -719,18 +515,21 @@ def main():
             meta["pods"] = ctx["pods"]
             meta["external"] = ctx["external"]
         if "cni" in only:
-            cni_bench(s, prof["cni_pods"], prof["reps"], results)
+            CB.cni_bench(s, prof["cni_pods"], prof["reps"], results)
         if prof["scale"] and "scale" in only:
             scale_bench(s, ctx, prof["scale"], prof["scale_seconds"], prof["reps"], results)
         if prof["scale"] and max(prof["scale"]) > 1 and "pairs" in only:
             scale_self_pairs(s, ctx, max(prof["scale"]), prof["scale_seconds"], prof["pairs"], results)
         if "prog" in only:
-            results["prog_cost"] = prog_cost(args.quick)
+            results["prog_cost"] = LV.prog_cost(args.quick)
+        if "placement" in only:
+            results["placement"] = P.study(s, study["placements"], prof["rounds"], prof["placement_seconds"],
+                                           study["scenarios"], study["workloads"], stats_on=not args.no_live_stats)
     finally:
         log("tearing down")
         topo.close()
     meta["duration_s"] = time.monotonic() - started
-    meta["loadavg_end"] = loadavg()
+    meta["loadavg_end"] = W.loadavg()
     meta["caveats"] = caveats(meta, results)
     busy = max(meta["loadavg_start"][0], meta["loadavg_end"][0])
     if busy > 0.5:
@@ -747,7 +546,7 @@ def main():
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(doc, f, indent=2)
     report.write_markdown(doc, os.path.join(args.out, "results.md"))
-    pngs = report.plot(doc, args.out)
+    pngs = PL.plot(doc, args.out)
     log(f"wrote {args.out}/results.json, results.md, {', '.join(os.path.basename(p) for p in pngs)} "
         f"in {meta['duration_s']:.0f}s")
     print(json.dumps(doc["summary"], indent=2))

@@ -3,14 +3,15 @@
 Placement (2-core machine): every server (iperf3, sockperf, nginx) is pinned
 to CPU 1, every client (iperf3 -c, sockperf pp, wrk) to CPU 0. Softirq work
 for a packet mostly runs on the CPU that sent it (veth xmit -> backlog of the
-same CPU), so each side's stack work lands on its own core.
+same CPU), so each side's stack work lands on its own core. The clients take
+cpu= (None: not pinned); bench/placement.py moves the servers.
 """
 import json
 import os
 import re
 import time
 
-from topo import in_ns, log, sysctl, wait_for
+from topo import VIP, in_ns, log, sysctl, wait_for
 
 SERVER_CPU, CLIENT_CPU = "1", "0"
 IPERF_PORT, SOCKPERF_PORT, HTTP_PORT = 5201, 11111, 8080
@@ -71,20 +72,23 @@ def client_address(ep, ip, port=HTTP_PORT):
     return r.stdout.strip()
 
 
-def _client(ep, *cmd, timeout):
-    return in_ns(ep.ns, "taskset", "-c", CLIENT_CPU, *cmd, check=False, timeout=timeout)
+def _client(ep, *cmd, timeout, cpu=CLIENT_CPU):
+    pin = ("taskset", "-c", cpu) if cpu is not None else ()
+    return in_ns(ep.ns, *pin, *cmd, check=False, timeout=timeout)
 
 
-def stream(ep, ip, flows, seconds, port=IPERF_PORT):
+def stream(ep, ip, flows, seconds, port=IPERF_PORT, cpu=CLIENT_CPU):
     """TCP stream with iperf3, client -> server; returns Gbit/s received."""
     for attempt in range(3):
         r = _client(ep, "iperf3", "-c", ip, "-p", str(port), "-t", str(seconds), "-P", str(flows), "-J",
-                    timeout=seconds + 30)
+                    timeout=seconds + 30, cpu=cpu)
         try:
             j = json.loads(r.stdout)
             if "error" not in j:
-                return {"gbps": j["end"]["sum_received"]["bits_per_second"] / 1e9,
-                        "retransmits": j["end"]["sum_sent"].get("retransmits", 0)}
+                recv = j["end"]["sum_received"]
+                return {"gbps": recv["bits_per_second"] / 1e9,
+                        "retransmits": j["end"]["sum_sent"].get("retransmits", 0),
+                        "bytes": recv.get("bytes"), "seconds": recv.get("seconds")}
             err = j["error"]
         except (ValueError, KeyError) as e:
             err = f"{e}: {r.stdout[-300:]} {r.stderr[-300:]}"
@@ -96,33 +100,67 @@ def stream(ep, ip, flows, seconds, port=IPERF_PORT):
 _PCT = re.compile(r"percentile (\d+\.\d+) =\s+([\d.]+)")
 
 
-def rr(ep, ip, seconds, port=SOCKPERF_PORT, size=64):
+def rr(ep, ip, seconds, port=SOCKPERF_PORT, size=64, cpu=CLIENT_CPU):
     """TCP request/response ping-pong (sockperf pp, one message in flight):
     transactions/s and full round-trip latency percentiles in microseconds."""
     r = _client(ep, "sockperf", "pp", "--tcp", "-i", ip, "-p", str(port), "-t", str(seconds), "-m", str(size),
-                "--full-rtt", timeout=seconds + 30)
+                "--full-rtt", timeout=seconds + 30, cpu=cpu)
     out = r.stdout + r.stderr
     m = re.search(r"\[Valid Duration\] RunTime=([\d.]+) sec; SentMessages=(\d+); ReceivedMessages=(\d+)", out)
     pct = {float(a): float(b) for a, b in _PCT.findall(out)}
     if not m or 50.0 not in pct:
         raise RuntimeError(f"sockperf to {ip}:{port} failed: {out[-600:]}")
     return {"tps": int(m.group(3)) / float(m.group(1)), "p50_us": pct[50.0], "p99_us": pct[99.0],
-            "p999_us": pct.get(99.9)}
+            "p999_us": pct.get(99.9), "transactions": int(m.group(3)), "seconds": float(m.group(1))}
 
 
-def crr(ep, ip, seconds, port=HTTP_PORT, conns=16):
+def crr(ep, ip, seconds, port=HTTP_PORT, conns=16, cpu=CLIENT_CPU):
     """Connection rate: wrk with `Connection: close`, one request per TCP
     connection. nginx closes first, so TIME_WAIT sits on the server side,
     where a new SYN on an old tuple is accepted; the client never holds one."""
     r = _client(ep, "wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "-H", "Connection: close",
-                f"http://{ip}:{port}/", timeout=seconds + 30)
+                f"http://{ip}:{port}/", timeout=seconds + 30, cpu=cpu)
     m = re.search(r"Requests/sec:\s+([\d.]+)", r.stdout)
     if not m:
         raise RuntimeError(f"wrk to {ip}:{port} failed: {r.stdout[-400:]} {r.stderr[-400:]}")
     errs = re.search(r"Socket errors: (.*)", r.stdout)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", r.stdout)
+    done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", r.stdout)
     return {"cps": float(m.group(1)), "errors": errs.group(1) if errs else "",
-            "non2xx": int(non2xx.group(1)) if non2xx else 0}
+            "non2xx": int(non2xx.group(1)) if non2xx else 0, "requests": int(done.group(1)) if done else None}
+
+
+def measure(workload, client, ip, seconds, svc=False, cpu=CLIENT_CPU):
+    """One run of a workload (stream1, stream4, rr, crr) from client to ip;
+    svc: ip is a ClusterIP (the services' ports, see web_service)."""
+    if workload in ("stream1", "stream4"):
+        return stream(client, ip, int(workload[-1]), seconds, port=5201, cpu=cpu)
+    if workload == "rr":
+        return rr(client, ip, seconds, port=81 if svc else SOCKPERF_PORT, cpu=cpu)
+    if workload == "crr":
+        return crr(client, ip, seconds, port=80 if svc else HTTP_PORT, cpu=cpu)
+    raise ValueError(workload)
+
+
+def web_service(backend_ip, name="web", vip=VIP):
+    return {"name": name, "vip": vip, "backends": [backend_ip],
+            "ports": [(80, HTTP_SVC_PORT), (81, SOCKPERF_PORT), (5201, IPERF_PORT)]}
+
+
+def rotate(items, k):
+    k %= len(items)
+    return items[k:] + items[:k]
+
+
+def short(out):
+    """A run's output on one log line."""
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in out.items()
+                    if v not in ("", None, {}))
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
 
 
 def timed(fn, *a, **kw):
