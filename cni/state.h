@@ -34,7 +34,6 @@ public:
     Status remove(const std::string& container_id, const std::string& ifname);
     Result<std::vector<AttachmentState>> list();
 
-    const std::string& network_dir() const { return dir_; }
     std::string ipam_dir() const { return dir_ + "/ipam"; }
 
 private:

@@ -13,6 +13,9 @@ namespace {
 
 using skiff_test::TempDir;
 
+// The network's directory: the one its IPAM leases are kept in.
+std::string network_dir(const StateStore& s) { return std::filesystem::path(s.ipam_dir()).parent_path().string(); }
+
 AttachmentState make(const std::string& cid, const std::string& ifname, const std::string& ip) {
     return {cid, ifname, "/var/run/netns/" + cid, "skf" + cid, ip, false, "ns", "pod-" + cid, "uid-" + cid, "ready"};
 }
@@ -25,7 +28,7 @@ protected:
 };
 
 TEST_F(StateStoreTest, Layout) {
-    EXPECT_EQ(store.network_dir(), tmp.path() + "/networks/skiffnet");
+    EXPECT_EQ(network_dir(store), tmp.path() + "/networks/skiffnet");
     EXPECT_EQ(store.ipam_dir(), tmp.path() + "/networks/skiffnet/ipam");
 }
 

@@ -1,5 +1,7 @@
 #include "allocator.h"
 
+#include <optional>
+
 #include "common/files.h"
 
 namespace skiff::ipam {
@@ -52,12 +54,6 @@ Result<std::map<Ipv4, Owner>> Allocator::leases_locked() {
 Result<std::map<Ipv4, Owner>> Allocator::leases() {
     SKIFF_ASSIGN_OR_RETURN(auto lock, FileLock::acquire(dir_ + "/" + kLockName, kLockTimeout));
     return leases_locked();
-}
-
-std::optional<Owner> Allocator::owner_of(Ipv4 ip) {
-    auto content = read_file(lease_path(ip), 4096);
-    if (!content) return std::nullopt;
-    return decode(*content);
 }
 
 Result<Ipv4> Allocator::allocate(const Owner& owner) {

@@ -6,7 +6,6 @@
 
 #include <chrono>
 #include <map>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,7 +35,6 @@ public:
     Status release_ip(Ipv4 ip);
     // All leases.
     Result<std::map<Ipv4, Owner>> leases();
-    std::optional<Owner> owner_of(Ipv4 ip);
 
     Ipv4 first() const { return first_; }
     Ipv4 last() const { return last_; }
