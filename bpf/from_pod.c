@@ -104,8 +104,52 @@ static __noinline int from_pod_svc_reply(struct __sk_buff *skb, struct l4_info *
 	return fwd_ipv4(skb, ip, FWD_TO_NODES | FWD_BY_FIB, reason);
 }
 
-/* Neither a service reply nor to a pod: a service frontend, a flow leaving
- * the cluster (masqueraded), or the stack's. */
+/*
+ * Masquerade a flow leaving the cluster (or DNATed to a backend outside
+ * the pod network) and route it out. Translate only what will be sent; the
+ * stack answers for the rest (time exceeded, fragmentation needed) while
+ * the source is the pod's. Later fragments of a service datagram still
+ * name the frontend: none is remembered. Its own call, so its FIB and
+ * fragment keys are not on the stack of the paths that do not masquerade.
+ */
+static __noinline int from_pod_masquerade(struct __sk_buff *skb, struct l4_info *l4, int first_frag,
+					  __u32 *reason)
+{
+	struct skiff_config *cfg = config_get();
+	struct bpf_fib_lookup fib;
+	struct skiff_frag_key fk;
+	__u32 svc_reason = 0;
+	struct iphdr *ip;
+	long rc = 0;
+	int ret;
+
+	ip = ipv4_header(skb);
+	if (!ip || !cfg)
+		return -SKIFF_DROP_MALFORMED;
+	if (fib_check(skb, ip, ip->daddr, &fib, &rc, reason))
+		return TC_ACT_OK;
+	frag_key_init(&fk, ip);
+	ret = snat_egress(skb, ip, l4, cfg, &svc_reason);
+	if (ret < 0)
+		return ret;
+	count(skb, svc_reason, SKIFF_DIR_EGRESS);
+	ip = ipv4_header(skb); /* the rewrite moved the packet */
+	if (!ip)
+		return -SKIFF_DROP_MALFORMED;
+	if (first_frag)
+		snat_frag_remember(skb, &fk, ip->saddr);
+	return fib_send(skb, ip, &fib, rc, SKIFF_FWD_FIB, reason);
+}
+
+/*
+ * Neither a service reply nor to a pod: a service frontend, a flow leaving
+ * the cluster, or the stack's. A TC action, a negative drop reason, or one
+ * of these: masquerade the packet (from_pod_masquerade(), called by the
+ * entry so that the two calls' stacks are never stacked on each other).
+ */
+#define FROM_POD_MASQ 0x100
+#define FROM_POD_MASQ_FIRST_FRAG 0x101
+
 static __noinline int from_pod_other(struct __sk_buff *skb, struct l4_info *l4, __u32 *reason)
 {
 	struct skiff_config *cfg = config_get();
@@ -144,29 +188,8 @@ static __noinline int from_pod_other(struct __sk_buff *skb, struct l4_info *l4, 
 		masq = 1; /* leaving the cluster */
 		first_frag = ipv4_more_fragments(ip);
 	}
-	if (masq) {
-		/* Translate only what will be sent; the stack answers for
-		 * the rest (time exceeded, fragmentation needed) while the
-		 * source is the pod's. Later fragments of a service
-		 * datagram still name the frontend: none is remembered. */
-		struct bpf_fib_lookup fib;
-		struct skiff_frag_key fk;
-		long rc = 0;
-
-		if (fib_check(skb, ip, ip->daddr, &fib, &rc, reason))
-			return TC_ACT_OK;
-		frag_key_init(&fk, ip);
-		ret = snat_egress(skb, ip, l4, cfg, &svc_reason);
-		if (ret < 0)
-			return ret;
-		count(skb, svc_reason, SKIFF_DIR_EGRESS);
-		ip = ipv4_header(skb); /* the rewrite moved the packet */
-		if (!ip)
-			return -SKIFF_DROP_MALFORMED;
-		if (first_frag)
-			snat_frag_remember(skb, &fk, ip->saddr);
-		return fib_send(skb, ip, &fib, rc, SKIFF_FWD_FIB, reason);
-	}
+	if (masq)
+		return first_frag ? FROM_POD_MASQ_FIRST_FRAG : FROM_POD_MASQ;
 	return fwd_ipv4(skb, ip, FWD_TO_NODES, reason);
 }
 
@@ -206,7 +229,10 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 		svc_purge_stale_reply(skb, ip, &l4);
 		return fwd_pod_network(skb, ip, where, ep, node, reason);
 	}
-	return from_pod_other(skb, &l4, reason);
+	ret = from_pod_other(skb, &l4, reason);
+	if (ret >= FROM_POD_MASQ)
+		return from_pod_masquerade(skb, &l4, ret == FROM_POD_MASQ_FIRST_FRAG, reason);
+	return ret;
 }
 
 SEC("tc")

@@ -71,6 +71,9 @@ struct skiff_node_key {
 
 enum skiff_node_flags {
 	SKIFF_NODE_F_LOCAL = 1u << 0, /* this node's own PodCIDR */
+	SKIFF_NODE_F_ENCAP = 1u << 1, /* reached through the tunnel (VXLAN), not routed natively */
+	SKIFF_NODE_F_HOST = 1u << 2,  /* the node's own address (/32), not a PodCIDR: with
+				       * ENCAP, pods reach it through the tunnel too */
 };
 
 struct skiff_node_info {
@@ -210,8 +213,25 @@ struct skiff_config {
 	 * makes every address a candidate: slower, never wrong. */
 	__u32 cluster_net;
 	__u32 cluster_mask;
+	/* Overlay: the node's flow-based VXLAN device (0: none) and the VNI
+	 * its packets carry. Nodes flagged SKIFF_NODE_F_ENCAP are reached
+	 * through it. */
+	__u32 tunnel_ifindex;
+	__u32 tunnel_vni;
 	__u32 pad;
 };
+
+/* The MAC of every node's tunnel device: the overlay is point to point, so
+ * one address serves all, and inner frames are addressed to it
+ * (02:73:6b:69:66:66, locally administered, "skiff"). Inner frames come
+ * from SKIFF_TUNNEL_SRC_MAC: the VXLAN device drops a frame sent from its
+ * own address as a loop. */
+#define SKIFF_TUNNEL_MAC_BYTES 0x02, 0x73, 0x6b, 0x69, 0x66, 0x66
+#define SKIFF_TUNNEL_SRC_MAC_BYTES 0x02, 0x73, 0x6b, 0x69, 0x66, 0x01
+#define SKIFF_TUNNEL_MAC { SKIFF_TUNNEL_MAC_BYTES }
+#define SKIFF_TUNNEL_SRC_MAC { SKIFF_TUNNEL_SRC_MAC_BYTES }
+/* Bytes VXLAN over IPv4 adds: outer IPv4 20, UDP 8, VXLAN 8, inner Ethernet 14. */
+#define SKIFF_VXLAN_OVERHEAD 50
 
 /*
  * snat: masquerade translations, keyed like conntrack (struct skiff_ct_key):
@@ -290,6 +310,7 @@ enum skiff_trace_flags {
 	SKIFF_TRACE_F_REDIRECT_PEER = 1u << 0, /* into the peer of redirect_ifindex */
 	SKIFF_TRACE_F_BACKEND = 1u << 1,       /* backend_id is set */
 	SKIFF_TRACE_F_NEW = 1u << 2,           /* would create conntrack/NAT state */
+	SKIFF_TRACE_F_TUNNEL = 1u << 3,        /* tunnel_remote and tunnel_vni are set */
 };
 
 struct skiff_trace_result {
@@ -299,6 +320,8 @@ struct skiff_trace_result {
 	__u32 backend_id;
 	__u32 flags;             /* enum skiff_trace_flags */
 	__u32 seq;               /* bumped on every traced run */
+	__u32 tunnel_remote;     /* encapsulated toward this node (network byte order) */
+	__u32 tunnel_vni;
 };
 
 /* events: ring buffer records for skiffctl monitor (drops, traces). */
@@ -348,6 +371,9 @@ enum skiff_reason {
 	SKIFF_SNAT_NODE_MOVED = 16, /* the node's new flow moved off a port a pod flow holds */
 	SKIFF_SNAT_NODE = 17,       /* a packet of a node flow in the masquerade table */
 	SKIFF_SNAT_NODE_UNTRACKED = 18, /* the node's new flow found the table full: sent as is */
+	SKIFF_FWD_TUNNEL = 19,      /* encapsulated toward another node (VXLAN) */
+	SKIFF_FWD_FROM_TUNNEL = 20, /* arrived through the tunnel from another node */
+	SKIFF_FWD_FRAG_NEEDED = 21, /* too big for the tunnel's path: ICMP sent back */
 
 	/*
 	 * Not verdicts: conntrack entries the datapath inserted and removed
@@ -367,6 +393,8 @@ enum skiff_reason {
 	SKIFF_DROP_CT_FULL = 133,        /* conntrack insert failed */
 	SKIFF_DROP_FRAGMENT = 134,       /* non-first fragment to a service */
 	SKIFF_DROP_NAT_NO_PORT = 135,    /* masquerade port range exhausted */
+	SKIFF_DROP_TUNNEL_SPOOF = 136,   /* inner source not of the outer source's node */
+	SKIFF_DROP_NO_TUNNEL = 137,      /* node to be reached by tunnel, but no tunnel device */
 
 	SKIFF_REASON_MAX = 256,
 };

@@ -132,6 +132,22 @@ std::string ifname_of(uint32_t ifindex) {
     return if_indextoname(ifindex, buf) ? buf : "";
 }
 
+// The outer header a traced packet would have been sent with: this node's
+// address (skiff_config) to the remote node, on the tunnel device's port.
+json encapsulation(const std::string& pin_path, const skiff_trace_result& t) {
+    json outer = {{"dst", Ipv4::from_be(t.tunnel_remote).str()}, {"src", "?"}};
+    if (auto fd = bpf::open_pinned_map(pin_path, SKIFF_MAP_CONFIG); fd) {
+        uint32_t zero = 0;
+        skiff_config c{};
+        if (bpf_map_lookup_elem(fd->get(), &zero, &c) == 0) {
+            outer["src"] = Ipv4::from_be(c.node_ip).str();
+            if (auto nl = Netlink::open(); nl && c.tunnel_ifindex)
+                if (auto vx = nl->vxlan(static_cast<int>(c.tunnel_ifindex)); vx) outer["dport"] = vx->port;
+        }
+    }
+    return {{"type", "vxlan"}, {"vni", t.tunnel_vni}, {"remote", outer["dst"]}, {"outer", outer}};
+}
+
 Result<Output> trace_run(const Options& o, const std::vector<std::string>& args) {
     SKIFF_ASSIGN_OR_RETURN(auto fl, parse_flags(args, {"from", "to", "proto", "flags", "dev"}));
     if (!fl.count("from") || !fl.count("to"))
@@ -214,6 +230,7 @@ Result<Output> trace_run(const Options& o, const std::vector<std::string>& args)
         }
         doc["backend"] = b;
     }
+    if (t.flags & SKIFF_TRACE_F_TUNNEL) doc["encapsulation"] = encapsulation(o.pin_path, t);
     doc["new_connection"] = (t.flags & SKIFF_TRACE_F_NEW) != 0;
     Parsed pin = parse_out(in, proto), pout = parse_out(out, proto);
     json xl = json::array();
@@ -239,6 +256,14 @@ Result<Output> trace_run(const Options& o, const std::vector<std::string>& args)
                       if (d.contains("redirect"))
                           s += "to:       " + d["redirect"]["device"].get<std::string>() + " (" +
                                d["redirect"]["into"].get<std::string>() + ")\n";
+                      if (d.contains("encapsulation")) {
+                          const auto& e = d["encapsulation"];
+                          s += "encap:    vxlan vni " + std::to_string(e["vni"].get<uint32_t>()) + ", outer " +
+                               e["outer"]["src"].get<std::string>() + " -> " + e["outer"]["dst"].get<std::string>();
+                          if (e["outer"].contains("dport"))
+                              s += " udp dport " + std::to_string(e["outer"]["dport"].get<unsigned>());
+                          s += "\n";
+                      }
                       return s;
                   }};
 }

@@ -25,13 +25,14 @@ using FlagNames = std::vector<std::pair<uint32_t, const char*>>;
 
 // ---- values in the datapath's terms ----
 
-const FlagNames kLocalFlag = {{SKIFF_EP_F_LOCAL, "local"}};  // endpoints and nodes
+const FlagNames kLocalFlag = {{SKIFF_EP_F_LOCAL, "local"}};  // endpoints
+const FlagNames kNodeFlags = {{SKIFF_NODE_F_LOCAL, "local"}, {SKIFF_NODE_F_ENCAP, "encap"}, {SKIFF_NODE_F_HOST, "host"}};
 const FlagNames kSvcFlags = {{SKIFF_SVC_F_AFFINITY, "affinity"}, {SKIFF_SVC_F_MAGLEV, "maglev"}};
 const FlagNames kCtFlags = {{SKIFF_CT_F_SYN, "syn"}, {SKIFF_CT_F_CLOSING, "closing"},
                             {SKIFF_CT_F_SNAT, "snat"}, {SKIFF_CT_F_REPLIED, "replied"}};
 const FlagNames kCfgFlags = {{SKIFF_CFG_F_MASQUERADE, "masquerade"}};
 const FlagNames kTraceFlags = {{SKIFF_TRACE_F_REDIRECT_PEER, "redirect-peer"}, {SKIFF_TRACE_F_BACKEND, "backend"},
-                               {SKIFF_TRACE_F_NEW, "new"}};
+                               {SKIFF_TRACE_F_NEW, "new"}, {SKIFF_TRACE_F_TUNNEL, "tunnel"}};
 
 json flag_list(uint32_t flags, const FlagNames& names) {
     json out = json::array();
@@ -125,7 +126,7 @@ std::string hex(const std::vector<uint8_t>& b) {
 json cidr(const skiff_node_key& k) { return {{"cidr", ip_str(k.ip) + "/" + std::to_string(k.prefixlen)}}; }
 
 json node_value(const skiff_node_info& v) {
-    return {{"node_ip", ip_str(v.node_ip)}, {"flags", flag_list(v.flags, kLocalFlag)}};
+    return {{"node_ip", ip_str(v.node_ip)}, {"flags", flag_list(v.flags, kNodeFlags)}};
 }
 
 json svc_key(const skiff_service_key& k) {
@@ -217,7 +218,8 @@ const std::vector<Decoder>& decoders() {
                        {"netns_cookie", v.netns_cookie}, {"nat_port_min", v.nat_port_min},
                        {"nat_port_max", v.nat_port_max},
                        {"cluster_cidr", cidr_str(v.cluster_net, v.cluster_mask)},
-                       {"cluster_mask", ip_str(v.cluster_mask)}}};
+                       {"cluster_mask", ip_str(v.cluster_mask)}, {"tunnel_ifindex", v.tunnel_ifindex},
+                       {"tunnel_vni", v.tunnel_vni}}};
         }),
         dec<skiff_frag_key, skiff_frag_value>(SKIFF_MAP_FRAGS, [](auto& k, auto& v, auto) {
             return KV{{{"saddr", ip_str(k.saddr)}, {"daddr", ip_str(k.daddr)}, {"ip_id", ntohs(k.id)},
@@ -228,7 +230,8 @@ const std::vector<Decoder>& decoders() {
             return KV{{{"index", k}},
                       {{"reason", std::string(bpf::reason_name(v.reason))}, {"action", v.action},
                        {"redirect_ifindex", v.redirect_ifindex}, {"backend_id", v.backend_id},
-                       {"flags", flag_list(v.flags, kTraceFlags)}, {"seq", v.seq}}};
+                       {"flags", flag_list(v.flags, kTraceFlags)}, {"seq", v.seq},
+                       {"tunnel_remote", ip_str(v.tunnel_remote)}, {"tunnel_vni", v.tunnel_vni}}};
         }),
         dec<uint32_t, skiff_metrics_value>(SKIFF_MAP_METRICS, [](auto& k, auto& v, auto) {
             return KV{{{"index", k}, {"reason", std::string(bpf::reason_name(k / SKIFF_DIR_MAX))},

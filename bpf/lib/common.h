@@ -21,6 +21,10 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #endif
 
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+
 /* Errors map helpers return (negated); no errno.h for BPF. */
 #define SKIFF_EEXIST 17
 

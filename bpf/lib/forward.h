@@ -13,10 +13,7 @@
 #include "endpoints.h"
 #include "maps.h"
 #include "trace.h"
-
-#ifndef AF_INET
-#define AF_INET 2
-#endif
+#include "tunnel.h"
 
 /* Routed hop into a pod on this node: TTL-1, MACs, straight into its netns. */
 static __always_inline int fwd_to_endpoint(struct __sk_buff *skb, struct iphdr *ip,
@@ -50,13 +47,6 @@ static __always_inline int fwd_to_endpoint(struct __sk_buff *skb, struct iphdr *
 static __always_inline int l2_to_host(const struct __sk_buff *skb)
 {
 	return skb->pkt_type == PACKET_HOST;
-}
-
-static __always_inline struct skiff_node_info *node_lookup(__be32 ip)
-{
-	struct skiff_node_key key = { .prefixlen = 32, .ip = ip };
-
-	return bpf_map_lookup_elem(&skiff_nodes, &key);
 }
 
 /*
@@ -133,11 +123,13 @@ static __always_inline int fwd_fib(struct __sk_buff *skb, struct iphdr *ip, __be
 	return fib_send(skb, ip, &fib, rc, ok_reason, reason);
 }
 
-/* Native routing to the node owning the destination's PodCIDR; the source
- * IP is never touched. */
+/* To the node owning the destination's PodCIDR, through the tunnel or by
+ * native routing as the node map says; the source IP is never touched. */
 static __always_inline int fwd_to_node(struct __sk_buff *skb, struct iphdr *ip,
 				       const struct skiff_node_info *node, __u32 *reason)
 {
+	if (node->flags & SKIFF_NODE_F_ENCAP)
+		return fwd_encap(skb, ip, node, reason);
 	return fwd_fib(skb, ip, node->node_ip, SKIFF_FWD_REMOTE_NODE, reason);
 }
 

@@ -25,6 +25,7 @@ struct reject_icmphdr {
 };
 #define REJECT_ICMP_DEST_UNREACH 3
 #define REJECT_ICMP_PORT_UNREACH 3
+#define REJECT_ICMP_FRAG_NEEDED 4
 
 /* One's complement sum of n 16-bit words, folded. */
 static __always_inline __u16 csum_words(const __u16 *w, int n, __u32 sum)
@@ -120,9 +121,13 @@ static __always_inline int reject_tcp(struct __sk_buff *skb)
 	return 0;
 }
 
-/* UDP datagram -> ICMP destination unreachable, port unreachable, quoting
- * the offending IP header and the first 8 bytes after it (RFC 792). */
-static __always_inline int reject_udp(struct __sk_buff *skb)
+/*
+ * Packet -> ICMP destination unreachable with the given code, quoting the
+ * offending IP header and the first 8 bytes after it (RFC 792), from the
+ * packet's destination or, when from is set, from that address. next_mtu
+ * is the next-hop MTU of a "fragmentation needed" (RFC 1191), else 0.
+ */
+static __always_inline int icmp_unreach_reply(struct __sk_buff *skb, __u8 code, __u16 next_mtu, __be32 from)
 {
 	const __u32 quote = sizeof(struct iphdr) + 8;
 	const __u32 out_len = ETH_HLEN + sizeof(struct iphdr) + sizeof(struct reject_icmphdr) + quote;
@@ -139,15 +144,16 @@ static __always_inline int reject_udp(struct __sk_buff *skb)
 	if ((void *)(ip + 1) > SKB_DATA_END(skb) || ip->ihl != 5)
 		return -SKIFF_DROP_MALFORMED;
 	saddr = ip->saddr;
-	daddr = ip->daddr;
+	daddr = from ? from : ip->daddr;
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, msg.orig, quote) < 0)
 		return -SKIFF_DROP_MALFORMED;
 	msg.icmp.type = REJECT_ICMP_DEST_UNREACH;
-	msg.icmp.code = REJECT_ICMP_PORT_UNREACH;
+	msg.icmp.code = code;
+	msg.icmp.unused = bpf_htonl(next_mtu);
 	msg.icmp.checksum = csum_words((__u16 *)&msg, sizeof(msg) / 2, 0);
 
 	if (bpf_skb_change_tail(skb, out_len, 0) < 0)
-		return -SKIFF_DROP_NO_BACKEND;
+		return -SKIFF_DROP_MALFORMED;
 	eth = SKB_DATA(skb);
 	ip = (void *)(eth + 1);
 	payload = (void *)(ip + 1);
@@ -157,6 +163,12 @@ static __always_inline int reject_udp(struct __sk_buff *skb)
 	reject_ip_header(ip, daddr, saddr, IPPROTO_ICMP, sizeof(*ip) + sizeof(msg));
 	__builtin_memcpy(payload, &msg, sizeof(msg));
 	return 0;
+}
+
+/* UDP datagram -> ICMP port unreachable from the address it was sent to. */
+static __always_inline int reject_udp(struct __sk_buff *skb)
+{
+	return icmp_unreach_reply(skb, REJECT_ICMP_PORT_UNREACH, 0, 0);
 }
 
 static __always_inline int reject(struct __sk_buff *skb, __u8 proto)

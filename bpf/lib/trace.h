@@ -51,13 +51,16 @@ static __always_inline void trace_begin(const struct __sk_buff *skb)
 		trace_begin_traced();
 }
 
+/* The result a traced packet writes to; NULL for every other packet. */
+static __always_inline struct skiff_trace_result *trace_result_of(const struct __sk_buff *skb)
+{
+	return trace_mode(skb) ? trace_result() : NULL;
+}
+
 static __always_inline void trace_note(const struct __sk_buff *skb, __u32 ifindex, __u32 flags, __u32 backend_id)
 {
-	struct skiff_trace_result *t;
+	struct skiff_trace_result *t = trace_result_of(skb);
 
-	if (!trace_mode(skb))
-		return;
-	t = trace_result();
 	if (!t)
 		return;
 	if (ifindex)
@@ -65,6 +68,18 @@ static __always_inline void trace_note(const struct __sk_buff *skb, __u32 ifinde
 	if (flags & SKIFF_TRACE_F_BACKEND)
 		t->backend_id = backend_id;
 	t->flags |= flags;
+}
+
+/* The tunnel key a traced packet would have been sent with. */
+static __always_inline void trace_note_tunnel(const struct __sk_buff *skb, __be32 remote, __u32 vni)
+{
+	struct skiff_trace_result *t = trace_result_of(skb);
+
+	if (!t)
+		return;
+	t->tunnel_remote = remote;
+	t->tunnel_vni = vni;
+	t->flags |= SKIFF_TRACE_F_TUNNEL;
 }
 
 /* A counter that traced packets do not touch. */

@@ -39,6 +39,8 @@
 # DaemonSet of deploy/skiff.yaml), `agent` (this script runs a skiff-agent
 # per node as a host process) or `script` (no agent: this script writes the
 # conflist once the node has its PodCIDR),
+# KTB_ROUTING (the agents' routingMode: native, the default, vxlan or
+# vxlan-cross-subnet),
 # KTB_STATE (state dir, default /var/lib/ktb), KTB_API_PORT (the root
 # namespace's 127.0.0.1 port forwarded to kube-apiserver, default 16443),
 # SKIFF_K8S_BIN (Kubernetes bin dir; default: what scripts/k8s/build.sh prints),
@@ -57,6 +59,7 @@ STATE=${KTB_STATE:-/var/lib/ktb}
 API_PORT_LOCAL=${KTB_API_PORT:-16443}
 SKIFF_BIN=${SKIFF_BIN:-$REPO/build/bin}
 CNI_MODE=${KTB_CNI:-daemonset}
+ROUTING=${KTB_ROUTING:-native}
 
 UL=192.168.77
 CP_IP=$UL.10
@@ -502,7 +505,7 @@ start_agent() { # NODE: skiff-agent on the node, reading the API (KTB_CNI=agent)
  "source": {"kubernetes": {"kubeconfig": "$ADMIN_NS_KC"}},
  "pinPath": "/sys/fs/bpf/skiff", "stateDir": "/var/lib/skiff", "cniConfDir": "/etc/cni/net.d",
  "cniLogFile": "$d/skiff.log", "socketLBCgroup": "/sys/fs/cgroup",
- "listen": "127.0.0.1:9964", "resyncSeconds": 5}
+ "listen": "127.0.0.1:9964", "resyncSeconds": 5, "routingMode": "$ROUTING"}
 EOF
   start_daemon "skiff-agent-$n" "node:$n" "$SKIFF_BIN/skiff-agent" --config "$d/agent.json"
 }
@@ -513,9 +516,12 @@ EOF
 deploy_skiff() {
   sed -e "s|^  # kubernetes-service-host: .*|  kubernetes-service-host: \"$CP_IP\"|" \
     -e 's|^  # kubernetes-service-port: .*|  kubernetes-service-port: "6443"|' \
+    -e "s|^      \"routingMode\": \"native\",|      \"routingMode\": \"$ROUTING\",|" \
     "$REPO/deploy/skiff.yaml" >"$STATE/skiff.yaml"
   grep -q "^  kubernetes-service-host: \"$CP_IP\"" "$STATE/skiff.yaml" ||
     die "deploy/skiff.yaml has no '  # kubernetes-service-host:' line to fill in"
+  grep -q "^      \"routingMode\": \"$ROUTING\"," "$STATE/skiff.yaml" ||
+    die "deploy/skiff.yaml has no '\"routingMode\": \"native\",' line to set to $ROUTING"
   kc apply -f "$STATE/skiff.yaml" >&2
 }
 ds_ready() {
@@ -559,6 +565,7 @@ up() {
   fi
 
   case $CNI_MODE in daemonset | agent | script) ;; *) die "KTB_CNI=$CNI_MODE: want daemonset, agent or script" ;; esac
+  case $ROUTING in native | vxlan | vxlan-cross-subnet) ;; *) die "KTB_ROUTING=$ROUTING: want native, vxlan or vxlan-cross-subnet" ;; esac
   mkdir -p "$STATE"/{pids,log,images,cp}
   for n in "${NODES[@]}"; do mkdir -p "$STATE/$n"; done
   # What existed before, so `down` removes only what this cluster created.

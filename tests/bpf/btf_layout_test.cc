@@ -103,7 +103,8 @@ std::vector<Layout> cxx_layouts() {
          {SKIFF_MEMBER(skiff_config, node_ip), SKIFF_MEMBER(skiff_config, flags),
           SKIFF_MEMBER(skiff_config, netns_cookie), SKIFF_MEMBER(skiff_config, nat_port_min),
           SKIFF_MEMBER(skiff_config, nat_port_max), SKIFF_MEMBER(skiff_config, cluster_net),
-          SKIFF_MEMBER(skiff_config, cluster_mask), SKIFF_MEMBER(skiff_config, pad)}},
+          SKIFF_MEMBER(skiff_config, cluster_mask), SKIFF_MEMBER(skiff_config, tunnel_ifindex),
+          SKIFF_MEMBER(skiff_config, tunnel_vni), SKIFF_MEMBER(skiff_config, pad)}},
         {"skiff_nat_value",
          sizeof(skiff_nat_value),
          {SKIFF_MEMBER(skiff_nat_value, created_ns), SKIFF_MEMBER(skiff_nat_value, last_seen_ns),
@@ -130,7 +131,8 @@ std::vector<Layout> cxx_layouts() {
          sizeof(skiff_trace_result),
          {SKIFF_MEMBER(skiff_trace_result, reason), SKIFF_MEMBER(skiff_trace_result, action),
           SKIFF_MEMBER(skiff_trace_result, redirect_ifindex), SKIFF_MEMBER(skiff_trace_result, backend_id),
-          SKIFF_MEMBER(skiff_trace_result, flags), SKIFF_MEMBER(skiff_trace_result, seq)}},
+          SKIFF_MEMBER(skiff_trace_result, flags), SKIFF_MEMBER(skiff_trace_result, seq),
+          SKIFF_MEMBER(skiff_trace_result, tunnel_remote), SKIFF_MEMBER(skiff_trace_result, tunnel_vni)}},
     };
 }
 

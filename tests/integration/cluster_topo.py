@@ -1,5 +1,6 @@
-"""Multi-node clusters: nodes on one L2 underlay, a skiff-agent per node,
-the cluster described by a kubectl-style List file the agents watch."""
+"""Multi-node clusters: nodes on one L2 underlay (or on subnets behind a
+router that has no route to any PodCIDR), a skiff-agent per node, the
+cluster described by a kubectl-style List file the agents watch."""
 import json
 import os
 import signal
@@ -54,9 +55,21 @@ class Etcd:
 
 
 class Cluster:
-    def __init__(self, topo, n=3, etcd=False, lease_ttl=3):
+    def __init__(self, topo, n=3, etcd=False, lease_ttl=3, subnets=None):
+        """subnets: per node, the underlay subnet it sits on (192.168.S.0/24
+        on bridge brS); the underlay namespace routes between them, and
+        knows nothing of PodCIDRs. None: every node on br0, one segment."""
         self.topo = topo
         self.underlay = topo.underlay()
+        self.subnets = subnets
+        if subnets:
+            in_ns(self.underlay, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            for sn in sorted(set(subnets)):
+                br = f"br{sn}"
+                if br != "br0":
+                    in_ns(self.underlay, "ip", "link", "add", br, "type", "bridge")
+                in_ns(self.underlay, "ip", "addr", "add", f"192.168.{sn}.1/24", "dev", br)
+                in_ns(self.underlay, "ip", "link", "set", br, "up")
         self.nodes = []
         self.agents = {}
         self.source = os.path.join(topo.tmp, "cluster.json")
@@ -75,7 +88,11 @@ class Cluster:
             self.write_source([node_object(nd.name, nd.ip, nd.pod_cidr) for nd in self.nodes])
 
     def add_node(self, i):
-        node = self.topo.node(ip=f"192.168.1.{10 + i}", pod_cidr=f"10.244.{i}.0/24", underlay=self.underlay)
+        sn = self.subnets[i - 1] if self.subnets else 1
+        node = self.topo.node(ip=f"192.168.{sn}.{10 + i}", pod_cidr=f"10.244.{i}.0/24", underlay=self.underlay,
+                              bridge=f"br{sn}" if self.subnets else "br0")
+        if self.subnets:
+            in_ns(node.ns, "ip", "route", "add", "default", "via", f"192.168.{sn}.1")
         node.name = f"node-{i}"
         node.cni_dir = os.path.join(self.topo.tmp, node.ns, "cni")
         self.nodes.append(node)

@@ -66,7 +66,7 @@ class Node:
     """A node network namespace with an uplink veth, a pin dir and a state dir."""
 
     def __init__(self, topo, name, ip, pod_cidr, cluster_cidr="10.244.0.0/16", cni_version="1.0.0",
-                 underlay=None):
+                 underlay=None, bridge="br0"):
         self.topo = topo
         self.ns = name
         self.ip = ip
@@ -85,8 +85,9 @@ class Node:
         if underlay:
             # The uplink's peer is a port of the underlay's bridge (one L2 segment).
             port = unique("p")[:15]
+            self.port = port
             in_ns(name, "ip", "link", "add", "up0", "type", "veth", "peer", "name", port, "netns", underlay)
-            in_ns(underlay, "ip", "link", "set", port, "master", "br0", "up")
+            in_ns(underlay, "ip", "link", "set", port, "master", bridge, "up")
         else:
             # No dummy module on this kernel: an uplink veth whose peer stays here.
             in_ns(name, "ip", "link", "add", "up0", "type", "veth", "peer", "name", "up0p")

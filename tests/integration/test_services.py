@@ -93,9 +93,15 @@ WEB_SLICE_PORTS = [{"name": "http", "port": 7000, "protocol": "TCP"}, {"name": "
 
 
 class Svc:
-    def __init__(self, topo):
+    def __init__(self, topo, mode="native"):
+        """mode "vxlan": the nodes on three subnets behind a router with no
+        route to any PodCIDR, the agents in overlay mode."""
         self.topo = topo
-        self.cluster = Cluster(topo, n=3)
+        self.mode = mode
+        self.cluster = Cluster(topo, n=3, subnets=[1, 2, 3] if mode == "vxlan" else None)
+        if mode == "vxlan":
+            self.cluster.agent_extra["routingMode"] = "vxlan"
+        self.outside_ip = "192.168.0.100" if mode == "vxlan" else "192.168.1.100"
         self.cgroup = topo.cgroup()
         self.cluster.socket_lb_cgroup = self.cgroup
         self.cluster.start()
@@ -128,9 +134,9 @@ class Svc:
         return [line.split() for line in r.stdout.splitlines()]
 
 
-@pytest.fixture
-def svc(topo):
-    return Svc(topo)
+@pytest.fixture(params=["native", "vxlan"])
+def svc(topo, request):
+    return Svc(topo, request.param)
 
 
 def test_clusterip_tcp_udp_local_and_remote_backends(svc):
@@ -239,8 +245,11 @@ def outside_host(svc):
     port = "o" + ns[-12:]
     in_ns(ns, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", port[:15], "netns", svc.cluster.underlay)
     in_ns(svc.cluster.underlay, "ip", "link", "set", port[:15], "master", "br0", "up")
-    in_ns(ns, "ip", "addr", "add", "192.168.1.100/24", "dev", "eth0")
+    in_ns(ns, "ip", "addr", "add", f"{svc.outside_ip}/24", "dev", "eth0")
     in_ns(ns, "ip", "link", "set", "eth0", "up")
+    if svc.cluster.subnets:  # routed underlay: the outside host has a subnet of its own
+        in_ns(svc.cluster.underlay, "ip", "addr", "add", "192.168.0.1/24", "dev", "br0")
+        in_ns(ns, "ip", "route", "add", "default", "via", "192.168.0.1")
     return ns
 
 
@@ -268,7 +277,7 @@ def test_nodeport_cluster_policy_from_outside(svc):
             # Remote backends see the node's address (SNAT), so their replies
             # come back through it; a local backend may see the client.
             for a in answers:
-                assert a[1] in (node.ip, "192.168.1.100"), a
+                assert a[1] in (node.ip, svc.outside_ip), a
     assert {a[0] for a in ask_from(outside, svc.nodes[2].ip, 30080, "tcp", 20)} == {b.ip for b in svc.backends}
 
 
@@ -279,7 +288,7 @@ def test_nodeport_local_policy_keeps_client_ip(svc):
     wait_for(lambda: svc.frontends(svc.nodes[0]) == 4, "frontends programmed")
     answers = ask_from(outside, svc.nodes[0].ip, 30080, "tcp", 10)
     # Only node-1's own backend, and it sees the real client address.
-    assert answers == [[svc.backends[0].ip, "192.168.1.100"]] * 10, answers
+    assert answers == [[svc.backends[0].ip, svc.outside_ip]] * 10, answers
     # node-3 has no local backend: refused at once.
     r = in_ns(outside, "/usr/bin/python3", "-c", CLIENT, svc.nodes[2].ip, "30080", "tcp", "1", check=False)
     assert "Connection refused" in r.stdout, r.stdout

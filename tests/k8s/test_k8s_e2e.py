@@ -10,8 +10,18 @@ import time
 from conftest import NODE_IP, NODES, STATE, WEB, deployment, leases, pod, report, veths, wait_for
 
 
+ROUTING = os.environ.get("KTB_ROUTING", "native")
+
+
 def first_word(s):
     return s.split()[0] if s else None
+
+
+def datapath_packets(cluster, node, reason):
+    """The node's skiff_datapath_packets_total for reason (egress), from its agent's /metrics."""
+    body = cluster.on(node, "curl", "-fsS", "-m", "5", "http://127.0.0.1:9964/metrics") or ""
+    want = f'skiff_datapath_packets_total{{reason="{reason}",direction="egress"}} '
+    return sum(float(line.split()[-1]) for line in body.splitlines() if line.startswith(want))
 
 
 def test_skiff_deployed_by_its_daemonset(cluster):
@@ -47,6 +57,8 @@ def test_pods_across_nodes(cluster):
         net, plen = cidr.split("/")
         assert ip[n].split(".")[:int(plen) // 8] == net.split(".")[:int(plen) // 8], (n, ip[n], cidr)
     # Same node and across nodes, the client's own address seen by the server.
+    tunnel_before = datapath_packets(cluster, "ktb-n1", "fwd-tunnel")
+    native_before = datapath_packets(cluster, "ktb-n1", "fwd-remote-node")
     for server in ("e2e-b", "e2e-c"):
         seen = wait_for(f"e2e-a -> {server}",
                         lambda s=server: cluster.exec("e2e-a", "wget", "-q", "-O", "-", f"http://{ip[s]}:8080/cgi-bin/ip"))
@@ -54,6 +66,13 @@ def test_pods_across_nodes(cluster):
         seen = seen.removeprefix("[::ffff:").removesuffix("]")
         assert seen == ip["e2e-a"], f"{server} saw {seen}, not the client pod's {ip['e2e-a']}"
     assert cluster.exec("e2e-c", "ping", "-c", "1", "-W", "3", ip["e2e-a"]) is not None
+    # Across nodes the packets went the way the routing mode says.
+    tunnel = datapath_packets(cluster, "ktb-n1", "fwd-tunnel") - tunnel_before
+    native = datapath_packets(cluster, "ktb-n1", "fwd-remote-node") - native_before
+    if ROUTING == "vxlan":
+        assert tunnel > 0 and native == 0, (tunnel, native)
+    else:
+        assert native > 0 and tunnel == 0, (tunnel, native)
     # Node to pod: on its own node and on the other one.
     assert cluster.on("ktb-n1", "ping", "-c", "1", "-W", "3", ip["e2e-b"]) is not None
     assert cluster.on("ktb-n1", "ping", "-c", "1", "-W", "3", ip["e2e-c"]) is not None

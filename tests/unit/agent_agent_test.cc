@@ -28,7 +28,7 @@ Ipv4Prefix pfx(const char* s) { return *Ipv4Prefix::parse(s); }
 
 struct TablesState {
     std::map<Ipv4Prefix, skiff_node_info> entries;
-    std::map<Ipv4Prefix, Ipv4> routes;
+    std::map<Ipv4Prefix, RouteVia> routes;
     int node_lists = 0, upserts = 0, node_removes = 0;
     int route_lists = 0, replaces = 0, route_removes = 0;
     bool fail_upsert = false, fail_replace = false;
@@ -60,11 +60,11 @@ private:
 class FakeRouteTable final : public RouteTable {
 public:
     explicit FakeRouteTable(TablesState& s) : s_(s) {}
-    Result<std::map<Ipv4Prefix, Ipv4>> list() override {
+    Result<std::map<Ipv4Prefix, RouteVia>> list() override {
         ++s_.route_lists;
         return s_.routes;
     }
-    Status replace(const Ipv4Prefix& cidr, Ipv4 via) override {
+    Status replace(const Ipv4Prefix& cidr, const RouteVia& via) override {
         if (s_.fail_replace) return Error{ENETUNREACH, "fake routes: unreachable"};
         ++s_.replaces;
         s_.routes[cidr] = via;
@@ -203,7 +203,7 @@ TEST_F(AgentTest, FirstSnapshotIsReconciled) {
     EXPECT_EQ(tables.entries.at(pfx("10.244.1.0/24")).flags, static_cast<uint32_t>(SKIFF_NODE_F_LOCAL));
     EXPECT_EQ(tables.entries.at(pfx("10.244.1.0/24")).node_ip, ip("192.168.50.11").be());
     EXPECT_EQ(tables.entries.at(pfx("10.244.2.0/24")).flags, 0u);
-    EXPECT_EQ(tables.routes, (std::map<Ipv4Prefix, Ipv4>{{pfx("10.244.2.0/24"), ip("192.168.50.12")},
+    EXPECT_EQ(tables.routes, (std::map<Ipv4Prefix, RouteVia>{{pfx("10.244.2.0/24"), ip("192.168.50.12")},
                                                          {pfx("10.244.3.0/24"), ip("192.168.50.13")}}));
     EXPECT_TRUE(agent->healthy());
 }

@@ -42,7 +42,7 @@ TEST(AgentConfigTest, MinimalConfigGetsDefaults) {
     EXPECT_EQ(c->state_dir, "/var/lib/skiff");
     EXPECT_EQ(c->cni_conf_dir, "/etc/cni/net.d");
     EXPECT_EQ(c->listen, "127.0.0.1:9964");
-    EXPECT_EQ(c->mtu, 1500u);
+    EXPECT_EQ(c->mtu, 0u);  // derived from the uplink at start (node_datapath)
     EXPECT_EQ(c->resync_seconds, 30u);
     ASSERT_TRUE(c->file_source.has_value());
     EXPECT_EQ(*c->file_source, "/etc/skiff/cluster.json");
@@ -318,6 +318,47 @@ TEST(AgentConfigKubernetesTest, Rejected) {
     bad_ip["nodeIP"] = "not-an-ip";
     EXPECT_FALSE(parse(bad_ip).ok());
     ::unsetenv("NODE_NAME");
+}
+
+TEST(OverlayConfigTest, DefaultsAreNativeWithTheLinuxVxlanPort) {
+    auto c = parse(base());
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    EXPECT_EQ(c->routing_mode, RoutingMode::Native);
+    EXPECT_EQ(c->tunnel.port, 8472);
+    EXPECT_EQ(c->tunnel.vni, 1u);
+    EXPECT_EQ(c->tunnel.device, "skiff_vxlan");
+}
+
+TEST(OverlayConfigTest, ModesAndTunnelSettingsParse) {
+    for (auto [name, mode] : {std::pair{"native", RoutingMode::Native}, std::pair{"vxlan", RoutingMode::Vxlan},
+                              std::pair{"vxlan-cross-subnet", RoutingMode::VxlanCrossSubnet}}) {
+        auto j = base();
+        j["routingMode"] = name;
+        j["tunnel"] = {{"port", 4789}, {"vni", 16777215}, {"device", "vx0"}};
+        auto c = parse(j);
+        ASSERT_TRUE(c.ok()) << c.error().message;
+        EXPECT_EQ(c->routing_mode, mode);
+        EXPECT_EQ(routing_mode_name(c->routing_mode), name);
+        EXPECT_EQ(c->tunnel.port, 4789);
+        EXPECT_EQ(c->tunnel.vni, 16777215u);
+        EXPECT_EQ(c->tunnel.device, "vx0");
+    }
+}
+
+TEST(OverlayConfigTest, BadModesAndTunnelSettingsAreRejected) {
+    for (json bad : {json("VXLAN"), json("geneve"), json(""), json(1), json(nullptr)}) {
+        auto j = base();
+        j["routingMode"] = bad;
+        expect_rejected(j, "routingMode");
+    }
+    for (json t : {json(8472), json({{"port", 0}}), json({{"port", 65536}}), json({{"port", "8472"}}),
+                   json({{"port", -1}}), json({{"vni", 16777216}}), json({{"vni", -1}}), json({{"device", ""}}),
+                   json({{"device", "a/b"}}), json({{"device", "sixteen-chars-xx"}}), json({{"device", "a b"}}),
+                   json({{"device", 3}}), json({{"dstport", 8472}})}) {
+        auto j = base();
+        j["tunnel"] = t;
+        expect_rejected(j, "tunnel");
+    }
 }
 
 }  // namespace

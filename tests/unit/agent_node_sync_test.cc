@@ -40,16 +40,16 @@ public:
 
 class FakeRouteTable final : public RouteTable {
 public:
-    std::map<Ipv4Prefix, Ipv4> routes;
+    std::map<Ipv4Prefix, RouteVia> routes;
     int list_calls = 0, replaces = 0, removes = 0;
     bool fail_list = false, fail_replace = false, fail_remove = false;
 
-    Result<std::map<Ipv4Prefix, Ipv4>> list() override {
+    Result<std::map<Ipv4Prefix, RouteVia>> list() override {
         ++list_calls;
         if (fail_list) return Error{EACCES, "fake routes: dump failed"};
         return routes;
     }
-    Status replace(const Ipv4Prefix& cidr, Ipv4 via) override {
+    Status replace(const Ipv4Prefix& cidr, const RouteVia& via) override {
         if (fail_replace) return Error{ENETUNREACH, "fake routes: gateway unreachable"};
         ++replaces;
         routes[cidr] = via;
@@ -123,7 +123,7 @@ TEST_F(SyncNodesTest, FromEmptyWritesEverything) {
     expect_entry(nodes, "10.244.1.0/24", "192.168.50.11", SKIFF_NODE_F_LOCAL);
     expect_entry(nodes, "10.244.2.0/24", "192.168.50.12", 0);
     expect_entry(nodes, "10.244.3.0/24", "192.168.50.13", 0);
-    EXPECT_EQ(routes.routes, (std::map<Ipv4Prefix, Ipv4>{{pfx("10.244.2.0/24"), ip("192.168.50.12")},
+    EXPECT_EQ(routes.routes, (std::map<Ipv4Prefix, RouteVia>{{pfx("10.244.2.0/24"), ip("192.168.50.12")},
                                                          {pfx("10.244.3.0/24"), ip("192.168.50.13")}}));
     EXPECT_EQ(nodes.upserts, 3);
     EXPECT_EQ(routes.replaces, 2);
@@ -297,6 +297,70 @@ TEST_F(SyncNodesTest, RecoversAfterFailureIsCleared) {
     EXPECT_EQ(r.map_writes, 0u) << "node map entries from the failed pass are already right";
     EXPECT_EQ(r.route_writes, 2u);
     EXPECT_EQ(routes.routes.size(), 2u);
+}
+
+// Overlay modes: which nodes are flagged for the tunnel and how the node's
+// own traffic is routed to them.
+TEST(RoutingTest, EncapToFollowsTheMode) {
+    Routing r;
+    r.uplink_subnets = {*Ipv4Prefix::parse("192.168.50.11/24", true)};  // the uplink's address, as netlink lists it
+    EXPECT_FALSE(r.encap_to(ip("192.168.50.12")));
+    EXPECT_FALSE(r.encap_to(ip("10.9.0.1")));
+    r.mode = RoutingMode::Vxlan;
+    EXPECT_TRUE(r.encap_to(ip("192.168.50.12")));
+    EXPECT_TRUE(r.encap_to(ip("10.9.0.1")));
+    r.mode = RoutingMode::VxlanCrossSubnet;
+    EXPECT_FALSE(r.encap_to(ip("192.168.50.12")));
+    EXPECT_FALSE(r.encap_to(ip("192.168.50.254")));
+    EXPECT_TRUE(r.encap_to(ip("192.168.51.12")));
+    EXPECT_TRUE(r.encap_to(ip("10.9.0.1")));
+    r.uplink_subnets.clear();  // an uplink without addresses: every node is across
+    EXPECT_TRUE(r.encap_to(ip("192.168.50.12")));
+}
+
+TEST_F(SyncNodesTest, VxlanFlagsRemoteNodesAndRoutesIntoTheTunnel) {
+    Routing vx{RoutingMode::Vxlan, {*Ipv4Prefix::parse("192.168.50.11/24", true)}};
+    auto r = sync_nodes(three_nodes(), nodes, routes, vx);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(nodes.entries.at(pfx("10.244.1.0/24")).flags, SKIFF_NODE_F_LOCAL);
+    EXPECT_EQ(nodes.entries.at(pfx("10.244.2.0/24")).flags, SKIFF_NODE_F_ENCAP);
+    EXPECT_EQ(nodes.entries.at(pfx("10.244.3.0/24")).flags, SKIFF_NODE_F_ENCAP);
+    EXPECT_EQ(nodes.entries.at(pfx("10.244.3.0/24")).node_ip, ip("192.168.50.13").be());
+    // The nodes' own addresses too, so pods reach them through the tunnel.
+    EXPECT_EQ(nodes.entries.size(), 5u);
+    EXPECT_EQ(nodes.entries.at(pfx("192.168.50.12/32")).flags, SKIFF_NODE_F_ENCAP | SKIFF_NODE_F_HOST);
+    EXPECT_EQ(nodes.entries.at(pfx("192.168.50.13/32")).node_ip, ip("192.168.50.13").be());
+    EXPECT_EQ(routes.routes, (std::map<Ipv4Prefix, RouteVia>{{pfx("10.244.2.0/24"), RouteVia::through_tunnel()},
+                                                             {pfx("10.244.3.0/24"), RouteVia::through_tunnel()}}));
+}
+
+TEST_F(SyncNodesTest, CrossSubnetEncapsulatesOnlyTowardOtherSubnets) {
+    Plan p = three_nodes();
+    p.routes[2].node_ip = ip("192.168.60.13");  // node-c behind a router
+    Routing cs{RoutingMode::VxlanCrossSubnet, {*Ipv4Prefix::parse("192.168.50.11/24", true)}};
+    ASSERT_TRUE(sync_nodes(p, nodes, routes, cs).ok());
+    EXPECT_EQ(nodes.entries.at(pfx("10.244.2.0/24")).flags, 0u);
+    EXPECT_EQ(nodes.entries.at(pfx("10.244.3.0/24")).flags, SKIFF_NODE_F_ENCAP);
+    EXPECT_EQ(routes.routes.at(pfx("10.244.2.0/24")), RouteVia(ip("192.168.50.12")));
+    EXPECT_EQ(routes.routes.at(pfx("10.244.3.0/24")), RouteVia::through_tunnel());
+    EXPECT_EQ(nodes.entries.count(pfx("192.168.50.12/32")), 0u);
+    EXPECT_EQ(nodes.entries.count(pfx("192.168.60.13/32")), 1u);
+}
+
+TEST_F(SyncNodesTest, SwitchingModesRewritesFlagsAndRoutesOnly) {
+    ASSERT_TRUE(sync_nodes(three_nodes(), nodes, routes).ok());
+    int u = nodes.upserts, rr = routes.replaces;
+    ASSERT_TRUE(sync_nodes(three_nodes(), nodes, routes, Routing{RoutingMode::Vxlan, {}}).ok());
+    EXPECT_EQ(nodes.upserts, u + 4) << "two remote nodes change flags, their addresses join; the local entry stays";
+    EXPECT_EQ(routes.replaces, rr + 2);
+    EXPECT_EQ(nodes.removes + routes.removes, 0);
+    ASSERT_TRUE(sync_nodes(three_nodes(), nodes, routes).ok());  // and back to native
+    EXPECT_EQ(nodes.entries.at(pfx("10.244.2.0/24")).flags, 0u);
+    EXPECT_EQ(routes.routes.at(pfx("10.244.3.0/24")), RouteVia(ip("192.168.50.13")));
+    EXPECT_EQ(nodes.upserts, u + 6);
+    EXPECT_EQ(nodes.removes, 2) << "the addresses leave the map";
+    EXPECT_EQ(nodes.entries.size(), 3u);
+    EXPECT_EQ(routes.replaces, rr + 4);
 }
 
 }  // namespace

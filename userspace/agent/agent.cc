@@ -207,10 +207,11 @@ void Agent::reconcile(const ClusterSpec& spec) {
     last_sync_ = start;
     std::map<Ipv4Prefix, Ipv4> current;
     if (auto have = nodes_->list(); have)
-        for (const auto& [cidr, info] : *have) current[cidr] = Ipv4::from_be(info.node_ip);
+        for (const auto& [cidr, info] : *have)
+            if (!(info.flags & SKIFF_NODE_F_HOST)) current[cidr] = Ipv4::from_be(info.node_ip);
     Plan plan = plan_nodes(spec, cfg_.node_name, cfg_.cluster_cidr, current);
     plan.problems.insert(plan.problems.end(), spec.problems.begin(), spec.problems.end());
-    auto r = sync_nodes(plan, *nodes_, *routes_);
+    auto r = sync_nodes(plan, *nodes_, *routes_, routing_);
     Status conf = ok();
     if (r && plan.local_pod_cidr) conf = write_conflist(*plan.local_pod_cidr);
     if (r && conf && snat_) {

@@ -29,6 +29,8 @@ public:
     void enable_services(std::unique_ptr<ServiceTables> tables, std::unique_ptr<CtTable> ct);
     // Also keep the no-masquerade set and collect NAT garbage.
     void enable_masquerade(std::unique_ptr<SnatTable> snat);
+    // Which nodes are reached through the tunnel (default: none).
+    void set_routing(Routing routing) { routing_ = std::move(routing); }
 
     // One pass: poll the source; reconcile when it changed or a resync is
     // due. Errors leave the programmed state untouched.
@@ -53,6 +55,7 @@ private:
     std::unique_ptr<Source> source_;
     std::unique_ptr<NodeTable> nodes_;
     std::unique_ptr<RouteTable> routes_;
+    Routing routing_;
     std::unique_ptr<ServiceTables> svc_tables_;
     std::unique_ptr<ServiceSync> svc_sync_;
     ServicePlanner planner_;

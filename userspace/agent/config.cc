@@ -35,6 +35,15 @@ Status opt_str(const json& j, const char* key, std::string& out) {
 
 }  // namespace
 
+std::string_view routing_mode_name(RoutingMode m) {
+    switch (m) {
+        case RoutingMode::Native: return "native";
+        case RoutingMode::Vxlan: return "vxlan";
+        case RoutingMode::VxlanCrossSubnet: return "vxlan-cross-subnet";
+    }
+    return "?";
+}
+
 Result<AgentConfig> parse_agent_config(const std::string& text) {
     json j = json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
@@ -91,6 +100,39 @@ Result<AgentConfig> parse_agent_config(const std::string& text) {
         } else {
             if (v == 0) return bad("'resyncSeconds' must be at least 1");
             c.resync_seconds = v;
+        }
+    }
+    if (j.contains("routingMode")) {
+        if (!j["routingMode"].is_string()) return bad("'routingMode' must be a string");
+        const auto m = j["routingMode"].get<std::string>();
+        if (m == "native") c.routing_mode = RoutingMode::Native;
+        else if (m == "vxlan") c.routing_mode = RoutingMode::Vxlan;
+        else if (m == "vxlan-cross-subnet") c.routing_mode = RoutingMode::VxlanCrossSubnet;
+        else return bad("'routingMode' must be native, vxlan or vxlan-cross-subnet, got '" + m + "'");
+    }
+    if (j.contains("tunnel")) {
+        const auto& t = j["tunnel"];
+        if (!t.is_object()) return bad("'tunnel' must be an object");
+        for (const auto& [k, v] : t.items())
+            if (k != "port" && k != "vni" && k != "device") return bad("'tunnel." + k + "' is not a tunnel setting");
+        if (t.contains("port")) {
+            if (!t["port"].is_number_unsigned() || t["port"].get<uint64_t>() < 1 || t["port"].get<uint64_t>() > 65535)
+                return bad("'tunnel.port' must be 1-65535");
+            c.tunnel.port = static_cast<uint16_t>(t["port"].get<uint64_t>());
+        }
+        if (t.contains("vni")) {
+            if (!t["vni"].is_number_unsigned() || t["vni"].get<uint64_t>() > 0xffffff)
+                return bad("'tunnel.vni' must be 0-16777215");
+            c.tunnel.vni = static_cast<uint32_t>(t["vni"].get<uint64_t>());
+        }
+        if (t.contains("device")) {
+            if (!t["device"].is_string()) return bad("'tunnel.device' must be a string");
+            c.tunnel.device = t["device"].get<std::string>();
+            const auto& d = c.tunnel.device;
+            bool valid = !d.empty() && d.size() < 16 && d != "." && d != "..";
+            for (char ch : d)
+                if (ch == '/' || ch == ':' || static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f) valid = false;
+            if (!valid) return bad("'tunnel.device' must be an interface name (1-15 characters, no '/', ':' or spaces)");
         }
     }
     if (j.contains("maxObjects")) {

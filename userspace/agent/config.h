@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/ipv4.h"
@@ -29,6 +30,18 @@ struct MasqueradeConfig {
     std::vector<Ipv4Prefix> non_masquerade;  // besides the cluster CIDR and node IPs
 };
 
+// How pods reach other nodes' pods: routed as they are (native), or
+// encapsulated in VXLAN to every node (vxlan) or only to nodes outside the
+// uplink's own subnets (vxlan-cross-subnet).
+enum class RoutingMode { Native, Vxlan, VxlanCrossSubnet };
+std::string_view routing_mode_name(RoutingMode m);
+
+struct TunnelConfig {
+    std::string device = "skiff_vxlan";
+    uint16_t port = 8472;  // the Linux VXLAN port flannel uses too
+    uint32_t vni = 1;
+};
+
 struct AgentConfig {
     // With the Kubernetes source all three may be left out: the name comes
     // from $NODE_NAME, the address from the Node's InternalIP and the uplink
@@ -43,7 +56,9 @@ struct AgentConfig {
     std::string cni_conf_dir = "/etc/cni/net.d";
     std::string cni_log_file;  // the plugin's logFile in the conflist; empty: none
     std::string listen = "127.0.0.1:9964";
-    unsigned mtu = 1500;
+    unsigned mtu = 0;  // of pods; 0: the uplink's, less the tunnel's overhead in overlay mode
+    RoutingMode routing_mode = RoutingMode::Native;
+    TunnelConfig tunnel;
     std::string cni_version = "1.0.0";   // of the conflist written for runtimes
     unsigned resync_seconds = 30;
     std::optional<Ipv4Prefix> pod_cidr;  // etcd source: fixed, else claimed

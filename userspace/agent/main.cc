@@ -1,25 +1,18 @@
 // skiff-agent: one per node. Keeps the node map and routes in sync with the
 // cluster, owns the uplink program, serves health and metrics.
-#include <arpa/inet.h>
 #include <malloc.h>
 #include <signal.h>
 
 #include <atomic>
-#include <cstdio>
-#include <cstring>
 #include <iostream>
 #include <thread>
 #include <utility>
 
 #include "agent.h"
+#include "node_datapath.h"
 #include "startup.h"
-#include <bpf/bpf.h>
 
-#include "bpf/map_layout.h"
-#include "bpf/pins.h"
 #include "bpf/socklb.h"
-#include "bpf/tc.h"
-#include "common/files.h"
 #include "common/log.h"
 #include "net/rtnetlink.h"
 
@@ -81,47 +74,11 @@ int main(int argc, char** argv) {
     if (!started) return log::error(started.error().message), 1;
     std::unique_ptr<agent::Source> source = std::move(started->source);
 
-    // The node-wide datapath: maps, and the uplink's two programs.
-    auto nl = Netlink::open();
-    if (!nl) return log::error(nl.error().message), 1;
-    auto uplink = nl->link(cfg->uplink);
-    if (!uplink) return log::error("uplink " + cfg->uplink + ": " + uplink.error().message), 1;
-    for (auto [program, hook] : {std::pair{bpf::Program::FromUplink, bpf::TcHook::Ingress},
-                                 std::pair{bpf::Program::ToUplink, bpf::TcHook::Egress}}) {
-        auto prog = bpf::pinned_program(program, cfg->pin_path);
-        if (!prog) return log::error(prog.error().message), 1;
-        if (auto s = bpf::tc_attach(uplink->ifindex, hook, prog->get()); !s)
-            return log::error(s.error().message), 1;
-    }
-    // The datapath's view of this node (NodePort SNAT address).
-    auto cookie = bpf::current_netns_cookie();
-    if (!cookie) return log::error(cookie.error().message), 1;
-    if (auto m = bpf::open_pinned_map(cfg->pin_path, SKIFF_MAP_CONFIG); m) {
-        uint32_t zero = 0;
-        skiff_config c{};
-        c.node_ip = cfg->node_ip.be();
-        c.netns_cookie = *cookie;
-        c.cluster_net = cfg->cluster_cidr.network().be();
-        c.cluster_mask = htonl(cfg->cluster_cidr.mask());
-        // The range never holds the node's ephemeral ports: the node's
-        // connections to other nodes' pods are not in the masquerade
-        // table, and service SNAT toward remote backends uses the range.
-        unsigned eph_lo = 32768, eph_hi = 60999;
-        if (auto r = read_file("/proc/sys/net/ipv4/ip_local_port_range"); r)
-            std::sscanf(r->c_str(), "%u %u", &eph_lo, &eph_hi);
-        const auto& mq = cfg->masquerade;
-        if (mq.enabled && mq.port_min <= eph_hi && mq.port_max >= eph_lo)
-            return log::error("masquerade.portRange " + std::to_string(mq.port_min) + "-" + std::to_string(mq.port_max) +
-                              " overlaps this node's ephemeral ports " + std::to_string(eph_lo) + "-" +
-                              std::to_string(eph_hi) + " (net.ipv4.ip_local_port_range)"),
-                   1;
-        c.flags = mq.enabled ? SKIFF_CFG_F_MASQUERADE : 0;
-        c.nat_port_min = mq.port_min;
-        c.nat_port_max = mq.port_max;
-        if (bpf_map_update_elem(m->get(), &zero, &c, BPF_ANY) != 0) return log::error("write skiff_config"), 1;
-    } else {
-        return log::error(m.error().message), 1;
-    }
+    // The node-wide datapath: the uplink's and the tunnel's programs, the
+    // node's entry in skiff_config.
+    auto dp = agent::setup_node_datapath(*cfg);
+    if (!dp) return log::error(dp.error().message), 1;
+    cfg->mtu = dp->pod_mtu;
     // Host processes and host-network pods reach ClusterIPs by socket LB.
     if (!cfg->socket_lb_cgroup.empty()) {
         if (auto s = bpf::attach_socket_lb(cfg->pin_path, cfg->socket_lb_cgroup); !s)
@@ -132,13 +89,15 @@ int main(int argc, char** argv) {
 
     const std::string source_name = source->describe();
     agent::Agent a(*cfg, std::move(source), agent::make_bpf_node_table(cfg->pin_path),
-                   agent::make_kernel_route_table(uplink->ifindex));
+                   agent::make_kernel_route_table(dp->uplink_ifindex, dp->tunnel_ifindex));
+    a.set_routing(dp->routing);
     a.enable_services(agent::make_bpf_service_tables(cfg->pin_path), agent::make_bpf_ct_table(cfg->pin_path));
     a.enable_masquerade(agent::make_bpf_snat_table(cfg->pin_path));
     auto http = agent::HttpServer::start(cfg->listen, [&a](const std::string& p) { return a.handle_http(p); });
     if (!http) return log::error("health/metrics endpoint: " + http.error().message), 1;
-    log::info("node " + cfg->node_name + " (" + cfg->node_ip.str() + ", uplink " + cfg->uplink + ") serving on " +
-              cfg->listen + ", source " + source_name);
+    log::info("node " + cfg->node_name + " (" + cfg->node_ip.str() + ", uplink " + cfg->uplink + ", routing " +
+              std::string(agent::routing_mode_name(cfg->routing_mode)) + ") serving on " + cfg->listen + ", source " +
+              source_name);
 
     // Kubernetes: once the PodCIDR is programmed (and the conflist written),
     // the node's NetworkUnavailable condition goes False.

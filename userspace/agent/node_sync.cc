@@ -7,16 +7,37 @@
 
 namespace skiff::agent {
 
-Result<SyncResult> sync_nodes(const Plan& plan, NodeTable& nodes, RouteTable& routes) {
+bool Routing::encap_to(Ipv4 node_ip) const {
+    switch (mode) {
+        case RoutingMode::Native: return false;
+        case RoutingMode::Vxlan: return true;
+        case RoutingMode::VxlanCrossSubnet:
+            for (const auto& s : uplink_subnets)
+                if (s.contains(node_ip)) return false;
+            return true;
+    }
+    return false;
+}
+
+Result<SyncResult> sync_nodes(const Plan& plan, NodeTable& nodes, RouteTable& routes, const Routing& routing) {
     SyncResult r;
     std::map<Ipv4Prefix, skiff_node_info> want_map;
-    std::map<Ipv4Prefix, Ipv4> want_routes;
+    std::map<Ipv4Prefix, RouteVia> want_routes;
     for (const auto& nr : plan.routes) {
         skiff_node_info info{};
         info.node_ip = nr.node_ip.be();
-        info.flags = nr.local ? SKIFF_NODE_F_LOCAL : 0;
+        bool encap = !nr.local && routing.encap_to(nr.node_ip);
+        info.flags = (nr.local ? SKIFF_NODE_F_LOCAL : 0) | (encap ? SKIFF_NODE_F_ENCAP : 0);
         want_map[nr.pod_cidr] = info;
-        if (!nr.local) want_routes[nr.pod_cidr] = nr.node_ip;
+        if (!nr.local) want_routes[nr.pod_cidr] = encap ? RouteVia::through_tunnel() : RouteVia(nr.node_ip);
+        // Pods reach an encapsulated node's own address through the tunnel
+        // too: the underlay never sees a pod's source address.
+        if (encap) {
+            skiff_node_info host{};
+            host.node_ip = info.node_ip;
+            host.flags = SKIFF_NODE_F_ENCAP | SKIFF_NODE_F_HOST;
+            want_map.emplace(Ipv4Prefix(nr.node_ip, 32), host);
+        }
     }
 
     SKIFF_ASSIGN_OR_RETURN(auto have_map, nodes.list());
@@ -81,19 +102,26 @@ private:
 
 class KernelRouteTable final : public RouteTable {
 public:
-    explicit KernelRouteTable(int uplink) : uplink_(uplink) {}
+    KernelRouteTable(int uplink, int tunnel) : uplink_(uplink), tunnel_(tunnel) {}
 
-    Result<std::map<Ipv4Prefix, Ipv4>> list() override {
+    Result<std::map<Ipv4Prefix, RouteVia>> list() override {
         SKIFF_TRY(open());
         SKIFF_ASSIGN_OR_RETURN(auto all, nl_->routes());
-        std::map<Ipv4Prefix, Ipv4> out;
-        for (const auto& r : all)
-            if (r.protocol == kSkiffRouteProto && r.gateway) out[r.dst] = *r.gateway;
+        std::map<Ipv4Prefix, RouteVia> out;
+        for (const auto& r : all) {
+            if (r.protocol != kSkiffRouteProto) continue;
+            if (r.gateway) out[r.dst] = RouteVia(*r.gateway);
+            else if (tunnel_ && r.ifindex == tunnel_) out[r.dst] = RouteVia::through_tunnel();
+        }
         return out;
     }
-    Status replace(const Ipv4Prefix& cidr, Ipv4 via) override {
+    Status replace(const Ipv4Prefix& cidr, const RouteVia& via) override {
         SKIFF_TRY(open());
-        return nl_->replace_route(cidr, uplink_, via, RT_SCOPE_UNIVERSE, kSkiffRouteProto);
+        if (via.tunnel) {
+            if (!tunnel_) return Error::invalid("route " + cidr.str() + " through a tunnel, but there is none");
+            return nl_->replace_route(cidr, tunnel_, std::nullopt, RT_SCOPE_LINK, kSkiffRouteProto);
+        }
+        return nl_->replace_route(cidr, uplink_, via.gateway, RT_SCOPE_UNIVERSE, kSkiffRouteProto);
     }
     Status remove(const Ipv4Prefix& cidr) override {
         SKIFF_TRY(open());
@@ -109,7 +137,7 @@ private:
         nl_.emplace(std::move(nl));
         return ok();
     }
-    int uplink_;
+    int uplink_, tunnel_;
     std::optional<Netlink> nl_;
 };
 
@@ -119,8 +147,8 @@ std::unique_ptr<NodeTable> make_bpf_node_table(const std::string& pin_dir) {
     return std::make_unique<BpfNodeTable>(pin_dir);
 }
 
-std::unique_ptr<RouteTable> make_kernel_route_table(int uplink_ifindex) {
-    return std::make_unique<KernelRouteTable>(uplink_ifindex);
+std::unique_ptr<RouteTable> make_kernel_route_table(int uplink_ifindex, int tunnel_ifindex) {
+    return std::make_unique<KernelRouteTable>(uplink_ifindex, tunnel_ifindex);
 }
 
 }  // namespace skiff::agent

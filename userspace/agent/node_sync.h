@@ -5,9 +5,11 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cluster.h"
 #include "common/result.h"
+#include "config.h"
 #include "bpf/map_layout.h"
 
 namespace skiff::agent {
@@ -22,12 +24,35 @@ public:
     virtual Status remove(const Ipv4Prefix& cidr) = 0;
 };
 
+// How the node's own traffic reaches a remote PodCIDR: via the owning
+// node's address on the uplink (native), or into the tunnel device.
+struct RouteVia {
+    Ipv4 gateway;         // native: the node's address
+    bool tunnel = false;  // overlay: no gateway, the tunnel device
+    RouteVia() = default;
+    RouteVia(Ipv4 gw) : gateway(gw) {}  // NOLINT: a gateway is a native route
+    static RouteVia through_tunnel() {
+        RouteVia v;
+        v.tunnel = true;
+        return v;
+    }
+    bool operator==(const RouteVia&) const = default;
+};
+
+// Which nodes are reached through the tunnel: none (native), all (vxlan),
+// or those outside the uplink's own subnets (vxlan-cross-subnet).
+struct Routing {
+    RoutingMode mode = RoutingMode::Native;
+    std::vector<Ipv4Prefix> uplink_subnets;
+    bool encap_to(Ipv4 node_ip) const;
+};
+
 class RouteTable {
 public:
     virtual ~RouteTable() = default;
     // Routes this agent owns (tagged with its protocol): PodCIDR -> via.
-    virtual Result<std::map<Ipv4Prefix, Ipv4>> list() = 0;
-    virtual Status replace(const Ipv4Prefix& cidr, Ipv4 via) = 0;
+    virtual Result<std::map<Ipv4Prefix, RouteVia>> list() = 0;
+    virtual Status replace(const Ipv4Prefix& cidr, const RouteVia& via) = 0;
     virtual Status remove(const Ipv4Prefix& cidr) = 0;
 };
 
@@ -37,9 +62,10 @@ struct SyncResult {
     size_t nodes = 0;  // entries in the node map afterwards
 };
 
-Result<SyncResult> sync_nodes(const Plan& plan, NodeTable& nodes, RouteTable& routes);
+Result<SyncResult> sync_nodes(const Plan& plan, NodeTable& nodes, RouteTable& routes, const Routing& routing = {});
 
 std::unique_ptr<NodeTable> make_bpf_node_table(const std::string& pin_dir);
-std::unique_ptr<RouteTable> make_kernel_route_table(int uplink_ifindex);
+// tunnel_ifindex: the node's tunnel device, 0 when there is none.
+std::unique_ptr<RouteTable> make_kernel_route_table(int uplink_ifindex, int tunnel_ifindex);
 
 }  // namespace skiff::agent

@@ -115,6 +115,9 @@ std::string_view reason_name(uint32_t reason) {
         case SKIFF_SNAT_NODE_MOVED: return "snat-node-moved";
         case SKIFF_SNAT_NODE: return "snat-node";
         case SKIFF_SNAT_NODE_UNTRACKED: return "snat-node-untracked";
+        case SKIFF_FWD_TUNNEL: return "fwd-tunnel";
+        case SKIFF_FWD_FROM_TUNNEL: return "fwd-from-tunnel";
+        case SKIFF_FWD_FRAG_NEEDED: return "fwd-frag-needed";
         case SKIFF_CT_ENTRY_INSERTED: return "ct-entry-inserted";
         case SKIFF_CT_ENTRY_REMOVED: return "ct-entry-removed";
         case SKIFF_DROP_INVALID_SOURCE: return "drop-invalid-source";
@@ -125,6 +128,8 @@ std::string_view reason_name(uint32_t reason) {
         case SKIFF_DROP_CT_FULL: return "drop-ct-full";
         case SKIFF_DROP_FRAGMENT: return "drop-fragment";
         case SKIFF_DROP_NAT_NO_PORT: return "drop-nat-no-port";
+        case SKIFF_DROP_TUNNEL_SPOOF: return "drop-tunnel-spoof";
+        case SKIFF_DROP_NO_TUNNEL: return "drop-no-tunnel";
         default: return reason >= SKIFF_DROP_BASE ? "drop-unknown" : "fwd-unknown";
     }
 }

@@ -10,6 +10,8 @@
 
 #include "from_pod.skel.h"
 #include "from_uplink.skel.h"
+#include "from_tunnel.skel.h"
+#include "to_tunnel.skel.h"
 #include "to_uplink.skel.h"
 #include "sock.skel.h"
 
@@ -79,6 +81,8 @@ std::string_view program_name(Program p) {
         case Program::FromPod: return "from_pod";
         case Program::FromUplink: return "from_uplink";
         case Program::ToUplink: return "to_uplink";
+        case Program::FromTunnel: return "from_tunnel";
+        case Program::ToTunnel: return "to_tunnel";
     }
     return "?";
 }
@@ -89,11 +93,14 @@ ObjectBytes program_object(Program p) {
         case Program::FromPod: b.data = from_pod__elf_bytes(&b.size); break;
         case Program::FromUplink: b.data = from_uplink__elf_bytes(&b.size); break;
         case Program::ToUplink: b.data = to_uplink__elf_bytes(&b.size); break;
+        case Program::FromTunnel: b.data = from_tunnel__elf_bytes(&b.size); break;
+        case Program::ToTunnel: b.data = to_tunnel__elf_bytes(&b.size); break;
     }
     return b;
 }
 
-std::vector<Program> all_programs() { return {Program::FromPod, Program::FromUplink, Program::ToUplink}; }
+std::vector<Program> all_programs() { return {Program::FromPod, Program::FromUplink, Program::ToUplink, Program::FromTunnel, Program::ToTunnel};
+}
 
 Result<UniqueFd> load_program(Program p, const std::string& pin_dir) {
     switch (p) {
@@ -109,6 +116,14 @@ Result<UniqueFd> load_program(Program p, const std::string& pin_dir) {
             return load_skeleton<to_uplink>(
                 pin_dir, "to_uplink", to_uplink__open_opts, to_uplink__load, to_uplink__destroy,
                 [](to_uplink* s) { return s->progs.skiff_to_uplink; });
+        case Program::FromTunnel:
+            return load_skeleton<from_tunnel>(
+                pin_dir, "from_tunnel", from_tunnel__open_opts, from_tunnel__load, from_tunnel__destroy,
+                [](from_tunnel* s) { return s->progs.skiff_from_tunnel; });
+        case Program::ToTunnel:
+            return load_skeleton<to_tunnel>(
+                pin_dir, "to_tunnel", to_tunnel__open_opts, to_tunnel__load, to_tunnel__destroy,
+                [](to_tunnel* s) { return s->progs.skiff_to_tunnel; });
     }
     return Error::invalid("unknown program");
 }

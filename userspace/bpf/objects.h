@@ -16,6 +16,8 @@ enum class Program {
     FromPod,     // tc ingress on a pod's host veth (bpf/from_pod.c)
     FromUplink,  // tc ingress on the node's uplink (bpf/from_uplink.c)
     ToUplink,    // tc egress on the node's uplink (bpf/to_uplink.c)
+    FromTunnel,  // tc ingress on the node's VXLAN device (bpf/from_tunnel.c)
+    ToTunnel,    // tc egress on the node's VXLAN device (bpf/to_tunnel.c)
 };
 
 struct ObjectBytes {

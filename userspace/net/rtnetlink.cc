@@ -12,6 +12,7 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/veth.h>
+#include <netlink/route/link/vxlan.h>
 #include <netlink/route/neighbour.h>
 #include <netlink/route/route.h>
 #include <unistd.h>
@@ -154,6 +155,48 @@ Status Netlink::create_veth(const VethSpec& spec) {
     int err = rtnl_link_add(sk_.get(), host.get(), NLM_F_CREATE | NLM_F_EXCL);
     rtnl_link_put(peer);  // rtnl_link_veth_get_peer took a reference
     if (err < 0) return nl_error(err, "create veth " + spec.host_name + "/" + spec.peer_name);
+    return ok();
+}
+
+Status Netlink::create_vxlan(const VxlanSpec& spec) {
+    Link l(rtnl_link_vxlan_alloc());
+    if (!l.get()) return Error{ENOMEM, "rtnl_link_vxlan_alloc"};
+    rtnl_link_set_name(l.get(), spec.name.c_str());
+    if (spec.mtu) rtnl_link_set_mtu(l.get(), spec.mtu);
+    std::unique_ptr<nl_addr, decltype(&nl_addr_put)> mac(nl_addr_build(AF_LLC, spec.mac.data(), spec.mac.size()),
+                                                        nl_addr_put);
+    if (!mac) return Error{ENOMEM, "nl_addr_build"};
+    rtnl_link_set_addr(l.get(), mac.get());
+    rtnl_link_set_flags(l.get(), IFF_NOARP);
+    int err = rtnl_link_vxlan_set_collect_metadata(l.get(), 1);
+    if (err >= 0) err = rtnl_link_vxlan_set_port(l.get(), spec.port);
+    if (err >= 0) err = rtnl_link_vxlan_set_learning(l.get(), 0);
+    if (err < 0) return nl_error(err, "vxlan attributes of " + spec.name);
+    if (err = rtnl_link_add(sk_.get(), l.get(), NLM_F_CREATE | NLM_F_EXCL); err < 0)
+        return nl_error(err, "create vxlan " + spec.name);
+    return ok();
+}
+
+Result<VxlanInfo> Netlink::vxlan(int ifindex) {
+    rtnl_link* raw = nullptr;
+    if (int err = rtnl_link_get_kernel(sk_.get(), ifindex, nullptr, &raw); err < 0)
+        return nl_error(err, "get link #" + std::to_string(ifindex));
+    Link l(raw);
+    if (!rtnl_link_is_vxlan(l.get())) return Error::invalid("link #" + std::to_string(ifindex) + " is not VXLAN");
+    VxlanInfo info;
+    uint32_t port = 0;
+    if (rtnl_link_vxlan_get_port(l.get(), &port) >= 0) info.port = static_cast<uint16_t>(port);
+    info.collect_metadata = rtnl_link_vxlan_get_collect_metadata(l.get()) > 0;
+    return info;
+}
+
+Status Netlink::set_mtu(int ifindex, unsigned mtu) {
+    Link orig(rtnl_link_alloc());
+    rtnl_link_set_ifindex(orig.get(), ifindex);
+    Link change(rtnl_link_alloc());
+    rtnl_link_set_mtu(change.get(), mtu);
+    if (int err = rtnl_link_change(sk_.get(), orig.get(), change.get(), 0); err < 0)
+        return nl_error(err, "set mtu of link #" + std::to_string(ifindex));
     return ok();
 }
 

@@ -45,6 +45,20 @@ struct VethSpec {
     unsigned mtu = 0;  // 0: kernel default
 };
 
+// A flow-based VXLAN device (external / collect_md): the tunnel key of
+// each packet, set by a BPF program, says where it goes.
+struct VxlanSpec {
+    std::string name;
+    uint16_t port = 8472;  // UDP destination port
+    unsigned mtu = 0;      // 0: kernel default
+    MacAddr mac{};
+};
+
+struct VxlanInfo {
+    uint16_t port = 0;
+    bool collect_metadata = false;
+};
+
 class Netlink {
 public:
     static Result<Netlink> open();                 // in the current netns
@@ -60,6 +74,11 @@ public:
     Result<std::vector<LinkInfo>> links();
 
     Status create_veth(const VethSpec& spec);
+    // Created down, without ARP (its neighbours are the tunnel's peers,
+    // addressed by the tunnel key) and without learning.
+    Status create_vxlan(const VxlanSpec& spec);
+    Result<VxlanInfo> vxlan(int ifindex);  // EINVAL when not a VXLAN device
+    Status set_mtu(int ifindex, unsigned mtu);
     Status set_up(int ifindex);    // one request each, no lookup; ENODEV when absent
     Status set_down(int ifindex);
     Status delete_link(const std::string& name);  // ENODEV when absent
