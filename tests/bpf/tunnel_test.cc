@@ -207,7 +207,9 @@ TEST_F(TunnelTest, NodeTrafficIntoTheTunnelGetsItsNodesKey) {
     EXPECT_EQ(counter(SKIFF_DROP_NO_TUNNEL).packets, 1u);
 }
 
-TEST_F(TunnelTest, RedirectedPacketsPassTheTunnelsEgressUntouched) {
+// Regression: the mark went on with the outer packet into the node's
+// netfilter, where kubelet's KUBE-FIREWALL dropped it (bit 0x8000).
+TEST_F(TunnelTest, RedirectedPacketsPassTheTunnelsEgressWithTheMarkCleared) {
     Bytes in = ethernet(kTunnelMac, kTunnelMac, kEthPIp, ipv4_packet(spec(kPodIp, kRemoteNeighIp)));
     __sk_buff ctx{};
     ctx.ifindex = static_cast<uint32_t>(tunnel_ifindex_);
@@ -215,6 +217,8 @@ TEST_F(TunnelTest, RedirectedPacketsPassTheTunnelsEgressUntouched) {
     RunResult r = test_run(to_tunnel_.get(), in, ctx);
     ASSERT_EQ(r.err, 0);
     EXPECT_EQ(r.retval, kOk);
+    EXPECT_EQ(r.ctx.mark, 0u);
+    EXPECT_EQ(hex(r.data.data(), in.size()), hex(in)) << "untouched";
     expect_counters({});
 }
 
