@@ -2,15 +2,17 @@
 /*
  * TC egress on the node's VXLAN device (overlay mode).
  *
- *  - packets skiff's programs redirected here carry their tunnel key and
- *    SKIFF_FORWARDED_MARK already: the mark is cleared and they pass. The
- *    device sends the outer packet through the node's netfilter (OUTPUT,
- *    POSTROUTING), where a mark must not mean anything: kubelet's
- *    KUBE-FIREWALL drops packets with bit 0x8000, its KUBE-POSTROUTING
- *    masquerades those with 0x4000;
- *  - the node's own packets, routed into the device by the agent's route
- *    for a remote PodCIDR, get the key of the node owning the destination
- *    and the tunnel's source MAC; one without such a node is dropped.
+ *  - packets skiff's programs encapsulated carry their tunnel key and
+ *    SKIFF_TUNNEL_MARK: the mark is cleared and they pass. The device
+ *    sends the outer packet through the node's netfilter (OUTPUT,
+ *    POSTROUTING), where no skiff mark may arrive: kubelet's KUBE-FIREWALL
+ *    drops packets with bit 0x8000, its KUBE-POSTROUTING masquerades those
+ *    with 0x4000;
+ *  - anything else routed into the device (the node's own packets, by the
+ *    agent's route for a remote PodCIDR; a translated reply skiff routed by
+ *    FIB, SKIFF_FORWARDED_MARK cleared) gets the key of the node owning the
+ *    destination and the tunnel's source MAC; one without such a node is
+ *    dropped.
  */
 #include "lib/common.h"
 #include "lib/eth.h"
@@ -53,10 +55,12 @@ int skiff_to_tunnel(struct __sk_buff *skb)
 	struct ethhdr *eth;
 	int ret = -SKIFF_DROP_NO_TUNNEL;
 
-	if (skb->mark == SKIFF_FORWARDED_MARK) {
+	if (skb->mark == SKIFF_TUNNEL_MARK) {
 		skb->mark = 0;
 		return TC_ACT_OK;
 	}
+	if (skb->mark == SKIFF_FORWARDED_MARK)
+		skb->mark = 0;
 	trace_begin(skb);
 	eth = eth_header(skb);
 	if (eth && eth->h_proto == bpf_htons(ETH_P_IP))

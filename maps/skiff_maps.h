@@ -305,6 +305,11 @@ struct skiff_frag_value {
  * own traffic.
  */
 #define SKIFF_FORWARDED_MARK 0x5c1ff0d0
+/* A packet skiff encapsulated (tunnel key set) carries this mark into the
+ * tunnel device's egress program, which clears it; anything else routed
+ * into the tunnel (the node's own traffic, a packet routed by FIB) gets
+ * its key there. */
+#define SKIFF_TUNNEL_MARK 0x5c1f7e11
 
 enum skiff_trace_flags {
 	SKIFF_TRACE_F_REDIRECT_PEER = 1u << 0, /* into the peer of redirect_ifindex */

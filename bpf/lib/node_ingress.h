@@ -130,10 +130,10 @@ static __noinline int node_ingress_svc_reply(struct __sk_buff *skb, struct l4_in
 	ip = ipv4_header(skb); /* the rewrite moved the packet */
 	if (!ip)
 		return -SKIFF_DROP_MALFORMED;
-	/* A backend outside every PodCIDR (a host-network pod) is routed by
-	 * FIB: with this node's address as source the stack would drop it as
-	 * martian. */
-	return fwd_ipv4(skb, ip, FWD_BY_FIB, reason);
+	/* To the client: a pod here or on another node (a pod's connection
+	 * to another node's NodePort), else routed by FIB: with this node's
+	 * address as source the stack would drop it as martian. */
+	return fwd_ipv4(skb, ip, FWD_TO_NODES | FWD_BY_FIB, reason);
 }
 
 /* Neither a service reply nor for a pod: a reply to a masqueraded flow, a

@@ -177,6 +177,8 @@ static __always_inline int fwd_encap(struct __sk_buff *skb, struct iphdr *ip, co
 		return ret;
 	*reason = SKIFF_FWD_TUNNEL;
 	ret = skiff_redirect(skb, cfg->tunnel_ifindex);
+	if (!trace_mode(skb))
+		skb->mark = SKIFF_TUNNEL_MARK; /* keyed already */
 	return ret == TC_ACT_REDIRECT ? ret : -SKIFF_DROP_REDIRECT_FAILED;
 }
 

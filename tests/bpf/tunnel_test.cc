@@ -209,8 +209,23 @@ TEST_F(TunnelTest, NodeTrafficIntoTheTunnelGetsItsNodesKey) {
 
 // Regression: the mark went on with the outer packet into the node's
 // netfilter, where kubelet's KUBE-FIREWALL dropped it (bit 0x8000).
-TEST_F(TunnelTest, RedirectedPacketsPassTheTunnelsEgressWithTheMarkCleared) {
-    Bytes in = ethernet(kTunnelMac, kTunnelMac, kEthPIp, ipv4_packet(spec(kPodIp, kRemoteNeighIp)));
+TEST_F(TunnelTest, EncapsulatedPacketsPassTheTunnelsEgressWithTheMarkCleared) {
+    Bytes in = ethernet(kTunnelMac, kTunnelSrcMac, kEthPIp, ipv4_packet(spec(kPodIp, kRemoteNeighIp)));
+    __sk_buff ctx{};
+    ctx.ifindex = static_cast<uint32_t>(tunnel_ifindex_);
+    ctx.mark = SKIFF_TUNNEL_MARK;
+    RunResult r = test_run(to_tunnel_.get(), in, ctx);
+    ASSERT_EQ(r.err, 0);
+    EXPECT_EQ(r.retval, kOk);
+    EXPECT_EQ(r.ctx.mark, 0u);
+    EXPECT_EQ(hex(r.data.data(), in.size()), hex(in)) << "untouched";
+    expect_counters({});
+}
+
+// Regression: a NodePort reply routed by FIB toward a client pod on
+// another node entered the tunnel without a key and was lost.
+TEST_F(TunnelTest, PacketsRoutedIntoTheTunnelByFibGetTheirKey) {
+    Bytes in = ethernet(kTunnelMac, kTunnelMac, kEthPIp, ipv4_packet(spec(kUplinkIp, kEncapPodIp, 64, kUdp, 40)));
     __sk_buff ctx{};
     ctx.ifindex = static_cast<uint32_t>(tunnel_ifindex_);
     ctx.mark = SKIFF_FORWARDED_MARK;
@@ -218,8 +233,14 @@ TEST_F(TunnelTest, RedirectedPacketsPassTheTunnelsEgressWithTheMarkCleared) {
     ASSERT_EQ(r.err, 0);
     EXPECT_EQ(r.retval, kOk);
     EXPECT_EQ(r.ctx.mark, 0u);
-    EXPECT_EQ(hex(r.data.data(), in.size()), hex(in)) << "untouched";
-    expect_counters({});
+    EXPECT_EQ(counter(SKIFF_FWD_TUNNEL).packets, 1u) << "keyed like the node's own packets";
+}
+
+TEST_F(TunnelTest, FromPodEncapsulationMarksThePacketKeyed) {
+    Bytes in = pod_icmp(kEncapPodIp);
+    RunResult r = run_pod(in);
+    EXPECT_EQ(r.retval, kRedirect);
+    EXPECT_EQ(r.ctx.mark, SKIFF_TUNNEL_MARK);
 }
 
 TEST_F(TunnelTest, FromTunnelWithoutTunnelMetadataIsDroppedAsSpoofed) {

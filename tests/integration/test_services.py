@@ -281,6 +281,18 @@ def test_nodeport_cluster_policy_from_outside(svc):
     assert {a[0] for a in ask_from(outside, svc.nodes[2].ip, 30080, "tcp", 20)} == {b.ip for b in svc.backends}
 
 
+def test_nodeport_from_a_pod_to_other_nodes(svc):
+    svc.publish(nodeport_service("Cluster"),
+                slice_("web", "web-1", [(b.ip, True, False) for b in svc.backends], WEB_SLICE_PORTS))
+    wait_for(lambda: all(svc.frontends(nd) == 4 for nd in svc.nodes), "ClusterIP + NodePort frontends")
+    # The client is a pod on node-1; node-2 has a backend, node-3 has none.
+    for node in (svc.nodes[1], svc.nodes[2]):
+        for proto, port in (("tcp", 30080), ("udp", 30053)):
+            answers = ask_from(svc.client.ns, node.ip, port, proto, 10)
+            assert len(answers) == 10 and all(a[0] in {b.ip for b in svc.backends} for a in answers), \
+                (node.name, proto, answers)
+
+
 def test_nodeport_local_policy_keeps_client_ip(svc):
     outside = outside_host(svc)
     svc.publish(nodeport_service("Local"),
