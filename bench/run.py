@@ -29,6 +29,7 @@ dir removed in `finally`.
     sudo python3 bench/run.py            # full, ~31 min (installing 10,000 iptables services alone: ~4 min)
     sudo python3 bench/run.py --quick    # ~5 min
     sudo python3 bench/run.py --placements unpinned,split,same   # placement study only (bench/placement.py)
+    sudo python3 bench/run.py --overlay --quick   # overlay across nodes (bench/overlay.py), ~2.5 min (full: ~12 min)
 """
 import argparse
 import contextlib
@@ -51,6 +52,7 @@ for _i, _a in enumerate(sys.argv):
 
 import cni_bench as CB  # noqa: E402
 import live as LV  # noqa: E402
+import overlay as OV  # noqa: E402
 import placement as P  # noqa: E402
 import plots as PL  # noqa: E402
 import report  # noqa: E402
@@ -66,9 +68,11 @@ from topo import log  # noqa: E402
 WORKLOADS = ("stream1", "stream4", "rr", "crr")
 PROFILES = {
     "quick": {"reps": 3, "wl_reps": {}, "seconds": 1, "cni_pods": 20, "scale": [1, 1000], "scale_seconds": 1,
-              "pairs": 3, "rounds": 3, "placement_seconds": 1},
+              "pairs": 3, "rounds": 3, "placement_seconds": 1,
+              "overlay_rounds": 3, "overlay_seconds": 1},
     "full": {"reps": 3, "wl_reps": {"rr": 9, "stream1": 9}, "seconds": 3, "cni_pods": 50,
-             "scale": [1, 100, 1000, 10000], "scale_seconds": 3, "pairs": 9, "rounds": 15, "placement_seconds": 2},
+             "scale": [1, 100, 1000, 10000], "scale_seconds": 3, "pairs": 9, "rounds": 15, "placement_seconds": 2,
+             "overlay_rounds": 9, "overlay_seconds": 3},
 }
 
 
@@ -432,6 +436,14 @@ def main():
     ap.add_argument("--scenarios", help="datapath scenarios whose name contains one of these words, e.g. "
                     "external,across")
     ap.add_argument("--workloads", help="datapath workloads, e.g. crr,rr (stream1,stream4,rr,crr)")
+    ap.add_argument("--overlay", action="store_true", help="only the overlay comparison across nodes "
+                    "(bench/overlay.py): node -> node (bare and over a kernel VXLAN device), skiff native, skiff "
+                    "vxlan, a flannel-style VXLAN + bridge plugin baseline; --rounds (default 9, --quick 3), "
+                    "--seconds (default 3, --quick 1), --workloads and --no-live-stats apply; writes "
+                    "bench/results/overlay/")
+    ap.add_argument("--flannel-masq", choices=OV.MASQ_MODES, default="flannel", help="--overlay: the flannel-style "
+                    "baseline's masquerade: flanneld's --ip-masq chains (pod -> pod keeps its address; default) or "
+                    "the bridge plugin's ipMasq (as the bridge baseline; pod -> remote pod masqueraded)")
     ap.add_argument("--report-only", action="store_true", help="regenerate results.md and plots from results.json")
     ap.add_argument("--no-live-stats", action="store_true", help="datapath runs without bpf_stats (no live ns per "
                     "packet per program)")
@@ -442,7 +454,12 @@ def main():
                     "the BPF_PROG_TEST_RUN figures (about 1 min more)")
     args = ap.parse_args()
     placement_only = bool(args.placements) and not args.only
-    args.out = args.out or os.path.join(HERE, "results", *(["placement"] if placement_only else []))
+    args.out = args.out or os.path.join(HERE, "results", *(["placement"] if placement_only else []),
+                                        *(["overlay"] if args.overlay else []))
+    if args.report_only and args.overlay:
+        with open(os.path.join(args.out, "results.json")) as f:
+            OV.write(json.load(f), args.out)
+        return
     if args.report_only:
         with open(os.path.join(args.out, "results.json")) as f:
             doc = json.load(f)
@@ -494,6 +511,20 @@ def main():
                                           text=True).stdout.strip(),
             "iptables": subprocess.run(["iptables", "--version"], capture_output=True, text=True).stdout.strip()}
     meta["loadavg_start"] = W.loadavg()
+    if args.overlay:
+        if subprocess.run(["sh", "-c", "command -v tcpdump"], capture_output=True).returncode != 0:
+            log("tcpdump not installed: the overlay report will have no frame lengths (hop counters only)")
+        split = lambda v: [x for x in v.split(",") if x] if v else None  # noqa: E731
+        wls = split(args.workloads) or list(OV.WORKLOADS)
+        if set(wls) - set(OV.WORKLOADS):
+            sys.exit(f"--overlay --workloads: {','.join(OV.WORKLOADS)} (got {args.workloads})")
+        for k in ("wl_reps", "reps", "seconds", "cni_pods", "scale", "scale_seconds", "pairs", "rounds",
+                  "placement_seconds"):
+            meta.pop(k, None)
+        doc = OV.run(args.out, args.rounds or prof["overlay_rounds"], args.seconds or prof["overlay_seconds"], wls,
+                     args.flannel_masq, meta, stats_on=not args.no_live_stats)
+        print(json.dumps(doc["summary"], indent=2))
+        return
     meta["caveats"] = caveats(meta)
     only = set(args.only.split(",")) if args.only else {"placement"} if placement_only else \
         {"datapath", "cni", "scale", "prog"}
