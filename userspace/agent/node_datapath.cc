@@ -52,10 +52,15 @@ Result<int> ensure_tunnel(Netlink& nl, const TunnelConfig& t, unsigned mtu) {
 
 }  // namespace
 
+// What fits inside the uplink after VXLAN's headers (never below IPv4's 68).
+static unsigned tunnel_mtu(unsigned uplink_mtu) {
+    return uplink_mtu > SKIFF_VXLAN_OVERHEAD + 68 ? uplink_mtu - SKIFF_VXLAN_OVERHEAD : 68;
+}
+
 unsigned pod_mtu(const AgentConfig& cfg, unsigned uplink_mtu) {
     if (cfg.mtu) return cfg.mtu;
     if (cfg.routing_mode == RoutingMode::Native) return uplink_mtu;
-    return uplink_mtu > SKIFF_VXLAN_OVERHEAD + 68 ? uplink_mtu - SKIFF_VXLAN_OVERHEAD : 68;
+    return tunnel_mtu(uplink_mtu);
 }
 
 Status check_masquerade_ports(const MasqueradeConfig& mq, const std::string& ip_local_port_range) {
@@ -79,8 +84,7 @@ Result<NodeDatapath> setup_node_datapath(const AgentConfig& cfg) {
     dp.routing.mode = cfg.routing_mode;
     if (auto addrs = nl.addresses(uplink->ifindex); addrs) dp.routing.uplink_subnets = *addrs;
     dp.pod_mtu = pod_mtu(cfg, uplink->mtu);
-    unsigned tunnel_mtu = uplink->mtu > SKIFF_VXLAN_OVERHEAD + 68 ? uplink->mtu - SKIFF_VXLAN_OVERHEAD : 68;
-    auto tunnel = ensure_tunnel(nl, cfg.tunnel, tunnel_mtu);
+    auto tunnel = ensure_tunnel(nl, cfg.tunnel, tunnel_mtu(uplink->mtu));
     if (!tunnel) return Error{tunnel.error().code, "tunnel: " + tunnel.error().message};
     dp.tunnel_ifindex = *tunnel;
     SKIFF_TRY(attach_pair(dp.tunnel_ifindex, bpf::Program::FromTunnel, bpf::Program::ToTunnel, cfg.pin_path));
