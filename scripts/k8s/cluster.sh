@@ -18,6 +18,9 @@
 # shared by its containerd, kubelet and their containers, in which the host
 # paths a node's CNI owns are the node's own: /opt/cni/bin, /etc/cni/net.d
 # and /var/lib/skiff are bind mounts of directories under $KTB_STATE/NODE,
+# so are /var/log/pods and /var/log/containers (kubelet's container GC
+# removes every pod log directory whose pod it does not run: with one shared
+# directory, each kubelet deleted the other node's pods' logs once a minute),
 # /sys/fs/bpf is a bpffs of its own, and the cgroup2 root
 # (/sys/fs/cgroup/unified) is the cgroup ktb-NODE, which holds the node's
 # daemons and containers. So two nodes on one machine do not share the
@@ -76,6 +79,8 @@ CG2=/sys/fs/cgroup/unified      # this machine's cgroup2 root (hybrid)
 node_cni_bin() { echo "$STATE/$1/cni-bin"; }
 node_cni_conf() { echo "$STATE/$1/cni/net.d"; }
 node_skiff_state() { echo "$STATE/$1/skiff-state"; }
+node_pod_logs() { echo "$STATE/$1/log/pods"; }
+node_container_logs() { echo "$STATE/$1/log/containers"; }
 # What kubelet 1.20 sets (setupKernelTunables) unless --protect-kernel-defaults.
 declare -A KUBELET_SYSCTL=(
   [vm.overcommit_memory]=1 [vm.panic_on_oom]=0 [kernel.panic]=10
@@ -334,13 +339,16 @@ make_network() {
 # once `down` unmounts $STATE/mnt/NODE.
 make_node_mounts() {
   local n t
-  for t in /opt/cni/bin /var/lib/skiff /etc/cni/net.d; do [[ -d $t ]] || mkdir -p "$t"; done
+  for t in /opt/cni/bin /var/lib/skiff /etc/cni/net.d /var/log/pods /var/log/containers; do
+    [[ -d $t ]] || mkdir -p "$t"
+  done
   [[ $(stat -fc %T "$CG2" 2>/dev/null) == cgroup2fs ]] || die "no cgroup2 at $CG2"
   mkdir -p "$STATE/mnt"
   mount --bind "$STATE/mnt" "$STATE/mnt"
   mount --make-private "$STATE/mnt" # unshare --mount=FILE wants a private parent
   for n in "${NODES[@]}"; do
-    mkdir -p "$(node_cni_bin "$n")" "$(node_cni_conf "$n")" "$(node_skiff_state "$n")" "$CG2/ktb-$n"
+    mkdir -p "$(node_cni_bin "$n")" "$(node_cni_conf "$n")" "$(node_skiff_state "$n")" "$CG2/ktb-$n" \
+      "$(node_pod_logs "$n")" "$(node_container_logs "$n")"
     # containerd's CRI runs `loopback` for every pod.
     ln -sf /usr/lib/cni/loopback "$(node_cni_bin "$n")/loopback"
     touch "$STATE/mnt/$n"
@@ -348,13 +356,15 @@ make_node_mounts() {
       mount --bind "$1" /opt/cni/bin
       mount --bind "$2" /etc/cni/net.d
       mount --bind "$3" /var/lib/skiff
+      mount --bind "$6" /var/log/pods
+      mount --bind "$7" /var/log/containers
       # A bpffs of its own, in place of (not over) the copy of the host one:
       # containerd checks the first mount it finds at the path is shared.
       while mountpoint -q /sys/fs/bpf; do umount /sys/fs/bpf; done
       mount -t bpf bpf /sys/fs/bpf
       mount --make-shared /sys/fs/bpf  # the DaemonSet mounts it Bidirectional
       mount --bind "$4" "$5"' sh "$(node_cni_bin "$n")" "$(node_cni_conf "$n")" \
-      "$(node_skiff_state "$n")" "$CG2/ktb-$n" "$CG2"
+      "$(node_skiff_state "$n")" "$CG2/ktb-$n" "$CG2" "$(node_pod_logs "$n")" "$(node_container_logs "$n")"
   done
 }
 
@@ -658,7 +668,7 @@ up_failed() {
   keep=$(mktemp -d /tmp/ktb-failed.XXXXXX)
   cp -r "$STATE/log" "$keep/" 2>/dev/null
   for n in "${NODES[@]}"; do cp "$STATE/$n/skiff.log" "$keep/skiff-$n.log" 2>/dev/null; done
-  cp -rL /var/log/pods/kube-system_skiff-* "$keep/" 2>/dev/null
+  for n in "${NODES[@]}"; do cp -rL "$(node_pod_logs "$n")"/kube-system_skiff-* "$keep/" 2>/dev/null; done
   say "up failed; logs copied to $keep"
   if [[ ${KTB_KEEP:-0} == 1 ]]; then
     say "KTB_KEEP=1: leaving the cluster as it is; '$0 down' removes it"

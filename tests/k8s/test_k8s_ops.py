@@ -6,7 +6,7 @@ import json
 import os
 import time
 
-from conftest import CLUSTER, GENEROUS, NODES, WEB, deployment, leases, pod, report, sh, veths, wait_for
+from conftest import CLUSTER, GENEROUS, NODES, STATE, WEB, deployment, leases, pod, report, sh, veths, wait_for
 
 def test_fifty_pods_up_and_down(cluster):
     base_leases = {n: leases(n) for n in NODES}
@@ -50,7 +50,8 @@ echo DONE
 class Prober:
     """A pod on ktb-n1 probing a ClusterIP whose one backend is on ktb-n2,
     and that backend directly: one line per probe, read from the node's
-    container log file (so also while the API server is down)."""
+    container log file (so also while the API server is down). Each node
+    has its own /var/log/pods (the test bed's $KTB_STATE/NODE/log/pods)."""
 
     def __init__(self, cluster, name):
         self.cluster, self.name = cluster, name
@@ -63,7 +64,7 @@ class Prober:
         script = PROBE.replace("{vip}", vip).replace("{pod_ip}", backend[0]["status"]["podIP"])
         cluster.apply([pod(name, "ktb-n1", command=["sh", "-c", script])])
         uid = wait_for("the prober Ready", lambda: cluster.ready(name))["metadata"]["uid"]
-        self.log_dir = f"/var/log/pods/default_{name}_{uid}/c"
+        self.log_dir = os.path.join(STATE, "n1", "log", "pods", f"default_{name}_{uid}", "c")
         wait_for("first probes", lambda: len(self.probes("OK")) >= 4)
 
     def lines(self):
@@ -88,8 +89,18 @@ class Prober:
 
     def finish(self):
         self.cluster.exec(self.name, "touch", "/tmp/stop", check=True)
-        wait_for("the prober to stop", lambda: "DONE" in self.lines())
+        try:
+            wait_for("the prober to stop", lambda: "DONE" in self.lines())
+        except AssertionError as e:
+            files = glob.glob(os.path.join(self.log_dir, "*"))
+            status = self.cluster.get("pod", self.name)["status"].get("containerStatuses")
+            raise AssertionError(f"{e}: log files {files}, last lines {self.lines()[-4:]}, "
+                                 f"container {status}") from None
         ok, failed = self.probes("OK"), self.probes("FAIL")
+        # Every probe is on record: a lost log line could hide a failure.
+        for kind in ("svc", "pod"):
+            seen = sorted(n for k, n, _ in ok + failed if k == kind)
+            assert seen == list(range(1, len(seen) + 1)), f"{kind} probes missing from the log: {seen}"
         self.cluster.kubectl("delete", "pod", self.name, "--wait=true")
         self.cluster.kubectl("delete", "deployment", f"{self.name}-web", "--wait=true")
         self.cluster.kubectl("delete", "service", f"{self.name}-web")
