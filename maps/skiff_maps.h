@@ -218,7 +218,11 @@ struct skiff_config {
 	 * through it. */
 	__u32 tunnel_ifindex;
 	__u32 tunnel_vni;
-	__u32 pad;
+	/* The tunnel's UDP port on this node (network byte order, 0: none):
+	 * encapsulated packets for it go straight to the kernel's VXLAN
+	 * socket, past the service and masquerade lookups. */
+	__u16 tunnel_port;
+	__u16 pad;
 };
 
 /* The MAC of every node's tunnel device: the overlay is point to point, so
@@ -377,7 +381,7 @@ enum skiff_reason {
 	SKIFF_SNAT_NODE = 17,       /* a packet of a node flow in the masquerade table */
 	SKIFF_SNAT_NODE_UNTRACKED = 18, /* the node's new flow found the table full: sent as is */
 	SKIFF_FWD_TUNNEL = 19,      /* encapsulated toward another node (VXLAN) */
-	SKIFF_FWD_FROM_TUNNEL = 20, /* arrived through the tunnel from another node */
+	SKIFF_FWD_FROM_TUNNEL = 20, /* encapsulated for this node: on to the tunnel device */
 	SKIFF_FWD_FRAG_NEEDED = 21, /* too big for the tunnel's path: ICMP sent back */
 
 	/*

@@ -219,7 +219,7 @@ const std::vector<Decoder>& decoders() {
                        {"nat_port_max", v.nat_port_max},
                        {"cluster_cidr", cidr_str(v.cluster_net, v.cluster_mask)},
                        {"cluster_mask", ip_str(v.cluster_mask)}, {"tunnel_ifindex", v.tunnel_ifindex},
-                       {"tunnel_vni", v.tunnel_vni}}};
+                       {"tunnel_vni", v.tunnel_vni}, {"tunnel_port", ntohs(v.tunnel_port)}}};
         }),
         dec<skiff_frag_key, skiff_frag_value>(SKIFF_MAP_FRAGS, [](auto& k, auto& v, auto) {
             return KV{{{"saddr", ip_str(k.saddr)}, {"daddr", ip_str(k.daddr)}, {"ip_id", ntohs(k.id)},

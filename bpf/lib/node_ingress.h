@@ -15,6 +15,8 @@
  *    cluster's pod range it is looked up right after the service reply
  *    check (a pod's address is neither a frontend nor masqueraded), else
  *    after the frontend and masquerade lookups;
+ *  - an encapsulated packet for this node's tunnel port goes to the
+ *    kernel's VXLAN socket first thing (from_tunnel sees what it holds);
  *  - everything else (the node's own traffic, malformed frames) is the
  *    kernel stack's.
  */
@@ -194,6 +196,7 @@ static __noinline int node_ingress_other(struct __sk_buff *skb, struct l4_info *
 /* Returns a TC action and sets *reason, or a negative drop reason. */
 static __always_inline int node_ingress_ipv4(struct __sk_buff *skb, __u32 *reason)
 {
+	struct skiff_config *cfg = config_get();
 	struct skiff_endpoint_info *ep = NULL;
 	struct skiff_node_info *node = NULL;
 	struct skiff_ct_value *ct;
@@ -216,13 +219,17 @@ static __always_inline int node_ingress_ipv4(struct __sk_buff *skb, __u32 *reaso
 		return node_ingress_icmp_error(skb, &l4, reason);
 	if (ret != L4_PORTS)
 		return fwd_ipv4(skb, ip, 0, reason);
+	if (tunnel_inbound(cfg, ip, &l4)) {
+		*reason = SKIFF_FWD_FROM_TUNNEL;
+		return TC_ACT_OK;
+	}
 
 	ct = svc_reply_lookup(ip, &l4);
 	if (unlikely(ct))
 		return node_ingress_svc_reply(skb, &l4, ct, reason);
 	/* A pod's address is neither a frontend nor a masqueraded reply
 	 * (those come to the node's). */
-	where = cluster_may_hold(config_get(), ip->daddr) ? dst_in_pod_network(ip->daddr, 0, &ep, &node) : 0;
+	where = cluster_may_hold(cfg, ip->daddr) ? dst_in_pod_network(ip->daddr, 0, &ep, &node) : 0;
 	if (likely(where))
 		return fwd_pod_network(skb, ip, where, ep, node, reason);
 	return node_ingress_other(skb, &l4, reason);

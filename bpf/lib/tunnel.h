@@ -14,6 +14,7 @@
 #include "eth.h"
 #include "ipv4.h"
 #include "endpoints.h"
+#include "l4.h"
 #include "maps.h"
 #include "reject.h"
 #include "trace.h"
@@ -180,6 +181,18 @@ static __always_inline int fwd_encap(struct __sk_buff *skb, struct iphdr *ip, co
 	if (!trace_mode(skb))
 		skb->mark = SKIFF_TUNNEL_MARK; /* keyed already */
 	return ret == TC_ACT_REDIRECT ? ret : -SKIFF_DROP_REDIRECT_FAILED;
+}
+
+/*
+ * An encapsulated packet for this node's tunnel socket, as it arrives on
+ * the uplink: the kernel's VXLAN device decapsulates it and from_tunnel
+ * judges what was inside, so the uplink's lookups have nothing to find.
+ */
+static __always_inline int tunnel_inbound(const struct skiff_config *cfg, const struct iphdr *ip,
+					  const struct l4_info *l4)
+{
+	return cfg && cfg->tunnel_port && l4->proto == IPPROTO_UDP && l4->dport == cfg->tunnel_port &&
+	       ip->daddr == cfg->node_ip;
 }
 
 /*

@@ -11,7 +11,9 @@
 //  - to_tunnel: the node's own packets get the key of the destination's
 //    node; skiff's redirected packets pass untouched;
 //  - from_tunnel: a packet without tunnel metadata (nothing the tunnel
-//    device decapsulated) is dropped as spoofed.
+//    device decapsulated) is dropped as spoofed;
+//  - from_uplink: an outer packet for this node's tunnel port goes to the
+//    stack untouched, counted fwd-from-tunnel, before any other lookup.
 // The spoof check against real outer headers and the encapsulation itself
 // are exercised with real VXLAN devices in tests/integration/test_overlay.py.
 #include <cstdlib>
@@ -61,11 +63,12 @@ protected:
         RemoteTest::TearDown();
     }
 
-    void set_tunnel(int ifindex) {
+    void set_tunnel(int ifindex, uint16_t port = kTunnelPort) {
         skiff_config c{};
         c.node_ip = kUplinkIp.be();
         c.tunnel_ifindex = static_cast<uint32_t>(ifindex);
         c.tunnel_vni = 1;
+        c.tunnel_port = htons(port);
         ASSERT_TRUE(map_put(config_.get(), uint32_t{0}, c, "config").ok());
     }
 
@@ -84,6 +87,15 @@ protected:
     }
 
     void expect_frag_needed(const Bytes& in, const RunResult& r);
+
+    // An outer VXLAN packet from the neighbour node (its payload stands for
+    // the VXLAN header and the inner frame).
+    Bytes wire_vxlan(Ipv4 dst, uint16_t dport) const {
+        Bytes l4 = udp(kNodeNeighIp, dst, 41000, dport, pattern(72));
+        return wire_frame(ipv4_packet(ipv4_spec(kNodeNeighIp, dst, kUdp, l4)));
+    }
+
+    static constexpr uint16_t kTunnelPort = 8472;
 
     UniqueFd to_tunnel_, from_tunnel_, config_;
     int tunnel_ifindex_ = 0;
@@ -241,6 +253,28 @@ TEST_F(TunnelTest, FromPodEncapsulationMarksThePacketKeyed) {
     RunResult r = run_pod(in);
     EXPECT_EQ(r.retval, kRedirect);
     EXPECT_EQ(r.ctx.mark, SKIFF_TUNNEL_MARK);
+}
+
+TEST_F(TunnelTest, EncapsulatedPacketsForThisNodeGoStraightToTheStack) {
+    Bytes in = wire_vxlan(kUplinkIp, kTunnelPort);
+    RunResult r = run_uplink(in);
+    ASSERT_EQ(r.err, 0) << std::strerror(-r.err);
+    EXPECT_EQ(r.retval, kOk);
+    EXPECT_EQ(r.data, in);
+    expect_only(SKIFF_FWD_FROM_TUNNEL, SKIFF_DIR_INGRESS, 1, in.size());
+}
+
+TEST_F(TunnelTest, OnlyTheTunnelPortOfThisNodeSkipsTheUplinksLookups) {
+    // Another port, another address, and no tunnel port configured: the
+    // ordinary path, whatever it decides.
+    ASSERT_EQ(run_uplink(wire_vxlan(kUplinkIp, kTunnelPort + 1)).err, 0);
+    ASSERT_EQ(run_uplink(wire_vxlan(kNodeViaGwIp, kTunnelPort)).err, 0);
+    ASSERT_NO_FATAL_FAILURE(set_tunnel(tunnel_ifindex_, 0));
+    ASSERT_EQ(run_uplink(wire_vxlan(kUplinkIp, kTunnelPort)).err, 0);
+    EXPECT_EQ(counter(SKIFF_FWD_FROM_TUNNEL, SKIFF_DIR_INGRESS), Count{});
+    uint64_t total = 0;
+    for (const auto& [k, c] : all_counters()) total += c.packets;
+    EXPECT_EQ(total, 3u);
 }
 
 TEST_F(TunnelTest, FromTunnelWithoutTunnelMetadataIsDroppedAsSpoofed) {

@@ -359,6 +359,14 @@ TEST(OverlayConfigTest, BadModesAndTunnelSettingsAreRejected) {
         j["tunnel"] = t;
         expect_rejected(j, "tunnel");
     }
+    // The tunnel's port must not be one masquerade hands out.
+    auto j = base();
+    j["tunnel"] = {{"port", 62000}};
+    expect_rejected(j, "tunnel.port");
+    j["masquerade"] = {{"portRange", "63000-64000"}};
+    EXPECT_TRUE(parse(j).ok());
+    j["masquerade"] = {{"enabled", false}, {"portRange", "61000-65535"}};
+    EXPECT_TRUE(parse(j).ok());
 }
 
 }  // namespace

@@ -185,6 +185,11 @@ Result<AgentConfig> parse_agent_config(const std::string& text) {
             }
         }
     }
+    // The uplink hands the tunnel port's packets to the VXLAN socket before
+    // it looks for masquerade replies.
+    if (c.masquerade.enabled && c.tunnel.port >= c.masquerade.port_min && c.tunnel.port <= c.masquerade.port_max)
+        return bad("'tunnel.port' " + std::to_string(c.tunnel.port) + " lies in 'masquerade.portRange' " +
+                   std::to_string(c.masquerade.port_min) + "-" + std::to_string(c.masquerade.port_max));
     if (j.contains("conntrack")) {
         const auto& ct = j["conntrack"];
         if (!ct.is_object()) return bad("'conntrack' must be an object");

@@ -106,6 +106,7 @@ Result<NodeDatapath> setup_node_datapath(const AgentConfig& cfg) {
     c.nat_port_max = cfg.masquerade.port_max;
     c.tunnel_ifindex = static_cast<uint32_t>(dp.tunnel_ifindex);
     c.tunnel_vni = cfg.tunnel.vni;
+    c.tunnel_port = htons(cfg.tunnel.port);
     if (bpf_map_update_elem(m.get(), &zero, &c, BPF_ANY) != 0) return Error::errno_("write skiff_config");
     return dp;
 }
