@@ -17,8 +17,10 @@ from test_multinode import PEER_SERVER, seen_source, serve
 
 FWD_REMOTE_NODE = (5, 0)
 FWD_TUNNEL = (19, 0)
+FWD_FROM_TUNNEL = (20, 1)
 FWD_FRAG_NEEDED = (21, 0)
 DROP_TUNNEL_SPOOF = (136, 1)
+DROP_NO_TUNNEL = (137, 0)
 NODE_F_ENCAP, NODE_F_HOST = 2, 4
 
 
@@ -91,6 +93,11 @@ def test_agents_program_the_tunnel(overlay):
     assert info.get("external") is True and info["port"] == 8472, info
     assert link["mtu"] == 1450 and link["address"] == "02:73:6b:69:66:66"
     assert "NOARP" in link["flags"]
+    # IPv4 only: no link-local address, so the kernel sends no router
+    # solicitations or MLD reports into a device that has no node for them.
+    assert link.get("inet6_addr_gen_mode") == "none", link
+    v6 = json.loads(in_ns(n1.ns, "ip", "-6", "-j", "addr", "show", "dev", "skiff_vxlan").stdout)
+    assert not any(a.get("addr_info") for a in v6), v6
     assert "skiff_from_tunn" in in_ns(n1.ns, "tc", "filter", "show", "dev", "skiff_vxlan", "ingress").stdout
     assert "skiff_to_tunnel" in in_ns(n1.ns, "tc", "filter", "show", "dev", "skiff_vxlan", "egress").stdout
     # Pods get the uplink's MTU less VXLAN's 50 bytes.
@@ -102,15 +109,19 @@ def test_pod_to_pod_icmp_tcp_udp_with_source_preserved(topo, overlay):
     a, b, c = overlay.add_pod(n1), overlay.add_pod(n2), overlay.add_pod(n3)
     serve(topo, b)
     serve(topo, c)
-    before = n1.counters().get(FWD_TUNNEL, 0)
+    before = n1.counters()
     assert a.ping(b.ip, count=3).returncode == 0
     assert a.ping(c.ip, count=3).returncode == 0
     assert b.ping(c.ip, count=3).returncode == 0
     for dst in (b, c):
         assert seen_source(a, dst.ip, "tcp") == a.ip
         assert seen_source(a, dst.ip, "udp") == a.ip
-    assert n1.counters().get(FWD_TUNNEL, 0) - before >= 6
-    assert n1.counters().get(FWD_REMOTE_NODE, 0) == 0, "nothing was routed natively"
+    after = n1.counters()
+    assert after.get(FWD_TUNNEL, 0) - before.get(FWD_TUNNEL, 0) >= 6
+    # The replies' outer packets go from the uplink to the VXLAN socket.
+    assert after.get(FWD_FROM_TUNNEL, 0) - before.get(FWD_FROM_TUNNEL, 0) >= 6
+    assert after.get(FWD_REMOTE_NODE, 0) == 0, "nothing was routed natively"
+    assert after.get(DROP_NO_TUNNEL, 0) == 0, "something went into the tunnel with no node to go to"
 
 
 def test_node_to_remote_pod_and_pod_to_remote_node(topo, overlay):

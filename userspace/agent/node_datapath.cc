@@ -26,8 +26,18 @@ Status attach_pair(int ifindex, bpf::Program ingress, bpf::Program egress, const
     return ok();
 }
 
+// The device carries IPv4 pods only: an IPv6 link-local address would have
+// the kernel send router solicitations and MLD reports into it, with no
+// node to go to (to_tunnel would count them as drop-no-tunnel). Without
+// IPv6 in the kernel there is nothing to turn off.
+void no_ipv6(Netlink& nl, int ifindex) {
+    if (auto s = nl.set_no_ipv6_addr_gen(ifindex); !s.ok() && s.error().code != EAFNOSUPPORT)
+        log::warn("tunnel device: " + s.error().message);
+}
+
 // The tunnel device as cfg wants it: kept when it is already a
 // flow-based VXLAN device on the port, else (re)created. Returns its index.
+
 Result<int> ensure_tunnel(Netlink& nl, const TunnelConfig& t, unsigned mtu) {
     if (auto have = nl.link(t.device); have) {
         if (have->kind != "vxlan")
@@ -36,6 +46,7 @@ Result<int> ensure_tunnel(Netlink& nl, const TunnelConfig& t, unsigned mtu) {
         auto info = nl.vxlan(have->ifindex);
         if (info && info->collect_metadata && info->port == t.port && have->mac == kTunnelMac) {
             if (have->mtu != mtu) SKIFF_TRY(nl.set_mtu(have->ifindex, mtu));
+            no_ipv6(nl, have->ifindex);
             SKIFF_TRY(nl.set_up(have->ifindex));
             return have->ifindex;
         }
@@ -46,6 +57,7 @@ Result<int> ensure_tunnel(Netlink& nl, const TunnelConfig& t, unsigned mtu) {
     }
     SKIFF_TRY(nl.create_vxlan(VxlanSpec{t.device, t.port, mtu, kTunnelMac}));
     SKIFF_ASSIGN_OR_RETURN(auto made, nl.link(t.device));
+    no_ipv6(nl, made.ifindex);
     SKIFF_TRY(nl.set_up(made.ifindex));
     return made.ifindex;
 }

@@ -11,6 +11,7 @@
 #include <netlink/socket.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
+#include <netlink/route/link/inet6.h>
 #include <netlink/route/link/veth.h>
 #include <netlink/route/link/vxlan.h>
 #include <netlink/route/neighbour.h>
@@ -197,6 +198,17 @@ Status Netlink::set_mtu(int ifindex, unsigned mtu) {
     rtnl_link_set_mtu(change.get(), mtu);
     if (int err = rtnl_link_change(sk_.get(), orig.get(), change.get(), 0); err < 0)
         return nl_error(err, "set mtu of link #" + std::to_string(ifindex));
+    return ok();
+}
+
+Status Netlink::set_no_ipv6_addr_gen(int ifindex) {
+    Link orig(rtnl_link_alloc());
+    rtnl_link_set_ifindex(orig.get(), ifindex);
+    Link change(rtnl_link_alloc());
+    if (int err = rtnl_link_inet6_set_addr_gen_mode(change.get(), IN6_ADDR_GEN_MODE_NONE); err < 0)
+        return nl_error(err, "addrgenmode of link #" + std::to_string(ifindex));
+    if (int err = rtnl_link_change(sk_.get(), orig.get(), change.get(), 0); err < 0)
+        return nl_error(err, "set addrgenmode none on link #" + std::to_string(ifindex));
     return ok();
 }
 

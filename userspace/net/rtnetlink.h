@@ -79,6 +79,8 @@ public:
     Status create_vxlan(const VxlanSpec& spec);
     Result<VxlanInfo> vxlan(int ifindex);  // EINVAL when not a VXLAN device
     Status set_mtu(int ifindex, unsigned mtu);
+    // No IPv6 link-local address (nor any other) generated when it comes up.
+    Status set_no_ipv6_addr_gen(int ifindex);
     Status set_up(int ifindex);    // one request each, no lookup; ENODEV when absent
     Status set_down(int ifindex);
     Status delete_link(const std::string& name);  // ENODEV when absent
