@@ -28,7 +28,7 @@
 #include "lib/reject.h"
 #include "lib/service.h"
 #include "lib/snat.h"
-#include "lib/trace.h"
+#include "lib/verdict.h"
 
 /*
  * A connection to a service, DNATed to a backend outside the pod network,

@@ -6,7 +6,7 @@
 #include "lib/common.h"
 #include "lib/eth.h"
 #include "lib/node_ingress.h"
-#include "lib/trace.h"
+#include "lib/verdict.h"
 
 SEC("tc")
 int skiff_uplink(struct __sk_buff *skb)

@@ -18,7 +18,7 @@
 #include "lib/eth.h"
 #include "lib/ipv4.h"
 #include "lib/metrics.h"
-#include "lib/trace.h"
+#include "lib/verdict.h"
 #include "lib/tunnel.h"
 
 static __always_inline int to_tunnel_ipv4(struct __sk_buff *skb, __u32 *reason)

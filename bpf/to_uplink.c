@@ -19,7 +19,7 @@
 #include "lib/l4.h"
 #include "lib/metrics.h"
 #include "lib/snat.h"
-#include "lib/trace.h"
+#include "lib/verdict.h"
 
 /* Returns a TC action (reason 0: not counted) or a negative drop reason. */
 static __always_inline int to_uplink_ipv4(struct __sk_buff *skb, __u32 *reason)

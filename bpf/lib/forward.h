@@ -12,7 +12,7 @@
 #include "ipv4.h"
 #include "endpoints.h"
 #include "maps.h"
-#include "trace.h"
+#include "redirect.h"
 #include "tunnel.h"
 
 /* Routed hop into a pod on this node: TTL-1, MACs, straight into its netns. */

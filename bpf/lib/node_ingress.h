@@ -34,7 +34,7 @@
 #include "reject.h"
 #include "service.h"
 #include "snat.h"
-#include "trace.h"
+#include "verdict.h"
 
 /*
  * A reply to a masqueraded flow, its destination just translated back to

@@ -12,7 +12,7 @@
 
 #include "common.h"
 #include "eth.h"
-#include "trace.h"
+#include "redirect.h"
 
 #define REJECT_TTL 64
 

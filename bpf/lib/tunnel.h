@@ -17,7 +17,7 @@
 #include "l4.h"
 #include "maps.h"
 #include "reject.h"
-#include "trace.h"
+#include "redirect.h"
 
 /*
  * Outer packets up to this size are sent without DF: every IPv4 underlay
