@@ -9,7 +9,8 @@
  *    are entered in the masquerade table, keeping their port: pod flows
  *    then never take a tuple the node uses, and a new node flow whose
  *    tuple a pod flow already holds leaves from another port (its replies
- *    are moved back by from_uplink);
+ *    are moved back by from_uplink); the tunnel's outer packets are not
+ *    such flows (a source port per inner flow, nothing answers them);
  *  - everything else passes uncounted.
  */
 #include "lib/common.h"
@@ -19,6 +20,7 @@
 #include "lib/l4.h"
 #include "lib/metrics.h"
 #include "lib/snat.h"
+#include "lib/tunnel.h"
 #include "lib/verdict.h"
 
 /* Returns a TC action (reason 0: not counted) or a negative drop reason. */
@@ -35,7 +37,7 @@ static __always_inline int to_uplink_ipv4(struct __sk_buff *skb, __u32 *reason)
 	cfg = config_get();
 	if (!cfg || !cfg->node_ip || ip->saddr != cfg->node_ip)
 		return TC_ACT_OK;
-	if (l4_load(skb, ip, &l4) != L4_PORTS || !snat_applies(cfg, ip, &l4))
+	if (l4_load(skb, ip, &l4) != L4_PORTS || tunnel_outbound(cfg, &l4) || !snat_applies(cfg, ip, &l4))
 		return TC_ACT_OK;
 	ret = snat_node_egress(skb, ip, &l4, cfg, reason);
 	return ret < 0 ? ret : TC_ACT_OK;

@@ -195,6 +195,13 @@ static __always_inline int tunnel_inbound(const struct skiff_config *cfg, const 
 	       ip->daddr == cfg->node_ip;
 }
 
+/* The node's own outer packet, on its way to another node's tunnel port
+ * (the caller checked the source is the node's address). */
+static __always_inline int tunnel_outbound(const struct skiff_config *cfg, const struct l4_info *l4)
+{
+	return cfg->tunnel_port && l4->proto == IPPROTO_UDP && l4->dport == cfg->tunnel_port;
+}
+
 /*
  * A packet that came out of the tunnel: accepted when the outer source is
  * the node whose PodCIDR holds the inner source (or is that source: the

@@ -82,6 +82,27 @@ TEST_F(SnatMarkTest, NodeTrafficOutsideTheMasqueradeIsLeftAlone) {
     EXPECT_EQ(counter(SKIFF_SNAT_NODE_NEW).packets, 1u);
 }
 
+TEST_F(SnatMarkTest, TheTunnelsOuterPacketsAreNotNodeFlows) {
+    // Even toward a destination masquerade covers: VXLAN's outer packets
+    // (the node's address to the tunnel port, a source port per inner
+    // flow) are skiff's own and answer nothing.
+    skiff_config c = config();
+    c.tunnel_port = htons(8472);
+    ASSERT_OK(maps_.set_config(c));
+    for (uint16_t sport : {41000, 41001, 52000}) {
+        Bytes in = node_udp(kOutside, sport, 8472);
+        RunResult r = run_to_uplink(in);
+        ASSERT_EQ(r.err, 0) << std::strerror(-r.err);
+        EXPECT_EQ(r.retval, kOk);
+        EXPECT_EQ(hex(r.data), hex(in));
+    }
+    EXPECT_EQ(maps_.all().size(), 0u) << maps_.dump();
+    expect_counters({});
+    // Another port is a node flow like any other.
+    ASSERT_EQ(run_to_uplink(node_udp(kOutside, 41000, 8473)).retval, kOk);
+    EXPECT_EQ(maps_.all().size(), 2u) << maps_.dump();
+}
+
 // =============================================================================
 // 2. The forwarded mark
 // =============================================================================
