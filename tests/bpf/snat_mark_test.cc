@@ -1,6 +1,6 @@
 // What the uplink's egress program (bpf/to_uplink.c) must leave alone, and
 // the mark that tells it skiff forwarded a packet (SKIFF_FORWARDED_MARK,
-// set by skiff_redirect()/skiff_redirect_neigh() in bpf/lib/trace.h):
+// set by skiff_redirect()/skiff_redirect_neigh() in bpf/lib/redirect.h):
 //  1. the node's traffic outside the masquerade's scope: exempt
 //     destinations, masquerade off, other sources, non-echo ICMP, frames
 //     without ports: untouched, no entries, no counters;
