@@ -1,11 +1,8 @@
 #include "agent.h"
 
-#include <fcntl.h>
 #include <malloc.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <set>
 #include <string_view>
 #include <unordered_set>
@@ -23,32 +20,6 @@ using nlohmann::json;
 Agent::Agent(AgentConfig cfg, std::unique_ptr<Source> source, std::unique_ptr<NodeTable> nodes,
              std::unique_ptr<RouteTable> routes)
     : cfg_(std::move(cfg)), source_(std::move(source)), nodes_(std::move(nodes)), routes_(std::move(routes)) {}
-
-std::string conflist_for(const AgentConfig& cfg, const Ipv4Prefix& pod_cidr) {
-    json plugin = {{"type", "skiff"},           {"podCIDR", pod_cidr.str()},
-                   {"clusterCIDR", cfg.cluster_cidr.str()}, {"mtu", cfg.mtu},
-                   {"pinPath", cfg.pin_path},   {"stateDir", cfg.state_dir},
-                   {"requireAgent", true}};
-    if (!cfg.cni_log_file.empty()) plugin["logFile"] = cfg.cni_log_file;
-    json conf = {{"cniVersion", cfg.cni_version}, {"name", "skiff"}, {"plugins", json::array({plugin})}};
-    return conf.dump(2) + "\n";
-}
-
-Status Agent::write_conflist(const Ipv4Prefix& pod_cidr) {
-    std::string path = cfg_.cni_conf_dir + "/10-skiff.conflist";
-    std::string want = conflist_for(cfg_, pod_cidr);
-    if (auto have = read_file(path); have && *have == want) return ok();
-    SKIFF_TRY(mkdir_p(cfg_.cni_conf_dir, 0755));
-    SKIFF_TRY(write_file_atomic(path, want));
-    // containerd 1.6 reloads its CNI config on a write, not on a create (a
-    // rename is one): write the same bytes over themselves, so a reader
-    // never sees anything but the whole file and the runtime hears of it.
-    if (UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC)); !fd.valid() ||
-                                                                 ::pwrite(fd.get(), want.data(), want.size(), 0) < 0)
-        log::warn("cannot touch " + path + " for runtimes that watch for writes: " + std::strerror(errno));
-    log::info("wrote " + path + " (PodCIDR " + pod_cidr.str() + ")");
-    return ok();
-}
 
 void Agent::enable_services(std::unique_ptr<ServiceTables> tables, std::unique_ptr<CtTable> ct) {
     svc_tables_ = std::move(tables);
@@ -69,11 +40,11 @@ void Agent::gc() {
         if (snat_) {
             auto ns = snat_gc(*snat_, cfg_.ct_timeouts, monotonic_ns());
             std::lock_guard g(mu_);
-            last_snat_gc_s_ = since(now);
-            total_gc_s_ += last_snat_gc_s_;
+            stats_.last_snat_gc_s = since(now);
+            stats_.total_gc_s += stats_.last_snat_gc_s;
             if (ns) {
-                snat_expired_ += ns->expired + ns->orphans;
-                snat_flows_ = ns->flows - ns->expired;
+                stats_.snat_expired += ns->expired + ns->orphans;
+                stats_.snat_flows = ns->flows - ns->expired;
             } else {
                 log::warn("NAT GC: " + ns.error().message);
             }
@@ -94,17 +65,17 @@ void Agent::gc() {
                     }
         double walk_s = since(t0);
         std::lock_guard g(mu_);
-        total_gc_s_ += walk_s;
+        stats_.total_gc_s += walk_s;
         if (!pass) {
-            ++gc_passes_;
-            last_ct_gc_s_ = walk_s;
+            ++stats_.gc_passes;
+            stats_.last_ct_gc_s = walk_s;
             log::warn("conntrack GC: " + pass.error().message);
             return;
         }
-        acct.removed_agent = ct_expired_ + ct_stale_;
+        acct.removed_agent = stats_.ct_expired + stats_.ct_stale;
         acct.present = pass->stats().scanned;
         if (!ct_base_) ct_base_ = acct;  // evictions are counted from the agent's start
-        ct_evicted_ = std::max(ct_evicted_, ct_evictions(*ct_base_, acct));
+        stats_.ct_evicted = std::max(stats_.ct_evicted, ct_evictions(*ct_base_, acct));
         ct_pass_ = std::move(*pass);
         ct_pass_s_ = walk_s;
     }
@@ -117,25 +88,25 @@ void Agent::gc() {
         done = ct_pass_->step(*ct_, cfg_.ct_timeouts, monotonic_ns(), svc_sync_->backends(), 256);
     std::lock_guard g(mu_);
     double slice_s = since(t0);
-    total_gc_s_ += slice_s;
+    stats_.total_gc_s += slice_s;
     ct_pass_s_ += slice_s;
     if (done && !*done) return;
     // The pass is over, done or failed: what it deleted counts either way.
     const CtGcStats st = ct_pass_->stats();
     ct_pass_.reset();
-    ++gc_passes_;
-    last_ct_gc_s_ = ct_pass_s_;
-    ct_expired_ += st.expired;
-    ct_stale_ += st.stale_backend;
+    ++stats_.gc_passes;
+    stats_.last_ct_gc_s = ct_pass_s_;
+    stats_.ct_expired += st.expired;
+    stats_.ct_stale += st.stale_backend;
     if (!done) {
         log::warn("conntrack GC: " + done.error().message);
         return;
     }
     const uint64_t deleted = st.expired + st.stale_backend;
-    ct_entries_ = st.scanned > deleted ? st.scanned - deleted : 0;  // a re-created entry can be deleted too
-    bool pressed = ct_entries_ >= SKIFF_CT_MAX / 10 * 9;
+    stats_.ct_entries = st.scanned > deleted ? st.scanned - deleted : 0;  // a re-created entry can be deleted too
+    bool pressed = stats_.ct_entries >= SKIFF_CT_MAX / 10 * 9;
     if (pressed && !ct_pressed_)
-        log::warn("conntrack is " + std::to_string(ct_entries_ * 100 / SKIFF_CT_MAX) +
+        log::warn("conntrack is " + std::to_string(stats_.ct_entries * 100 / SKIFF_CT_MAX) +
                   "% full: the least recently used connections are being evicted");
     ct_pressed_ = pressed;
 }
@@ -148,7 +119,7 @@ void Agent::tick() {
         if (source_error_ != snap.error().message) log::error("source " + source_->describe() + ": " + snap.error().message +
                                                               " (keeping the programmed state, retrying)");
         source_error_ = snap.error().message;
-        ++source_errors_;
+        ++stats_.source_errors;
     } else {
         std::lock_guard g(mu_);
         if (!source_error_.empty()) log::info("source " + source_->describe() + " is readable again");
@@ -172,14 +143,14 @@ bool Agent::take(ClusterSpec&& snap) {
     if (n * 2 < held_objects_ && held_objects_ - n >= 1000) trim_due_ = true;
     held_objects_ = std::max(held_objects_, n);
     std::lock_guard g(mu_);
-    source_objects_ = n;
+    stats_.source_objects = n;
     if (n > cfg_.max_objects) {
         std::string why = "source " + source_->describe() + " has " + std::to_string(n) +
                           " objects (nodes, services, endpoint slices), more than maxObjects " +
                           std::to_string(cfg_.max_objects) + ": snapshot not applied, keeping the programmed state";
         if (limit_error_ != why) log::error(why);
         limit_error_ = std::move(why);
-        ++snapshots_refused_;
+        ++stats_.snapshots_refused;
         return false;  // snap, and what only it held, goes here
     }
     if (!limit_error_.empty())
@@ -199,7 +170,7 @@ void Agent::release_memory(size_t objects) {
     malloc_trim(0);
 #endif
     std::lock_guard g(mu_);
-    ++memory_trims_;
+    ++stats_.memory_trims;
 }
 
 void Agent::reconcile(const ClusterSpec& spec) {
@@ -213,7 +184,7 @@ void Agent::reconcile(const ClusterSpec& spec) {
     plan.problems.insert(plan.problems.end(), spec.problems.begin(), spec.problems.end());
     auto r = sync_nodes(plan, *nodes_, *routes_, routing_);
     Status conf = ok();
-    if (r && plan.local_pod_cidr) conf = write_conflist(*plan.local_pod_cidr);
+    if (r && plan.local_pod_cidr) conf = write_conflist(cfg_, *plan.local_pod_cidr);
     if (r && conf && snat_) {
         // Never masqueraded: the cluster, configured ranges, every node.
         std::set<Ipv4Prefix> keep{cfg_.cluster_cidr, Ipv4Prefix(cfg_.node_ip, 32)};
@@ -255,32 +226,32 @@ void Agent::reconcile(const ClusterSpec& spec) {
             log::warn("... and " + std::to_string(fresh - kMaxLogged) + " more objects skipped (see /healthz)");
     }
     problems_ = std::move(plan.problems);
-    node_conflicts_ = plan.conflicts;
-    frontend_conflicts_ = frontend_conflicts;
+    stats_.node_conflicts = plan.conflicts;
+    stats_.frontend_conflicts = frontend_conflicts;
     local_cidr_ = plan.local_pod_cidr;
-    last_duration_s_ = secs;
-    last_plan_s_ = plan_s;
-    last_apply_s_ = apply_s;
-    total_duration_s_ += secs;
+    stats_.last_duration_s = secs;
+    stats_.last_plan_s = plan_s;
+    stats_.last_apply_s = apply_s;
+    stats_.total_duration_s += secs;
     retry_ = !r || !conf;
     if (!r || !conf) {
-        ++reconciles_failed_;
+        ++stats_.reconciles_failed;
         sync_error_ = !r ? r.error().message : conf.error().message;
         log::error("reconcile failed: " + sync_error_);
         return;
     }
-    ++reconciles_ok_;
+    ++stats_.reconciles_ok;
     sync_error_.clear();
-    map_writes_ += r->map_writes;
-    map_deletes_ += r->map_deletes;
-    route_writes_ += r->route_writes;
-    route_deletes_ += r->route_deletes;
-    node_entries_ = r->nodes;
+    stats_.map_writes += r->map_writes;
+    stats_.map_deletes += r->map_deletes;
+    stats_.route_writes += r->route_writes;
+    stats_.route_deletes += r->route_deletes;
+    stats_.node_entries = r->nodes;
     if (svc && *svc) {
-        svc_writes_ += (*svc)->writes;
-        svc_deletes_ += (*svc)->deletes;
-        frontends_ = (*svc)->frontends;
-        backends_ = (*svc)->backends;
+        stats_.svc_writes += (*svc)->writes;
+        stats_.svc_deletes += (*svc)->deletes;
+        stats_.frontends = (*svc)->frontends;
+        stats_.backends = (*svc)->backends;
     }
     if (r->map_writes + r->map_deletes + r->route_writes + r->route_deletes)
         log::info("reconciled: " + std::to_string(r->map_writes) + " node entries written, " +
@@ -293,111 +264,32 @@ std::optional<Ipv4Prefix> Agent::local_pod_cidr() const {
     return local_cidr_;
 }
 
-bool Agent::healthy() const {
-    std::lock_guard g(mu_);
-    return sync_error_.empty() && source_error_.empty() && limit_error_.empty() && reconciles_ok_ > 0;
+bool Agent::healthy_locked() const {
+    return sync_error_.empty() && source_error_.empty() && limit_error_.empty() && stats_.reconciles_ok > 0;
 }
 
 std::string Agent::metrics_text() {
-    std::string out;
-    auto line = [&](const std::string& name, const std::string& labels, double v) {
-        char buf[64];
-        std::snprintf(buf, sizeof(buf), "%.17g", v);
-        out += name + (labels.empty() ? "" : "{" + labels + "}") + " " + buf + "\n";
-    };
-    auto head = [&](const std::string& name, const char* type, const char* help) {
-        out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
-    };
+    AgentStats stats;
     {
         std::lock_guard g(mu_);
-        head("skiff_agent_reconciles_total", "counter", "Reconcile passes by result.");
-        line("skiff_agent_reconciles_total", "result=\"ok\"", static_cast<double>(reconciles_ok_));
-        line("skiff_agent_reconciles_total", "result=\"error\"", static_cast<double>(reconciles_failed_));
-        head("skiff_agent_reconcile_duration_seconds", "summary", "Time spent reconciling.");
-        line("skiff_agent_reconcile_duration_seconds_sum", "", total_duration_s_);
-        line("skiff_agent_reconcile_duration_seconds_count", "", static_cast<double>(reconciles_ok_ + reconciles_failed_));
-        head("skiff_agent_last_reconcile_duration_seconds", "gauge", "Duration of the last reconcile.");
-        line("skiff_agent_last_reconcile_duration_seconds", "", last_duration_s_);
-        head("skiff_agent_last_services_duration_seconds", "gauge", "Last reconcile's service planning and map sync.");
-        line("skiff_agent_last_services_duration_seconds", "phase=\"plan\"", last_plan_s_);
-        line("skiff_agent_last_services_duration_seconds", "phase=\"apply\"", last_apply_s_);
-        head("skiff_agent_source_errors_total", "counter", "Polls of the source that failed.");
-        line("skiff_agent_source_errors_total", "", static_cast<double>(source_errors_));
-        head("skiff_agent_skipped_objects", "gauge", "Source objects skipped as invalid in the last reconcile.");
-        line("skiff_agent_skipped_objects", "", static_cast<double>(problems_.size()));
-        head("skiff_agent_conflicts", "gauge",
-             "Objects skipped in the last reconcile for claiming what another holds (a frontend, a PodCIDR).");
-        line("skiff_agent_conflicts", "kind=\"frontend\"", static_cast<double>(frontend_conflicts_));
-        line("skiff_agent_conflicts", "kind=\"podcidr\"", static_cast<double>(node_conflicts_));
-        head("skiff_agent_source_objects", "gauge", "Nodes, Services and EndpointSlices in the source's last snapshot.");
-        line("skiff_agent_source_objects", "", static_cast<double>(source_objects_));
-        head("skiff_agent_max_objects", "gauge", "maxObjects: larger snapshots are not applied.");
-        line("skiff_agent_max_objects", "", static_cast<double>(cfg_.max_objects));
-        head("skiff_agent_source_over_limit", "gauge", "1 while the source's last snapshot is over maxObjects.");
-        line("skiff_agent_source_over_limit", "", limit_error_.empty() ? 0 : 1);
-        head("skiff_agent_snapshots_refused_total", "counter", "Snapshots not applied for being over maxObjects.");
-        line("skiff_agent_snapshots_refused_total", "", static_cast<double>(snapshots_refused_));
-        head("skiff_agent_memory_trims_total", "counter", "Times freed memory was handed back after the model shrank.");
-        line("skiff_agent_memory_trims_total", "", static_cast<double>(memory_trims_));
-        head("skiff_agent_writes_total", "counter", "Datapath writes by target and operation.");
-        line("skiff_agent_writes_total", "target=\"node_map\",op=\"upsert\"", static_cast<double>(map_writes_));
-        line("skiff_agent_writes_total", "target=\"node_map\",op=\"delete\"", static_cast<double>(map_deletes_));
-        line("skiff_agent_writes_total", "target=\"route\",op=\"upsert\"", static_cast<double>(route_writes_));
-        line("skiff_agent_writes_total", "target=\"route\",op=\"delete\"", static_cast<double>(route_deletes_));
-        line("skiff_agent_writes_total", "target=\"services\",op=\"upsert\"", static_cast<double>(svc_writes_));
-        line("skiff_agent_writes_total", "target=\"services\",op=\"delete\"", static_cast<double>(svc_deletes_));
-        head("skiff_agent_conntrack_gc_deleted_total", "counter", "Conntrack entries removed by the agent.");
-        line("skiff_agent_conntrack_gc_deleted_total", "reason=\"expired\"", static_cast<double>(ct_expired_));
-        line("skiff_agent_conntrack_gc_deleted_total", "reason=\"stale_backend\"", static_cast<double>(ct_stale_));
-        head("skiff_agent_gc_duration_seconds", "summary",
-             "Busy time in GC, conntrack and masquerade together (sum); passes ended (count).");
-        line("skiff_agent_gc_duration_seconds_sum", "", total_gc_s_);
-        line("skiff_agent_gc_duration_seconds_count", "", static_cast<double>(gc_passes_));
-        head("skiff_agent_last_gc_duration_seconds", "gauge",
-             "Busy time of the last GC pass, by table (a conntrack pass runs in slices over several ticks).");
-        line("skiff_agent_last_gc_duration_seconds", "table=\"conntrack\"", last_ct_gc_s_);
-        line("skiff_agent_last_gc_duration_seconds", "table=\"snat\"", last_snat_gc_s_);
-        head("skiff_map_entries", "gauge", "Entries in the datapath maps.");
-        line("skiff_map_entries", "map=\"nodes\"", static_cast<double>(node_entries_));
-        line("skiff_map_entries", "map=\"frontends\"", static_cast<double>(frontends_));
-        line("skiff_map_entries", "map=\"backends\"", static_cast<double>(backends_));
-        line("skiff_map_entries", "map=\"conntrack\"", static_cast<double>(ct_entries_));
-        line("skiff_map_entries", "map=\"snat_flows\"", static_cast<double>(snat_flows_));
-        head("skiff_agent_snat_gc_deleted_total", "counter", "Masquerade flows expired by the agent.");
-        line("skiff_agent_snat_gc_deleted_total", "", static_cast<double>(snat_expired_));
-        head("skiff_conntrack_evictions_total", "counter",
-             "Conntrack entries the full LRU map evicted since the agent started (inserted - removed - present).");
-        line("skiff_conntrack_evictions_total", "", static_cast<double>(ct_evicted_));
-        head("skiff_map_pressure", "gauge", "Fraction of the map in use.");
-        line("skiff_map_pressure", "map=\"conntrack\"", static_cast<double>(ct_entries_) / SKIFF_CT_MAX);
-        head("skiff_map_capacity", "gauge", "Entries the datapath maps can hold (conntrack evicts least recently used).");
-        line("skiff_map_capacity", "map=\"conntrack\"", SKIFF_CT_MAX);
-        line("skiff_map_capacity", "map=\"backends\"", SKIFF_BACKENDS_MAX);
-        line("skiff_map_capacity", "map=\"services\"", SKIFF_SERVICES_MAX);
-        line("skiff_map_capacity", "map=\"snat\"", SKIFF_SNAT_MAX);
+        stats = stats_;
+        stats.skipped_objects = problems_.size();
+        stats.max_objects = cfg_.max_objects;
+        stats.over_limit = !limit_error_.empty();
     }
+    DatapathStats dp;
     if (auto eps = bpf::EndpointMap::open(cfg_.pin_path); eps)
-        if (auto l = eps->list(); l) line("skiff_map_entries", "map=\"endpoints\"", static_cast<double>(l->size()));
+        if (auto l = eps->list(); l) dp.endpoints = static_cast<long long>(l->size());
     if (auto m = bpf::MetricsMap::open(cfg_.pin_path); m) {
         if (auto rows = m->read(); rows) {
-            auto verdict = [](const auto& r) {
-                return r.reason != SKIFF_CT_ENTRY_INSERTED && r.reason != SKIFF_CT_ENTRY_REMOVED;
-            };
-            head("skiff_datapath_packets_total", "counter", "Packets by verdict reason and direction.");
+            dp.counts_read = true;
             for (const auto& r : *rows)
-                if (verdict(r)) line("skiff_datapath_packets_total",
-                     "reason=\"" + std::string(bpf::reason_name(r.reason)) + "\",direction=\"" +
-                         std::string(bpf::dir_name(r.dir)) + "\"",
-                     static_cast<double>(r.packets));
-            head("skiff_datapath_bytes_total", "counter", "Bytes by verdict reason and direction.");
-            for (const auto& r : *rows)
-                if (verdict(r)) line("skiff_datapath_bytes_total",
-                     "reason=\"" + std::string(bpf::reason_name(r.reason)) + "\",direction=\"" +
-                         std::string(bpf::dir_name(r.dir)) + "\"",
-                     static_cast<double>(r.bytes));
+                if (r.reason != SKIFF_CT_ENTRY_INSERTED && r.reason != SKIFF_CT_ENTRY_REMOVED)
+                    dp.counts.push_back({std::string(bpf::reason_name(r.reason)), std::string(bpf::dir_name(r.dir)),
+                                         r.packets, r.bytes});
         }
     }
-    return out;
+    return render_metrics(stats, dp);
 }
 
 HttpResponse Agent::handle_http(const std::string& path) {
@@ -408,13 +300,12 @@ HttpResponse Agent::handle_http(const std::string& path) {
                   {"podCIDR", local_cidr_ ? local_cidr_->str() : ""},
                   {"sourceError", source_error_},
                   {"objectLimitError", limit_error_},
-                  {"objects", source_objects_},
+                  {"objects", stats_.source_objects},
                   {"maxObjects", cfg_.max_objects},
                   {"reconcileError", sync_error_},
                   {"skipped", problems_},
-                  {"reconciles", reconciles_ok_}};
-        bool ok = sync_error_.empty() && source_error_.empty() && limit_error_.empty() && reconciles_ok_ > 0 &&
-                  (path == "/healthz" || local_cidr_.has_value());
+                  {"reconciles", stats_.reconciles_ok}};
+        bool ok = healthy_locked() && (path == "/healthz" || local_cidr_.has_value());
         return {ok ? 200 : 503, "application/json", j.dump() + "\n"};
     }
     return {404, "text/plain", "not found\n"};

@@ -9,7 +9,9 @@
 #include <optional>
 #include <string>
 
+#include "agent_metrics.h"
 #include "cluster.h"
+#include "conflist.h"
 #include "config.h"
 #include "http.h"
 #include "ct_gc.h"
@@ -38,18 +40,19 @@ public:
 
     HttpResponse handle_http(const std::string& path);
     std::string metrics_text();
-    bool healthy() const;
     // This node's PodCIDR once a reconcile programmed it.
     std::optional<Ipv4Prefix> local_pod_cidr() const;
 
 private:
+    // The source is read, the state is programmed and nothing is refused
+    // (/healthz; /readyz also wants this node's PodCIDR). Under mu_.
+    bool healthy_locked() const;
     void reconcile(const ClusterSpec& spec);
     // A snapshot from the source: taken, or refused when over maxObjects.
     // Returns whether it was taken.
     bool take(ClusterSpec&& snap);
     // Hands freed heap back to the kernel once the objects held shrank a lot.
     void release_memory(size_t objects);
-    Status write_conflist(const Ipv4Prefix& pod_cidr);
 
     AgentConfig cfg_;
     std::unique_ptr<Source> source_;
@@ -76,27 +79,11 @@ private:
     std::string source_error_;
     std::string sync_error_;
     std::string limit_error_;  // the last snapshot was refused: over maxObjects
-    size_t source_objects_ = 0;
-    uint64_t snapshots_refused_ = 0, memory_trims_ = 0;
-    size_t frontend_conflicts_ = 0, node_conflicts_ = 0;
     std::vector<std::string> problems_;
     std::optional<Ipv4Prefix> local_cidr_;
-    uint64_t reconciles_ok_ = 0, reconciles_failed_ = 0, source_errors_ = 0;
-    uint64_t map_writes_ = 0, map_deletes_ = 0, route_writes_ = 0, route_deletes_ = 0;
-    double last_duration_s_ = 0, total_duration_s_ = 0;
-    double last_plan_s_ = 0, last_apply_s_ = 0;
-    size_t node_entries_ = 0;
-    size_t frontends_ = 0, backends_ = 0;
-    uint64_t svc_writes_ = 0, svc_deletes_ = 0;
-    uint64_t ct_expired_ = 0, ct_stale_ = 0, ct_entries_ = 0, ct_evicted_ = 0;
     std::optional<CtAccount> ct_base_;
     bool ct_pressed_ = false;
-    uint64_t snat_expired_ = 0, snat_flows_ = 0;
-    double last_ct_gc_s_ = 0, last_snat_gc_s_ = 0, total_gc_s_ = 0;
-    uint64_t gc_passes_ = 0;
+    AgentStats stats_;
 };
-
-// "10-skiff.conflist" content for this node.
-std::string conflist_for(const AgentConfig& cfg, const Ipv4Prefix& pod_cidr);
 
 }  // namespace skiff::agent
