@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "commands.h"
+#include "common/clock.h"
 #include "common/files.h"
 #include "map_decode.h"
 #include "map_read.h"
@@ -93,7 +94,7 @@ Result<json> tracked(const Options& o, const char* map, json (*key)(const skiff_
     SKIFF_ASSIGN_OR_RETURN(auto entries, (read_typed<skiff_ct_key, V>(o, map)));
     std::sort(entries.begin(), entries.end(),
               [](const auto& a, const auto& b) { return tuple_order(a.first) < tuple_order(b.first); });
-    const uint64_t now = now_ns();
+    const uint64_t now = monotonic_ns();
     json doc = json::array();
     for (const auto& [k, v] : entries) {
         json e = key(k);
@@ -126,7 +127,7 @@ Result<Output> map_dump(const Options& o, const Args& args) {
     for (const auto& d : decoders())
         if (name == d.map && m.info.key_size == d.key_size && m.info.value_size == d.value_size) dec = &d;
     const bool sums = m.percpu && m.info.value_size % 8 == 0;  // per-CPU values add up as u64 counters
-    const uint64_t now = now_ns();
+    const uint64_t now = monotonic_ns();
     json entries = json::array();
     for (const auto& [k, vs] : m.entries) {
         json e = {{"key", hex(k)}};

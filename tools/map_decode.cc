@@ -105,12 +105,6 @@ using KV = std::pair<json, json>;
 
 }  // namespace
 
-uint64_t now_ns() {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 std::string hex(const std::vector<uint8_t>& b) {
     std::string s;
     char buf[4];

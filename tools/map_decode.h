@@ -15,9 +15,6 @@
 
 namespace skiff::ctl {
 
-// The clock of bpf_ktime_get_ns(), for the ages of entries.
-uint64_t now_ns();
-
 // Raw bytes as "0a 00 01 02".
 std::string hex(const std::vector<uint8_t>& bytes);
 

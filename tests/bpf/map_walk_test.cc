@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "agent/ct_gc.h"
+#include "agent/kernel_tables.h"
 #include "bpf/maps.h"
 #include "bpf_test_env.h"
 

@@ -4,7 +4,6 @@
 //  - FeatureMaps: ServiceMaps plus the pinned skiff_affinity, skiff_maglev
 //    and skiff_config maps;
 //  - the datapath's seedless flow hash (bpf/lib/service.h), reproduced;
-//  - CLOCK_MONOTONIC (the clock of bpf_ktime_get_ns());
 //  - the exact RST and ICMP port-unreachable answers the reject path must
 //    produce;
 //  - the ServiceFeatureTest fixture (namespace features).
@@ -18,19 +17,12 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "service_env.h"
 
 namespace skiff::bpftest {
 
-// ---------------------------------------------------------------------------
-// Clock
-// ---------------------------------------------------------------------------
-
-inline uint64_t monotonic_ns() {
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
+using skiff::monotonic_ns;  // the datapath's clock (common/clock.h)
 
 constexpr uint64_t kNsPerSec = 1000000000ull;
 

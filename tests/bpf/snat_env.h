@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/snat_gc.h"
 #include "service_features_env.h"
 
 namespace skiff::bpftest {
@@ -533,13 +534,7 @@ protected:
         std::multiset<uint16_t> ports;
         for (const auto& [k, v] : all) {
             if (k.dir != SKIFF_SNAT_EGRESS) continue;
-            skiff_ct_key rk{};
-            rk.saddr = k.daddr;
-            rk.daddr = v.addr;
-            rk.sport = k.dport;
-            rk.dport = v.port;
-            rk.proto = k.proto;
-            rk.dir = SKIFF_SNAT_INGRESS;
+            const skiff_ct_key rk = agent::snat_partner(k, v);  // as the agent's GC pairs them
             std::vector<uint8_t> raw(reinterpret_cast<const uint8_t*>(&rk),
                                      reinterpret_cast<const uint8_t*>(&rk) + sizeof(rk));
             EXPECT_EQ(Ipv4::from_be(v.addr).str(), kNode.str()) << nat_str(k);

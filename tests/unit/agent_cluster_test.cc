@@ -8,11 +8,12 @@
 
 #include <gtest/gtest.h>
 
+#include "cluster_builders.h"
+
 namespace skiff::agent {
 namespace {
 
-Ipv4 ip(const char* s) { return *Ipv4::parse(s); }
-Ipv4Prefix pfx(const char* s) { return *Ipv4Prefix::parse(s); }
+using namespace testbed;
 
 // ---------------------------------------------------------------- parse_kube_list
 
@@ -209,20 +210,6 @@ TEST(KubeListTest, NonStringKindOrAddressTypeDoesNotThrow) {
 // ---------------------------------------------------------------- plan_nodes
 
 const Ipv4Prefix kCluster = pfx("10.244.0.0/16");
-
-NodeSpec node(const std::string& name, const char* addr, std::vector<std::string> cidrs) {
-    NodeSpec n;
-    n.name = name;
-    if (addr) n.ip = ip(addr);
-    n.pod_cidrs = std::move(cidrs);
-    return n;
-}
-
-ClusterSpec cluster(std::vector<NodeSpec> nodes) {
-    ClusterSpec c;
-    c.nodes = std::move(nodes);
-    return c;
-}
 
 const NodeRoute* route_for(const Plan& p, const char* cidr) {
     for (const auto& r : p.routes)

@@ -12,46 +12,14 @@
 
 #include <gtest/gtest.h>
 
+#include "fake_gc_tables.h"
+
 namespace skiff::agent {
 namespace {
 
 constexpr uint64_t kSec = 1000000000ull;
 
-struct KeyLess {
-    bool operator()(const skiff_ct_key& a, const skiff_ct_key& b) const {
-        return std::memcmp(&a, &b, sizeof(a)) < 0;
-    }
-};
-
-class FakeCtTable final : public CtTable {
-public:
-    std::map<skiff_ct_key, skiff_ct_value, KeyLess> entries;
-    int sweeps = 0;
-    bool fail = false;
-
-    // Runs between the walk and the first lookup: what the datapath does
-    // meanwhile.
-    std::function<void()> after_walk;
-
-    Result<uint64_t> walk(const std::function<void(const skiff_ct_key&, const skiff_ct_value&)>& f) override {
-        ++sweeps;
-        if (fail) return Error{EPERM, "fake ct: iterate failed"};
-        for (const auto& [k, v] : entries) f(k, v);
-        if (after_walk) after_walk();
-        return entries.size();
-    }
-    Result<std::optional<skiff_ct_value>> lookup(const skiff_ct_key& k) override {
-        auto it = entries.find(k);
-        if (it == entries.end()) return std::optional<skiff_ct_value>();
-        return std::optional<skiff_ct_value>(it->second);
-    }
-    Status remove(const skiff_ct_key& k) override {
-        entries.erase(k);
-        return ok();
-    }
-
-    bool has(const skiff_ct_key& k) const { return entries.count(k) != 0; }
-};
+using fakes::FakeCtTable;
 
 // Keys differ by client port so every entry is distinct.
 skiff_ct_key ct_key(uint8_t proto, uint16_t sport, uint8_t dir = SKIFF_CT_FORWARD) {

@@ -11,34 +11,14 @@
 
 #include <gtest/gtest.h>
 
+#include "fake_gc_tables.h"
+
 namespace skiff::agent {
 namespace {
 
 constexpr uint64_t kSec = 1000000000ull;
 
-class FakeSnatTable final : public SnatTable {
-public:
-    NatEntries entries;
-    std::function<void()> after_list;  // the datapath, between listing and deleting
-    bool fail = false;
-
-    Result<NatEntries> list() override {
-        if (fail) return Error{EPERM, "fake snat: iterate failed"};
-        NatEntries copy = entries;
-        if (after_list) after_list();
-        return copy;
-    }
-    Result<std::optional<skiff_nat_value>> lookup(const skiff_ct_key& k) override {
-        auto it = entries.find(k);
-        if (it == entries.end()) return std::optional<skiff_nat_value>();
-        return std::optional<skiff_nat_value>(it->second);
-    }
-    Status remove(const skiff_ct_key& k) override {
-        entries.erase(k);
-        return ok();
-    }
-    bool has(const skiff_ct_key& k) const { return entries.count(k) != 0; }
-};
+using fakes::FakeSnatTable;
 
 const uint32_t kPod = htonl(0x0af4010au);   // 10.244.1.10
 const uint32_t kNode = htonl(0xc0a8010bu);  // 192.168.1.11

@@ -9,7 +9,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "bpf/maps.h"
 #include "common/files.h"
 #include "common/log.h"
 
@@ -22,93 +21,28 @@ Agent::Agent(AgentConfig cfg, std::unique_ptr<Source> source, std::unique_ptr<No
     : cfg_(std::move(cfg)), source_(std::move(source)), nodes_(std::move(nodes)), routes_(std::move(routes)) {}
 
 void Agent::enable_services(std::unique_ptr<ServiceTables> tables, std::unique_ptr<CtTable> ct) {
+    gc_.reset();
     svc_tables_ = std::move(tables);
     svc_sync_ = std::make_unique<ServiceSync>(*svc_tables_);
     ct_ = std::move(ct);
 }
 
-void Agent::enable_masquerade(std::unique_ptr<SnatTable> snat) { snat_ = std::move(snat); }
+void Agent::enable_masquerade(std::unique_ptr<SnatTable> snat) {
+    gc_.reset();  // the GC schedule holds the tables it walks
+    snat_ = std::move(snat);
+}
 
 void Agent::gc() {
     if (!ct_ || !svc_sync_) return;
-    using Clock = std::chrono::steady_clock;
-    auto since = [](Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); };
-    if (!ct_pass_) {
-        auto now = Clock::now();
-        if (now - last_gc_ < std::chrono::seconds(cfg_.ct_gc_interval_seconds)) return;
-        last_gc_ = now;
-        if (snat_) {
-            auto ns = snat_gc(*snat_, cfg_.ct_timeouts, monotonic_ns());
-            std::lock_guard g(mu_);
-            stats_.last_snat_gc_s = since(now);
-            stats_.total_gc_s += stats_.last_snat_gc_s;
-            if (ns) {
-                stats_.snat_expired += ns->expired + ns->orphans;
-                stats_.snat_flows = ns->flows - ns->expired;
-            } else {
-                log::warn("NAT GC: " + ns.error().message);
-            }
-        }
-        auto t0 = Clock::now();
-        auto pass = CtGcPass::start(*ct_, cfg_.ct_timeouts, monotonic_ns(), svc_sync_->backends());
-        // The entry accounting as of the walk: the datapath's counters read
-        // right after it, what the walk counted, what the agent removed
-        // before it. (Read at the end of a pass spanning many ticks, every
-        // entry inserted meanwhile would look evicted.)
-        CtAccount acct;
-        if (pass)
-            if (auto m = bpf::MetricsMap::open(cfg_.pin_path); m)
-                if (auto rows = m->read(); rows)
-                    for (const auto& r : *rows) {
-                        if (r.reason == SKIFF_CT_ENTRY_INSERTED) acct.inserted += r.packets;
-                        if (r.reason == SKIFF_CT_ENTRY_REMOVED) acct.removed_datapath += r.packets;
-                    }
-        double walk_s = since(t0);
-        std::lock_guard g(mu_);
-        stats_.total_gc_s += walk_s;
-        if (!pass) {
-            ++stats_.gc_passes;
-            stats_.last_ct_gc_s = walk_s;
-            log::warn("conntrack GC: " + pass.error().message);
-            return;
-        }
-        acct.removed_agent = stats_.ct_expired + stats_.ct_stale;
-        acct.present = pass->stats().scanned;
-        if (!ct_base_) ct_base_ = acct;  // evictions are counted from the agent's start
-        stats_.ct_evicted = std::max(stats_.ct_evicted, ct_evictions(*ct_base_, acct));
-        ct_pass_ = std::move(*pass);
-        ct_pass_s_ = walk_s;
+    if (!gc_) {
+        CtCountsReader counts = [this]() -> std::optional<CtDatapathCounts> {
+            return reader_ ? reader_->ct_counts() : std::nullopt;
+        };
+        gc_.emplace(cfg_.ct_timeouts, cfg_.ct_gc_interval_seconds, *ct_, snat_.get(), std::move(counts));
     }
-    // The candidates a slice per tick: each lookup and delete is a syscall,
-    // and a pass over a full table must not hold up the next reconcile.
-    constexpr double kSliceS = 0.02;
-    auto t0 = Clock::now();
-    Result<bool> done = false;
-    while (done && !*done && since(t0) < kSliceS)
-        done = ct_pass_->step(*ct_, cfg_.ct_timeouts, monotonic_ns(), svc_sync_->backends(), 256);
+    gc_->tick(GcScheduler::Clock::now(), monotonic_ns(), svc_sync_->backends());
     std::lock_guard g(mu_);
-    double slice_s = since(t0);
-    stats_.total_gc_s += slice_s;
-    ct_pass_s_ += slice_s;
-    if (done && !*done) return;
-    // The pass is over, done or failed: what it deleted counts either way.
-    const CtGcStats st = ct_pass_->stats();
-    ct_pass_.reset();
-    ++stats_.gc_passes;
-    stats_.last_ct_gc_s = ct_pass_s_;
-    stats_.ct_expired += st.expired;
-    stats_.ct_stale += st.stale_backend;
-    if (!done) {
-        log::warn("conntrack GC: " + done.error().message);
-        return;
-    }
-    const uint64_t deleted = st.expired + st.stale_backend;
-    stats_.ct_entries = st.scanned > deleted ? st.scanned - deleted : 0;  // a re-created entry can be deleted too
-    bool pressed = stats_.ct_entries >= SKIFF_CT_MAX / 10 * 9;
-    if (pressed && !ct_pressed_)
-        log::warn("conntrack is " + std::to_string(stats_.ct_entries * 100 / SKIFF_CT_MAX) +
-                  "% full: the least recently used connections are being evicted");
-    ct_pressed_ = pressed;
+    gc_->report(stats_);
 }
 
 void Agent::tick() {
@@ -190,7 +124,7 @@ void Agent::reconcile(const ClusterSpec& spec) {
         std::set<Ipv4Prefix> keep{cfg_.cluster_cidr, Ipv4Prefix(cfg_.node_ip, 32)};
         for (const auto& p : cfg_.masquerade.non_masquerade) keep.insert(p);
         for (const auto& nr : plan.routes) keep.insert(Ipv4Prefix(nr.node_ip, 32));
-        if (auto s = sync_nomasq(cfg_.pin_path, keep); !s) conf = s;
+        if (auto s = snat_->sync_nomasq(keep); !s) conf = s;
     }
     std::optional<Result<ServiceSyncStats>> svc;
     double plan_s = 0, apply_s = 0;
@@ -277,19 +211,7 @@ std::string Agent::metrics_text() {
         stats.max_objects = cfg_.max_objects;
         stats.over_limit = !limit_error_.empty();
     }
-    DatapathStats dp;
-    if (auto eps = bpf::EndpointMap::open(cfg_.pin_path); eps)
-        if (auto l = eps->list(); l) dp.endpoints = static_cast<long long>(l->size());
-    if (auto m = bpf::MetricsMap::open(cfg_.pin_path); m) {
-        if (auto rows = m->read(); rows) {
-            dp.counts_read = true;
-            for (const auto& r : *rows)
-                if (r.reason != SKIFF_CT_ENTRY_INSERTED && r.reason != SKIFF_CT_ENTRY_REMOVED)
-                    dp.counts.push_back({std::string(bpf::reason_name(r.reason)), std::string(bpf::dir_name(r.dir)),
-                                         r.packets, r.bytes});
-        }
-    }
-    return render_metrics(stats, dp);
+    return render_metrics(stats, reader_ ? reader_->stats() : DatapathStats{});
 }
 
 HttpResponse Agent::handle_http(const std::string& path) {

@@ -14,7 +14,9 @@
 #include "conflist.h"
 #include "config.h"
 #include "http.h"
+#include "kernel_tables.h"
 #include "ct_gc.h"
+#include "gc_scheduler.h"
 #include "node_sync.h"
 #include "service_sync.h"
 #include "snat_gc.h"
@@ -31,6 +33,8 @@ public:
     void enable_services(std::unique_ptr<ServiceTables> tables, std::unique_ptr<CtTable> ct);
     // Also keep the no-masquerade set and collect NAT garbage.
     void enable_masquerade(std::unique_ptr<SnatTable> snat);
+    // Also read the datapath's counters (/metrics, the GC's eviction count).
+    void read_datapath(std::unique_ptr<DatapathReader> reader) { reader_ = std::move(reader); }
     // Which nodes are reached through the tunnel (default: none).
     void set_routing(Routing routing) { routing_ = std::move(routing); }
 
@@ -64,9 +68,8 @@ private:
     ServicePlanner planner_;
     std::unique_ptr<CtTable> ct_;
     std::unique_ptr<SnatTable> snat_;
-    std::chrono::steady_clock::time_point last_gc_{};
-    std::optional<CtGcPass> ct_pass_;  // a conntrack GC pass under way
-    double ct_pass_s_ = 0;             // time it has taken so far
+    std::unique_ptr<DatapathReader> reader_;
+    std::optional<GcScheduler> gc_;  // made at the first tick with both tables
     void gc();
     std::optional<ClusterSpec> last_good_;
     size_t held_objects_ = 0;  // the most objects held since memory was last given back
@@ -81,8 +84,6 @@ private:
     std::string limit_error_;  // the last snapshot was refused: over maxObjects
     std::vector<std::string> problems_;
     std::optional<Ipv4Prefix> local_cidr_;
-    std::optional<CtAccount> ct_base_;
-    bool ct_pressed_ = false;
     AgentStats stats_;
 };
 

@@ -1,6 +1,5 @@
 #include "ct_gc.h"
 
-#include <bpf/bpf.h>
 #include <netinet/in.h>
 #include <time.h>
 
@@ -8,16 +7,8 @@
 #include <cstring>
 #include <vector>
 
-#include "bpf/maps.h"
-#include "bpf/pins.h"
 
 namespace skiff::agent {
-
-uint64_t monotonic_ns() {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 bool CtKeyLess::operator()(const skiff_ct_key& a, const skiff_ct_key& b) const {
     return std::memcmp(&a, &b, sizeof(a)) < 0;
@@ -110,38 +101,6 @@ Result<CtGcStats> ct_gc(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
     while (!pass.done()) SKIFF_TRY(pass.step(t, to, now_ns, backends, SIZE_MAX));
     return pass.stats();
 }
-
-namespace {
-
-class BpfCtTable final : public CtTable {
-public:
-    explicit BpfCtTable(std::string pin) : map_(std::move(pin), SKIFF_MAP_CT) {}
-
-    Result<uint64_t> walk(const std::function<void(const skiff_ct_key&, const skiff_ct_value&)>& f) override {
-        SKIFF_ASSIGN_OR_RETURN(int fd, map_.fd());
-        uint64_t n = 0;
-        SKIFF_TRY((bpf::for_each_entry<skiff_ct_key, skiff_ct_value>(fd, "conntrack", [&](const auto& k, const auto& v) {
-            ++n;
-            f(k, v);
-        })));
-        return n;
-    }
-    Result<std::optional<skiff_ct_value>> lookup(const skiff_ct_key& k) override {
-        SKIFF_ASSIGN_OR_RETURN(int fd, map_.fd());
-        return bpf::lookup_entry<skiff_ct_value>(fd, k, "conntrack");
-    }
-    Status remove(const skiff_ct_key& k) override {
-        SKIFF_ASSIGN_OR_RETURN(int fd, map_.fd());
-        return bpf::delete_entry(fd, k, "conntrack");
-    }
-
-private:
-    bpf::LazyPinnedMap map_;
-};
-
-}  // namespace
-
-std::unique_ptr<CtTable> make_bpf_ct_table(const std::string& pin_dir) { return std::make_unique<BpfCtTable>(pin_dir); }
 
 uint64_t ct_evictions(const CtAccount& from, const CtAccount& to) {
     auto d = [](uint64_t a, uint64_t b) { return static_cast<int64_t>(a - b); };

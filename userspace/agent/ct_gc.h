@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bpf/map_layout.h"
+#include "common/clock.h"
 #include "common/result.h"
 
 namespace skiff::agent {
@@ -43,8 +44,6 @@ public:
 // FORWARD key of a REPLY entry.
 skiff_ct_key ct_partner(const skiff_ct_key& k, const skiff_ct_value& v);
 
-std::unique_ptr<CtTable> make_bpf_ct_table(const std::string& pin_dir);
-
 // A connection's two entries are judged together (the later last-seen,
 // either half's TCP state) and go together. Entries the walk found expired
 // are read again just before they are deleted: a connection that reused
@@ -74,7 +73,6 @@ private:
 Result<CtGcStats> ct_gc(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
                         const std::map<uint32_t, skiff_backend>& backends);
 
-uint64_t monotonic_ns();
 
 // Conntrack entries accounted for at one moment: inserted and removed by
 // the datapath (its counters), removed by the agent, and present (counted
@@ -82,6 +80,11 @@ uint64_t monotonic_ns();
 // evictions are what these leave unexplained.
 struct CtAccount {
     uint64_t inserted = 0, removed_datapath = 0, removed_agent = 0, present = 0;
+};
+
+// The datapath's own conntrack counters: entries inserted and removed.
+struct CtDatapathCounts {
+    uint64_t inserted = 0, removed = 0;
 };
 
 // Entries evicted between two accounts (0 when the difference is negative:

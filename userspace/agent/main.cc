@@ -93,6 +93,7 @@ int main(int argc, char** argv) {
     a.set_routing(dp->routing);
     a.enable_services(agent::make_bpf_service_tables(cfg->pin_path), agent::make_bpf_ct_table(cfg->pin_path));
     a.enable_masquerade(agent::make_bpf_snat_table(cfg->pin_path));
+    a.read_datapath(agent::make_bpf_datapath_reader(cfg->pin_path));
     auto http = agent::HttpServer::start(cfg->listen, [&a](const std::string& p) { return a.handle_http(p); });
     if (!http) return log::error("health/metrics endpoint: " + http.error().message), 1;
     log::info("node " + cfg->node_name + " (" + cfg->node_ip.str() + ", uplink " + cfg->uplink + ", routing " +

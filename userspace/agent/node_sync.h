@@ -64,8 +64,4 @@ struct SyncResult {
 
 Result<SyncResult> sync_nodes(const Plan& plan, NodeTable& nodes, RouteTable& routes, const Routing& routing = {});
 
-std::unique_ptr<NodeTable> make_bpf_node_table(const std::string& pin_dir);
-// tunnel_ifindex: the node's tunnel device, 0 when there is none.
-std::unique_ptr<RouteTable> make_kernel_route_table(int uplink_ifindex, int tunnel_ifindex);
-
 }  // namespace skiff::agent

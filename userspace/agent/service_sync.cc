@@ -24,6 +24,18 @@ bool same(const skiff_service_value& a, const skiff_service_value& b) {
            a.affinity_timeout == b.affinity_timeout;
 }
 
+// The next id not in used, from cursor on (ids 1 to limit, wrapping), with
+// at most tries candidates looked at; the cursor moves past it.
+template <typename Id, typename Used>
+std::optional<Id> next_free_id(Id& cursor, uint32_t limit, uint32_t tries, const Used& used) {
+    for (uint32_t n = 0; n < tries; ++n) {
+        const Id id = cursor;
+        cursor = cursor == 0 || cursor >= limit ? Id{1} : static_cast<Id>(cursor + 1);
+        if (id != 0 && !used.count(id)) return id;
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 Status ServiceSync::load() {
@@ -47,34 +59,26 @@ Status ServiceSync::load() {
 
 Result<uint32_t> ServiceSync::backend_id(const L4Addr& a) {
     if (auto it = backend_ids_.find(a); it != backend_ids_.end()) return it->second;
-    for (size_t tries = 0; tries < SKIFF_BACKENDS_MAX; ++tries) {
-        uint32_t id = next_backend_++;
-        if (next_backend_ == 0 || next_backend_ > SKIFF_BACKENDS_MAX * 2u) next_backend_ = 1;
-        if (backends_.count(id)) continue;
-        skiff_backend b{a.ip.be(), htons(a.port), a.proto, 0};
-        SKIFF_TRY(t_.put_backend(id, b));
-        ++id_writes_;
-        backends_[id] = b;
-        backend_ids_[a] = id;
-        return id;
-    }
-    return Error{ENOSPC, "no free backend id"};
+    auto id = next_free_id(next_backend_, SKIFF_BACKENDS_MAX * 2u, SKIFF_BACKENDS_MAX, backends_);
+    if (!id) return Error{ENOSPC, "no free backend id"};
+    skiff_backend b{a.ip.be(), htons(a.port), a.proto, 0};
+    SKIFF_TRY(t_.put_backend(*id, b));
+    ++id_writes_;
+    backends_[*id] = b;
+    backend_ids_[a] = *id;
+    return *id;
 }
 
 Result<uint16_t> ServiceSync::revnat_id(const L4Addr& fe) {
     if (auto it = revnat_ids_.find(fe); it != revnat_ids_.end()) return it->second;
-    for (size_t tries = 0; tries < 65535; ++tries) {
-        uint16_t id = next_revnat_++;
-        if (next_revnat_ == 0) next_revnat_ = 1;
-        if (id == 0 || revnats_.count(id)) continue;
-        skiff_revnat_value v{fe.ip.be(), htons(fe.port), fe.proto, 0};
-        SKIFF_TRY(t_.put_revnat(id, v));
-        ++id_writes_;
-        revnats_[id] = v;
-        revnat_ids_[fe] = id;
-        return id;
-    }
-    return Error{ENOSPC, "no free rev-NAT id"};
+    auto id = next_free_id<uint16_t>(next_revnat_, 65535, 65535, revnats_);
+    if (!id) return Error{ENOSPC, "no free rev-NAT id"};
+    skiff_revnat_value v{fe.ip.be(), htons(fe.port), fe.proto, 0};
+    SKIFF_TRY(t_.put_revnat(*id, v));
+    ++id_writes_;
+    revnats_[*id] = v;
+    revnat_ids_[fe] = *id;
+    return *id;
 }
 
 Status ServiceSync::put_entry(const SvcKey& k, const skiff_service_value& v, ServiceSyncStats& st) {
@@ -318,117 +322,6 @@ Result<ServiceSyncStats> ServiceSync::apply_incremental(const ServicePlan& plan)
     st.frontends = plan.ports.size();
     st.backends = backends_.size();
     return st;
-}
-
-// ---- the real maps ----
-namespace {
-
-template <typename K, typename V>
-Result<std::map<K, V>> dump(int fd, const char* what) {
-    std::map<K, V> out;
-    SKIFF_TRY((bpf::for_each_entry<K, V>(fd, what, [&](const K& k, const V& v) { out[k] = v; })));
-    return out;
-}
-
-class BpfServiceTables final : public ServiceTables {
-public:
-    explicit BpfServiceTables(std::string pin) : pin_(std::move(pin)) {}
-
-    Result<std::map<SvcKey, skiff_service_value>> services() override {
-        SKIFF_TRY(open());
-        std::map<SvcKey, skiff_service_value> out;
-        SKIFF_TRY((bpf::for_each_entry<skiff_service_key, skiff_service_value>(
-            svc_.get(), "services",
-            [&](const auto& k, const auto& v) { out[{k.vip, k.port, k.proto, k.slot}] = v; })));
-        return out;
-    }
-    Result<std::map<uint32_t, skiff_backend>> backends() override {
-        SKIFF_TRY(open());
-        return dump<uint32_t, skiff_backend>(be_.get(), "backends");
-    }
-    Result<std::map<uint16_t, skiff_revnat_value>> revnats() override {
-        SKIFF_TRY(open());
-        SKIFF_ASSIGN_OR_RETURN(auto raw, (dump<uint32_t, skiff_revnat_value>(rn_.get(), "revnat")));
-        std::map<uint16_t, skiff_revnat_value> out;
-        for (const auto& [k, v] : raw) {
-            skiff_revnat_key rk;
-            std::memcpy(&rk, &k, sizeof(rk));
-            out[rk.id] = v;
-        }
-        return out;
-    }
-    Status put_service(const SvcKey& k, const skiff_service_value& v) override {
-        SKIFF_TRY(open());
-        skiff_service_key key{k.vip_be, k.port_be, k.proto, 0, k.slot, 0};
-        if (bpf_map_update_elem(svc_.get(), &key, &v, BPF_ANY) != 0) return Error::errno_("update service");
-        return ok();
-    }
-    Status del_service(const SvcKey& k) override {
-        SKIFF_TRY(open());
-        skiff_service_key key{k.vip_be, k.port_be, k.proto, 0, k.slot, 0};
-        if (bpf_map_delete_elem(svc_.get(), &key) != 0 && errno != ENOENT) return Error::errno_("delete service");
-        return ok();
-    }
-    Status put_backend(uint32_t id, const skiff_backend& b) override {
-        SKIFF_TRY(open());
-        if (bpf_map_update_elem(be_.get(), &id, &b, BPF_ANY) != 0) return Error::errno_("update backend");
-        return ok();
-    }
-    Status del_backend(uint32_t id) override {
-        SKIFF_TRY(open());
-        if (bpf_map_delete_elem(be_.get(), &id) != 0 && errno != ENOENT) return Error::errno_("delete backend");
-        return ok();
-    }
-    Status put_revnat(uint16_t id, const skiff_revnat_value& v) override {
-        SKIFF_TRY(open());
-        skiff_revnat_key k{id, 0};
-        if (bpf_map_update_elem(rn_.get(), &k, &v, BPF_ANY) != 0) return Error::errno_("update revnat");
-        return ok();
-    }
-    Status del_revnat(uint16_t id) override {
-        SKIFF_TRY(open());
-        skiff_revnat_key k{id, 0};
-        if (bpf_map_delete_elem(rn_.get(), &k) != 0 && errno != ENOENT) return Error::errno_("delete revnat");
-        return ok();
-    }
-
-    Result<std::map<MaglevKey, uint32_t>> maglev() override {
-        SKIFF_TRY(open());
-        std::map<MaglevKey, uint32_t> out;
-        SKIFF_TRY((bpf::for_each_entry<skiff_maglev_key, uint32_t>(
-            mg_.get(), "maglev", [&](const auto& k, uint32_t v) { out[{k.revnat_id, k.index}] = v; })));
-        return out;
-    }
-    Status put_maglev(const MaglevKey& k, uint32_t backend) override {
-        SKIFF_TRY(open());
-        skiff_maglev_key key{k.first, 0, k.second};
-        if (bpf_map_update_elem(mg_.get(), &key, &backend, BPF_ANY) != 0) return Error::errno_("update maglev");
-        return ok();
-    }
-    Status del_maglev(const MaglevKey& k) override {
-        SKIFF_TRY(open());
-        skiff_maglev_key key{k.first, 0, k.second};
-        if (bpf_map_delete_elem(mg_.get(), &key) != 0 && errno != ENOENT) return Error::errno_("delete maglev");
-        return ok();
-    }
-
-private:
-    Status open() {
-        if (svc_.valid()) return ok();
-        SKIFF_ASSIGN_OR_RETURN(mg_, bpf::open_pinned_map(pin_, SKIFF_MAP_MAGLEV));
-        SKIFF_ASSIGN_OR_RETURN(svc_, bpf::open_pinned_map(pin_, SKIFF_MAP_SERVICES));
-        SKIFF_ASSIGN_OR_RETURN(be_, bpf::open_pinned_map(pin_, SKIFF_MAP_BACKENDS));
-        SKIFF_ASSIGN_OR_RETURN(rn_, bpf::open_pinned_map(pin_, SKIFF_MAP_REVNAT));
-        return ok();
-    }
-    std::string pin_;
-    UniqueFd svc_, be_, rn_, mg_;
-};
-
-}  // namespace
-
-std::unique_ptr<ServiceTables> make_bpf_service_tables(const std::string& pin_dir) {
-    return std::make_unique<BpfServiceTables>(pin_dir);
 }
 
 }  // namespace skiff::agent

@@ -42,7 +42,6 @@ public:
     virtual Status del_maglev(const MaglevKey&) { return Error{ENOTSUP, "no Maglev table"}; }
 };
 
-std::unique_ptr<ServiceTables> make_bpf_service_tables(const std::string& pin_dir);
 
 struct ServiceSyncStats {
     unsigned writes = 0, deletes = 0;

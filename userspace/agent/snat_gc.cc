@@ -1,30 +1,15 @@
 #include "snat_gc.h"
 
-#include <bpf/bpf.h>
 #include <netinet/in.h>
 
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
-#include "bpf/maps.h"
-#include "bpf/pins.h"
 
 namespace skiff::agent {
 
 namespace {
-
-// The reply tuple of an EGRESS entry: {dst, node, dst port, NAT port}.
-skiff_ct_key reply_key(const skiff_ct_key& k, const skiff_nat_value& v) {
-    skiff_ct_key rk{};
-    rk.saddr = k.daddr;
-    rk.daddr = v.addr;
-    rk.sport = k.dport;
-    rk.dport = v.port;
-    rk.proto = k.proto;
-    rk.dir = SKIFF_SNAT_INGRESS;
-    return rk;
-}
 
 bool idle_for(uint64_t now_ns, uint64_t last_ns, uint32_t seconds) {
     return now_ns > last_ns && now_ns - last_ns > uint64_t{seconds} * 1000000000ull;
@@ -50,6 +35,17 @@ bool points_back(const skiff_nat_value& in, const skiff_ct_key& k) { return in.a
 
 }  // namespace
 
+skiff_ct_key snat_partner(const skiff_ct_key& k, const skiff_nat_value& v) {
+    skiff_ct_key rk{};
+    rk.saddr = k.daddr;
+    rk.daddr = v.addr;
+    rk.sport = k.dport;
+    rk.dport = v.port;
+    rk.proto = k.proto;
+    rk.dir = SKIFF_SNAT_INGRESS;
+    return rk;
+}
+
 Result<SnatGcStats> snat_gc(SnatTable& t, const CtTimeouts& to, uint64_t now_ns) {
     SKIFF_ASSIGN_OR_RETURN(NatEntries all, t.list());
     SnatGcStats st;
@@ -58,7 +54,7 @@ Result<SnatGcStats> snat_gc(SnatTable& t, const CtTimeouts& to, uint64_t now_ns)
     for (const auto& [k, v] : all) {
         if (k.dir != SKIFF_SNAT_EGRESS) continue;
         ++st.flows;
-        const skiff_ct_key rk = reply_key(k, v);
+        const skiff_ct_key rk = snat_partner(k, v);
         auto r = all.find(rk);
         const bool pair = r != all.end() && points_back(r->second, k);
         if (pair) paired.insert(rk);
@@ -74,7 +70,7 @@ Result<SnatGcStats> snat_gc(SnatTable& t, const CtTimeouts& to, uint64_t now_ns)
     for (const auto& k : flows) {
         SKIFF_ASSIGN_OR_RETURN(std::optional<skiff_nat_value> v, t.lookup(k));
         if (!v) continue;
-        const skiff_ct_key rk = reply_key(k, *v);
+        const skiff_ct_key rk = snat_partner(k, *v);
         SKIFF_ASSIGN_OR_RETURN(std::optional<skiff_nat_value> in, t.lookup(rk));
         if (in && !points_back(*in, k)) in.reset();
         if (!flow_expired(k.proto, *v, in ? &*in : nullptr, to, now_ns)) continue;
@@ -89,57 +85,6 @@ Result<SnatGcStats> snat_gc(SnatTable& t, const CtTimeouts& to, uint64_t now_ns)
         ++st.orphans;
     }
     return st;
-}
-
-namespace {
-
-class BpfSnatTable final : public SnatTable {
-public:
-    explicit BpfSnatTable(std::string pin) : map_(std::move(pin), SKIFF_MAP_SNAT) {}
-    Result<NatEntries> list() override {
-        SKIFF_ASSIGN_OR_RETURN(int fd, map_.fd());
-        NatEntries out;
-        SKIFF_TRY((bpf::for_each_entry<skiff_ct_key, skiff_nat_value>(
-            fd, "snat", [&](const auto& k, const auto& v) { out[k] = v; })));
-        return out;
-    }
-    Result<std::optional<skiff_nat_value>> lookup(const skiff_ct_key& k) override {
-        SKIFF_ASSIGN_OR_RETURN(int fd, map_.fd());
-        return bpf::lookup_entry<skiff_nat_value>(fd, k, "snat");
-    }
-    Status remove(const skiff_ct_key& k) override {
-        SKIFF_ASSIGN_OR_RETURN(int fd, map_.fd());
-        return bpf::delete_entry(fd, k, "snat");
-    }
-
-private:
-    bpf::LazyPinnedMap map_;
-};
-
-}  // namespace
-
-std::unique_ptr<SnatTable> make_bpf_snat_table(const std::string& pin_dir) {
-    return std::make_unique<BpfSnatTable>(pin_dir);
-}
-
-Status sync_nomasq(const std::string& pin_dir, const std::set<Ipv4Prefix>& want) {
-    SKIFF_ASSIGN_OR_RETURN(UniqueFd fd, bpf::open_pinned_map(pin_dir, SKIFF_MAP_NOMASQ));
-    std::set<Ipv4Prefix> have;
-    SKIFF_TRY((bpf::for_each_entry<skiff_node_key, uint32_t>(fd.get(), "nomasq", [&](const auto& k, uint32_t) {
-        have.insert(Ipv4Prefix(Ipv4::from_be(k.ip), static_cast<int>(k.prefixlen)));
-    })));
-    uint32_t one = 1;
-    for (const auto& p : want) {
-        if (have.count(p)) continue;
-        skiff_node_key k{static_cast<__u32>(p.len()), p.network().be()};
-        if (bpf_map_update_elem(fd.get(), &k, &one, BPF_ANY) != 0) return Error::errno_("update nomasq " + p.str());
-    }
-    for (const auto& p : have) {
-        if (want.count(p)) continue;
-        skiff_node_key k{static_cast<__u32>(p.len()), p.network().be()};
-        if (bpf_map_delete_elem(fd.get(), &k) != 0 && errno != ENOENT) return Error::errno_("delete nomasq " + p.str());
-    }
-    return ok();
 }
 
 }  // namespace skiff::agent
