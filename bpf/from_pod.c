@@ -28,6 +28,7 @@
 #include "lib/reject.h"
 #include "lib/service.h"
 #include "lib/snat.h"
+#include "lib/svc_reply.h"
 #include "lib/verdict.h"
 
 /*
@@ -83,25 +84,6 @@ static __noinline int from_pod_frag_tail(struct __sk_buff *skb, __u32 *reason)
 	if (!ip)
 		return -SKIFF_DROP_MALFORMED;
 	return fib_send(skb, ip, &fib, rc, SKIFF_FWD_FIB, reason);
-}
-
-/* A reply from a service backend (ct: its REPLY entry): translated back,
- * then routed (e.g. a NodePort reply, now from this node, by FIB). */
-static __noinline int from_pod_svc_reply(struct __sk_buff *skb, struct l4_info *l4, struct skiff_ct_value *ct,
-					 __u32 *reason)
-{
-	__u32 svc_reason = 0;
-	struct iphdr *ip;
-	int ret;
-
-	ret = svc_reverse_xlate(skb, l4, ct, &svc_reason);
-	if (ret < 0)
-		return ret;
-	count(skb, svc_reason, SKIFF_DIR_EGRESS);
-	ip = ipv4_header(skb); /* the rewrite moved the packet */
-	if (!ip)
-		return -SKIFF_DROP_MALFORMED;
-	return fwd_ipv4(skb, ip, FWD_TO_NODES | FWD_BY_FIB, reason);
 }
 
 /*
@@ -221,7 +203,7 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 
 	ct = svc_reply_lookup(ip, &l4);
 	if (unlikely(ct))
-		return from_pod_svc_reply(skb, &l4, ct, reason);
+		return svc_reply_forward(skb, &l4, ct, SKIFF_DIR_EGRESS, reason);
 	/* To a pod, here or on another node: no frontend, no masquerade, so
 	 * no lookup for either. */
 	where = cluster_may_hold(config_get(), ip->daddr) ? dst_in_pod_network(ip->daddr, FWD_TO_NODES, &ep, &node) : 0;

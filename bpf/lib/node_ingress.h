@@ -34,6 +34,7 @@
 #include "reject.h"
 #include "service.h"
 #include "snat.h"
+#include "svc_reply.h"
 #include "verdict.h"
 
 /*
@@ -50,7 +51,7 @@ static __always_inline int svc_reverse_masqueraded(struct __sk_buff *skb, struct
 	/* The pod's port, as snat_ingress() wrote it. */
 	if (bpf_skb_load_bytes(skb, l4->off + 2, &l4->dport, sizeof(l4->dport)) < 0)
 		return SVC_PASS;
-	return svc_reverse_inline(skb, ip, l4, reason);
+	return svc_reverse(skb, ip, l4, reason);
 }
 
 /*
@@ -117,27 +118,6 @@ static __noinline int node_ingress_icmp_error(struct __sk_buff *skb, struct l4_i
 	return fwd_ipv4(skb, ip, 0, reason);
 }
 
-/* A reply from a remote service backend (ct: its REPLY entry). */
-static __noinline int node_ingress_svc_reply(struct __sk_buff *skb, struct l4_info *l4, struct skiff_ct_value *ct,
-					    __u32 *reason)
-{
-	__u32 svc_reason = 0;
-	struct iphdr *ip;
-	int ret;
-
-	ret = svc_reverse_xlate_body(skb, l4, ct, &svc_reason);
-	if (ret < 0)
-		return ret;
-	count(skb, svc_reason, SKIFF_DIR_INGRESS);
-	ip = ipv4_header(skb); /* the rewrite moved the packet */
-	if (!ip)
-		return -SKIFF_DROP_MALFORMED;
-	/* To the client: a pod here or on another node (a pod's connection
-	 * to another node's NodePort), else routed by FIB: with this node's
-	 * address as source the stack would drop it as martian. */
-	return fwd_ipv4(skb, ip, FWD_TO_NODES | FWD_BY_FIB, reason);
-}
-
 /* Neither a service reply nor for a pod: a reply to a masqueraded flow, a
  * connection to a frontend, or the node's own traffic. */
 static __noinline int node_ingress_other(struct __sk_buff *skb, struct l4_info *l4, __u32 *reason)
@@ -184,7 +164,7 @@ static __noinline int node_ingress_other(struct __sk_buff *skb, struct l4_info *
 	if (ret == SVC_TRANSLATED) {
 		count(skb, svc_reason, SKIFF_DIR_INGRESS);
 		/* Remote backends go to their node; a backend outside every
-		 * PodCIDR is routed by FIB (see node_ingress_svc_reply()). */
+		 * PodCIDR is routed by FIB (see svc_reply_forward()). */
 		how = FWD_TO_NODES | FWD_BY_FIB;
 		ip = ipv4_header(skb); /* the rewrite moved the packet */
 		if (!ip)
@@ -226,7 +206,7 @@ static __always_inline int node_ingress_ipv4(struct __sk_buff *skb, __u32 *reaso
 
 	ct = svc_reply_lookup(ip, &l4);
 	if (unlikely(ct))
-		return node_ingress_svc_reply(skb, &l4, ct, reason);
+		return svc_reply_forward(skb, &l4, ct, SKIFF_DIR_INGRESS, reason);
 	/* A pod's address is neither a frontend nor a masqueraded reply
 	 * (those come to the node's). */
 	where = cluster_may_hold(cfg, ip->daddr) ? dst_in_pod_network(ip->daddr, 0, &ep, &node) : 0;

@@ -20,6 +20,7 @@
 #include "l4.h"
 #include "maps.h"
 #include "nat.h"
+#include "nat_ports.h"
 #include "trace.h"
 
 #define SVC_PASS 0
@@ -122,8 +123,6 @@ static __always_inline void svc_affinity_put(__be32 client, const struct skiff_s
 	bpf_map_update_elem(&skiff_affinity, &key, &val, BPF_ANY);
 }
 
-#define SVC_SNAT_PORT_TRIES 32
-
 /*
  * The REPLY entry of a connection whose source is translated: the
  * client's own port when that reply tuple is free, else a port of the
@@ -132,22 +131,20 @@ static __always_inline void svc_affinity_put(__be32 client, const struct skiff_s
  */
 static __always_inline int svc_snat_claim(struct skiff_ct_key *rkey, const struct skiff_ct_value *rev, int dry)
 {
-	struct skiff_config *cfg;
-	__u32 span, start;
+	struct nat_port_walk w;
+	int ret;
 
 	if (dry) /* a trace: what the first try would be, nothing claimed */
 		return 0;
 	if (!ct_insert(rkey, rev, BPF_NOEXIST))
 		return 0;
-	cfg = config_get();
-	if (!cfg || !cfg->nat_port_min || cfg->nat_port_max < cfg->nat_port_min)
-		return -SKIFF_DROP_NAT_NO_PORT;
-	span = (__u32)cfg->nat_port_max - cfg->nat_port_min + 1;
-	start = bpf_get_prandom_u32() % span;
-	for (int i = 0; i < SVC_SNAT_PORT_TRIES; i++) {
-		if ((__u32)i >= span)
+	ret = nat_port_walk_init(&w, config_get());
+	if (ret < 0)
+		return ret;
+	for (int i = 0; i < NAT_PORT_TRIES; i++) {
+		rkey->dport = nat_port_walk_at(&w, i);
+		if (!rkey->dport)
 			break;
-		rkey->dport = bpf_htons((__u16)(cfg->nat_port_min + (start + i) % span));
 		if (!ct_insert(rkey, rev, BPF_NOEXIST))
 			return 0;
 	}
@@ -176,11 +173,11 @@ static __always_inline struct skiff_ct_value *svc_reply_lookup(const struct iphd
 /*
  * A reply from a backend of a tracked connection (ct: its REPLY entry):
  * source back to the frontend, and destination back to the client if the
- * source was translated on the way in. Out of line (a BPF-to-BPF call):
- * the packets that find no entry never run or fetch this code.
+ * source was translated on the way in. Inlined into an out-of-line stage
+ * (svc_reply_forward()), which the packets that find no entry never run.
  */
-static __always_inline int svc_reverse_xlate_body(struct __sk_buff *skb, const struct l4_info *l4,
-						  struct skiff_ct_value *ct, __u32 *reason)
+static __always_inline int svc_reverse_xlate(struct __sk_buff *skb, const struct l4_info *l4,
+					     struct skiff_ct_value *ct, __u32 *reason)
 {
 	struct iphdr *ip = ipv4_header(skb);
 	__be32 saddr, daddr;
@@ -219,33 +216,17 @@ static __always_inline int svc_reverse_xlate_body(struct __sk_buff *skb, const s
 	return SVC_TRANSLATED;
 }
 
-static __noinline int svc_reverse_xlate(struct __sk_buff *skb, const struct l4_info *l4, struct skiff_ct_value *ct,
-					__u32 *reason)
-{
-	return svc_reverse_xlate_body(skb, l4, ct, reason);
-}
-
-/* A reply from a backend of a tracked connection: see svc_reverse_xlate().
- * ip must be the packet's current header. */
+/* A reply from a backend of a tracked connection, if the packet is one (ip:
+ * the packet's current header): see svc_reverse_xlate(). Inlined, for
+ * callers that are out of line themselves. */
 static __always_inline int svc_reverse(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4,
 				       __u32 *reason)
 {
 	struct skiff_ct_value *ct = svc_reply_lookup(ip, l4);
 
-	if (likely(!ct))
-		return SVC_PASS;
-	return svc_reverse_xlate(skb, l4, ct, reason);
-}
-
-/* The same, inlined: for callers that are out of line themselves. */
-static __always_inline int svc_reverse_inline(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4,
-					      __u32 *reason)
-{
-	struct skiff_ct_value *ct = svc_reply_lookup(ip, l4);
-
 	if (!ct)
 		return SVC_PASS;
-	return svc_reverse_xlate_body(skb, l4, ct, reason);
+	return svc_reverse_xlate(skb, l4, ct, reason);
 }
 
 /*

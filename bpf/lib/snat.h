@@ -19,9 +19,9 @@
 #include "l4.h"
 #include "maps.h"
 #include "nat.h"
+#include "nat_ports.h"
 #include "trace.h"
 
-#define SNAT_PORT_TRIES 32
 #define ICMP_CSUM_OFF(l4) ((l4)->off + 2)
 #define ICMP_ID_OFF(l4) ((l4)->off + 4)
 
@@ -134,8 +134,7 @@ static __always_inline int snat_claim(struct __sk_buff *skb, const struct iphdr 
 	struct skiff_nat_value rev = {
 		.created_ns = now, .last_seen_ns = now, .addr = ip->saddr, .port = l4->sport,
 	};
-	__u16 lo = cfg->nat_port_min, hi = cfg->nat_port_max;
-	__u32 span, start;
+	struct nat_port_walk w;
 	struct skiff_ct_key k;
 	long err;
 
@@ -147,14 +146,12 @@ static __always_inline int snat_claim(struct __sk_buff *skb, const struct iphdr 
 	}
 	if (node && err != -SKIFF_EEXIST)
 		return 1;
-	if (hi < lo || lo == 0)
+	if (nat_port_walk_init(&w, cfg) < 0)
 		return -SKIFF_DROP_NAT_NO_PORT;
-	span = (__u32)hi - lo + 1;
-	start = bpf_get_prandom_u32() % span;
-	for (int i = 0; i < SNAT_PORT_TRIES; i++) {
-		__be16 port = bpf_htons((__u16)(lo + (start + i) % span));
+	for (int i = 0; i < NAT_PORT_TRIES; i++) {
+		__be16 port = nat_port_walk_at(&w, i);
 
-		if ((__u32)i >= span)
+		if (!port)
 			break;
 		snat_ingress_key(&k, ip, l4, cfg->node_ip, port);
 		if (!snat_take(skb, &k, &rev, 1, dry)) {

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The service reply stage, the same from a pod (a local backend answering)
+ * and from the uplink or tunnel (a remote backend answering): the packet
+ * matched a connection's REPLY entry, so it goes back to the frontend (and
+ * to the client, if its source was translated on the way in), then on.
+ */
+#ifndef SKIFF_BPF_SVC_REPLY_H
+#define SKIFF_BPF_SVC_REPLY_H
+
+#include "common.h"
+#include "forward.h"
+#include "ipv4.h"
+#include "l4.h"
+#include "service.h"
+#include "verdict.h"
+
+/*
+ * Translated back, then forwarded: to a pod here or on another node (a
+ * pod's connection to another node's NodePort), else routed by FIB: with
+ * this node's address as its source, a NodePort reply would be dropped as
+ * martian by the stack. Out of line: the packets that match no REPLY entry
+ * never run or fetch this code. dir: the calling program's direction, for
+ * the translation's counter.
+ */
+static __noinline int svc_reply_forward(struct __sk_buff *skb, struct l4_info *l4, struct skiff_ct_value *ct,
+					__u32 dir, __u32 *reason)
+{
+	__u32 svc_reason = 0;
+	struct iphdr *ip;
+	int ret;
+
+	ret = svc_reverse_xlate(skb, l4, ct, &svc_reason);
+	if (ret < 0)
+		return ret;
+	count(skb, svc_reason, dir);
+	ip = ipv4_header(skb); /* the rewrite moved the packet */
+	if (!ip)
+		return -SKIFF_DROP_MALFORMED;
+	return fwd_ipv4(skb, ip, FWD_TO_NODES | FWD_BY_FIB, reason);
+}
+
+#endif /* SKIFF_BPF_SVC_REPLY_H */
