@@ -146,8 +146,7 @@ def flannel_rules(subnet, cluster):
 
 
 def flannel_cluster(topo, masq):
-    u = topo.underlay()
-    T.quiet_underlay(u)
+    u = T.switch_underlay(topo)
     nodes = [FlannelNode(topo, topo.node(ip=f"192.168.6.{10 + i}", pod_cidr=f"10.26.{i}.0/24", underlay=u), i,
                          masq) for i in (1, 2)]
     for a in nodes:
@@ -160,8 +159,7 @@ def flannel_cluster(topo, masq):
 def wire_vxlan(topo):
     """Two bare nodes (192.168.7.11/.12) joined by kernel VXLAN devices vx0
     (10.27.0.1/.2, MTU 1450); ARP crosses the tunnel to the peer."""
-    u = topo.underlay()
-    T.quiet_underlay(u)
+    u = T.switch_underlay(topo)
     nodes = [topo.node(ip=f"192.168.7.{10 + i}", pod_cidr=f"10.27.{i}.0/24", underlay=u) for i in (1, 2)]
     for i, nd in enumerate(nodes, 1):
         in_ns(nd.ns, "ip", "link", "add", "vx0", "type", "vxlan", "id", "1", "local", nd.ip, "dev", "up0",
@@ -200,8 +198,7 @@ def build(topo, masq):
     """The five setups; returns {name: {"client", "server", "hops", ...}}."""
     t0 = time.monotonic()
     log("overlay: building node -> node (wire)")
-    wu = topo.underlay()
-    T.quiet_underlay(wu)
+    wu = T.switch_underlay(topo)
     wa, wb = T.wire_nodes(topo, wu)
     s = {"wire": {"client": wa, "server": wb, "node_ns": (wa.ns, wb.ns), "underlay": wu}}
     log("overlay: building node -> node over VXLAN")

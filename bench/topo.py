@@ -92,6 +92,13 @@ def quiet_underlay(ns):
             sysctl(ns, f"net.bridge.{k}", 0)
 
 
+def switch_underlay(topo):
+    """A new underlay that stands for a physical switch."""
+    u = topo.underlay()
+    quiet_underlay(u)
+    return u
+
+
 def wire_nodes(topo, u):
     """Two bare namespaces on their own underlay bridge: node -> node reference."""
     a = topo.node(ip="192.168.3.11", pod_cidr="10.23.1.0/24", underlay=u)
@@ -520,21 +527,18 @@ def build_all(quick=False, only=None):
         if "veth" in want:
             s["veth"] = veth_pair(topo)
         if "wire" in want:
-            wire_u = topo.underlay()
-            quiet_underlay(wire_u)
+            wire_u = switch_underlay(topo)
             s["wire_nodes"] = wire_nodes(topo, wire_u)
         if "floor" in want:
             log("building the veth floor (two nodes, a pod each, bench/floor/veth_floor.c)")
-            floor_u = topo.underlay()
-            quiet_underlay(floor_u)
+            floor_u = switch_underlay(topo)
             s["floor_pods"] = floor_nodes(topo, floor_u)
         if "floor_local" in want:
             log("building the same-node veth floor (one node, two pods, bench/floor/veth_floor_local.c)")
             s["floor_local_pods"] = floor_local_pods(topo)
         if "bridge" in want:
             log("building bridge-plugin nodes")
-            bridge_u = topo.underlay()
-            quiet_underlay(bridge_u)
+            bridge_u = switch_underlay(topo)
             s["bridge_nodes"] = bridge_cluster(topo, bridge_u)
         if "skiff" in want:
             log("building skiff nodes with agents")
