@@ -39,20 +39,20 @@ const Ipv4 kNode = kUplinkIp;
 const Ipv4Prefix kClusterCidr(Ipv4(0x0af40000), 16);
 const Ipv4Prefix kLocalCidr(Ipv4(0x0af40100), 24);
 const Ipv4Prefix kRemoteCidr(Ipv4(0x0af40500), 24);
-const Ipv4 kOtherNode = kNodeNeighIp;   // 192.168.1.12
-const Ipv4 kPodA(0x0af4010a);           // 10.244.1.10: the sender, skt-rpd-h (forwarding on)
-const Ipv4 kPodB(0x0af40114);           // 10.244.1.20: local destination / backend, skt-dst-h
-const Ipv4 kRemotePod(0x0af40505);      // 10.244.5.5: behind 192.168.1.12
-const Ipv4 kVip(0x0a60000a);            // 10.96.0.10
-const Ipv4 kOutside = kSnatOutside;     // 192.168.1.200, neighbour known
+const Ipv4 kOtherNode = kNodeNeighIp;  // 192.168.1.12
+const Ipv4 kPodA(0x0af4010a);          // 10.244.1.10: the sender, skt-rpd-h (forwarding on)
+const Ipv4 kPodB(0x0af40114);          // 10.244.1.20: local destination / backend, skt-dst-h
+const Ipv4 kRemotePod(0x0af40505);     // 10.244.5.5: behind 192.168.1.12
+const Ipv4 kVip(0x0a60000a);           // 10.96.0.10
+const Ipv4 kOutside = kSnatOutside;    // 192.168.1.200, neighbour known
 constexpr uint16_t kVport = 80, kBport = 8080, kHttps = 443, kIperf = 5201, kSsh = 22;
 constexpr uint32_t kBackendId = 1;
 constexpr uint16_t kRevNat = 7;
 constexpr uint16_t kNatMin = 61000, kNatMax = 61999;
 
 // Source ports, one flow per path: A's, then the node's own.
-constexpr uint16_t kSportLocal = 40000, kSportRemote = 40001, kSportEst = 40002, kSportSyn = 40003,
-                   kSportMasq = 40004, kSportFromRemote = 40005, kSportUnmarked = 40006;
+constexpr uint16_t kSportLocal = 40000, kSportRemote = 40001, kSportEst = 40002, kSportSyn = 40003, kSportMasq = 40004,
+                   kSportFromRemote = 40005, kSportUnmarked = 40006;
 constexpr uint16_t kNodeSportEst = 50000, kNodeSportNew = 50001, kNodeSportPeer = 50002;
 
 constexpr uint8_t kRoutedTtl = 255;
@@ -89,8 +89,8 @@ public:
 // What the path table needs of the node set up by run().
 struct Node {
     int from_pod = -1, from_uplink = -1, to_uplink = -1, empty = -1;  // program fds
-    int floor_out = -1, floor_in = -1;  // the veth floor's, floor_in for B
-    int floor_local = -1;               // the same-node floor's, with A and B in its map
+    int floor_out = -1, floor_in = -1;                                // the veth floor's, floor_in for B
+    int floor_local = -1;                                             // the same-node floor's, with A and B in its map
     const TestVeth* veth_a = nullptr;
     const TestVeth* veth_b = nullptr;
     const TestVeth* uplink = nullptr;
@@ -194,15 +194,15 @@ void add_from_pod_paths(const Node& n, const Baselines& base, std::vector<Path>&
     const PathMaker path{"from_pod", n.from_pod, n.pod_a_if(), base.single};
     // a. same node: redirect_peer into B.
     {
-        Path p = path("pod_to_pod_same_node",
-                      "A -> B on this node, TCP data: anti-spoofing, conntrack reply check, cluster range, "
-                      "endpoint lookup, bpf_redirect_peer",
-                      n.from_a(kPodB, kSportLocal, kIperf, kData, kRoutedTtl),
-                      {{SKIFF_FWD_LOCAL_POD, SKIFF_DIR_EGRESS}});
+        Path p =
+            path("pod_to_pod_same_node",
+                 "A -> B on this node, TCP data: anti-spoofing, conntrack reply check, cluster range, "
+                 "endpoint lookup, bpf_redirect_peer",
+                 n.from_a(kPodB, kSportLocal, kIperf, kData, kRoutedTtl), {{SKIFF_FWD_LOCAL_POD, SKIFF_DIR_EGRESS}});
         batched(p, base);
         p.expected = [in = p.frame, &veth_b](uint32_t runs) {
-            return rewritten(in, veth_b.pod.mac, veth_b.host.mac, static_cast<uint8_t>(runs), kPodA, kSportLocal,
-                             kPodB, kIperf);
+            return rewritten(in, veth_b.pod.mac, veth_b.host.mac, static_cast<uint8_t>(runs), kPodA, kSportLocal, kPodB,
+                             kIperf);
         };
         paths.push_back(std::move(p));
     }
@@ -216,8 +216,8 @@ void add_from_pod_paths(const Node& n, const Baselines& base, std::vector<Path>&
         p.mark_out = SKIFF_FORWARDED_MARK;  // for to_uplink
         batched(p, base);
         p.expected = [in = p.frame, upl_mac = n.uplink_mac()](uint32_t runs) {
-            return rewritten(in, kNodeNeighMac, upl_mac, static_cast<uint8_t>(runs), kPodA, kSportRemote,
-                             kRemotePod, kIperf);
+            return rewritten(in, kNodeNeighMac, upl_mac, static_cast<uint8_t>(runs), kPodA, kSportRemote, kRemotePod,
+                             kIperf);
         };
         paths.push_back(std::move(p));
     }
@@ -392,8 +392,7 @@ void add_to_uplink_paths(const Node& n, const Baselines& base, std::vector<Path>
                       "node:50001 -> 192.168.1.200:443, SYN of a new node flow: snat EGRESS miss, reply tuple "
                       "claimed (BPF_NOEXIST), EGRESS entry inserted, sent as is; both entries deleted after each "
                       "call, untimed",
-                      n.from_node(kOutside, kNodeSportNew, kHttps, kTcpSyn),
-                      {{SKIFF_SNAT_NODE_NEW, SKIFF_DIR_EGRESS}});
+                      n.from_node(kOutside, kNodeSportNew, kHttps, kTcpSyn), {{SKIFF_SNAT_NODE_NEW, SKIFF_DIR_EGRESS}});
         const skiff_ct_key ekey = snat::egress_key(kNode, kOutside, kNodeSportNew, kHttps, kTcp);
         const skiff_ct_key ikey = snat::ingress_key(kOutside, kHttps, kNodeSportNew, kTcp);
         p.after_call = [maps = n.snat, ekey, ikey]() -> Status {
@@ -486,10 +485,10 @@ Status run(const Options& opt, const std::string& pin_dir, nlohmann::ordered_jso
     SKIFF_ASSIGN_OR_RETURN(UniqueFd empty, load_empty_prog());
     SKIFF_ASSIGN_OR_RETURN(floor::FloorProgs floor,
                            floor::load_floor(kPodB, net->dst.host.ifindex, net->dst.pod.mac, net->dst.host.mac));
-    SKIFF_ASSIGN_OR_RETURN(UniqueFd floor_local,
-                           floor::load_floor_local({{kPodA, rn.pod.host.ifindex, rn.pod.pod.mac, rn.pod.host.mac},
-                                                    {kPodB, net->dst.host.ifindex, net->dst.pod.mac,
-                                                     net->dst.host.mac}}));
+    SKIFF_ASSIGN_OR_RETURN(
+        UniqueFd floor_local,
+        floor::load_floor_local({{kPodA, rn.pod.host.ifindex, rn.pod.pod.mac, rn.pod.host.mac},
+                                 {kPodB, net->dst.host.ifindex, net->dst.pod.mac, net->dst.host.mac}}));
     {
         // floor_out routes by the kernel's FIB: the route skiff's agent
         // installs for the remote node's PodCIDR.
@@ -544,8 +543,8 @@ Status run(const Options& opt, const std::string& pin_dir, nlohmann::ordered_jso
     // flow, and a node flow moved off the masqueraded flow's tuple.
     SKIFF_TRY(one_run(n.from_pod, n.from_a(kVip, kSportEst, kVport, kTcpSyn), n.pod_a_if(), TC_ACT_REDIRECT, nullptr,
                       "set-up: SYN to the ClusterIP"));
-    SKIFF_TRY(one_run(n.from_pod, n.from_b(kPodA, kBport, kSportEst, kTcpSyn | kTcpAck), n.pod_b_if(),
-                      TC_ACT_REDIRECT, nullptr, "set-up: SYN-ACK from the backend"));
+    SKIFF_TRY(one_run(n.from_pod, n.from_b(kPodA, kBport, kSportEst, kTcpSyn | kTcpAck), n.pod_b_if(), TC_ACT_REDIRECT,
+                      nullptr, "set-up: SYN-ACK from the backend"));
     {
         auto fwd = svc.ct(ct_key(kPodA, kVip, kSportEst, kVport, kTcp, SKIFF_CT_FORWARD));
         if (!fwd || !(fwd->flags & SKIFF_CT_F_REPLIED))
@@ -567,13 +566,12 @@ Status run(const Options& opt, const std::string& pin_dir, nlohmann::ordered_jso
                               snat_maps.dump());
 
     const Bytes moved_syn = n.from_node(kOutside, n.nat_port, kHttps, kTcpSyn);
-    SKIFF_TRY(one_run(n.to_uplink, moved_syn, n.uplink_if(), TC_ACT_OK, &node_out,
-                      "set-up: the node's SYN on A's tuple"));
+    SKIFF_TRY(
+        one_run(n.to_uplink, moved_syn, n.uplink_if(), TC_ACT_OK, &node_out, "set-up: the node's SYN on A's tuple"));
     auto moved_entry = snat_maps.get(snat::egress_key(kNode, kOutside, n.nat_port, kHttps, kTcp));
     if (node_out.size() < kEthHlen + 40 || !moved_entry || ntohs(moved_entry->port) == n.nat_port ||
         frame_sport(node_out) != ntohs(moved_entry->port))
-        return Error::invalid("set-up: the node's SYN on A's tuple was not moved: " + hex(node_out) +
-                              snat_maps.dump());
+        return Error::invalid("set-up: the node's SYN on A's tuple was not moved: " + hex(node_out) + snat_maps.dump());
     n.moved_port = frame_sport(node_out);
 
     std::vector<Path> paths;

@@ -185,9 +185,8 @@ Status check_counters(const Path& p, uint64_t runs, const Counters& before, cons
     };
     for (const auto& [k, v] : after) {
         const bool checked = p.counts_nothing || k.first < SKIFF_CT_ENTRY_INSERTED || k.first >= SKIFF_DROP_BASE;
-        const bool expected = std::any_of(p.reasons.begin(), p.reasons.end(), [&](const Reason& r) {
-            return r.reason == k.first && r.dir == k.second;
-        });
+        const bool expected = std::any_of(p.reasons.begin(), p.reasons.end(),
+                                          [&](const Reason& r) { return r.reason == k.first && r.dir == k.second; });
         const uint64_t d = delta(k);
         if (expected ? d != runs : checked && d != 0)
             return Error::invalid(p.name + ": counter " + std::string(bpf::reason_name(k.first)) + "/" +
@@ -229,8 +228,8 @@ Result<double> measure(Path& p, uint64_t runs, bpf::MetricsMap& metrics, double*
         if (c.err) return Error::os(-c.err, p.name + ": BPF_PROG_TEST_RUN");
         if (c.retval != p.verdict)
             return Error::invalid(p.name + ": call " + std::to_string(i) + " returned " + verdict_name(c.retval) +
-                                  ", expected " + verdict_name(p.verdict) + "; counters: " +
-                                  describe_counters(metrics));
+                                  ", expected " + verdict_name(p.verdict) +
+                                  "; counters: " + describe_counters(metrics));
         total_ns += uint64_t{c.duration} * p.batch;
         if (p.after_call) SKIFF_TRY(p.after_call());
     }

@@ -59,9 +59,9 @@ struct Path {
     bool counts_nothing = false;  // no counter at all may move (reasons empty and this unset: not checked)
     std::function<Bytes(uint32_t runs)> expected;  // the frame after `runs` runs in one call
     std::function<Status()> after_call;            // outside the timed region
-    std::string baseline;  // the baseline entry with the same runs per call
-    std::vector<double> ns;  // per trial
-    std::vector<double> stats_ns;  // per trial: bpf_stats run_time_ns / run_cnt (when the stats are on)
+    std::string baseline;                          // the baseline entry with the same runs per call
+    std::vector<double> ns;                        // per trial
+    std::vector<double> stats_ns;                  // per trial: bpf_stats run_time_ns / run_cnt (when the stats are on)
 };
 
 std::string describe_counters(bpf::MetricsMap& m);

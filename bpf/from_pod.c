@@ -94,8 +94,7 @@ static __noinline int from_pod_frag_tail(struct __sk_buff *skb, __u32 *reason)
  * name the frontend: none is remembered. Its own call, so its FIB and
  * fragment keys are not on the stack of the paths that do not masquerade.
  */
-static __noinline int from_pod_masquerade(struct __sk_buff *skb, struct l4_info *l4, int first_frag,
-					  __u32 *reason)
+static __noinline int from_pod_masquerade(struct __sk_buff *skb, struct l4_info *l4, int first_frag, __u32 *reason)
 {
 	struct skiff_config *cfg = config_get();
 	struct bpf_fib_lookup fib;

@@ -37,14 +37,20 @@ int json_depth(const std::string& s) {
     bool in_str = false, esc = false;
     for (char c : s) {
         if (in_str) {
-            if (esc) esc = false;
-            else if (c == '\\') esc = true;
-            else if (c == '"') in_str = false;
+            if (esc)
+                esc = false;
+            else if (c == '\\')
+                esc = true;
+            else if (c == '"')
+                in_str = false;
             continue;
         }
-        if (c == '"') in_str = true;
-        else if (c == '{' || c == '[') max_depth = std::max(max_depth, ++depth);
-        else if (c == '}' || c == ']') --depth;
+        if (c == '"')
+            in_str = true;
+        else if (c == '{' || c == '[')
+            max_depth = std::max(max_depth, ++depth);
+        else if (c == '}' || c == ']')
+            --depth;
     }
     return max_depth;
 }
@@ -79,8 +85,9 @@ CniStatus get_prefix(const json& j, const char* key, std::optional<Ipv4Prefix>& 
     if (auto r = get_string(j, key, s); !r) return r;
     if (s.empty()) return {};
     if (s.find(':') != std::string::npos)
-        return CniError{kUnsupportedField, std::string("network config: '") + key + "' is IPv6 (" + s +
-                                               "); skiff supports IPv4 only for now", ""};
+        return CniError{
+            kUnsupportedField,
+            std::string("network config: '") + key + "' is IPv6 (" + s + "); skiff supports IPv4 only for now", ""};
     auto p = Ipv4Prefix::parse(s);
     if (!p) return invalid(std::string("network config: '") + key + "': " + p.error().message);
     out = *p;
@@ -90,7 +97,8 @@ CniStatus get_prefix(const json& j, const char* key, std::optional<Ipv4Prefix>& 
 CniStatus check_path(const char* key, const std::string& p) {
     for (char c : p)
         if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
-            return invalid(std::string("network config: '") + key + "' contains a control character (NUL, newline, ...)");
+            return invalid(std::string("network config: '") + key +
+                           "' contains a control character (NUL, newline, ...)");
     if (p.empty() || p[0] != '/')
         return invalid(std::string("network config: '") + key + "' must be an absolute path, got '" + p + "'");
     if (p.find("/../") != std::string::npos || (p.size() >= 3 && p.compare(p.size() - 3, 3, "/..") == 0))
@@ -100,11 +108,10 @@ CniStatus check_path(const char* key, const std::string& p) {
 }
 
 CniResult<json> decode_json(const std::string& bytes) {
-    if (bytes.size() > kMaxConfigBytes)
-        return CniError{kDecodeFailure, "config on stdin is larger than 1 MiB", ""};
+    if (bytes.size() > kMaxConfigBytes) return CniError{kDecodeFailure, "config on stdin is larger than 1 MiB", ""};
     if (json_depth(bytes) > kMaxConfigDepth)
-        return CniError{kDecodeFailure, "config on stdin is nested deeper than " +
-                                            std::to_string(kMaxConfigDepth) + " levels", ""};
+        return CniError{kDecodeFailure,
+                        "config on stdin is nested deeper than " + std::to_string(kMaxConfigDepth) + " levels", ""};
     json j = json::parse(bytes, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded()) return CniError{kDecodeFailure, "config on stdin is not valid JSON", ""};
     return j;
@@ -137,8 +144,7 @@ std::string ifname_problem(const std::string& s) {
 }
 
 std::string NetConf::ipam_type() const {
-    if (ipam.is_object() && ipam.contains("type") && ipam["type"].is_string())
-        return ipam["type"].get<std::string>();
+    if (ipam.is_object() && ipam.contains("type") && ipam["type"].is_string()) return ipam["type"].get<std::string>();
     return "";
 }
 

@@ -33,12 +33,12 @@ struct NetConf {
     std::string pin_path = kDefaultPinPath;
     std::string state_dir = kDefaultStateDir;
     std::string log_file;
-    bool require_agent = false;   // STATUS needs skiff-agent to have programmed podCIDR
-    nlohmann::json ipam;          // null: built-in allocator on podCIDR
-    nlohmann::json dns;           // passed through to the result
-    nlohmann::json prev_result;   // null when absent
+    bool require_agent = false;                 // STATUS needs skiff-agent to have programmed podCIDR
+    nlohmann::json ipam;                        // null: built-in allocator on podCIDR
+    nlohmann::json dns;                         // passed through to the result
+    nlohmann::json prev_result;                 // null when absent
     std::vector<Attachment> valid_attachments;  // GC only
-    nlohmann::json raw;           // the whole config, for IPAM delegation
+    nlohmann::json raw;                         // the whole config, for IPAM delegation
 
     bool delegated_ipam() const { return !ipam.is_null(); }
     std::string ipam_type() const;

@@ -37,7 +37,8 @@ std::string find_plugin(const std::string& type, const std::string& cni_path) {
 }
 
 bool same_file(const std::string& a, const std::string& b) {
-    struct stat sa {}, sb {};
+    struct stat sa {
+    }, sb{};
     return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
            sa.st_ino == sb.st_ino;
 }
@@ -49,8 +50,7 @@ struct Output {
 
 Result<Output> run(const std::string& exe, const std::vector<std::string>& envv, const std::string& input) {
     int in[2], out[2], err[2];
-    if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC))
-        return Error::errno_("pipe");
+    if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC)) return Error::errno_("pipe");
     UniqueFd in_r(in[0]), in_w(in[1]), out_r(out[0]), out_w(out[1]), err_r(err[0]), err_w(err[1]);
 
     posix_spawn_file_actions_t fa;
@@ -125,8 +125,7 @@ CniResult<json> delegate(const std::string& type, const std::string& command, co
     if (env.path.empty())
         return CniError{kInvalidEnv, "CNI_PATH is required to run the ipam plugin '" + type + "'", ""};
     std::string exe = find_plugin(type, env.path);
-    if (exe.empty())
-        return CniError{kInvalidConfig, "ipam plugin '" + type + "' not found in CNI_PATH", env.path};
+    if (exe.empty()) return CniError{kInvalidConfig, "ipam plugin '" + type + "' not found in CNI_PATH", env.path};
 
     if (same_file(exe, "/proc/self/exe"))
         return CniError{kInvalidConfig, "ipam plugin '" + type + "' is skiff itself (a delegation loop)", exe};
@@ -147,11 +146,13 @@ CniResult<json> delegate(const std::string& type, const std::string& command, co
         if (out.is_object() && out.contains("code") && out["code"].is_number_integer())
             return CniError{out["code"].get<int>(), "ipam plugin '" + type + "': " + out.value("msg", std::string()),
                             out.value("details", std::string())};
-        return CniError{kInternal, "ipam plugin '" + type + "' " + command + " exited with status " +
-                                       std::to_string(r->status), r->err.substr(0, 2048)};
+        return CniError{kInternal,
+                        "ipam plugin '" + type + "' " + command + " exited with status " + std::to_string(r->status),
+                        r->err.substr(0, 2048)};
     }
     if (out.is_discarded())
-        return CniError{kDecodeFailure, "ipam plugin '" + type + "' printed output that is not JSON", r->out.substr(0, 512)};
+        return CniError{kDecodeFailure, "ipam plugin '" + type + "' printed output that is not JSON",
+                        r->out.substr(0, 512)};
     return out;
 }
 

@@ -41,8 +41,10 @@ CniStatus parse_args(Env& env) {
         if (k == "IgnoreUnknown") ignore_unknown = (v == "1" || v == "true" || v == "True");
     std::string unknown;
     for (const auto& [k, v] : pairs) {
-        if (known_args().count(k)) env.args[k] = v;
-        else unknown += (unknown.empty() ? "" : ", ") + k;
+        if (known_args().count(k))
+            env.args[k] = v;
+        else
+            unknown += (unknown.empty() ? "" : ", ") + k;
     }
     if (!unknown.empty() && !ignore_unknown)
         return CniError{kUnsupportedField, "CNI_ARGS: unknown keys " + unknown + " (set IgnoreUnknown=1 to allow)", ""};
@@ -58,9 +60,9 @@ CniResult<Env> parse_env(const Getenv& getenv) {
     };
     Env env;
     env.command_name = get("CNI_COMMAND");
-    static const std::map<std::string, Command> cmds = {
-        {"ADD", Command::Add}, {"DEL", Command::Del},       {"CHECK", Command::Check},
-        {"GC", Command::Gc},   {"STATUS", Command::Status}, {"VERSION", Command::Version}};
+    static const std::map<std::string, Command> cmds = {{"ADD", Command::Add},       {"DEL", Command::Del},
+                                                        {"CHECK", Command::Check},   {"GC", Command::Gc},
+                                                        {"STATUS", Command::Status}, {"VERSION", Command::Version}};
     auto it = cmds.find(env.command_name);
     if (env.command_name.empty()) return env_error("CNI_COMMAND is not set");
     if (it == cmds.end()) return env_error("CNI_COMMAND '" + env.command_name + "' is not a CNI command");
@@ -71,8 +73,8 @@ CniResult<Env> parse_env(const Getenv& getenv) {
     env.path = get("CNI_PATH");
     env.args_raw = get("CNI_ARGS");
 
-    const bool per_container = env.command == Command::Add || env.command == Command::Del ||
-                               env.command == Command::Check;
+    const bool per_container =
+        env.command == Command::Add || env.command == Command::Del || env.command == Command::Check;
     if (!per_container) return env;
 
     std::string missing;

@@ -59,8 +59,10 @@ void detach_fds() {
     int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null < 0) skiff::log::set_level(skiff::log::Level::Silent);  // fd 2 may be reused below
     for (int fd = 0; fd <= 2; ++fd) {
-        if (null >= 0) ::dup2(null, fd);
-        else ::close(fd);
+        if (null >= 0)
+            ::dup2(null, fd);
+        else
+            ::close(fd);
     }
     if (null > 2) ::close(null);
     std::vector<int> inherited;
@@ -92,7 +94,8 @@ skiff::Status spawn_detached(const std::function<void()>& job) {
 }
 
 bool is_stdout(const std::string& path) {
-    struct stat out {}, st {};
+    struct stat out {
+    }, st{};
     return ::fstat(STDOUT_FILENO, &out) == 0 && ::stat(path.c_str(), &st) == 0 && out.st_dev == st.st_dev &&
            out.st_ino == st.st_ino;
 }

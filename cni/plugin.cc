@@ -117,8 +117,8 @@ bool clear_retired_veth(Ctx& c, const std::string& veth) {
 
 }  // namespace
 
-CniStatus release_attachment(Ctx& c, const std::string& cid, const std::string& ifname,
-                             std::optional<Ipv4> ip_hint, VethRemoval veth_removal) {
+CniStatus release_attachment(Ctx& c, const std::string& cid, const std::string& ifname, std::optional<Ipv4> ip_hint,
+                             VethRemoval veth_removal) {
     std::optional<CniError> first_err;
     auto note = [&](CniError e) {
         log::warn("release " + cid + "/" + ifname + ": " + e.msg + (e.details.empty() ? "" : " (" + e.details + ")"));
@@ -185,15 +185,22 @@ CniResult<json> cmd_add(Ctx& c) {
     auto exists = c.deps.pod_network->ifname_exists(*ns, env.ifname);
     if (exists && *exists && clear_retired_veth(c, veth)) exists = c.deps.pod_network->ifname_exists(*ns, env.ifname);
     if (!exists) return CniError{kInternal, "cannot inspect " + env.netns, exists.error().message};
-    if (*exists)
-        return CniError{kInvalidEnv, "interface " + env.ifname + " already exists in " + env.netns, ""};
+    if (*exists) return CniError{kInvalidEnv, "interface " + env.ifname + " already exists in " + env.netns, ""};
 
     const ipam::Owner owner{env.container_id, env.ifname};
     auto ip = ipam_add(c, owner);
     if (!ip) return ip.error();
 
-    AttachmentState st{env.container_id, env.ifname, env.netns, veth, ip->str(), conf.delegated_ipam(),
-                       env.arg("K8S_POD_NAMESPACE"), env.arg("K8S_POD_NAME"), env.arg("K8S_POD_UID"), "adding"};
+    AttachmentState st{env.container_id,
+                       env.ifname,
+                       env.netns,
+                       veth,
+                       ip->str(),
+                       conf.delegated_ipam(),
+                       env.arg("K8S_POD_NAMESPACE"),
+                       env.arg("K8S_POD_NAME"),
+                       env.arg("K8S_POD_UID"),
+                       "adding"};
     auto fail = [&](CniError e) -> CniResult<json> {
         log::warn("ADD " + env.container_id + "/" + env.ifname + " failed, rolling back: " + e.msg);
         (void)release_attachment(c, env.container_id, env.ifname, *ip);
@@ -203,7 +210,8 @@ CniResult<json> cmd_add(Ctx& c) {
     auto dp = c.deps.datapath(conf.pin_path);
     if (auto s = dp->ensure_loaded(); !s)
         return fail(CniError{kInternal, "cannot load the skiff datapath in " + conf.pin_path, s.error().message});
-    if (auto s = c.store.save(st); !s) return fail(CniError{kIoFailure, "cannot write attachment state", s.error().message});
+    if (auto s = c.store.save(st); !s)
+        return fail(CniError{kIoFailure, "cannot write attachment state", s.error().message});
 
     PodSpec spec{veth, host_veth_alias(conf.name, env.container_id, env.ifname), env.ifname, *ip, conf.mtu};
     auto links = c.deps.pod_network->setup(*ns, spec);
@@ -223,7 +231,8 @@ CniResult<json> cmd_add(Ctx& c) {
     if (c.fault("after-endpoint")) return fail(CniError{kInternal, "fault injected at after-endpoint", ""});
 
     st.phase = "ready";
-    if (auto s = c.store.save(st); !s) return fail(CniError{kIoFailure, "cannot write attachment state", s.error().message});
+    if (auto s = c.store.save(st); !s)
+        return fail(CniError{kIoFailure, "cannot write attachment state", s.error().message});
 
     CniResultModel ours;
     ours.interfaces.push_back({veth, mac_str(links->host_mac), static_cast<int>(conf.mtu), ""});
@@ -279,8 +288,10 @@ bool command_allowed(Command cmd, const std::string& version) {
 // looks outside the config itself. Code 7: the config asks for it.
 CniStatus check_request(const NetConf& conf, Deps& deps) {
     if (deps.is_stdout && !conf.log_file.empty() && deps.is_stdout(conf.log_file))
-        return CniError{kInvalidConfig, "network config: 'logFile' " + conf.log_file +
-                                            " is the plugin's stdout, which carries the result alone", ""};
+        return CniError{
+            kInvalidConfig,
+            "network config: 'logFile' " + conf.log_file + " is the plugin's stdout, which carries the result alone",
+            ""};
     if (auto p = deps.pin_dir_problem ? deps.pin_dir_problem(conf.pin_path) : ""; !p.empty())
         return CniError{kInvalidConfig, "network config: 'pinPath': " + p, ""};
     return {};
@@ -293,15 +304,18 @@ PluginOutput run_checked(const Getenv& getenv, const StdinConfig& in, Deps& deps
     if (!env) return emit_error(env.error(), in.version);
     if (env->command == Command::Version) return cmd_version(in);
     if (const char* by = getenv(kDelegationMarker); by && *by)
-        return emit_error(CniError{kInvalidConfig, "delegation loop: skiff was run as an IPAM plugin by a chain that "
-                                                   "skiff itself started (" + std::string(by) + ")", ""},
+        return emit_error(CniError{kInvalidConfig,
+                                   "delegation loop: skiff was run as an IPAM plugin by a chain that "
+                                   "skiff itself started (" +
+                                       std::string(by) + ")",
+                                   ""},
                           in.version);
 
     auto conf = parse_netconf(in);
     if (!conf) return emit_error(conf.error(), in.version);
     if (!command_allowed(env->command, conf->cni_version))
-        return emit_error(CniError{kIncompatibleVersion, env->command_name + " is not supported in CNI version " +
-                                                             conf->cni_version, ""},
+        return emit_error(CniError{kIncompatibleVersion,
+                                   env->command_name + " is not supported in CNI version " + conf->cni_version, ""},
                           conf->cni_version);
     if (auto s = check_request(*conf, deps); !s) return emit_error(s.error(), conf->cni_version);
     if (!conf->log_file.empty()) log::set_file(conf->log_file);

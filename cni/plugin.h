@@ -19,8 +19,8 @@ struct Deps {
     std::function<std::unique_ptr<Datapath>(const std::string& pin_path)> datapath;
     PodNetwork* pod_network = nullptr;
     // Runs another plugin (IPAM delegation); defaults to delegate().
-    std::function<CniResult<nlohmann::json>(const std::string& type, const std::string& command,
-                                            const Env& env, const std::string& stdin_conf)>
+    std::function<CniResult<nlohmann::json>(const std::string& type, const std::string& command, const Env& env,
+                                            const std::string& stdin_conf)>
         delegate;
 #ifdef SKIFF_TEST_HOOKS
     // Fault injection for tests (CMake option SKIFF_TEST_HOOKS): returns

@@ -39,8 +39,8 @@ CniResult<ipam::Allocator> builtin_ipam(Ctx& c);
 enum class VethRemoval { Now, Background };
 
 // Everything DEL removes for one attachment, continuing past errors.
-CniStatus release_attachment(Ctx& c, const std::string& cid, const std::string& ifname,
-                             std::optional<Ipv4> ip_hint, VethRemoval veth_removal = VethRemoval::Now);
+CniStatus release_attachment(Ctx& c, const std::string& cid, const std::string& ifname, std::optional<Ipv4> ip_hint,
+                             VethRemoval veth_removal = VethRemoval::Now);
 
 CniResult<NetNs> open_container_netns(const std::string& path);
 

@@ -99,7 +99,8 @@ CniStatus cmd_gc(Ctx& c) {
                 kept.insert(ip);
                 continue;
             }
-            if (auto s = alloc->release_ip(ip); !s) note(CniError{kIoFailure, "cannot release " + ip.str(), s.error().message});
+            if (auto s = alloc->release_ip(ip); !s)
+                note(CniError{kIoFailure, "cannot release " + ip.str(), s.error().message});
         }
         auto dp = c.deps.datapath(c.conf.pin_path);
         if (auto eps = dp->list_endpoints(); eps) {
@@ -122,7 +123,8 @@ CniStatus cmd_status(Ctx& c) {
     if (c.conf.require_agent && c.conf.pod_cidr) {
         auto local = dp->node_cidr_is_local(*c.conf.pod_cidr);
         if (!local || !*local)
-            return CniError{kNotAvailable, "PodCIDR " + c.conf.pod_cidr->str() + " is not programmed by skiff-agent yet",
+            return CniError{kNotAvailable,
+                            "PodCIDR " + c.conf.pod_cidr->str() + " is not programmed by skiff-agent yet",
                             local ? "" : local.error().message};
     }
     if (!c.conf.delegated_ipam()) {
@@ -131,8 +133,7 @@ CniStatus cmd_status(Ctx& c) {
         auto leases = alloc->leases();
         if (!leases) return CniError{kNotAvailable, "cannot read IPAM state", leases.error().message};
         uint64_t used = 0;
-        for (const auto& [ip, o] : *leases)
-            used += (ip >= alloc->first() && ip <= alloc->last()) ? 1 : 0;
+        for (const auto& [ip, o] : *leases) used += (ip >= alloc->first() && ip <= alloc->last()) ? 1 : 0;
         if (used >= alloc->capacity())
             return CniError{kNotAvailable, "IP pool " + c.conf.pod_cidr->str() + " is exhausted", ""};
     }

@@ -98,8 +98,7 @@ public:
         if (!has_default) return Error::invalid("pod has no default route via " + kPodGateway.str());
         SKIFF_ASSIGN_OR_RETURN(auto hroutes, host.routes());
         bool has_host_route = false;
-        for (const auto& r : hroutes)
-            has_host_route |= (r.dst == Ipv4Prefix(spec.ip, 32) && r.ifindex == hl.ifindex);
+        for (const auto& r : hroutes) has_host_route |= (r.dst == Ipv4Prefix(spec.ip, 32) && r.ifindex == hl.ifindex);
         if (!has_host_route) return Error::invalid("node has no route to " + spec.ip.str() + " via " + spec.host_veth);
         return ok();
     }

@@ -10,9 +10,7 @@ using nlohmann::json;
 
 namespace {
 
-CniError bad(const std::string& what) {
-    return CniError{kDecodeFailure, "cannot decode result: " + what, ""};
-}
+CniError bad(const std::string& what) { return CniError{kDecodeFailure, "cannot decode result: " + what, ""}; }
 
 // An integer field that fits an int; anything else is absent, as a field of
 // another type is, never a wrapped value.
@@ -123,9 +121,8 @@ CniResultModel merge_results(CniResultModel prev, const CniResultModel& ours) {
 }
 
 json error_to_json(const CniError& e, const std::string& version) {
-    json o = {{"cniVersion", version.empty() ? std::string(kLatestVersion) : version},
-              {"code", e.code},
-              {"msg", e.msg}};
+    json o = {
+        {"cniVersion", version.empty() ? std::string(kLatestVersion) : version}, {"code", e.code}, {"msg", e.msg}};
     if (!e.details.empty()) o["details"] = e.details;
     return o;
 }

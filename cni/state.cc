@@ -19,9 +19,15 @@ std::string StateStore::path(const std::string& cid, const std::string& ifname) 
 
 Status StateStore::save(const AttachmentState& a) {
     SKIFF_TRY(mkdir_p(dir_ + "/attachments", 0700));
-    json j = {{"containerID", a.container_id}, {"ifname", a.ifname},   {"netns", a.netns},
-              {"hostVeth", a.host_veth},       {"ip", a.ip},           {"ipamDelegated", a.ipam_delegated},
-              {"podNamespace", a.pod_namespace}, {"podName", a.pod_name}, {"podUID", a.pod_uid},
+    json j = {{"containerID", a.container_id},
+              {"ifname", a.ifname},
+              {"netns", a.netns},
+              {"hostVeth", a.host_veth},
+              {"ip", a.ip},
+              {"ipamDelegated", a.ipam_delegated},
+              {"podNamespace", a.pod_namespace},
+              {"podName", a.pod_name},
+              {"podUID", a.pod_uid},
               {"phase", a.phase}};
     return write_file_atomic(path(a.container_id, a.ifname), wire(j) + "\n");
 }

@@ -17,12 +17,12 @@ struct AttachmentState {
     std::string ifname;
     std::string netns;
     std::string host_veth;
-    std::string ip;          // "10.244.1.2" (empty until IPAM ran)
+    std::string ip;  // "10.244.1.2" (empty until IPAM ran)
     bool ipam_delegated = false;
     std::string pod_namespace;
     std::string pod_name;
     std::string pod_uid;
-    std::string phase;       // "adding" until ADD completes, then "ready"
+    std::string phase;  // "adding" until ADD completes, then "ready"
 };
 
 class StateStore {

@@ -55,18 +55,18 @@ enum skiff_endpoint_flags {
 };
 
 struct skiff_endpoint_info {
-	__u32 ifindex;                  /* host-side veth ifindex */
-	__u32 flags;                    /* enum skiff_endpoint_flags */
-	__u8 pod_mac[SKIFF_ETH_ALEN];   /* MAC of the pod's interface */
+	__u32 ifindex;		      /* host-side veth ifindex */
+	__u32 flags;		      /* enum skiff_endpoint_flags */
+	__u8 pod_mac[SKIFF_ETH_ALEN]; /* MAC of the pod's interface */
 	__u8 pad0[2];
-	__u8 host_mac[SKIFF_ETH_ALEN];  /* MAC of the host-side veth */
+	__u8 host_mac[SKIFF_ETH_ALEN]; /* MAC of the host-side veth */
 	__u8 pad1[2];
 };
 
 /* nodes: LPM trie, PodCIDR -> the node that owns it. */
 struct skiff_node_key {
 	__u32 prefixlen; /* LPM trie header: bits of ip that count */
-	__u32 ip;        /* network byte order */
+	__u32 ip;	 /* network byte order */
 };
 
 enum skiff_node_flags {
@@ -86,9 +86,9 @@ struct skiff_node_info {
  * count, rev-NAT id, flags); slot n (1..count): the n-th backend's id.
  */
 struct skiff_service_key {
-	__u32 vip;   /* network byte order */
-	__u16 port;  /* network byte order */
-	__u8 proto;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u32 vip;  /* network byte order */
+	__u16 port; /* network byte order */
+	__u8 proto; /* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 pad0;
 	__u16 slot;
 	__u16 pad1;
@@ -96,14 +96,14 @@ struct skiff_service_key {
 
 enum skiff_service_flags {
 	SKIFF_SVC_F_AFFINITY = 1u << 0, /* sessionAffinity: ClientIP */
-	SKIFF_SVC_F_MAGLEV = 1u << 1,   /* backend by Maglev table, not at random */
+	SKIFF_SVC_F_MAGLEV = 1u << 1,	/* backend by Maglev table, not at random */
 };
 
 struct skiff_service_value {
-	__u32 backend_id;       /* slot > 0 */
-	__u16 count;            /* slot 0: backend slots 1..count */
-	__u16 revnat_id;        /* slot 0 */
-	__u32 flags;            /* slot 0: enum skiff_service_flags */
+	__u32 backend_id;	/* slot > 0 */
+	__u16 count;		/* slot 0: backend slots 1..count */
+	__u16 revnat_id;	/* slot 0 */
+	__u32 flags;		/* slot 0: enum skiff_service_flags */
 	__u32 affinity_timeout; /* slot 0: seconds */
 };
 
@@ -165,17 +165,17 @@ enum skiff_ct_flags {
 };
 
 struct skiff_ct_value {
-	__u64 created_ns;   /* bpf_ktime_get_ns() */
+	__u64 created_ns; /* bpf_ktime_get_ns() */
 	__u64 last_seen_ns;
 	__u64 packets;
 	__u64 bytes;
 	__u32 backend_id;
-	__u32 nat_addr;     /* FORWARD: backend IP; REPLY: frontend IP (network order) */
-	__u32 snat_addr;    /* with SKIFF_CT_F_SNAT: FORWARD: new source; REPLY: the client */
-	__u16 nat_port;     /* FORWARD: backend port; REPLY: frontend port */
-	__u16 snat_port;    /* with SKIFF_CT_F_SNAT, like snat_addr */
+	__u32 nat_addr;	 /* FORWARD: backend IP; REPLY: frontend IP (network order) */
+	__u32 snat_addr; /* with SKIFF_CT_F_SNAT: FORWARD: new source; REPLY: the client */
+	__u16 nat_port;	 /* FORWARD: backend port; REPLY: frontend port */
+	__u16 snat_port; /* with SKIFF_CT_F_SNAT, like snat_addr */
 	__u16 revnat_id;
-	__u8 flags;         /* enum skiff_ct_flags */
+	__u8 flags; /* enum skiff_ct_flags */
 	__u8 pad[5];
 };
 
@@ -203,10 +203,10 @@ enum skiff_config_flags {
 };
 
 struct skiff_config {
-	__u32 node_ip;       /* network byte order; 0 until the agent set it */
-	__u32 flags;         /* enum skiff_config_flags */
-	__u64 netns_cookie;  /* the node's network namespace (socket LB scope) */
-	__u16 nat_port_min;  /* masquerade port range (host order) */
+	__u32 node_ip;	    /* network byte order; 0 until the agent set it */
+	__u32 flags;	    /* enum skiff_config_flags */
+	__u64 netns_cookie; /* the node's network namespace (socket LB scope) */
+	__u16 nat_port_min; /* masquerade port range (host order) */
 	__u16 nat_port_max;
 	/* The cluster's pod range (network byte order): addresses in it are
 	 * looked up as pods before as service frontends. A mask of 0 (not set)
@@ -232,8 +232,14 @@ struct skiff_config {
  * own address as a loop. */
 #define SKIFF_TUNNEL_MAC_BYTES 0x02, 0x73, 0x6b, 0x69, 0x66, 0x66
 #define SKIFF_TUNNEL_SRC_MAC_BYTES 0x02, 0x73, 0x6b, 0x69, 0x66, 0x01
-#define SKIFF_TUNNEL_MAC { SKIFF_TUNNEL_MAC_BYTES }
-#define SKIFF_TUNNEL_SRC_MAC { SKIFF_TUNNEL_SRC_MAC_BYTES }
+#define SKIFF_TUNNEL_MAC               \
+	{                              \
+		SKIFF_TUNNEL_MAC_BYTES \
+	}
+#define SKIFF_TUNNEL_SRC_MAC               \
+	{                                  \
+		SKIFF_TUNNEL_SRC_MAC_BYTES \
+	}
 /* Bytes VXLAN over IPv4 adds: outer IPv4 20, UDP 8, VXLAN 8, inner Ethernet 14. */
 #define SKIFF_VXLAN_OVERHEAD 50
 
@@ -318,18 +324,18 @@ struct skiff_frag_value {
 enum skiff_trace_flags {
 	SKIFF_TRACE_F_REDIRECT_PEER = 1u << 0, /* into the peer of redirect_ifindex */
 	SKIFF_TRACE_F_BACKEND = 1u << 1,       /* backend_id is set */
-	SKIFF_TRACE_F_NEW = 1u << 2,           /* would create conntrack/NAT state */
-	SKIFF_TRACE_F_TUNNEL = 1u << 3,        /* tunnel_remote and tunnel_vni are set */
+	SKIFF_TRACE_F_NEW = 1u << 2,	       /* would create conntrack/NAT state */
+	SKIFF_TRACE_F_TUNNEL = 1u << 3,	       /* tunnel_remote and tunnel_vni are set */
 };
 
 struct skiff_trace_result {
-	__u32 reason;            /* enum skiff_reason of the verdict */
-	__s32 action;            /* TC action returned */
-	__u32 redirect_ifindex;  /* 0: none */
+	__u32 reason;		/* enum skiff_reason of the verdict */
+	__s32 action;		/* TC action returned */
+	__u32 redirect_ifindex; /* 0: none */
 	__u32 backend_id;
-	__u32 flags;             /* enum skiff_trace_flags */
-	__u32 seq;               /* bumped on every traced run */
-	__u32 tunnel_remote;     /* encapsulated toward this node (network byte order) */
+	__u32 flags;	     /* enum skiff_trace_flags */
+	__u32 seq;	     /* bumped on every traced run */
+	__u32 tunnel_remote; /* encapsulated toward this node (network byte order) */
 	__u32 tunnel_vni;
 };
 
@@ -340,18 +346,18 @@ enum skiff_event_type {
 };
 
 struct skiff_event {
-	__u64 ts_ns;    /* bpf_ktime_get_ns() */
-	__u8 type;      /* enum skiff_event_type */
-	__u8 dir;       /* enum skiff_dir */
-	__u16 reason;   /* enum skiff_reason */
-	__u32 ifindex;  /* the device the program runs on */
-	__u32 saddr;    /* network byte order; 0 if not IPv4 */
+	__u64 ts_ns;   /* bpf_ktime_get_ns() */
+	__u8 type;     /* enum skiff_event_type */
+	__u8 dir;      /* enum skiff_dir */
+	__u16 reason;  /* enum skiff_reason */
+	__u32 ifindex; /* the device the program runs on */
+	__u32 saddr;   /* network byte order; 0 if not IPv4 */
 	__u32 daddr;
-	__u16 sport;    /* network byte order */
+	__u16 sport; /* network byte order */
 	__u16 dport;
 	__u8 proto;
 	__u8 pad[3];
-	__u32 len;      /* packet length */
+	__u32 len; /* packet length */
 	__u32 pad1;
 };
 
@@ -362,27 +368,27 @@ struct skiff_event {
  */
 enum skiff_reason {
 	SKIFF_REASON_UNSPEC = 0,
-	SKIFF_FWD_LOCAL_POD = 1,   /* redirected into a pod on this node */
-	SKIFF_FWD_STACK = 2,       /* handed to the kernel stack */
-	SKIFF_FWD_NON_IP = 3,      /* not IPv4: handed to the kernel stack */
-	SKIFF_FWD_TTL_EXPIRED = 4, /* TTL would hit 0: the stack sends ICMP */
-	SKIFF_FWD_REMOTE_NODE = 5, /* redirected out of the uplink to another node */
-	SKIFF_FWD_FIB_MISS = 6,    /* remote PodCIDR but no usable route: stack */
-	SKIFF_SVC_NEW = 7,         /* new connection to a service: backend chosen */
-	SKIFF_SVC_ESTABLISHED = 8, /* packet of a tracked service connection */
-	SKIFF_SVC_REPLY = 9,       /* reply translated back to the service */
-	SKIFF_FWD_FIB = 10,        /* translated reply routed out by FIB lookup */
-	SKIFF_SNAT_NEW = 11,       /* new masqueraded flow: a port was taken */
-	SKIFF_SNAT_EGRESS_XLATE = 12, /* masqueraded on the way out */
-	SKIFF_SNAT_INGRESS_XLATE = 13, /* reply translated back to the pod */
-	SKIFF_SNAT_ICMP_ERROR = 14, /* ICMP error about a masqueraded flow, translated */
-	SKIFF_SNAT_NODE_NEW = 15,   /* the node's own new flow, entered with its port */
-	SKIFF_SNAT_NODE_MOVED = 16, /* the node's new flow moved off a port a pod flow holds */
-	SKIFF_SNAT_NODE = 17,       /* a packet of a node flow in the masquerade table */
+	SKIFF_FWD_LOCAL_POD = 1,	/* redirected into a pod on this node */
+	SKIFF_FWD_STACK = 2,		/* handed to the kernel stack */
+	SKIFF_FWD_NON_IP = 3,		/* not IPv4: handed to the kernel stack */
+	SKIFF_FWD_TTL_EXPIRED = 4,	/* TTL would hit 0: the stack sends ICMP */
+	SKIFF_FWD_REMOTE_NODE = 5,	/* redirected out of the uplink to another node */
+	SKIFF_FWD_FIB_MISS = 6,		/* remote PodCIDR but no usable route: stack */
+	SKIFF_SVC_NEW = 7,		/* new connection to a service: backend chosen */
+	SKIFF_SVC_ESTABLISHED = 8,	/* packet of a tracked service connection */
+	SKIFF_SVC_REPLY = 9,		/* reply translated back to the service */
+	SKIFF_FWD_FIB = 10,		/* translated reply routed out by FIB lookup */
+	SKIFF_SNAT_NEW = 11,		/* new masqueraded flow: a port was taken */
+	SKIFF_SNAT_EGRESS_XLATE = 12,	/* masqueraded on the way out */
+	SKIFF_SNAT_INGRESS_XLATE = 13,	/* reply translated back to the pod */
+	SKIFF_SNAT_ICMP_ERROR = 14,	/* ICMP error about a masqueraded flow, translated */
+	SKIFF_SNAT_NODE_NEW = 15,	/* the node's own new flow, entered with its port */
+	SKIFF_SNAT_NODE_MOVED = 16,	/* the node's new flow moved off a port a pod flow holds */
+	SKIFF_SNAT_NODE = 17,		/* a packet of a node flow in the masquerade table */
 	SKIFF_SNAT_NODE_UNTRACKED = 18, /* the node's new flow found the table full: sent as is */
-	SKIFF_FWD_TUNNEL = 19,      /* encapsulated toward another node (VXLAN) */
-	SKIFF_FWD_FROM_TUNNEL = 20, /* encapsulated for this node: on to the tunnel device */
-	SKIFF_FWD_FRAG_NEEDED = 21, /* too big for the tunnel's path: ICMP sent back */
+	SKIFF_FWD_TUNNEL = 19,		/* encapsulated toward another node (VXLAN) */
+	SKIFF_FWD_FROM_TUNNEL = 20,	/* encapsulated for this node: on to the tunnel device */
+	SKIFF_FWD_FRAG_NEEDED = 21,	/* too big for the tunnel's path: ICMP sent back */
 
 	/*
 	 * Not verdicts: conntrack entries the datapath inserted and removed
@@ -395,15 +401,15 @@ enum skiff_reason {
 
 	SKIFF_DROP_BASE = 128,
 	SKIFF_DROP_INVALID_SOURCE = 128, /* source IP is not the pod's own */
-	SKIFF_DROP_MALFORMED = 129,      /* truncated or inconsistent headers */
+	SKIFF_DROP_MALFORMED = 129,	 /* truncated or inconsistent headers */
 	SKIFF_DROP_REDIRECT_FAILED = 130,
-	SKIFF_DROP_CSUM = 131,           /* checksum update failed */
-	SKIFF_DROP_NO_BACKEND = 132,     /* service without ready backends */
-	SKIFF_DROP_CT_FULL = 133,        /* conntrack insert failed */
-	SKIFF_DROP_FRAGMENT = 134,       /* non-first fragment to a service */
-	SKIFF_DROP_NAT_NO_PORT = 135,    /* masquerade port range exhausted */
-	SKIFF_DROP_TUNNEL_SPOOF = 136,   /* inner source not of the outer source's node */
-	SKIFF_DROP_NO_TUNNEL = 137,      /* node to be reached by tunnel, but no tunnel device */
+	SKIFF_DROP_CSUM = 131,	       /* checksum update failed */
+	SKIFF_DROP_NO_BACKEND = 132,   /* service without ready backends */
+	SKIFF_DROP_CT_FULL = 133,      /* conntrack insert failed */
+	SKIFF_DROP_FRAGMENT = 134,     /* non-first fragment to a service */
+	SKIFF_DROP_NAT_NO_PORT = 135,  /* masquerade port range exhausted */
+	SKIFF_DROP_TUNNEL_SPOOF = 136, /* inner source not of the outer source's node */
+	SKIFF_DROP_NO_TUNNEL = 137,    /* node to be reached by tunnel, but no tunnel device */
 
 	SKIFF_REASON_MAX = 256,
 };
@@ -416,7 +422,7 @@ enum skiff_dir {
 };
 
 /* metrics: per-CPU array indexed by SKIFF_METRICS_INDEX(reason, dir). */
-#define SKIFF_METRICS_INDEX(reason, dir) ((__u32)(reason) * SKIFF_DIR_MAX + (__u32)(dir))
+#define SKIFF_METRICS_INDEX(reason, dir) ((__u32)(reason)*SKIFF_DIR_MAX + (__u32)(dir))
 #define SKIFF_METRICS_MAX ((__u32)SKIFF_REASON_MAX * (__u32)SKIFF_DIR_MAX)
 
 struct skiff_metrics_value {

@@ -10,11 +10,11 @@ namespace skiff::ctl {
 
 Error explain(const Error& e, const Options& o) {
     if (e.code == EPERM || e.code == EACCES)
-        return Error{e.code, "permission denied reading " + o.pin_path +
-                                 ": skiffctl needs root (CAP_BPF and CAP_SYS_ADMIN)"};
+        return Error{e.code,
+                     "permission denied reading " + o.pin_path + ": skiffctl needs root (CAP_BPF and CAP_SYS_ADMIN)"};
     if (e.code == ENOENT)
-        return Error{e.code, "no skiff maps in " + o.pin_path +
-                                 " (is the datapath loaded on this node? use --pin-path)"};
+        return Error{e.code,
+                     "no skiff maps in " + o.pin_path + " (is the datapath loaded on this node? use --pin-path)"};
     return e;
 }
 
@@ -64,18 +64,25 @@ int run_cli(int argc, char** argv, const std::vector<Noun>& nouns) {
     std::vector<std::string> words;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
-        if (a == "-j" || a == "--json") o.json = true;
-        else if (a == "-p" || a == "--pretty") o.json = o.pretty = true;
-        else if (a == "--pin-path" && i + 1 < argc) o.pin_path = argv[++i];
-        else if (a.rfind("--pin-path=", 0) == 0) o.pin_path = a.substr(11);
+        if (a == "-j" || a == "--json")
+            o.json = true;
+        else if (a == "-p" || a == "--pretty")
+            o.json = o.pretty = true;
+        else if (a == "--pin-path" && i + 1 < argc)
+            o.pin_path = argv[++i];
+        else if (a.rfind("--pin-path=", 0) == 0)
+            o.pin_path = a.substr(11);
         else if (a == "-h" || a == "--help" || a == "help") {
             usage(nouns);
             return 0;
-        } else words.push_back(a);
+        } else
+            words.push_back(a);
     }
     auto fail = [&](const std::string& msg) {
-        if (o.json) std::cout << nlohmann::json{{"error", msg}}.dump(o.pretty ? 2 : -1) << "\n";
-        else std::cerr << "Error: " << msg << "\n";
+        if (o.json)
+            std::cout << nlohmann::json{{"error", msg}}.dump(o.pretty ? 2 : -1) << "\n";
+        else
+            std::cerr << "Error: " << msg << "\n";
         return 1;
     };
     if (words.empty()) {
@@ -103,8 +110,10 @@ int run_cli(int argc, char** argv, const std::vector<Noun>& nouns) {
     auto out = verb->run(o, args);
     if (!out) return fail(out.error().message);
     if (out->streamed) return 0;
-    if (o.json) std::cout << out->doc.dump(o.pretty ? 2 : -1) << "\n";
-    else std::cout << out->text(out->doc);
+    if (o.json)
+        std::cout << out->doc.dump(o.pretty ? 2 : -1) << "\n";
+    else
+        std::cout << out->text(out->doc);
     return 0;
 }
 

@@ -49,8 +49,10 @@ Result<Output> service_list(const Options& o, const Args&) {
     std::map<Frontend, std::map<uint32_t, uint32_t>> slots;  // slot -> backend id
     for (const auto& [k, v] : svcs) {
         Frontend fe{host(k.vip), ntohs(k.port), k.proto};
-        if (k.slot == 0) fronts[fe] = {k, v};
-        else slots[fe][k.slot] = v.backend_id;
+        if (k.slot == 0)
+            fronts[fe] = {k, v};
+        else
+            slots[fe][k.slot] = v.backend_id;
     }
     auto backend = [&](json id) {  // null id: a slot that is missing
         json b = {{"backend_id", id}, {"ip", nullptr}, {"port", nullptr}, {"proto", nullptr}};
@@ -152,8 +154,12 @@ Result<Output> map_dump(const Options& o, const Args& args) {
         if (dec && (!m.percpu || sums)) e["decoded"] = dec->run(k.data(), value.data(), now);
         entries.push_back(e);
     }
-    json doc = {{"name", m.name}, {"type", type_name(m.info.type)}, {"key_size", m.info.key_size},
-                {"value_size", m.info.value_size}, {"max_entries", m.info.max_entries}, {"per_cpu", m.percpu},
+    json doc = {{"name", m.name},
+                {"type", type_name(m.info.type)},
+                {"key_size", m.info.key_size},
+                {"value_size", m.info.value_size},
+                {"max_entries", m.info.max_entries},
+                {"per_cpu", m.percpu},
                 {"entries", entries}};
     return Output{doc, dump_text};
 }
@@ -162,10 +168,8 @@ Result<Output> map_dump(const Options& o, const Args& args) {
 
 std::vector<Noun> map_nouns() {
     return {
-        {"node", {{"list", "", node_list}}, "list"},
-        {"service", {{"list", "", service_list}}, "list"},
-        {"ct", {{"list", "", ct_list}}, "list"},
-        {"nat", {{"list", "", nat_list}}, "list"},
+        {"node", {{"list", "", node_list}}, "list"}, {"service", {{"list", "", service_list}}, "list"},
+        {"ct", {{"list", "", ct_list}}, "list"},     {"nat", {{"list", "", nat_list}}, "list"},
         {"map", {{"dump", "NAME", map_dump}}, ""},
     };
 }

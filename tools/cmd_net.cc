@@ -94,8 +94,13 @@ Result<json> devices(const Options& o) {
             for (const auto& [mode, prog] : found) {
                 auto p = prog_info(prog);
                 if (!p) return priv(p.error(), o);
-                out.push_back({{"ifindex", l.ifindex}, {"name", l.name}, {"hook", hook}, {"mode", mode},
-                               {"prog_id", prog}, {"prog_name", p->name}, {"prog_tag", p->tag}});
+                out.push_back({{"ifindex", l.ifindex},
+                               {"name", l.name},
+                               {"hook", hook},
+                               {"mode", mode},
+                               {"prog_id", prog},
+                               {"prog_name", p->name},
+                               {"prog_tag", p->tag}});
             }
         }
     }
@@ -124,8 +129,11 @@ Result<json> cgroup_links(const Options& o) {
         const char* type = cg ? libbpf_bpf_attach_type_str(attach) : nullptr;
         auto p = prog_info(info.prog_id);
         if (!p) return priv(p.error(), o);
-        out.push_back({{"hook", f.substr(kLinkPrefix.size())}, {"attach_type", type ? type : ""},
-                       {"link_id", info.id}, {"prog_id", info.prog_id}, {"prog_name", p->name},
+        out.push_back({{"hook", f.substr(kLinkPrefix.size())},
+                       {"attach_type", type ? type : ""},
+                       {"link_id", info.id},
+                       {"prog_id", info.prog_id},
+                       {"prog_name", p->name},
                        {"cgroup_id", cg ? info.cgroup.cgroup_id : 0}});
     }
     return out;
@@ -152,8 +160,7 @@ std::string net_text(const json& d, const std::string& pin) {
 Result<Output> net_show(const Options& o, const std::vector<std::string>&) {
     SKIFF_ASSIGN_OR_RETURN(json devs, devices(o));
     SKIFF_ASSIGN_OR_RETURN(json cgs, cgroup_links(o));
-    return Output{{{"devices", devs}, {"cgroup", cgs}},
-                  [pin = o.pin_path](const json& d) { return net_text(d, pin); }};
+    return Output{{{"devices", devs}, {"cgroup", cgs}}, [pin = o.pin_path](const json& d) { return net_text(d, pin); }};
 }
 
 }  // namespace

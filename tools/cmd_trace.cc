@@ -151,8 +151,9 @@ json encapsulation(const std::string& pin_path, const skiff_trace_result& t) {
 Result<Output> trace_run(const Options& o, const std::vector<std::string>& args) {
     SKIFF_ASSIGN_OR_RETURN(auto fl, parse_flags(args, {"from", "to", "proto", "flags", "dev"}));
     if (!fl.count("from") || !fl.count("to"))
-        return Error::invalid("usage: skiffctl trace --from IP[:PORT] --to IP[:PORT] [--proto tcp|udp|icmp] "
-                              "[--flags syn|ack|fin|rst] [--dev DEVICE]");
+        return Error::invalid(
+            "usage: skiffctl trace --from IP[:PORT] --to IP[:PORT] [--proto tcp|udp|icmp] "
+            "[--flags syn|ack|fin|rst] [--dev DEVICE]");
     SKIFF_ASSIGN_OR_RETURN(Endpoint src, parse_hostport(fl["from"]));
     SKIFF_ASSIGN_OR_RETURN(Endpoint dst, parse_hostport(fl["to"]));
     std::string ps = fl.count("proto") ? fl["proto"] : "tcp";
@@ -160,7 +161,8 @@ Result<Output> trace_run(const Options& o, const std::vector<std::string>& args)
     if (!proto) return Error::invalid("--proto must be tcp, udp or icmp");
     uint8_t flags = 0x02;  // SYN
     if (fl.count("flags")) {
-        static const std::map<std::string, uint8_t> names = {{"syn", 0x02}, {"ack", 0x10}, {"fin", 0x11}, {"rst", 0x04}};
+        static const std::map<std::string, uint8_t> names = {
+            {"syn", 0x02}, {"ack", 0x10}, {"fin", 0x11}, {"rst", 0x04}};
         auto it = names.find(fl["flags"]);
         if (it == names.end()) return Error::invalid("--flags must be syn, ack, fin or rst");
         flags = it->second;
@@ -246,7 +248,8 @@ Result<Output> trace_run(const Options& o, const std::vector<std::string>& args)
     doc["packet_out"] = {{"src", pout.src}, {"dst", pout.dst}, {"sport", pout.sport}, {"dport", pout.dport}};
     return Output{doc, [](const json& d) {
                       std::string s = "hook:     " + d["hook"].get<std::string>() + "\n";
-                      s += "verdict:  " + d["verdict"].get<std::string>() + " (" + d["reason"].get<std::string>() + ")\n";
+                      s += "verdict:  " + d["verdict"].get<std::string>() + " (" + d["reason"].get<std::string>() +
+                           ")\n";
                       for (const auto& x : d["translations"])
                           s += "rewrite:  " + x["field"].get<std::string>() + " " + x["from"].dump() + " -> " +
                                x["to"].dump() + "\n";

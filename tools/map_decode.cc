@@ -26,13 +26,18 @@ using FlagNames = std::vector<std::pair<uint32_t, const char*>>;
 // ---- values in the datapath's terms ----
 
 const FlagNames kLocalFlag = {{SKIFF_EP_F_LOCAL, "local"}};  // endpoints
-const FlagNames kNodeFlags = {{SKIFF_NODE_F_LOCAL, "local"}, {SKIFF_NODE_F_ENCAP, "encap"}, {SKIFF_NODE_F_HOST, "host"}};
+const FlagNames kNodeFlags = {
+    {SKIFF_NODE_F_LOCAL, "local"}, {SKIFF_NODE_F_ENCAP, "encap"}, {SKIFF_NODE_F_HOST, "host"}};
 const FlagNames kSvcFlags = {{SKIFF_SVC_F_AFFINITY, "affinity"}, {SKIFF_SVC_F_MAGLEV, "maglev"}};
-const FlagNames kCtFlags = {{SKIFF_CT_F_SYN, "syn"}, {SKIFF_CT_F_CLOSING, "closing"},
-                            {SKIFF_CT_F_SNAT, "snat"}, {SKIFF_CT_F_REPLIED, "replied"}};
+const FlagNames kCtFlags = {{SKIFF_CT_F_SYN, "syn"},
+                            {SKIFF_CT_F_CLOSING, "closing"},
+                            {SKIFF_CT_F_SNAT, "snat"},
+                            {SKIFF_CT_F_REPLIED, "replied"}};
 const FlagNames kCfgFlags = {{SKIFF_CFG_F_MASQUERADE, "masquerade"}};
-const FlagNames kTraceFlags = {{SKIFF_TRACE_F_REDIRECT_PEER, "redirect-peer"}, {SKIFF_TRACE_F_BACKEND, "backend"},
-                               {SKIFF_TRACE_F_NEW, "new"}, {SKIFF_TRACE_F_TUNNEL, "tunnel"}};
+const FlagNames kTraceFlags = {{SKIFF_TRACE_F_REDIRECT_PEER, "redirect-peer"},
+                               {SKIFF_TRACE_F_BACKEND, "backend"},
+                               {SKIFF_TRACE_F_NEW, "new"},
+                               {SKIFF_TRACE_F_TUNNEL, "tunnel"}};
 
 json flag_list(uint32_t flags, const FlagNames& names) {
     json out = json::array();
@@ -80,13 +85,18 @@ json ep_value(const skiff_endpoint_info& v) {
     MacAddr pod{}, hostm{};
     std::copy(std::begin(v.pod_mac), std::end(v.pod_mac), pod.begin());
     std::copy(std::begin(v.host_mac), std::end(v.host_mac), hostm.begin());
-    return {{"ifindex", v.ifindex}, {"flags", flag_list(v.flags, kLocalFlag)}, {"pod_mac", mac_str(pod)},
+    return {{"ifindex", v.ifindex},
+            {"flags", flag_list(v.flags, kLocalFlag)},
+            {"pod_mac", mac_str(pod)},
             {"host_mac", mac_str(hostm)}};
 }
 
 json tuple(const skiff_ct_key& k) {
-    return {{"proto", proto_str(k.proto)}, {"saddr", ip_str(k.saddr)}, {"sport", ntohs(k.sport)},
-            {"daddr", ip_str(k.daddr)}, {"dport", ntohs(k.dport)}};
+    return {{"proto", proto_str(k.proto)},
+            {"saddr", ip_str(k.saddr)},
+            {"sport", ntohs(k.sport)},
+            {"daddr", ip_str(k.daddr)},
+            {"dport", ntohs(k.dport)}};
 }
 
 template <typename K, typename V, typename F>
@@ -129,7 +139,9 @@ json svc_key(const skiff_service_key& k) {
 
 json svc_value(const skiff_service_key& k, const skiff_service_value& v) {
     if (k.slot) return {{"backend_id", v.backend_id}};
-    return {{"count", v.count}, {"revnat_id", v.revnat_id}, {"flags", flag_list(v.flags, kSvcFlags)},
+    return {{"count", v.count},
+            {"revnat_id", v.revnat_id},
+            {"flags", flag_list(v.flags, kSvcFlags)},
             {"affinity_timeout", v.affinity_timeout}};
 }
 
@@ -147,9 +159,13 @@ json ct_value(const skiff_ct_value& v, uint64_t now) {
     const bool snat = v.flags & SKIFF_CT_F_SNAT;
     return {{"nat", addr(v.nat_addr, v.nat_port)},
             {"snat", snat ? addr(v.snat_addr, v.snat_port) : json(nullptr)},
-            {"flags", flag_list(v.flags, kCtFlags)}, {"backend_id", v.backend_id}, {"revnat_id", v.revnat_id},
-            {"age_s", since(now, v.created_ns)}, {"idle_s", since(now, v.last_seen_ns)},
-            {"packets", v.packets}, {"bytes", v.bytes}};
+            {"flags", flag_list(v.flags, kCtFlags)},
+            {"backend_id", v.backend_id},
+            {"revnat_id", v.revnat_id},
+            {"age_s", since(now, v.created_ns)},
+            {"idle_s", since(now, v.last_seen_ns)},
+            {"packets", v.packets},
+            {"bytes", v.bytes}};
 }
 
 // ICMP echo: the identifier is the request's source "port" and the reply's
@@ -163,75 +179,108 @@ json nat_key(const skiff_ct_key& k) {
 }
 
 json nat_value(const skiff_nat_value& v, uint64_t now) {
-    return {{"nat", addr(v.addr, v.port)}, {"flags", flag_list(v.flags, kCtFlags)},
-            {"age_s", since(now, v.created_ns)}, {"idle_s", since(now, v.last_seen_ns)},
-            {"packets", v.packets}, {"bytes", v.bytes}};
+    return {{"nat", addr(v.addr, v.port)},
+            {"flags", flag_list(v.flags, kCtFlags)},
+            {"age_s", since(now, v.created_ns)},
+            {"idle_s", since(now, v.last_seen_ns)},
+            {"packets", v.packets},
+            {"bytes", v.bytes}};
 }
 
 const std::vector<Decoder>& decoders() {
     static const std::vector<Decoder> all = {
-        dec<skiff_endpoint_key, skiff_endpoint_info>(SKIFF_MAP_ENDPOINTS, [](auto& k, auto& v, auto) {
-            return KV{{{"ip", ip_str(k.ip)}}, ep_value(v)};
-        }),
-        dec<skiff_node_key, skiff_node_info>(SKIFF_MAP_NODES, [](auto& k, auto& v, auto) {
-            return KV{cidr(k), node_value(v)};
-        }),
-        dec<skiff_node_key, uint32_t>(SKIFF_MAP_NOMASQ, [](auto& k, auto& v, auto) {
-            return KV{cidr(k), v};
-        }),
-        dec<skiff_service_key, skiff_service_value>(SKIFF_MAP_SERVICES, [](auto& k, auto& v, auto) {
-            return KV{svc_key(k), svc_value(k, v)};
-        }),
-        dec<uint32_t, skiff_backend>(SKIFF_MAP_BACKENDS, [](auto& k, auto& v, auto) {
-            return KV{{{"backend_id", k}}, backend_value(v)};
-        }),
-        dec<skiff_revnat_key, skiff_revnat_value>(SKIFF_MAP_REVNAT, [](auto& k, auto& v, auto) {
-            return KV{{{"id", k.id}},
-                      {{"vip", ip_str(v.vip)}, {"port", ntohs(v.port)}, {"proto", proto_str(v.proto)}}};
-        }),
-        dec<skiff_ct_key, skiff_ct_value>(SKIFF_MAP_CT, [](auto& k, auto& v, auto now) {
-            return KV{ct_key(k), ct_value(v, now)};
-        }),
-        dec<skiff_ct_key, skiff_nat_value>(SKIFF_MAP_SNAT, [](auto& k, auto& v, auto now) {
-            return KV{nat_key(k), nat_value(v, now)};
-        }),
-        dec<skiff_affinity_key, skiff_affinity_value>(SKIFF_MAP_AFFINITY, [](auto& k, auto& v, auto now) {
-            return KV{{{"client", ip_str(k.client)}, {"revnat_id", k.revnat_id}},
-                      {{"backend_id", v.backend_id}, {"slot", v.slot}, {"idle_s", since(now, v.last_used_ns)}}};
-        }),
-        dec<skiff_maglev_key, uint32_t>(SKIFF_MAP_MAGLEV, [](auto& k, auto& v, auto) {
-            return KV{{{"revnat_id", k.revnat_id}, {"index", k.index}}, {{"backend_id", v}}};
-        }),
-        dec<skiff_sock_revnat_key, skiff_sock_revnat_value>(SKIFF_MAP_SOCK_REVNAT, [](auto& k, auto& v, auto) {
-            return KV{{{"cookie", k.cookie}, {"addr", ip_str(k.addr)}, {"port", ntohs(k.port)}},
-                      {{"vip", ip_str(v.vip)}, {"port", ntohs(v.port)}}};
-        }),
-        dec<uint32_t, skiff_config>(SKIFF_MAP_CONFIG, [](auto& k, auto& v, auto) {
-            return KV{{{"index", k}},
-                      {{"node_ip", ip_str(v.node_ip)}, {"flags", flag_list(v.flags, kCfgFlags)},
-                       {"netns_cookie", v.netns_cookie}, {"nat_port_min", v.nat_port_min},
-                       {"nat_port_max", v.nat_port_max},
-                       {"cluster_cidr", cidr_str(v.cluster_net, v.cluster_mask)},
-                       {"cluster_mask", ip_str(v.cluster_mask)}, {"tunnel_ifindex", v.tunnel_ifindex},
-                       {"tunnel_vni", v.tunnel_vni}, {"tunnel_port", ntohs(v.tunnel_port)}}};
-        }),
-        dec<skiff_frag_key, skiff_frag_value>(SKIFF_MAP_FRAGS, [](auto& k, auto& v, auto) {
-            return KV{{{"saddr", ip_str(k.saddr)}, {"daddr", ip_str(k.daddr)}, {"ip_id", ntohs(k.id)},
-                       {"proto", proto_str(k.proto)}},
-                      {{"addr", ip_str(v.addr)}}};
-        }),
-        dec<uint32_t, skiff_trace_result>(SKIFF_MAP_TRACE, [](auto& k, auto& v, auto) {
-            return KV{{{"index", k}},
-                      {{"reason", std::string(bpf::reason_name(v.reason))}, {"action", v.action},
-                       {"redirect_ifindex", v.redirect_ifindex}, {"backend_id", v.backend_id},
-                       {"flags", flag_list(v.flags, kTraceFlags)}, {"seq", v.seq},
-                       {"tunnel_remote", ip_str(v.tunnel_remote)}, {"tunnel_vni", v.tunnel_vni}}};
-        }),
-        dec<uint32_t, skiff_metrics_value>(SKIFF_MAP_METRICS, [](auto& k, auto& v, auto) {
-            return KV{{{"index", k}, {"reason", std::string(bpf::reason_name(k / SKIFF_DIR_MAX))},
-                       {"direction", std::string(bpf::dir_name(k % SKIFF_DIR_MAX))}},
-                      {{"packets", v.packets}, {"bytes", v.bytes}}};
-        }),
+        dec<skiff_endpoint_key, skiff_endpoint_info>(SKIFF_MAP_ENDPOINTS,
+                                                     [](auto& k, auto& v, auto) {
+                                                         return KV{{{"ip", ip_str(k.ip)}}, ep_value(v)};
+                                                     }),
+        dec<skiff_node_key, skiff_node_info>(SKIFF_MAP_NODES,
+                                             [](auto& k, auto& v, auto) {
+                                                 return KV{cidr(k), node_value(v)};
+                                             }),
+        dec<skiff_node_key, uint32_t>(SKIFF_MAP_NOMASQ,
+                                      [](auto& k, auto& v, auto) {
+                                          return KV{cidr(k), v};
+                                      }),
+        dec<skiff_service_key, skiff_service_value>(SKIFF_MAP_SERVICES,
+                                                    [](auto& k, auto& v, auto) {
+                                                        return KV{svc_key(k), svc_value(k, v)};
+                                                    }),
+        dec<uint32_t, skiff_backend>(SKIFF_MAP_BACKENDS,
+                                     [](auto& k, auto& v, auto) {
+                                         return KV{{{"backend_id", k}}, backend_value(v)};
+                                     }),
+        dec<skiff_revnat_key, skiff_revnat_value>(
+            SKIFF_MAP_REVNAT,
+            [](auto& k, auto& v, auto) {
+                return KV{{{"id", k.id}},
+                          {{"vip", ip_str(v.vip)}, {"port", ntohs(v.port)}, {"proto", proto_str(v.proto)}}};
+            }),
+        dec<skiff_ct_key, skiff_ct_value>(SKIFF_MAP_CT,
+                                          [](auto& k, auto& v, auto now) {
+                                              return KV{ct_key(k), ct_value(v, now)};
+                                          }),
+        dec<skiff_ct_key, skiff_nat_value>(SKIFF_MAP_SNAT,
+                                           [](auto& k, auto& v, auto now) {
+                                               return KV{nat_key(k), nat_value(v, now)};
+                                           }),
+        dec<skiff_affinity_key, skiff_affinity_value>(
+            SKIFF_MAP_AFFINITY,
+            [](auto& k, auto& v, auto now) {
+                return KV{{{"client", ip_str(k.client)}, {"revnat_id", k.revnat_id}},
+                          {{"backend_id", v.backend_id}, {"slot", v.slot}, {"idle_s", since(now, v.last_used_ns)}}};
+            }),
+        dec<skiff_maglev_key, uint32_t>(
+            SKIFF_MAP_MAGLEV,
+            [](auto& k, auto& v, auto) {
+                return KV{{{"revnat_id", k.revnat_id}, {"index", k.index}}, {{"backend_id", v}}};
+            }),
+        dec<skiff_sock_revnat_key, skiff_sock_revnat_value>(
+            SKIFF_MAP_SOCK_REVNAT,
+            [](auto& k, auto& v, auto) {
+                return KV{{{"cookie", k.cookie}, {"addr", ip_str(k.addr)}, {"port", ntohs(k.port)}},
+                          {{"vip", ip_str(v.vip)}, {"port", ntohs(v.port)}}};
+            }),
+        dec<uint32_t, skiff_config>(SKIFF_MAP_CONFIG,
+                                    [](auto& k, auto& v, auto) {
+                                        return KV{{{"index", k}},
+                                                  {{"node_ip", ip_str(v.node_ip)},
+                                                   {"flags", flag_list(v.flags, kCfgFlags)},
+                                                   {"netns_cookie", v.netns_cookie},
+                                                   {"nat_port_min", v.nat_port_min},
+                                                   {"nat_port_max", v.nat_port_max},
+                                                   {"cluster_cidr", cidr_str(v.cluster_net, v.cluster_mask)},
+                                                   {"cluster_mask", ip_str(v.cluster_mask)},
+                                                   {"tunnel_ifindex", v.tunnel_ifindex},
+                                                   {"tunnel_vni", v.tunnel_vni},
+                                                   {"tunnel_port", ntohs(v.tunnel_port)}}};
+                                    }),
+        dec<skiff_frag_key, skiff_frag_value>(SKIFF_MAP_FRAGS,
+                                              [](auto& k, auto& v, auto) {
+                                                  return KV{{{"saddr", ip_str(k.saddr)},
+                                                             {"daddr", ip_str(k.daddr)},
+                                                             {"ip_id", ntohs(k.id)},
+                                                             {"proto", proto_str(k.proto)}},
+                                                            {{"addr", ip_str(v.addr)}}};
+                                              }),
+        dec<uint32_t, skiff_trace_result>(SKIFF_MAP_TRACE,
+                                          [](auto& k, auto& v, auto) {
+                                              return KV{{{"index", k}},
+                                                        {{"reason", std::string(bpf::reason_name(v.reason))},
+                                                         {"action", v.action},
+                                                         {"redirect_ifindex", v.redirect_ifindex},
+                                                         {"backend_id", v.backend_id},
+                                                         {"flags", flag_list(v.flags, kTraceFlags)},
+                                                         {"seq", v.seq},
+                                                         {"tunnel_remote", ip_str(v.tunnel_remote)},
+                                                         {"tunnel_vni", v.tunnel_vni}}};
+                                          }),
+        dec<uint32_t, skiff_metrics_value>(SKIFF_MAP_METRICS,
+                                           [](auto& k, auto& v, auto) {
+                                               return KV{{{"index", k},
+                                                          {"reason", std::string(bpf::reason_name(k / SKIFF_DIR_MAX))},
+                                                          {"direction", std::string(bpf::dir_name(k % SKIFF_DIR_MAX))}},
+                                                         {{"packets", v.packets}, {"bytes", v.bytes}}};
+                                           }),
     };
     return all;
 }

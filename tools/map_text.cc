@@ -70,9 +70,9 @@ std::string ct_text(const json& d) {
     for (const auto& e : d)
         rows.push_back({e["direction"], e["proto"], hostport(e["saddr"], e["sport"]), hostport(e["daddr"], e["dport"]),
                         hostport(e["nat"]["addr"], e["nat"]["port"]),
-                        e["snat"].is_null() ? "-" : hostport(e["snat"]["addr"], e["snat"]["port"]),
-                        joined(e["flags"]), e["backend_id"].dump(), e["revnat_id"].dump(), secs(e["age_s"]),
-                        secs(e["idle_s"]), e["packets"].dump(), e["bytes"].dump()});
+                        e["snat"].is_null() ? "-" : hostport(e["snat"]["addr"], e["snat"]["port"]), joined(e["flags"]),
+                        e["backend_id"].dump(), e["revnat_id"].dump(), secs(e["age_s"]), secs(e["idle_s"]),
+                        e["packets"].dump(), e["bytes"].dump()});
     return table(rows);
 }
 

@@ -27,22 +27,27 @@ Result<Output> endpoint_list(const Options& o, const std::vector<std::string>&) 
         std::copy(std::begin(info.host_mac), std::end(info.host_mac), host.begin());
         json flags = json::array();
         if (info.flags & SKIFF_EP_F_LOCAL) flags.push_back("local");
-        doc.push_back({{"ip", ip.str()}, {"ifindex", info.ifindex}, {"ifname", ifname_of(info.ifindex)},
-                       {"pod_mac", mac_str(pod)}, {"host_mac", mac_str(host)}, {"flags", flags}});
+        doc.push_back({{"ip", ip.str()},
+                       {"ifindex", info.ifindex},
+                       {"ifname", ifname_of(info.ifindex)},
+                       {"pod_mac", mac_str(pod)},
+                       {"host_mac", mac_str(host)},
+                       {"flags", flags}});
     }
     std::sort(doc.begin(), doc.end(), [](const json& a, const json& b) {
         return Ipv4::parse(a["ip"].get<std::string>())->value() < Ipv4::parse(b["ip"].get<std::string>())->value();
     });
-    return Output{doc, [](const json& d) {
-                      std::vector<std::vector<std::string>> rows{{"IP", "IFINDEX", "DEVICE", "POD MAC", "HOST MAC", "FLAGS"}};
-                      for (const auto& e : d) {
-                          std::string flags;
-                          for (const auto& f : e["flags"]) flags += (flags.empty() ? "" : ",") + f.get<std::string>();
-                          rows.push_back({e["ip"], std::to_string(e["ifindex"].get<uint32_t>()), e["ifname"], e["pod_mac"],
-                                          e["host_mac"], flags});
-                      }
-                      return table(rows);
-                  }};
+    return Output{
+        doc, [](const json& d) {
+            std::vector<std::vector<std::string>> rows{{"IP", "IFINDEX", "DEVICE", "POD MAC", "HOST MAC", "FLAGS"}};
+            for (const auto& e : d) {
+                std::string flags;
+                for (const auto& f : e["flags"]) flags += (flags.empty() ? "" : ",") + f.get<std::string>();
+                rows.push_back({e["ip"], std::to_string(e["ifindex"].get<uint32_t>()), e["ifname"], e["pod_mac"],
+                                e["host_mac"], flags});
+            }
+            return table(rows);
+        }};
 }
 
 Result<Output> stats_show(const Options& o, const std::vector<std::string>&) {
@@ -52,9 +57,12 @@ Result<Output> stats_show(const Options& o, const std::vector<std::string>&) {
     if (!rows) return explain(rows.error(), o);
     json doc = json::array();
     for (const auto& r : *rows)
-        doc.push_back({{"reason", std::string(bpf::reason_name(r.reason))}, {"reason_id", r.reason},
-                       {"direction", std::string(bpf::dir_name(r.dir))}, {"drop", bpf::reason_is_drop(r.reason)},
-                       {"packets", r.packets}, {"bytes", r.bytes}});
+        doc.push_back({{"reason", std::string(bpf::reason_name(r.reason))},
+                       {"reason_id", r.reason},
+                       {"direction", std::string(bpf::dir_name(r.dir))},
+                       {"drop", bpf::reason_is_drop(r.reason)},
+                       {"packets", r.packets},
+                       {"bytes", r.bytes}});
     return Output{doc, [](const json& d) {
                       std::vector<std::vector<std::string>> rows{{"REASON", "DIRECTION", "PACKETS", "BYTES"}};
                       for (const auto& e : d)
@@ -75,6 +83,7 @@ int main(int argc, char** argv) {
         {"stats", {{"show", "", stats_show}}, "show"},
     };
     for (auto& n : trace_nouns()) nouns.push_back(std::move(n));
-    for (auto* nouns_of : {map_nouns, net_nouns}) for (auto& n : nouns_of()) nouns.push_back(std::move(n));
+    for (auto* nouns_of : {map_nouns, net_nouns})
+        for (auto& n : nouns_of()) nouns.push_back(std::move(n));
     return run_cli(argc, argv, nouns);
 }

@@ -109,8 +109,9 @@ Status attach(const Args& a) {
     for (const auto* dev : {&*pod, &*up}) {
         auto id = bpf::tc_attached_id(dev->ifindex, bpf::TcHook::Ingress);
         if (!id) return id.error();
-        if (*id) return Error{EEXIST, dev->name + " already has a tc ingress filter (program id " +
-                                          std::to_string(*id) + ")"};
+        if (*id)
+            return Error{EEXIST,
+                         dev->name + " already has a tc ingress filter (program id " + std::to_string(*id) + ")"};
     }
 
     auto progs = floor::load_floor(a.pod_ip, pod->ifindex, a.pod_mac, pod->mac);
@@ -134,8 +135,8 @@ Status attach_local(const Args& a) {
             if (p.ifindex == dev->ifindex) return Error::invalid(l.dev + " named twice");
         auto id = bpf::tc_attached_id(dev->ifindex, bpf::TcHook::Ingress);
         if (!id) return id.error();
-        if (*id) return Error{EEXIST, l.dev + " already has a tc ingress filter (program id " +
-                                          std::to_string(*id) + ")"};
+        if (*id)
+            return Error{EEXIST, l.dev + " already has a tc ingress filter (program id " + std::to_string(*id) + ")"};
         pods.push_back({l.ip, dev->ifindex, l.mac, dev->mac});
     }
     auto prog = floor::load_floor_local(pods);

@@ -30,7 +30,7 @@ Result<FloorProgs> load_floor(Ipv4 pod_ip, int pod_ifindex, const MacAddr& pod_m
 
 Result<UniqueFd> load_floor_local(const std::vector<LocalPod>& pods) {
     std::unique_ptr<veth_floor_local, decltype(&veth_floor_local__destroy)> skel(veth_floor_local__open(),
-                                                                               veth_floor_local__destroy);
+                                                                                 veth_floor_local__destroy);
     if (!skel) return Error::errno_("open veth_floor_local");
     if (int err = veth_floor_local__load(skel.get()); err) return Error::os(-err, "load veth_floor_local");
     // Must match struct floor_ep in veth_floor_local.c.

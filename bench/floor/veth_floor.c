@@ -27,8 +27,8 @@
 #endif
 
 /* Set by the loader (bench/floor/floor.cc) before load. */
-const volatile __u32 pod_ip;         /* network order */
-const volatile __u32 pod_ifindex;    /* the pod's host veth */
+const volatile __u32 pod_ip;	  /* network order */
+const volatile __u32 pod_ifindex; /* the pod's host veth */
 const volatile __u8 pod_mac[ETH_ALEN];
 const volatile __u8 host_mac[ETH_ALEN];
 

@@ -8,8 +8,8 @@
 #include "maps.h"
 #include "metrics.h"
 
-static __always_inline void ct_key_init(struct skiff_ct_key *k, __be32 saddr, __be32 daddr,
-					const struct l4_info *l4, __u8 dir)
+static __always_inline void ct_key_init(struct skiff_ct_key *k, __be32 saddr, __be32 daddr, const struct l4_info *l4,
+					__u8 dir)
 {
 	k->saddr = saddr;
 	k->daddr = daddr;

@@ -15,7 +15,7 @@ static __always_inline __u16 csum_fold32(__u32 sum)
 /* HC' = ~(~HC + ~m + m') for one 16-bit word m replaced by m'. */
 static __always_inline void csum_replace2(__sum16 *check, __be16 old, __be16 new)
 {
-	__u32 sum = (__u16)~*check;
+	__u32 sum = (__u16) ~*check;
 
 	sum += (__u16)~old;
 	sum += new;
@@ -25,10 +25,10 @@ static __always_inline void csum_replace2(__sum16 *check, __be16 old, __be16 new
 /* The same for a 32-bit field (an IPv4 address) replaced as two words. */
 static __always_inline void csum_replace4(__sum16 *check, __be32 old, __be32 new)
 {
-	__u32 sum = (__u16)~*check;
+	__u32 sum = (__u16) ~*check;
 
-	sum += (__u16)~(old & 0xffff);
-	sum += (__u16)~(old >> 16);
+	sum += (__u16) ~(old & 0xffff);
+	sum += (__u16) ~(old >> 16);
 	sum += new & 0xffff;
 	sum += new >> 16;
 	*check = (__sum16)~csum_fold32(sum);

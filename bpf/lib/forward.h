@@ -125,16 +125,16 @@ static __always_inline int fwd_fib(struct __sk_buff *skb, struct iphdr *ip, __be
 
 /* To the node owning the destination's PodCIDR, through the tunnel or by
  * native routing as the node map says; the source IP is never touched. */
-static __always_inline int fwd_to_node(struct __sk_buff *skb, struct iphdr *ip,
-				       const struct skiff_node_info *node, __u32 *reason)
+static __always_inline int fwd_to_node(struct __sk_buff *skb, struct iphdr *ip, const struct skiff_node_info *node,
+				       __u32 *reason)
 {
 	if (node->flags & SKIFF_NODE_F_ENCAP)
 		return fwd_encap(skb, ip, node, reason);
 	return fwd_fib(skb, ip, node->node_ip, SKIFF_FWD_REMOTE_NODE, reason);
 }
 
-#define FWD_TO_NODES 1u   /* route remote PodCIDRs to their nodes */
-#define FWD_BY_FIB 2u     /* anything else: route by FIB, not the stack */
+#define FWD_TO_NODES 1u /* route remote PodCIDRs to their nodes */
+#define FWD_BY_FIB 2u	/* anything else: route by FIB, not the stack */
 
 /*
  * Where the destination sits in the pod network: a pod on this node (*ep

@@ -9,7 +9,7 @@
 #include "common.h"
 
 struct l4_info {
-	__u32 off;   /* offset of the L4 header in the frame */
+	__u32 off; /* offset of the L4 header in the frame */
 	__be16 sport;
 	__be16 dport;
 	__u8 proto;
@@ -23,8 +23,8 @@ struct l4_info {
 #define ICMP_TIME_EXCEEDED_T 11
 #define ICMP_PARAMETERPROB_T 12
 
-#define L4_PORTS 0      /* TCP, UDP, ICMP echo: sport/dport are set */
-#define L4_NONE 1       /* nothing to translate by */
+#define L4_PORTS 0	/* TCP, UDP, ICMP echo: sport/dport are set */
+#define L4_NONE 1	/* nothing to translate by */
 #define L4_ICMP_ERROR 2 /* an ICMP error: the offending packet is quoted */
 
 #define TCP_FLAG_FIN_BIT 0x01
@@ -81,8 +81,7 @@ static __always_inline int l4_load(struct __sk_buff *skb, const struct iphdr *ip
 	}
 	l4->sport = ports[0];
 	l4->dport = ports[1];
-	if (l4->proto == IPPROTO_TCP &&
-	    bpf_skb_load_bytes(skb, l4->off + 13, &l4->tcp_flags, 1) < 0)
+	if (l4->proto == IPPROTO_TCP && bpf_skb_load_bytes(skb, l4->off + 13, &l4->tcp_flags, 1) < 0)
 		return L4_NONE;
 	return L4_PORTS;
 }

@@ -41,8 +41,7 @@ static __always_inline __u16 csum_words(const __u16 *w, int n, __u32 sum)
 	return (__u16)~sum;
 }
 
-static __always_inline void reject_ip_header(struct iphdr *ip, __be32 saddr, __be32 daddr, __u8 proto,
-					     __u16 tot_len)
+static __always_inline void reject_ip_header(struct iphdr *ip, __be32 saddr, __be32 daddr, __u8 proto, __u16 tot_len)
 {
 	ip->version = 4;
 	ip->ihl = 5;

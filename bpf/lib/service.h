@@ -32,7 +32,10 @@
 static __always_inline struct skiff_service_value *svc_lookup(__be32 vip, __be16 port, __u8 proto, __u16 slot)
 {
 	struct skiff_service_key key = {
-		.vip = vip, .port = port, .proto = proto, .slot = slot,
+		.vip = vip,
+		.port = port,
+		.proto = proto,
+		.slot = slot,
 	};
 
 	return bpf_map_lookup_elem(&skiff_services, &key);
@@ -114,8 +117,8 @@ static __always_inline struct skiff_backend *svc_affinity_get(__be32 client, __b
 	return svc_backend(*id);
 }
 
-static __always_inline void svc_affinity_put(__be32 client, const struct skiff_service_value *svc, __u64 now,
-					     __u32 id, __u16 slot_nr)
+static __always_inline void svc_affinity_put(__be32 client, const struct skiff_service_value *svc, __u64 now, __u32 id,
+					     __u16 slot_nr)
 {
 	struct skiff_affinity_key key = { .client = client, .revnat_id = svc->revnat_id };
 	struct skiff_affinity_value val = { .last_used_ns = now, .backend_id = id, .slot = slot_nr };
@@ -176,8 +179,8 @@ static __always_inline struct skiff_ct_value *svc_reply_lookup(const struct iphd
  * source was translated on the way in. Inlined into an out-of-line stage
  * (svc_reply_forward()), which the packets that find no entry never run.
  */
-static __always_inline int svc_reverse_xlate(struct __sk_buff *skb, const struct l4_info *l4,
-					     struct skiff_ct_value *ct, __u32 *reason)
+static __always_inline int svc_reverse_xlate(struct __sk_buff *skb, const struct l4_info *l4, struct skiff_ct_value *ct,
+					     __u32 *reason)
 {
 	struct iphdr *ip = ipv4_header(skb);
 	__be32 saddr, daddr;
@@ -194,9 +197,12 @@ static __always_inline int svc_reverse_xlate(struct __sk_buff *skb, const struct
 		/* First answer: the connection is established on both entries
 		 * (the forward key is the client's original tuple). */
 		struct skiff_ct_key fkey = {
-			.saddr = ct->snat_addr, .daddr = ct->nat_addr,
-			.sport = ct->snat_port, .dport = ct->nat_port,
-			.proto = l4->proto, .dir = SKIFF_CT_FORWARD,
+			.saddr = ct->snat_addr,
+			.daddr = ct->nat_addr,
+			.sport = ct->snat_port,
+			.dport = ct->nat_port,
+			.proto = l4->proto,
+			.dir = SKIFF_CT_FORWARD,
 		};
 		struct skiff_ct_value *fwd = bpf_map_lookup_elem(&skiff_ct, &fkey);
 
@@ -219,8 +225,7 @@ static __always_inline int svc_reverse_xlate(struct __sk_buff *skb, const struct
 /* A reply from a backend of a tracked connection, if the packet is one (ip:
  * the packet's current header): see svc_reverse_xlate(). Inlined, for
  * callers that are out of line themselves. */
-static __always_inline int svc_reverse(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4,
-				       __u32 *reason)
+static __always_inline int svc_reverse(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4, __u32 *reason)
 {
 	struct skiff_ct_value *ct = svc_reply_lookup(ip, l4);
 
@@ -236,8 +241,8 @@ static __always_inline int svc_reverse(struct __sk_buff *skb, struct iphdr *ip, 
  * snat_remote is set (NodePort, externalTrafficPolicy Cluster), for
  * backends on other nodes, so their replies come back through this node.
  */
-static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4,
-				       __u32 *reason, __be32 snat_remote)
+static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, const struct l4_info *l4, __u32 *reason,
+				       __be32 snat_remote)
 {
 	struct skiff_ct_value fwd = {}, rev = {}, *ct;
 	struct skiff_ct_key key, rkey;
@@ -267,9 +272,12 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 			 * life cycle, on both halves. */
 			int snat = ct->flags & SKIFF_CT_F_SNAT;
 			struct skiff_ct_key rk = {
-				.saddr = ct->nat_addr, .daddr = snat ? ct->snat_addr : client,
-				.sport = ct->nat_port, .dport = snat ? ct->snat_port : l4->sport,
-				.proto = l4->proto, .dir = SKIFF_CT_REPLY,
+				.saddr = ct->nat_addr,
+				.daddr = snat ? ct->snat_addr : client,
+				.sport = ct->nat_port,
+				.dport = snat ? ct->snat_port : l4->sport,
+				.proto = l4->proto,
+				.dir = SKIFF_CT_REPLY,
 			};
 			struct skiff_ct_value *rv = bpf_map_lookup_elem(&skiff_ct, &rk);
 
@@ -466,8 +474,12 @@ static __always_inline int svc_icmp_error_reverse(struct __sk_buff *skb, const s
 static __always_inline void svc_purge_stale_reply_body(const struct iphdr *ip, const struct l4_info *l4)
 {
 	struct skiff_ct_key rkey = {
-		.saddr = ip->daddr, .daddr = ip->saddr, .sport = l4->dport, .dport = l4->sport,
-		.proto = l4->proto, .dir = SKIFF_CT_REPLY,
+		.saddr = ip->daddr,
+		.daddr = ip->saddr,
+		.sport = l4->dport,
+		.dport = l4->sport,
+		.proto = l4->proto,
+		.dir = SKIFF_CT_REPLY,
 	};
 	struct skiff_ct_value *rev;
 
@@ -476,8 +488,12 @@ static __always_inline void svc_purge_stale_reply_body(const struct iphdr *ip, c
 		return;
 	if (!(rev->flags & SKIFF_CT_F_SNAT)) {
 		struct skiff_ct_key fkey = {
-			.saddr = ip->saddr, .daddr = rev->nat_addr, .sport = l4->sport, .dport = rev->nat_port,
-			.proto = l4->proto, .dir = SKIFF_CT_FORWARD,
+			.saddr = ip->saddr,
+			.daddr = rev->nat_addr,
+			.sport = l4->sport,
+			.dport = rev->nat_port,
+			.proto = l4->proto,
+			.dir = SKIFF_CT_FORWARD,
 		};
 
 		ct_remove(&fkey);
@@ -496,8 +512,7 @@ static __always_inline int svc_purge_applies(struct __sk_buff *skb, const struct
 {
 	if (trace_mode(skb))
 		return 0;
-	if (l4->proto == IPPROTO_TCP &&
-	    (l4->tcp_flags & (TCP_FLAG_SYN_BIT | TCP_FLAG_ACK_BIT)) != TCP_FLAG_SYN_BIT)
+	if (l4->proto == IPPROTO_TCP && (l4->tcp_flags & (TCP_FLAG_SYN_BIT | TCP_FLAG_ACK_BIT)) != TCP_FLAG_SYN_BIT)
 		return 0;
 	return l4->proto == IPPROTO_TCP || l4->proto == IPPROTO_UDP;
 }

@@ -26,8 +26,8 @@
 #define ICMP_ID_OFF(l4) ((l4)->off + 4)
 
 /* Rewrite an address and "port" (ICMP: echo identifier) in one direction. */
-static __always_inline int snat_rewrite(struct __sk_buff *skb, const struct l4_info *l4, int dst,
-					__be32 old_ip, __be32 new_ip, __be16 old_port, __be16 new_port)
+static __always_inline int snat_rewrite(struct __sk_buff *skb, const struct l4_info *l4, int dst, __be32 old_ip,
+					__be32 new_ip, __be16 old_port, __be16 new_port)
 {
 	if (l4->proto != IPPROTO_ICMP)
 		return nat_rewrite(skb, l4, dst, old_ip, new_ip, old_port, new_port);
@@ -68,8 +68,8 @@ static __always_inline void snat_touch(struct skiff_nat_value *v, const struct l
 
 /* The reply tuple of an egress flow translated to nat_port: what the
  * destination will send back to the node. */
-static __always_inline void snat_ingress_key(struct skiff_ct_key *k, const struct iphdr *ip,
-					     const struct l4_info *l4, __be32 node_ip, __be16 nat_port)
+static __always_inline void snat_ingress_key(struct skiff_ct_key *k, const struct iphdr *ip, const struct l4_info *l4,
+					     __be32 node_ip, __be16 nat_port)
 {
 	k->saddr = ip->daddr;
 	k->daddr = node_ip;
@@ -128,11 +128,13 @@ static __always_inline long snat_take(struct __sk_buff *skb, const struct skiff_
  * tuple is free but the table is full (the flow cannot be tracked).
  */
 static __always_inline int snat_claim(struct __sk_buff *skb, const struct iphdr *ip, const struct l4_info *l4,
-				      const struct skiff_config *cfg, __u64 now, __be16 *nat_port, int node,
-				      int dry)
+				      const struct skiff_config *cfg, __u64 now, __be16 *nat_port, int node, int dry)
 {
 	struct skiff_nat_value rev = {
-		.created_ns = now, .last_seen_ns = now, .addr = ip->saddr, .port = l4->sport,
+		.created_ns = now,
+		.last_seen_ns = now,
+		.addr = ip->saddr,
+		.port = l4->sport,
 	};
 	struct nat_port_walk w;
 	struct skiff_ct_key k;
@@ -185,8 +187,7 @@ static __always_inline int snat_applies(const struct skiff_config *cfg, const st
  * flood of spoofed SYNs must not fill the table. */
 static __always_inline int snat_node_flow_start(const struct l4_info *l4)
 {
-	return l4->proto != IPPROTO_TCP ||
-	       (l4->tcp_flags & (TCP_FLAG_SYN_BIT | TCP_FLAG_ACK_BIT)) == TCP_FLAG_SYN_BIT;
+	return l4->proto != IPPROTO_TCP || (l4->tcp_flags & (TCP_FLAG_SYN_BIT | TCP_FLAG_ACK_BIT)) == TCP_FLAG_SYN_BIT;
 }
 
 /* The NAT port of this packet's flow: its entry's, or a new claim with
@@ -391,8 +392,7 @@ static __always_inline void frag_key_init(struct skiff_frag_key *k, const struct
 }
 
 /* After translating a first fragment (key taken before the rewrite). */
-static __always_inline void snat_frag_remember(const struct __sk_buff *skb, const struct skiff_frag_key *k,
-					       __be32 addr)
+static __always_inline void snat_frag_remember(const struct __sk_buff *skb, const struct skiff_frag_key *k, __be32 addr)
 {
 	struct skiff_frag_value v = { .addr = addr };
 

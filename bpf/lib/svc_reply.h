@@ -23,8 +23,8 @@
  * never run or fetch this code. dir: the calling program's direction, for
  * the translation's counter.
  */
-static __noinline int svc_reply_forward(struct __sk_buff *skb, struct l4_info *l4, struct skiff_ct_value *ct,
-					__u32 dir, __u32 *reason)
+static __noinline int svc_reply_forward(struct __sk_buff *skb, struct l4_info *l4, struct skiff_ct_value *ct, __u32 dir,
+					__u32 *reason)
 {
 	__u32 svc_reason = 0;
 	struct iphdr *ip;

@@ -17,9 +17,7 @@ static __always_inline int trace_mode(const struct __sk_buff *skb)
 	/* A load straight from the context at a constant offset: otherwise
 	 * clang may keep &skb->mark in a register, and the verifier refuses
 	 * dereferencing a context pointer that was moved. */
-	asm volatile("%0 = *(u32 *)(%1 + %2)"
-		     : "=r"(mark)
-		     : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, mark)));
+	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(mark) : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, mark)));
 	return mark == SKIFF_TRACE_MARK;
 }
 

@@ -159,8 +159,9 @@ static __always_inline int fwd_encap(struct __sk_buff *skb, struct iphdr *ip, co
 	if (unlikely(wire > TUNNEL_SMALL)) {
 		if (tunnel_too_big(skb, node_ip, wire, &mtu)) {
 			if (tunnel_frag_needed(skb, cfg, mtu, reason))
-				return skiff_redirect_peer(skb, skb->ifindex) == TC_ACT_REDIRECT ?
-					       TC_ACT_REDIRECT : -SKIFF_DROP_REDIRECT_FAILED;
+				return skiff_redirect_peer(skb, skb->ifindex) == TC_ACT_REDIRECT
+					       ? TC_ACT_REDIRECT
+					       : -SKIFF_DROP_REDIRECT_FAILED;
 		} else if (ip->frag_off & bpf_htons(IPV4_DF)) {
 			flags = BPF_F_DONT_FRAGMENT;
 		}

@@ -60,9 +60,9 @@ struct TestVeth {
 
 struct TestNet {
     unsigned long root_ns_dev = 0, root_ns_ino = 0;  // the netns we left
-    TestVeth src;    // the sending pod
-    TestVeth dst;    // a local destination pod
-    TestVeth other;  // a third pod (its IP is used for spoofing)
+    TestVeth src;                                    // the sending pod
+    TestVeth dst;                                    // a local destination pod
+    TestVeth other;                                  // a third pod (its IP is used for spoofing)
 };
 
 namespace detail {
@@ -70,8 +70,7 @@ namespace detail {
 inline Result<std::pair<unsigned long, unsigned long>> current_netns_id() {
     struct stat st {};
     if (::stat("/proc/thread-self/ns/net", &st) != 0) return Error::errno_("stat own netns");
-    return std::make_pair(static_cast<unsigned long>(st.st_dev),
-                          static_cast<unsigned long>(st.st_ino));
+    return std::make_pair(static_cast<unsigned long>(st.st_dev), static_cast<unsigned long>(st.st_ino));
 }
 
 // An error unless the calling thread has left net's root netns.
@@ -127,9 +126,7 @@ inline const Result<TestNet>& test_net() {
 // Pin directories
 // ---------------------------------------------------------------------------
 
-inline std::string pin_dir_prefix() {
-    return "/sys/fs/bpf/skiff-bpftest-" + std::to_string(::getpid()) + "-";
-}
+inline std::string pin_dir_prefix() { return "/sys/fs/bpf/skiff-bpftest-" + std::to_string(::getpid()) + "-"; }
 
 // Unlink every entry of a (flat) pin dir, then the dir. Missing is fine.
 // Returns an empty string on success, else what went wrong.
@@ -148,11 +145,9 @@ inline std::string remove_pin_dir(const std::string& path) {
     ::closedir(d);
     for (const auto& n : names) {
         std::string p = path + "/" + n;
-        if (::unlink(p.c_str()) != 0 && errno != ENOENT)
-            err += "unlink " + p + ": " + std::strerror(errno) + "; ";
+        if (::unlink(p.c_str()) != 0 && errno != ENOENT) err += "unlink " + p + ": " + std::strerror(errno) + "; ";
     }
-    if (::rmdir(path.c_str()) != 0 && errno != ENOENT)
-        err += "rmdir " + path + ": " + std::strerror(errno) + "; ";
+    if (::rmdir(path.c_str()) != 0 && errno != ENOENT) err += "rmdir " + path + ": " + std::strerror(errno) + "; ";
     return err;
 }
 
@@ -214,15 +209,13 @@ class BpfTestEnvironment : public ::testing::Environment {
 public:
     void SetUp() override {
         const auto& net = test_net();
-        if (!net.ok())
-            std::fprintf(stderr, "bpftest: no private netns: %s\n", net.error().message.c_str());
+        if (!net.ok()) std::fprintf(stderr, "bpftest: no private netns: %s\n", net.error().message.c_str());
         sweep_pin_dirs();
     }
     void TearDown() override { sweep_pin_dirs(); }
 };
 
-inline ::testing::Environment* const kBpfTestEnvironment =
-    ::testing::AddGlobalTestEnvironment(new BpfTestEnvironment);
+inline ::testing::Environment* const kBpfTestEnvironment = ::testing::AddGlobalTestEnvironment(new BpfTestEnvironment);
 
 // ---------------------------------------------------------------------------
 // Frames of the test devices (the frames themselves: frames.h)
@@ -320,7 +313,6 @@ inline std::string describe(const Counters& c) {
     }
     return s;
 }
-
 
 // ---------------------------------------------------------------------------
 // Raw map access (bpf_map_* on open_pinned_map() fds), what: error context

@@ -28,16 +28,15 @@ struct Layout {
     std::vector<Member> members;
 };
 
-#define SKIFF_MEMBER(T, m) Member{#m, offsetof(T, m), sizeof(T::m)}
+#define SKIFF_MEMBER(T, m) \
+    Member { #m, offsetof(T, m), sizeof(T::m) }
 
 // Every struct of maps/skiff_maps.h but skiff_event: ring buffer records
 // have no type in BTF (bpf_ringbuf_reserve() returns void *); its size is
 // fixed by a static_assert in bpf/map_layout.h.
 std::vector<Layout> cxx_layouts() {
     return {
-        {"skiff_endpoint_key",
-         sizeof(skiff_endpoint_key),
-         {SKIFF_MEMBER(skiff_endpoint_key, ip)}},
+        {"skiff_endpoint_key", sizeof(skiff_endpoint_key), {SKIFF_MEMBER(skiff_endpoint_key, ip)}},
         {"skiff_endpoint_info",
          sizeof(skiff_endpoint_info),
          {SKIFF_MEMBER(skiff_endpoint_info, ifindex), SKIFF_MEMBER(skiff_endpoint_info, flags),
@@ -79,9 +78,9 @@ std::vector<Layout> cxx_layouts() {
           SKIFF_MEMBER(skiff_revnat_value, proto), SKIFF_MEMBER(skiff_revnat_value, pad)}},
         {"skiff_ct_key",
          sizeof(skiff_ct_key),
-         {SKIFF_MEMBER(skiff_ct_key, saddr), SKIFF_MEMBER(skiff_ct_key, daddr),
-          SKIFF_MEMBER(skiff_ct_key, sport), SKIFF_MEMBER(skiff_ct_key, dport),
-          SKIFF_MEMBER(skiff_ct_key, proto), SKIFF_MEMBER(skiff_ct_key, dir), SKIFF_MEMBER(skiff_ct_key, pad)}},
+         {SKIFF_MEMBER(skiff_ct_key, saddr), SKIFF_MEMBER(skiff_ct_key, daddr), SKIFF_MEMBER(skiff_ct_key, sport),
+          SKIFF_MEMBER(skiff_ct_key, dport), SKIFF_MEMBER(skiff_ct_key, proto), SKIFF_MEMBER(skiff_ct_key, dir),
+          SKIFF_MEMBER(skiff_ct_key, pad)}},
         {"skiff_ct_value",
          sizeof(skiff_ct_value),
          {SKIFF_MEMBER(skiff_ct_value, created_ns), SKIFF_MEMBER(skiff_ct_value, last_seen_ns),
@@ -122,9 +121,8 @@ std::vector<Layout> cxx_layouts() {
           SKIFF_MEMBER(skiff_sock_revnat_value, pad)}},
         {"skiff_frag_key",
          sizeof(skiff_frag_key),
-         {SKIFF_MEMBER(skiff_frag_key, saddr), SKIFF_MEMBER(skiff_frag_key, daddr),
-          SKIFF_MEMBER(skiff_frag_key, id), SKIFF_MEMBER(skiff_frag_key, proto),
-          SKIFF_MEMBER(skiff_frag_key, pad)}},
+         {SKIFF_MEMBER(skiff_frag_key, saddr), SKIFF_MEMBER(skiff_frag_key, daddr), SKIFF_MEMBER(skiff_frag_key, id),
+          SKIFF_MEMBER(skiff_frag_key, proto), SKIFF_MEMBER(skiff_frag_key, pad)}},
         {"skiff_frag_value",
          sizeof(skiff_frag_value),
          {SKIFF_MEMBER(skiff_frag_value, addr), SKIFF_MEMBER(skiff_frag_value, pad)}},
@@ -152,8 +150,7 @@ std::string compare_with_btf(const btf* b, const Layout& want) {
         add("BTF type is not a struct");
         return diff;
     }
-    if (t->size != want.size)
-        add("size: BTF " + std::to_string(t->size) + ", C++ " + std::to_string(want.size));
+    if (t->size != want.size) add("size: BTF " + std::to_string(t->size) + ", C++ " + std::to_string(want.size));
     const unsigned n = btf_vlen(t);
     if (n != want.members.size())
         add("member count: BTF " + std::to_string(n) + ", C++ " + std::to_string(want.members.size()));
@@ -203,8 +200,7 @@ protected:
         const std::string name(skiff::bpf::program_name(GetParam()));
         LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = name.c_str());
         obj_.reset(bpf_object__open_mem(bytes.data, bytes.size, &opts));
-        ASSERT_NE(obj_.get(), nullptr) << "open embedded object " << name << ": "
-                                       << std::strerror(errno);
+        ASSERT_NE(obj_.get(), nullptr) << "open embedded object " << name << ": " << std::strerror(errno);
         btf_ = bpf_object__btf(obj_.get());
         ASSERT_NE(btf_, nullptr) << name << " has no BTF (compiled without -g?)";
     }
@@ -269,8 +265,7 @@ TEST_P(BtfLayoutTest, MapsUseTheSharedTypes) {
     EXPECT_EQ(bpf_map__max_entries(metrics), SKIFF_METRICS_MAX);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllPrograms, BtfLayoutTest,
-                         ::testing::ValuesIn(skiff::bpf::all_programs()),
+INSTANTIATE_TEST_SUITE_P(AllPrograms, BtfLayoutTest, ::testing::ValuesIn(skiff::bpf::all_programs()),
                          [](const ::testing::TestParamInfo<skiff::bpf::Program>& p) {
                              return std::string(skiff::bpf::program_name(p.param));
                          });

@@ -12,10 +12,10 @@
 namespace skiff::bpftest::service {
 namespace {
 
-constexpr int kFrontends = 4;           // VIP:1000.. each with its own backend port,
-constexpr uint16_t kFirstPort = 1000;   // so reply tuples never collide across them
+constexpr int kFrontends = 4;                              // VIP:1000.. each with its own backend port,
+constexpr uint16_t kFirstPort = 1000;                      // so reply tuples never collide across them
 constexpr uint32_t kFillConns = SKIFF_CT_MAX / 2 * 3 / 2;  // 1.5x what fits (2 entries each)
-constexpr uint32_t kTouchEvery = 256;   // the live connection sends and gets a packet this often
+constexpr uint32_t kTouchEvery = 256;                      // the live connection sends and gets a packet this often
 
 class CtPressureTest : public ServiceTest {
 protected:
@@ -83,8 +83,9 @@ TEST_F(CtPressureTest, FullMapEvictsIdleEntriesKeepsTheLiveConnectionAndCountsIt
             << "connection " << i << " (among the oldest) survived";
     }
     uint32_t last = kFillConns - 1;
-    EXPECT_TRUE(maps_.ct(ct_key(kClientIp, kVip, static_cast<uint16_t>(1024 + last / kFrontends),
-                                static_cast<uint16_t>(kFirstPort + last % kFrontends), kTcp, SKIFF_CT_FORWARD))
+    EXPECT_TRUE(maps_
+                    .ct(ct_key(kClientIp, kVip, static_cast<uint16_t>(1024 + last / kFrontends),
+                               static_cast<uint16_t>(kFirstPort + last % kFrontends), kTcp, SKIFF_CT_FORWARD))
                     .has_value())
         << "the newest connection has no entry";
 
@@ -97,8 +98,7 @@ TEST_F(CtPressureTest, FullMapEvictsIdleEntriesKeepsTheLiveConnectionAndCountsIt
     EXPECT_EQ(inserted, 2ull * (kFillConns + 1)) << "two entries per connection";
     EXPECT_EQ(removed, 0u);
     EXPECT_EQ(inserted - removed - present, 2ull * (kFillConns + 1) - present);
-    EXPECT_GE(inserted - removed - present, 2ull * kFillConns - SKIFF_CT_MAX)
-        << "at least the overflow was evicted";
+    EXPECT_GE(inserted - removed - present, 2ull * kFillConns - SKIFF_CT_MAX) << "at least the overflow was evicted";
 }
 
 // Without pressure the accounting explains every entry: inserted - removed
@@ -142,8 +142,8 @@ TEST_F(CtPressureTest, ReusedTupleGetsItsReplyHalfBack) {
     EXPECT_EQ(ntohs(rev->snat_port), sport);
     EXPECT_EQ(rev->backend_id, kBeId);
 
-    Bytes syn_ack = frame(net_->dst, kBackendIp, kClientIp, kTcp,
-                          l4(kTcp, kBackendIp, kClientIp, kBport, sport, kSynAck, {}));
+    Bytes syn_ack =
+        frame(net_->dst, kBackendIp, kClientIp, kTcp, l4(kTcp, kBackendIp, kClientIp, kBport, sport, kSynAck, {}));
     RunResult r = run_pod(syn_ack, net_->dst.host.ifindex);
     ASSERT_NO_FATAL_FAILURE(expect_snat(syn_ack, r, net_->src, kVip, kVport));
     EXPECT_EQ(maps_.ct_all().size(), 2u) << maps_.ct_dump();

@@ -43,9 +43,7 @@ inline uint16_t inet_checksum(const uint8_t* p, size_t n, uint32_t initial = 0) 
 }
 
 // A header including its checksum field verifies when it sums to 0xffff.
-inline bool checksum_verifies(const uint8_t* p, size_t n) {
-    return csum_fold(csum_add(0, p, n)) == 0xffff;
-}
+inline bool checksum_verifies(const uint8_t* p, size_t n) { return csum_fold(csum_add(0, p, n)) == 0xffff; }
 
 // ---------------------------------------------------------------------------
 // Frames
@@ -62,8 +60,8 @@ constexpr uint8_t kIcmp = IPPROTO_ICMP;
 constexpr uint8_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04, kTcpPsh = 0x08, kTcpAck = 0x10;
 
 // IPv4 header byte offsets.
-constexpr size_t kIpTos = 1, kIpTotLen = 2, kIpId = 4, kIpFrag = 6, kIpTtl = 8, kIpProto = 9,
-                 kIpCheck = 10, kIpSaddr = 12, kIpDaddr = 16;
+constexpr size_t kIpTos = 1, kIpTotLen = 2, kIpId = 4, kIpFrag = 6, kIpTtl = 8, kIpProto = 9, kIpCheck = 10,
+                 kIpSaddr = 12, kIpDaddr = 16;
 
 inline void put16(uint8_t* p, uint16_t v) {
     p[0] = static_cast<uint8_t>(v >> 8);
@@ -287,8 +285,7 @@ inline std::vector<FrameCase> malformed_ipv4(const Bytes& good, bool ihl6_cut, s
         }
         cases.push_back({std::move(name), std::move(b)});
     };
-    for (uint8_t ihl : {0, 1, 4})
-        edit("IHL " + std::to_string(ihl), [&](Bytes& b) { b[kEthHlen] = 0x40 | ihl; });
+    for (uint8_t ihl : {0, 1, 4}) edit("IHL " + std::to_string(ihl), [&](Bytes& b) { b[kEthHlen] = 0x40 | ihl; });
     // IHL 15 = 60 bytes of header, but the frame has 14 + 40 bytes.
     edit("IHL beyond the frame", [&](Bytes& b) {
         b.resize(kEthHlen + 40);
@@ -302,9 +299,8 @@ inline std::vector<FrameCase> malformed_ipv4(const Bytes& good, bool ihl6_cut, s
             put16(&b[kEthHlen + kIpTotLen], 20);
         });
     }
-    edit("total length > frame", [&](Bytes& b) {
-        put16(&b[kEthHlen + kIpTotLen], static_cast<uint16_t>(b.size() - kEthHlen + 1));
-    });
+    edit("total length > frame",
+         [&](Bytes& b) { put16(&b[kEthHlen + kIpTotLen], static_cast<uint16_t>(b.size() - kEthHlen + 1)); });
     edit("total length 0xffff", [&](Bytes& b) { put16(&b[kEthHlen + kIpTotLen], 0xffff); });
     edit("total length < header", [&](Bytes& b) { put16(&b[kEthHlen + kIpTotLen], 19); });
     edit("total length 0", [&](Bytes& b) { put16(&b[kEthHlen + kIpTotLen], 0); });

@@ -74,12 +74,9 @@ TEST_F(FromPodTest, LocalDestinationTcpUdpIcmpToEachLocalPod) {
         uint8_t proto;
     };
     const Case cases[] = {
-        {"icmp->dst", kDstIp, &net_->dst, IPPROTO_ICMP},
-        {"tcp->dst", kDstIp, &net_->dst, IPPROTO_TCP},
-        {"udp->dst", kDstIp, &net_->dst, IPPROTO_UDP},
-        {"tcp->other", kOtherIp, &net_->other, IPPROTO_TCP},
-        {"udp->other", kOtherIp, &net_->other, IPPROTO_UDP},
-        {"icmp->self (hairpin)", kSrcIp, &net_->src, IPPROTO_ICMP},
+        {"icmp->dst", kDstIp, &net_->dst, IPPROTO_ICMP},     {"tcp->dst", kDstIp, &net_->dst, IPPROTO_TCP},
+        {"udp->dst", kDstIp, &net_->dst, IPPROTO_UDP},       {"tcp->other", kOtherIp, &net_->other, IPPROTO_TCP},
+        {"udp->other", kOtherIp, &net_->other, IPPROTO_UDP}, {"icmp->self (hairpin)", kSrcIp, &net_->src, IPPROTO_ICMP},
     };
     uint64_t bytes = 0;
     uint64_t packets = 0;
@@ -184,8 +181,7 @@ TEST_F(FromPodTest, NonIpv4FramesGoToTheStackUnchanged) {
     Bytes arp = {0, 1, 0x08, 0x00, 6, 4, 0, 1};
     arp.insert(arp.end(), net_->src.pod.mac.begin(), net_->src.pod.mac.end());
     arp.insert(arp.end(), {10, 244, 0, 10, 0, 0, 0, 0, 0, 0, 10, 244, 0, 1});
-    Bytes arp_frame = ethernet(MacAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, net_->src.pod.mac,
-                               kEthPArp, arp);
+    Bytes arp_frame = ethernet(MacAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, net_->src.pod.mac, kEthPArp, arp);
     // IPv6 ICMPv6 echo fe80::1 -> fe80::2 (hop limit 64).
     Bytes v6 = {0x60, 0, 0, 0, 0, 8, 58, 64};
     for (int i = 0; i < 2; ++i) {
@@ -219,8 +215,8 @@ TEST_F(FromPodTest, NonIpv4FramesGoToTheStackUnchanged) {
 // --- 4. destination not local ---------------------------------------------
 
 TEST_F(FromPodTest, DestinationNotLocalGoesToTheStackUnchanged) {
-    Bytes a = icmp_frame(kSrcIp, kRemoteIp, 64);    // not an endpoint
-    Bytes b = icmp_frame(kSrcIp, kNonLocalIp, 64);  // endpoint without LOCAL flag
+    Bytes a = icmp_frame(kSrcIp, kRemoteIp, 64);        // not an endpoint
+    Bytes b = icmp_frame(kSrcIp, kNonLocalIp, 64);      // endpoint without LOCAL flag
     Bytes c = icmp_frame(kSrcIp, Ipv4(0x08080808), 1);  // internet, TTL 1: stack's job
     for (const Bytes* in : {&a, &b, &c}) {
         RunResult r = run(*in);
@@ -340,9 +336,7 @@ TEST_F(FromPodTest, FrameShorterThanEthernetHeaderIsRejectedByTheKernel) {
 TEST_F(FromPodTest, TtlDecrementKeepsChecksumValidForRandomHeaders) {
     const uint32_t seed = 0x5c1ff;
     std::mt19937 rng(seed);
-    auto rnd = [&](uint32_t lo, uint32_t hi) {
-        return std::uniform_int_distribution<uint32_t>(lo, hi)(rng);
-    };
+    auto rnd = [&](uint32_t lo, uint32_t hi) { return std::uniform_int_distribution<uint32_t>(lo, hi)(rng); };
 
     // A few more sources on the src veth and destinations on the dst veth.
     std::vector<Ipv4> srcs{kSrcIp}, dsts{kDstIp};
@@ -376,8 +370,8 @@ TEST_F(FromPodTest, TtlDecrementKeepsChecksumValidForRandomHeaders) {
         Bytes in = from_src_pod(ipv4_packet(s));
         const size_t hlen = 20 + s.options.size();
         const uint16_t in_check = get16(&in[kEthHlen + kIpCheck]);
-        SCOPED_TRACE("seed " + std::to_string(seed) + " case " + std::to_string(i) + " ttl " +
-                     std::to_string(s.ttl) + " header " + hex(&in[kEthHlen], hlen));
+        SCOPED_TRACE("seed " + std::to_string(seed) + " case " + std::to_string(i) + " ttl " + std::to_string(s.ttl) +
+                     " header " + hex(&in[kEthHlen], hlen));
         ASSERT_TRUE(checksum_verifies(&in[kEthHlen], hlen));
         RunResult r = run(in);
         ASSERT_EQ(r.err, 0) << std::strerror(-r.err);
@@ -413,12 +407,10 @@ TEST_F(FromPodTest, RunsInAPrivateNetworkNamespace) {
     std::vector<std::string> names;
     for (const auto& l : *links) names.push_back(l.name);
     // Only our devices (and whatever a new netns always has, like lo).
-    for (const char* want : {"lo", "skt-src-h", "skt-src-p", "skt-dst-h", "skt-dst-p", "skt-oth-h",
-                             "skt-oth-p"})
+    for (const char* want : {"lo", "skt-src-h", "skt-src-p", "skt-dst-h", "skt-dst-p", "skt-oth-h", "skt-oth-p"})
         EXPECT_NE(std::find(names.begin(), names.end(), want), names.end()) << want;
     for (const auto& l : *links)
-        EXPECT_TRUE(l.name == "lo" || l.name.rfind("skt-", 0) == 0 || l.kind != "veth")
-            << "unexpected veth " << l.name;
+        EXPECT_TRUE(l.name == "lo" || l.name.rfind("skt-", 0) == 0 || l.kind != "veth") << "unexpected veth " << l.name;
     EXPECT_EQ(pins_.path().rfind(pin_dir_prefix(), 0), 0u);
 }
 

@@ -27,7 +27,7 @@ UniqueFd create_map(bpf_map_type type, uint32_t key_size, uint32_t value_size, u
 skiff_ct_key ct_key_n(uint32_t n, uint8_t dir) {
     skiff_ct_key k{};
     k.saddr = htonl(0x0af40000u | (n >> 8));  // 10.244.x.y
-    k.daddr = htonl(0x0a600001u);              // 10.96.0.1
+    k.daddr = htonl(0x0a600001u);             // 10.96.0.1
     k.sport = htons(static_cast<uint16_t>(1024 + (n & 0xff)));
     k.dport = htons(80);
     k.proto = IPPROTO_TCP;
@@ -66,11 +66,12 @@ TEST(MapWalkTest, HashMapBatchesSeeEveryEntryOnceWithItsValue) {
         }
         std::set<std::tuple<uint32_t, uint32_t, uint16_t, uint16_t, uint8_t, uint8_t>> seen;
         uint32_t calls = 0, wrong = 0;
-        ASSERT_OK((bpf::for_each_entry<skiff_ct_key, skiff_ct_value>(fd.get(), "test", [&](const auto& k, const auto& v) {
-            ++calls;
-            seen.insert(tie_of(k));
-            if (tie_of(ct_key_n(static_cast<uint32_t>(v.packets), SKIFF_CT_FORWARD)) != tie_of(k)) ++wrong;
-        })));
+        ASSERT_OK(
+            (bpf::for_each_entry<skiff_ct_key, skiff_ct_value>(fd.get(), "test", [&](const auto& k, const auto& v) {
+                ++calls;
+                seen.insert(tie_of(k));
+                if (tie_of(ct_key_n(static_cast<uint32_t>(v.packets), SKIFF_CT_FORWARD)) != tie_of(k)) ++wrong;
+            })));
         EXPECT_EQ(calls, kEntries) << "map type " << type << ": an entry seen twice or missed";
         EXPECT_EQ(seen.size(), kEntries) << "map type " << type;
         EXPECT_EQ(wrong, 0u) << "map type " << type << ": a value paired with another entry's key";
@@ -81,9 +82,8 @@ TEST(MapWalkTest, EmptyMapCallsNothing) {
     UniqueFd fd = create_map(BPF_MAP_TYPE_HASH, sizeof(skiff_ct_key), sizeof(skiff_ct_value), 64);
     ASSERT_TRUE(fd.valid()) << strerror(errno);
     int calls = 0;
-    ASSERT_OK((bpf::for_each_entry<skiff_ct_key, skiff_ct_value>(fd.get(), "test", [&](const auto&, const auto&) {
-        ++calls;
-    })));
+    ASSERT_OK((bpf::for_each_entry<skiff_ct_key, skiff_ct_value>(fd.get(), "test",
+                                                                 [&](const auto&, const auto&) { ++calls; })));
     EXPECT_EQ(calls, 0);
 }
 

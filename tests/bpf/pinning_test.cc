@@ -5,7 +5,6 @@
 #include "bpf/tc.h"
 #include "bpf_test_env.h"
 
-
 // Every map id a program uses is one of the pinned maps (programs need not
 // use all: skiff_revnat is for the control plane).
 static ::testing::AssertionResult uses_only(const std::vector<uint32_t>& prog, const std::vector<uint32_t>& pinned) {
@@ -17,11 +16,10 @@ static ::testing::AssertionResult uses_only(const std::vector<uint32_t>& prog, c
 }
 
 // Every map the datapath pins (maps/skiff_maps.h).
-static const char* const kAllMaps[] = {SKIFF_MAP_ENDPOINTS, SKIFF_MAP_METRICS, SKIFF_MAP_NODES, SKIFF_MAP_SERVICES,
-                                       SKIFF_MAP_BACKENDS,  SKIFF_MAP_REVNAT,  SKIFF_MAP_CT, SKIFF_MAP_AFFINITY, SKIFF_MAP_CONFIG,
-                                       SKIFF_MAP_SOCK_REVNAT, SKIFF_MAP_MAGLEV, SKIFF_MAP_SNAT,
-                                       SKIFF_MAP_NOMASQ, SKIFF_MAP_EVENTS, SKIFF_MAP_TRACE,
-                                       SKIFF_MAP_FRAGS};
+static const char* const kAllMaps[] = {SKIFF_MAP_ENDPOINTS, SKIFF_MAP_METRICS,     SKIFF_MAP_NODES,  SKIFF_MAP_SERVICES,
+                                       SKIFF_MAP_BACKENDS,  SKIFF_MAP_REVNAT,      SKIFF_MAP_CT,     SKIFF_MAP_AFFINITY,
+                                       SKIFF_MAP_CONFIG,    SKIFF_MAP_SOCK_REVNAT, SKIFF_MAP_MAGLEV, SKIFF_MAP_SNAT,
+                                       SKIFF_MAP_NOMASQ,    SKIFF_MAP_EVENTS,      SKIFF_MAP_TRACE,  SKIFF_MAP_FRAGS};
 
 namespace skiff::bpftest {
 namespace {
@@ -109,8 +107,7 @@ TEST_F(PinningTest, PinnedProgramPinsProgramAndMapsByName) {
 
     ProgInfo p = info(*prog);
     EXPECT_EQ(p.type, BPF_PROG_TYPE_SCHED_CLS);
-    EXPECT_TRUE(uses_only(p.map_ids, pinned_map_ids()))
-        << "the program must use only the pinned maps";
+    EXPECT_TRUE(uses_only(p.map_ids, pinned_map_ids())) << "the program must use only the pinned maps";
 }
 
 TEST_F(PinningTest, SecondPinnedProgramCallReturnsTheSameProgram) {

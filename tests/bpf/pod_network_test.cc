@@ -62,23 +62,23 @@ TEST_F(PodNetworkTest, PodTrafficIsForwardedUntranslatedWithOrWithoutTheRange) {
         RunResult r = run_pod(out);
         ASSERT_EQ(r.err, 0);
         EXPECT_EQ(r.retval, kRedirect);
-        EXPECT_EQ(hex(r.data), hex(rewritten(out, kNodeNeighMac, uplink_->host.mac, 1, kPodA, 41000, kRemotePod,
-                                             kVport)))
+        EXPECT_EQ(hex(r.data),
+                  hex(rewritten(out, kNodeNeighMac, uplink_->host.mac, 1, kPodA, 41000, kRemotePod, kVport)))
             << "routed to the other node as it was sent";
 
         Bytes local = data_from_a(kPodB, kVport, 41001);
         r = run_pod(local);
         ASSERT_EQ(r.err, 0);
         EXPECT_EQ(r.retval, kRedirect);
-        EXPECT_EQ(hex(r.data), hex(rewritten(local, net_->dst.pod.mac, net_->dst.host.mac, 1, kPodA, 41001, kPodB,
-                                             kVport)));
+        EXPECT_EQ(hex(r.data),
+                  hex(rewritten(local, net_->dst.pod.mac, net_->dst.host.mac, 1, kPodA, 41001, kPodB, kVport)));
 
         Bytes in = data_from_remote(kPodB, kVport, 42000);
         r = test_run(from_uplink_.get(), in, uplink_->host.ifindex);
         ASSERT_EQ(r.err, 0);
         EXPECT_EQ(r.retval, kRedirect);
-        EXPECT_EQ(hex(r.data), hex(rewritten(in, net_->dst.pod.mac, net_->dst.host.mac, 1, kRemotePod, 42000, kPodB,
-                                             kVport)));
+        EXPECT_EQ(hex(r.data),
+                  hex(rewritten(in, net_->dst.pod.mac, net_->dst.host.mac, 1, kRemotePod, 42000, kPodB, kVport)));
         EXPECT_EQ(maps_.ct_all().size(), 0u) << maps_.ct_dump();
     }
     const Counters c = counters();

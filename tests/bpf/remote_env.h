@@ -27,15 +27,15 @@
 namespace skiff::bpftest {
 
 // Underlay addresses (host byte order).
-inline const Ipv4 kUplinkIp(0xc0a8010b);      // 192.168.1.11/24: this node
+inline const Ipv4 kUplinkIp(0xc0a8010b);  // 192.168.1.11/24: this node
 inline constexpr int kUplinkPrefixLen = 24;
-inline const Ipv4 kNodeNeighIp(0xc0a8010c);   // 192.168.1.12: remote node, neighbour known
-inline const Ipv4 kNodeNoNeighIp(0xc0a8010d); // 192.168.1.13: remote node, no neighbour entry
-inline const Ipv4 kNodeLpm24Ip(0xc0a80115);   // 192.168.1.21: owner of the /24 (LPM test)
-inline const Ipv4 kNodeLpm25Ip(0xc0a80116);   // 192.168.1.22: owner of the /25 (LPM test)
-inline const Ipv4 kGatewayIp(0xc0a80101);     // 192.168.1.1: router toward 10.50.0.0/16
-inline const Ipv4 kNodeViaGwIp(0x0a320007);   // 10.50.0.7: remote node behind the gateway
-inline const Ipv4 kNodeNoRouteIp(0x0a630001); // 10.99.0.1: no route at all
+inline const Ipv4 kNodeNeighIp(0xc0a8010c);                 // 192.168.1.12: remote node, neighbour known
+inline const Ipv4 kNodeNoNeighIp(0xc0a8010d);               // 192.168.1.13: remote node, no neighbour entry
+inline const Ipv4 kNodeLpm24Ip(0xc0a80115);                 // 192.168.1.21: owner of the /24 (LPM test)
+inline const Ipv4 kNodeLpm25Ip(0xc0a80116);                 // 192.168.1.22: owner of the /25 (LPM test)
+inline const Ipv4 kGatewayIp(0xc0a80101);                   // 192.168.1.1: router toward 10.50.0.0/16
+inline const Ipv4 kNodeViaGwIp(0x0a320007);                 // 10.50.0.7: remote node behind the gateway
+inline const Ipv4 kNodeNoRouteIp(0x0a630001);               // 10.99.0.1: no route at all
 inline const Ipv4Prefix kGatewayNet(Ipv4(0x0a320000), 16);  // 10.50.0.0/16
 
 inline const MacAddr kNodeNeighMac{0x02, 0x5c, 0x1f, 0x00, 0x01, 0x0c};
@@ -151,8 +151,7 @@ inline Result<Count> read_metrics_slot(const std::string& pin_dir, uint32_t inde
 // test_run() with GSO metadata on the skb (BPF_PROG_TEST_RUN copies
 // __sk_buff.gso_size/gso_segs into skb_shinfo), as for a TCP super-packet a
 // pod's socket hands to its veth: the IPv4 total length covers all segments.
-inline RunResult test_run_gso(int prog_fd, const Bytes& frame, int ifindex, uint32_t gso_size,
-                              uint32_t gso_segs) {
+inline RunResult test_run_gso(int prog_fd, const Bytes& frame, int ifindex, uint32_t gso_size, uint32_t gso_segs) {
     __sk_buff ctx_in{};
     ctx_in.ifindex = static_cast<uint32_t>(ifindex);
     ctx_in.gso_size = gso_size;
@@ -202,12 +201,12 @@ protected:
 namespace remote {
 
 // Pods on this node (PodCIDR 10.244.0.0/24).
-inline const Ipv4 kPodIp(0x0af4000a);        // 10.244.0.10: sender, skt-rpd-h (forwarding on)
-inline const Ipv4 kPodNoFwdIp(0x0af4000b);   // 10.244.0.11: sender, skt-rnf-h (forwarding off)
-inline const Ipv4 kDstIp(0x0af40014);        // 10.244.0.20: local pod behind base dst veth
-inline const Ipv4 kOtherIp(0x0af4001e);      // 10.244.0.30: local pod behind base other veth
-inline const Ipv4 kNonLocalEpIp(0x0af40028); // 10.244.0.40: endpoint entry without SKIFF_EP_F_LOCAL
-inline const Ipv4 kOwnCidrFreeIp(0x0af40063);// 10.244.0.99: in our own PodCIDR, no endpoint
+inline const Ipv4 kPodIp(0x0af4000a);          // 10.244.0.10: sender, skt-rpd-h (forwarding on)
+inline const Ipv4 kPodNoFwdIp(0x0af4000b);     // 10.244.0.11: sender, skt-rnf-h (forwarding off)
+inline const Ipv4 kDstIp(0x0af40014);          // 10.244.0.20: local pod behind base dst veth
+inline const Ipv4 kOtherIp(0x0af4001e);        // 10.244.0.30: local pod behind base other veth
+inline const Ipv4 kNonLocalEpIp(0x0af40028);   // 10.244.0.40: endpoint entry without SKIFF_EP_F_LOCAL
+inline const Ipv4 kOwnCidrFreeIp(0x0af40063);  // 10.244.0.99: in our own PodCIDR, no endpoint
 inline const Ipv4Prefix kOwnCidr(Ipv4(0x0af40000), 24);
 
 // Remote PodCIDRs and the node owning each.
@@ -244,8 +243,7 @@ protected:
 
     // --- frames ---
 
-    static Ipv4Spec spec(Ipv4 src, Ipv4 dst, uint8_t ttl = 64, uint8_t proto = IPPROTO_ICMP,
-                         size_t payload = 56) {
+    static Ipv4Spec spec(Ipv4 src, Ipv4 dst, uint8_t ttl = 64, uint8_t proto = IPPROTO_ICMP, size_t payload = 56) {
         Bytes data = pattern(payload, static_cast<uint8_t>(ttl + proto));
         Bytes l4 = proto == IPPROTO_TCP   ? tcp(src, dst, 40000, 443, 0x0a0b0c0d, 0x18 /* PSH|ACK */, data)
                    : proto == IPPROTO_UDP ? udp(src, dst, 5353, 53, data)
@@ -269,8 +267,7 @@ protected:
 
     // out is in after one routed hop: the given MACs, TTL - 1 with a valid
     // (fully recomputed) checksum, addresses and everything else unchanged.
-    static void expect_routed(const Bytes& in, const Bytes& out, const MacAddr* src_mac,
-                              const MacAddr* dst_mac) {
+    static void expect_routed(const Bytes& in, const Bytes& out, const MacAddr* src_mac, const MacAddr* dst_mac) {
         ASSERT_EQ(out.size(), in.size());
         if (dst_mac) {
             EXPECT_EQ(hex(out.data(), 6), hex(*dst_mac)) << "dst MAC";

@@ -55,8 +55,8 @@ TEST_F(FromPodRemoteTest, ResolvedNeighbourAllProtocolsTtlsAndOptions) {
     uint64_t packets = 0, bytes = 0;
     for (const auto& c : cases) {
         SCOPED_TRACE(c.name);
-        Ipv4Spec s = spec(kPodIp, Ipv4(kRemoteNeighIp.value() + static_cast<uint32_t>(packets)), c.ttl,
-                          c.proto, c.payload);
+        Ipv4Spec s =
+            spec(kPodIp, Ipv4(kRemoteNeighIp.value() + static_cast<uint32_t>(packets)), c.ttl, c.proto, c.payload);
         s.options = c.options;
         Bytes in = from_pod_frame(rn_->pod, s);
         RunResult r = run_pod(in);
@@ -144,9 +144,9 @@ TEST_F(FromPodRemoteTest, TtlOneOrZeroToRemotePodCidrGoesToTheStack) {
 
 // 1f. The node map is an LPM trie: the most specific PodCIDR wins.
 TEST_F(FromPodRemoteTest, LongestPrefixMatchSelectsTheNode) {
-    const Ipv4Prefix p16(Ipv4(0x0af60000), 16);   // 10.246.0.0/16  -> unroutable node
-    const Ipv4Prefix p24(Ipv4(0x0af60700), 24);   // 10.246.7.0/24  -> 192.168.1.21
-    const Ipv4Prefix p25(Ipv4(0x0af60780), 25);   // 10.246.7.128/25 -> 192.168.1.22
+    const Ipv4Prefix p16(Ipv4(0x0af60000), 16);  // 10.246.0.0/16  -> unroutable node
+    const Ipv4Prefix p24(Ipv4(0x0af60700), 24);  // 10.246.7.0/24  -> 192.168.1.21
+    const Ipv4Prefix p25(Ipv4(0x0af60780), 25);  // 10.246.7.128/25 -> 192.168.1.22
     ASSERT_NO_FATAL_FAILURE(upsert_node(p16, node(kNodeNoRouteIp)));
     ASSERT_NO_FATAL_FAILURE(upsert_node(p24, node(kNodeLpm24Ip)));
     ASSERT_NO_FATAL_FAILURE(upsert_node(p25, node(kNodeLpm25Ip)));
@@ -233,7 +233,7 @@ TEST_F(FromPodRemoteTest, PacketAboveUplinkMtuIsAFibMiss) {
         EXPECT_EQ(hex(r.data), hex(*in));
     }
     expect_counters({{{SKIFF_FWD_REMOTE_NODE, SKIFF_DIR_EGRESS}, Count{1, fits.size()}},
-                      {{SKIFF_FWD_FIB_MISS, SKIFF_DIR_EGRESS}, Count{2, big.size() + big_nn.size()}}});
+                     {{SKIFF_FWD_FIB_MISS, SKIFF_DIR_EGRESS}, Count{2, big.size() + big_nn.size()}}});
 }
 
 // Regression (fixed): fwd_to_node() sets fib.tot_len = ip->tot_len, and with a non-zero
@@ -294,8 +294,8 @@ TEST_F(FromPodRemoteTest, SpoofedSourceToRemotePodCidrIsDropped) {
 // An endpoint on this node wins over a node map entry covering it; an
 // endpoint entry without the LOCAL flag does not.
 TEST_F(FromPodRemoteTest, LocalEndpointInsideARemotePodCidrIsDeliveredLocally) {
-    const Ipv4 local_in_remote(0x0af40109);      // 10.244.1.9
-    const Ipv4 nonlocal_in_remote(0x0af4010a);   // 10.244.1.10
+    const Ipv4 local_in_remote(0x0af40109);     // 10.244.1.9
+    const Ipv4 nonlocal_in_remote(0x0af4010a);  // 10.244.1.10
     ASSERT_NO_FATAL_FAILURE(upsert(local_in_remote, endpoint(net_->dst)));
     ASSERT_NO_FATAL_FAILURE(upsert(nonlocal_in_remote, endpoint(net_->dst, 0)));
 
@@ -450,14 +450,14 @@ TEST_F(FromUplinkTest, LocalEndpointsAllProtocols) {
 // No source checks on the uplink: whatever the source, a local pod gets it.
 TEST_F(FromUplinkTest, AnySourceIsDeliveredToALocalPod) {
     const Ipv4 sources[] = {
-        kRemoteNeighIp,       // a remote pod
-        kNodeNeighIp,         // a remote node
-        Ipv4(0x08080808),     // the internet
-        kOtherIp,             // another local pod's IP
-        kDstIp,               // the destination itself
-        Ipv4(0),              // 0.0.0.0
-        Ipv4(0xffffffff),     // 255.255.255.255
-        kUplinkIp,            // this node's own address
+        kRemoteNeighIp,    // a remote pod
+        kNodeNeighIp,      // a remote node
+        Ipv4(0x08080808),  // the internet
+        kOtherIp,          // another local pod's IP
+        kDstIp,            // the destination itself
+        Ipv4(0),           // 0.0.0.0
+        Ipv4(0xffffffff),  // 255.255.255.255
+        kUplinkIp,         // this node's own address
     };
     uint64_t bytes = 0;
     for (Ipv4 src : sources) {

@@ -23,8 +23,7 @@ namespace skiff::bpftest {
 // Map access
 // ---------------------------------------------------------------------------
 
-inline skiff_ct_key ct_key(Ipv4 saddr, Ipv4 daddr, uint16_t sport, uint16_t dport, uint8_t proto,
-                           uint8_t dir) {
+inline skiff_ct_key ct_key(Ipv4 saddr, Ipv4 daddr, uint16_t sport, uint16_t dport, uint8_t proto, uint8_t dir) {
     skiff_ct_key k{};
     k.saddr = saddr.be();
     k.daddr = daddr.be();
@@ -37,8 +36,8 @@ inline skiff_ct_key ct_key(Ipv4 saddr, Ipv4 daddr, uint16_t sport, uint16_t dpor
 
 // "saddr:sport -> daddr:dport proto N" of a conntrack (or snat) key.
 inline std::string tuple_str(const skiff_ct_key& k) {
-    return Ipv4::from_be(k.saddr).str() + ":" + std::to_string(ntohs(k.sport)) + " -> " +
-           Ipv4::from_be(k.daddr).str() + ":" + std::to_string(ntohs(k.dport)) + " proto " + std::to_string(k.proto);
+    return Ipv4::from_be(k.saddr).str() + ":" + std::to_string(ntohs(k.sport)) + " -> " + Ipv4::from_be(k.daddr).str() +
+           ":" + std::to_string(ntohs(k.dport)) + " proto " + std::to_string(k.proto);
 }
 
 inline std::string describe(const skiff_ct_key& k) {
@@ -48,8 +47,7 @@ inline std::string describe(const skiff_ct_key& k) {
 inline std::string describe(const skiff_ct_value& v) {
     return "backend " + std::to_string(v.backend_id) + " nat " + Ipv4::from_be(v.nat_addr).str() + ":" +
            std::to_string(ntohs(v.nat_port)) + " revnat " + std::to_string(v.revnat_id) + " pkts " +
-           std::to_string(v.packets) + " bytes " + std::to_string(v.bytes) + " flags " +
-           std::to_string(v.flags);
+           std::to_string(v.packets) + " bytes " + std::to_string(v.bytes) + " flags " + std::to_string(v.flags);
 }
 
 // The service, backend and conntrack maps of one pin dir.
@@ -78,8 +76,8 @@ public:
 
     // Slots 1..n -> ids, then slot 0 with count, rev-NAT id, flags and the
     // affinity timeout (seconds).
-    Status set_frontend(Ipv4 vip, uint16_t port, uint8_t proto, const std::vector<uint32_t>& ids,
-                        uint16_t revnat_id, uint32_t flags, uint32_t affinity_timeout = 0) {
+    Status set_frontend(Ipv4 vip, uint16_t port, uint8_t proto, const std::vector<uint32_t>& ids, uint16_t revnat_id,
+                        uint32_t flags, uint32_t affinity_timeout = 0) {
         for (size_t i = 0; i < ids.size(); ++i) {
             skiff_service_value v{};
             v.backend_id = ids[i];
@@ -93,8 +91,8 @@ public:
         v.affinity_timeout = affinity_timeout;
         return map_put(services_.get(), svc_key(vip, port, proto, 0), v, "services: update frontend");
     }
-    Status set_service(Ipv4 vip, uint16_t port, uint8_t proto, const std::vector<uint32_t>& ids,
-                       uint16_t revnat_id = 1, uint32_t flags = 0) {
+    Status set_service(Ipv4 vip, uint16_t port, uint8_t proto, const std::vector<uint32_t>& ids, uint16_t revnat_id = 1,
+                       uint32_t flags = 0) {
         return set_frontend(vip, port, proto, ids, revnat_id, flags);
     }
 
@@ -222,12 +220,12 @@ namespace service {
 constexpr uint8_t kSyn = kTcpSyn, kAck = kTcpAck, kPshAck = kTcpPsh | kTcpAck, kFinAck = kTcpFin | kTcpAck,
                   kSynAck = kTcpSyn | kTcpAck;
 
-inline const Ipv4 kClientIp(0x0af4000a);   // 10.244.0.10: pod A, the client (src veth)
-inline const Ipv4 kBackendIp(0x0af40114);  // 10.244.1.20: pod B, backend 1 (dst veth)
-inline const Ipv4 kBackend2Ip(0x0af4011e); // 10.244.1.30: pod C, backend 2 (other veth)
-inline const Ipv4 kRemoteBeIp(0x0af40214); // 10.244.2.20: a backend on another node
-inline const Ipv4 kVip(0x0a60000a);        // 10.96.0.10: the service's ClusterIP
-inline const Ipv4 kOtherVip(0x0a60000b);   // 10.96.0.11: a second service
+inline const Ipv4 kClientIp(0x0af4000a);    // 10.244.0.10: pod A, the client (src veth)
+inline const Ipv4 kBackendIp(0x0af40114);   // 10.244.1.20: pod B, backend 1 (dst veth)
+inline const Ipv4 kBackend2Ip(0x0af4011e);  // 10.244.1.30: pod C, backend 2 (other veth)
+inline const Ipv4 kRemoteBeIp(0x0af40214);  // 10.244.2.20: a backend on another node
+inline const Ipv4 kVip(0x0a60000a);         // 10.96.0.10: the service's ClusterIP
+inline const Ipv4 kOtherVip(0x0a60000b);    // 10.96.0.11: a second service
 
 constexpr uint16_t kVport = 80, kBport = 8080;
 constexpr uint32_t kBeId = 1, kBe2Id = 2;
@@ -270,8 +268,7 @@ protected:
         if (proto == kTcp) return tcp(src, dst, sport, dport, 0x11223344, flags, payload);
         return udp(src, dst, sport, dport, payload);
     }
-    static Bytes frame(const TestVeth& from, Ipv4 src, Ipv4 dst, uint8_t proto, const Bytes& l4,
-                       uint8_t ttl = 64) {
+    static Bytes frame(const TestVeth& from, Ipv4 src, Ipv4 dst, uint8_t proto, const Bytes& l4, uint8_t ttl = 64) {
         return eth_from_pod(from, ipv4_packet(ipv4_spec(src, dst, proto, l4, ttl)));
     }
     // A -> dst:dport from the client's veth.
@@ -316,8 +313,8 @@ protected:
         EXPECT_TRUE(checksum_verifies(&out[kEthHlen], hlen)) << "IPv4 header checksum: " << hex(&out[kEthHlen], hlen);
         const bool udp_none = out[kEthHlen + kIpProto] == kUdp && get16(&out[l4_offset(out) + kUdpCheck]) == 0;
         if (!udp_none) {
-            EXPECT_TRUE(l4_checksum_verifies(out)) << "transport checksum does not verify: "
-                                                   << hex(&out[l4_offset(out)], ip_end(out) - l4_offset(out));
+            EXPECT_TRUE(l4_checksum_verifies(out))
+                << "transport checksum does not verify: " << hex(&out[l4_offset(out)], ip_end(out) - l4_offset(out));
         }
     }
 

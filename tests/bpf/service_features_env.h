@@ -226,8 +226,8 @@ protected:
                  size_t payload = 0) const {
         return from_pod_ip(kPodA, dst, dport, sport, proto, flags, payload);
     }
-    Bytes from_pod_ip(Ipv4 src, Ipv4 dst, uint16_t dport, uint16_t sport, uint8_t proto = kTcp,
-                      uint8_t flags = kTcpSyn, size_t payload = 0) const {
+    Bytes from_pod_ip(Ipv4 src, Ipv4 dst, uint16_t dport, uint16_t sport, uint8_t proto = kTcp, uint8_t flags = kTcpSyn,
+                      size_t payload = 0) const {
         Bytes l4 = proto == kTcp ? tcp_segment(src, dst, sport, dport, 0x11223344, 0, flags, {}, pattern(payload))
                                  : udp(src, dst, sport, dport, pattern(payload));
         return pod_frame(net_->src, src, dst, proto, l4);

@@ -28,7 +28,8 @@ TEST_F(ServiceFeatureTest, HairpinToItselfIsSourceNatedToTheHairpinAddress) {
     const uint16_t cport = 40000;
     const TestVeth& a = net_->src;
 
-    Bytes syn = pod_frame(a, kPodA, kVip, kTcp, tcp_segment(kPodA, kVip, cport, kVport, 1, 0, kTcpSyn, {}, pattern(20)));
+    Bytes syn =
+        pod_frame(a, kPodA, kVip, kTcp, tcp_segment(kPodA, kVip, cport, kVport, 1, 0, kTcpSyn, {}, pattern(20)));
     RunResult r = run_pod(syn);
     ASSERT_EQ(r.err, 0);
     EXPECT_EQ(r.retval, kRedirect) << "back into A's own veth";
@@ -70,7 +71,8 @@ TEST_F(ServiceFeatureTest, HairpinToItselfIsSourceNatedToTheHairpinAddress) {
     EXPECT_TRUE(maps_.ct(ct_key(kPodA, kVip, cport, kVport, kTcp, SKIFF_CT_FORWARD))->flags & SKIFF_CT_F_REPLIED);
 
     // The connection goes on the same way.
-    Bytes ack = pod_frame(a, kPodA, kVip, kTcp, tcp_segment(kPodA, kVip, cport, kVport, 2, 10, kTcpAck, {}, pattern(3)));
+    Bytes ack =
+        pod_frame(a, kPodA, kVip, kTcp, tcp_segment(kPodA, kVip, cport, kVport, 2, 10, kTcpAck, {}, pattern(3)));
     RunResult ra = run_pod(ack);
     ASSERT_EQ(ra.err, 0);
     EXPECT_EQ(ra.retval, kRedirect);
@@ -206,10 +208,10 @@ TEST_F(ServiceFeatureNodePortTest, RemoteBackendIsSourceNatedAndRouted) {
     // The backend answers (via its node) to node_ip: back to the client,
     // from node_ip:30080, routed by FIB (no neighbour entry for the client:
     // bpf_redirect_neigh, MACs left for it to fill in).
-    Bytes reply = wire(kNodeNeighMac, kRemotePod, kUplinkIp, kTcp,
-                       tcp_segment(kRemotePod, kUplinkIp, kBport, ntohs(fwd->snat_port), 500, 101,
-                                   kTcpSyn | kTcpAck, {}, pattern(9)),
-                       63);
+    Bytes reply = wire(
+        kNodeNeighMac, kRemotePod, kUplinkIp, kTcp,
+        tcp_segment(kRemotePod, kUplinkIp, kBport, ntohs(fwd->snat_port), 500, 101, kTcpSyn | kTcpAck, {}, pattern(9)),
+        63);
     const Counters before = counters();
     RunResult rr = run_uplink(reply);
     ASSERT_EQ(rr.err, 0);
@@ -244,8 +246,7 @@ TEST_F(ServiceFeatureNodePortTest, LocalBackendIsOnlyDestinationNated) {
     ASSERT_EQ(r.err, 0);
     EXPECT_EQ(r.retval, kRedirect);
     expect_checksums(r.data);
-    EXPECT_EQ(hex(r.data),
-              hex(rewritten(in, net_->dst.pod.mac, net_->dst.host.mac, 1, kOutside, cport, kPodB, kBport)))
+    EXPECT_EQ(hex(r.data), hex(rewritten(in, net_->dst.pod.mac, net_->dst.host.mac, 1, kOutside, cport, kPodB, kBport)))
         << "the client's address is kept";
     auto fwd = maps_.ct(ct_key(kOutside, kUplinkIp, cport, kNodePort, kTcp, SKIFF_CT_FORWARD));
     ASSERT_TRUE(fwd.has_value()) << maps_.ct_dump();
@@ -312,10 +313,9 @@ TEST_F(ServiceFeatureNodePortTest, ClientsWithTheSameSourcePortGetDistinctTuples
     for (const auto* rc : {&r1, &r2}) {
         const Ipv4 want = rc == &r1 ? kOutside : kOutside2;
         SCOPED_TRACE("reply for " + want.str());
-        Bytes reply = wire(kNodeNeighMac, kRemotePod, kUplinkIp, kTcp,
-                           tcp_segment(kRemotePod, kUplinkIp, kBport, frame_sport(rc->data), 500, 101,
-                                       kTcpSyn | kTcpAck, {}, {}),
-                           63);
+        Bytes reply = wire(
+            kNodeNeighMac, kRemotePod, kUplinkIp, kTcp,
+            tcp_segment(kRemotePod, kUplinkIp, kBport, frame_sport(rc->data), 500, 101, kTcpSyn | kTcpAck, {}, {}), 63);
         RunResult rr = run_uplink(reply);
         ASSERT_EQ(rr.err, 0);
         EXPECT_EQ(rr.retval, kRedirect);
@@ -390,8 +390,8 @@ TEST_F(ServiceFeatureTest, SocketLbConnect4PointsTheSocketAtABackend) {
     if (ret != 0) {
         const int e = ret < 0 ? -ret : errno;
         if (e == 524 /* ENOTSUPP */ || e == EOPNOTSUPP || e == EINVAL)
-            GTEST_SKIP() << "kernel has no BPF_PROG_TEST_RUN for BPF_PROG_TYPE_CGROUP_SOCK_ADDR (errno " << e
-                         << ": " << std::strerror(e) << ")";
+            GTEST_SKIP() << "kernel has no BPF_PROG_TEST_RUN for BPF_PROG_TYPE_CGROUP_SOCK_ADDR (errno " << e << ": "
+                         << std::strerror(e) << ")";
         FAIL() << "test_run connect4: " << std::strerror(e);
     }
     EXPECT_EQ(o.retval, 1u);

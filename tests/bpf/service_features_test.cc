@@ -35,7 +35,8 @@ namespace {
 TEST_F(ServiceFeatureTest, RejectTcpSynAnswersWithRstAck) {
     ASSERT_OK(fmaps_.set_frontend(kVip, kVport, kTcp, {}, kRevNat, 0));
     const uint32_t seq = 0x11223344;
-    Bytes in = pod_frame(net_->src, kPodA, kVip, kTcp, tcp_segment(kPodA, kVip, 40000, kVport, seq, 0, kTcpSyn, {}, {}));
+    Bytes in =
+        pod_frame(net_->src, kPodA, kVip, kTcp, tcp_segment(kPodA, kVip, 40000, kVport, seq, 0, kTcpSyn, {}, {}));
     ASSERT_EQ(in.size(), 54u);
     RunResult r = run_pod(in);
     ASSERT_EQ(r.err, 0) << std::strerror(-r.err);
@@ -79,20 +80,18 @@ TEST_F(ServiceFeatureTest, RejectTcpSegmentsWithoutAckAcknowledgeTheirWholeLengt
         uint32_t want_ack;
     };
     const std::vector<Case> cases = {
-        {kTcpSyn, opts, 0, 1000, 1001},
-        {kTcpSyn, opts, 10, 0xfffffffe, 9},  // wraps
-        {kTcpSyn, {}, 100, 7, 108},
-        {kTcpFin, {}, 5, 50, 56},
-        {kTcpSyn | kTcpFin, {}, 0, 50, 52},
-        {kTcpPsh, {}, 33, 200, 233},
+        {kTcpSyn, opts, 0, 1000, 1001},     {kTcpSyn, opts, 10, 0xfffffffe, 9},  // wraps
+        {kTcpSyn, {}, 100, 7, 108},         {kTcpFin, {}, 5, 50, 56},
+        {kTcpSyn | kTcpFin, {}, 0, 50, 52}, {kTcpPsh, {}, 33, 200, 233},
     };
     uint16_t sport = 41000;
     uint64_t bytes = 0;
     for (const auto& c : cases) {
-        SCOPED_TRACE("flags " + std::to_string(c.flags) + " options " + std::to_string(c.options.size()) +
-                     " payload " + std::to_string(c.payload));
-        Bytes in = pod_frame(net_->src, kPodA, kVip, kTcp,
-                             tcp_segment(kPodA, kVip, ++sport, kVport, c.seq, 0, c.flags, c.options, pattern(c.payload)));
+        SCOPED_TRACE("flags " + std::to_string(c.flags) + " options " + std::to_string(c.options.size()) + " payload " +
+                     std::to_string(c.payload));
+        Bytes in =
+            pod_frame(net_->src, kPodA, kVip, kTcp,
+                      tcp_segment(kPodA, kVip, ++sport, kVport, c.seq, 0, c.flags, c.options, pattern(c.payload)));
         RunResult r = run_pod(in);
         ASSERT_EQ(r.err, 0) << std::strerror(-r.err);
         EXPECT_EQ(r.retval, kRedirect);
@@ -131,8 +130,8 @@ TEST_F(ServiceFeatureTest, RejectNeverAnswersARst) {
     uint64_t bytes = 0;
     for (uint8_t flags : {kTcpRst, static_cast<uint8_t>(kTcpRst | kTcpAck)}) {
         SCOPED_TRACE("flags " + std::to_string(flags));
-        Bytes in = pod_frame(net_->src, kPodA, kVip, kTcp,
-                             tcp_segment(kPodA, kVip, 42000, kVport, 1000, 5000, flags, {}, {}));
+        Bytes in =
+            pod_frame(net_->src, kPodA, kVip, kTcp, tcp_segment(kPodA, kVip, 42000, kVport, 1000, 5000, flags, {}, {}));
         RunResult r = run_pod(in);
         ASSERT_EQ(r.err, 0) << std::strerror(-r.err);
         EXPECT_EQ(r.retval, kShot) << "a RST is dropped, never answered";
@@ -427,8 +426,8 @@ TEST_F(ServiceFeatureTest, MaglevWithoutItsTableFallsBackToTheSlots) {
 }
 
 TEST_F(ServiceFeatureTest, AffinityTakesPrecedenceOverMaglev) {
-    ASSERT_OK(fmaps_.set_frontend(kVip, kVport, kTcp, {kIdB, kIdC}, kRevNat,
-                                  SKIFF_SVC_F_MAGLEV | SKIFF_SVC_F_AFFINITY, 100));
+    ASSERT_OK(
+        fmaps_.set_frontend(kVip, kVport, kTcp, {kIdB, kIdC}, kRevNat, SKIFF_SVC_F_MAGLEV | SKIFF_SVC_F_AFFINITY, 100));
     ASSERT_OK(fmaps_.set_maglev(kRevNat, std::vector<uint32_t>(SKIFF_MAGLEV_SIZE, kIdC)));
     ASSERT_OK(fmaps_.put_affinity(kPodA, kRevNat, kIdB, 1, monotonic_ns()));
     for (int i = 0; i < 10; ++i) EXPECT_EQ(connect_a(static_cast<uint16_t>(38000 + i)).str(), kPodB.str());

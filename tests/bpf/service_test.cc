@@ -243,8 +243,7 @@ TEST_F(ServiceTest, NewFlowsAreSpreadOverBackends) {
         ASSERT_EQ(r.retval, kRedirect) << "flow " << i;
         const Ipv4 be = frame_daddr(r.data);
         ASSERT_TRUE(be == kBackendIp || be == kBackend2Ip) << be.str();
-        ASSERT_NO_FATAL_FAILURE(
-            expect_dnat(in, r, be == kBackendIp ? net_->dst : net_->other, be, kBport));
+        ASSERT_NO_FATAL_FAILURE(expect_dnat(in, r, be == kBackendIp ? net_->dst : net_->other, be, kBport));
         ++hits[be.str()];
         // The conntrack choice is the one the packet got.
         auto fwd = maps_.ct(ct_key(kClientIp, kVip, sport, kVport, kTcp, SKIFF_CT_FORWARD));
@@ -253,8 +252,8 @@ TEST_F(ServiceTest, NewFlowsAreSpreadOverBackends) {
         EXPECT_EQ(fwd->backend_id, be == kBackendIp ? kBeId : kBe2Id);
         ASSERT_TRUE(maps_.ct(ct_key(be, kClientIp, kBport, sport, kTcp, SKIFF_CT_REPLY)).has_value());
     }
-    std::printf("  [info] spread over 2 backends: %s %d, %s %d\n", kBackendIp.str().c_str(),
-                hits[kBackendIp.str()], kBackend2Ip.str().c_str(), hits[kBackend2Ip.str()]);
+    std::printf("  [info] spread over 2 backends: %s %d, %s %d\n", kBackendIp.str().c_str(), hits[kBackendIp.str()],
+                kBackend2Ip.str().c_str(), hits[kBackend2Ip.str()]);
     EXPECT_GT(hits[kBackendIp.str()], 100);
     EXPECT_GT(hits[kBackend2Ip.str()], 100);
     EXPECT_EQ(maps_.ct_all().size(), 2u * kFlows);
@@ -296,8 +295,8 @@ TEST_F(ServiceTest, TrafficFromBackendWithoutReplyEntryIsNotTranslated) {
     ASSERT_NO_FATAL_FAILURE(one_backend(kTcp));
     Bytes req = client(kVip, kVport, 40000);
     ASSERT_NO_FATAL_FAILURE(expect_dnat(req, run_pod(req), net_->dst, kBackendIp, kBport));
-    Bytes other = frame(net_->dst, kBackendIp, kClientIp, kTcp,
-                        tcp(kBackendIp, kClientIp, 8081, 40000, 1, kSynAck, {}));
+    Bytes other =
+        frame(net_->dst, kBackendIp, kClientIp, kTcp, tcp(kBackendIp, kClientIp, 8081, 40000, 1, kSynAck, {}));
     RunResult r = run_pod(other, net_->dst.host.ifindex);
     ASSERT_NO_FATAL_FAILURE(expect_snat(other, r, net_->src, kBackendIp, 8081));  // i.e. unchanged
     EXPECT_EQ(counter(SKIFF_SVC_REPLY).packets, 0u);
@@ -558,8 +557,7 @@ TEST_F(ServiceTest, IncompleteTransportHeaderToAVipCreatesNoConntrackState) {
     for (size_t len = 4; len <= 7; ++len) cases.push_back({kUdp, len});
     uint16_t sport = 40000;
     for (const auto& c : cases) {
-        SCOPED_TRACE(std::string(c.proto == kTcp ? "tcp" : "udp") + " header of " + std::to_string(c.len) +
-                     " bytes");
+        SCOPED_TRACE(std::string(c.proto == kTcp ? "tcp" : "udp") + " header of " + std::to_string(c.len) + " bytes");
         ++sport;  // a new flow each time: every case must not create state
         Bytes full = l4(c.proto, kClientIp, kVip, sport, kVport, kSyn, {});
         Bytes cut(full.begin(), full.begin() + static_cast<long>(c.len));

@@ -73,8 +73,8 @@ inline std::string nat_str(const skiff_ct_key& k) {
 }
 
 inline std::string nat_str(const skiff_nat_value& v) {
-    return Ipv4::from_be(v.addr).str() + ":" + std::to_string(ntohs(v.port)) + " pkts " +
-           std::to_string(v.packets) + " bytes " + std::to_string(v.bytes) + " flags " + std::to_string(v.flags);
+    return Ipv4::from_be(v.addr).str() + ":" + std::to_string(ntohs(v.port)) + " pkts " + std::to_string(v.packets) +
+           " bytes " + std::to_string(v.bytes) + " flags " + std::to_string(v.flags);
 }
 
 class SnatMaps {
@@ -295,7 +295,7 @@ inline const Ipv4 kInExtraNoMasq(0xac100505);                // 172.16.5.5
 constexpr uint16_t kNatMin = 61000, kNatMax = 61009;  // 10 ports
 
 inline skiff_config config(uint32_t flags = SKIFF_CFG_F_MASQUERADE, uint16_t nat_min = kNatMin,
-                    uint16_t nat_max = kNatMax) {
+                           uint16_t nat_max = kNatMax) {
     skiff_config c{};
     c.node_ip = kNode.be();
     c.flags = flags;
@@ -358,11 +358,11 @@ protected:
     Bytes pod_frame(Ipv4 pod, Ipv4 dst, uint8_t proto, const Bytes& l4, uint8_t ttl = 64) const {
         return eth_from_pod(veth_of(pod), ipv4_packet(ipv4_spec(pod, dst, proto, l4, ttl)));
     }
-    Bytes tcp_from(Ipv4 pod, Ipv4 dst, uint16_t sport, uint16_t dport, uint8_t flags = kTcpSyn,
-                   size_t payload = 0, uint8_t ttl = 64) const {
+    Bytes tcp_from(Ipv4 pod, Ipv4 dst, uint16_t sport, uint16_t dport, uint8_t flags = kTcpSyn, size_t payload = 0,
+                   uint8_t ttl = 64) const {
         return pod_frame(pod, dst, kTcp,
-                         tcp_segment(pod, dst, sport, dport, 0x11223344, flags & kTcpAck ? 0x55667788 : 0, flags,
-                                     {}, pattern(payload)),
+                         tcp_segment(pod, dst, sport, dport, 0x11223344, flags & kTcpAck ? 0x55667788 : 0, flags, {},
+                                     pattern(payload)),
                          ttl);
     }
     Bytes udp_from(Ipv4 pod, Ipv4 dst, uint16_t sport, uint16_t dport, size_t payload = 16,
@@ -396,8 +396,8 @@ protected:
     }
     Bytes node_tcp(Ipv4 dst, uint16_t sport, uint16_t dport, uint8_t flags = kTcpSyn, size_t payload = 0) const {
         return node_frame(dst, kTcp,
-                          tcp_segment(kNode, dst, sport, dport, 0x01020304, flags & kTcpAck ? 0x0a0b0c0d : 0, flags,
-                                      {}, pattern(payload, 1)));
+                          tcp_segment(kNode, dst, sport, dport, 0x01020304, flags & kTcpAck ? 0x0a0b0c0d : 0, flags, {},
+                                      pattern(payload, 1)));
     }
     Bytes node_udp(Ipv4 dst, uint16_t sport, uint16_t dport, size_t payload = 24) const {
         return node_frame(dst, kUdp, udp(kNode, dst, sport, dport, pattern(payload, 5)));
@@ -452,8 +452,7 @@ protected:
     // out of the uplink to next_hop_mac, TTL - 1, everything else as sent
     // but the source port (ICMP echo: identifier). Returns the NAT port,
     // 0 on failure; *out gets the frame as it left.
-    uint16_t send_out(const Bytes& in, Ipv4 pod, const MacAddr& next_hop_mac = kSnatOutsideMac,
-                      Bytes* out = nullptr) {
+    uint16_t send_out(const Bytes& in, Ipv4 pod, const MacAddr& next_hop_mac = kSnatOutsideMac, Bytes* out = nullptr) {
         RunResult r = run_pod(in, pod);
         EXPECT_EQ(r.err, 0) << std::strerror(-r.err);
         EXPECT_EQ(r.retval, kRedirect) << describe(counters()) << maps_.dump();
@@ -472,8 +471,7 @@ protected:
             return id;
         }
         const uint16_t nat = frame_sport(r.data);
-        EXPECT_EQ(hex(r.data),
-                  hex(rewritten(in, next_hop_mac, uplink_mac(), 1, kNode, nat, dst, frame_dport(in))));
+        EXPECT_EQ(hex(r.data), hex(rewritten(in, next_hop_mac, uplink_mac(), 1, kNode, nat, dst, frame_dport(in))));
         return nat;
     }
 

@@ -29,17 +29,16 @@ const Ipv4 kNotNode(0xc0a80163);  // 192.168.1.99: another address on the uplink
 TEST_F(SnatMarkTest, NodeTrafficOutsideTheMasqueradeIsLeftAlone) {
     ASSERT_OK(maps_.add_nomasq(kExtraNoMasq));
     std::vector<std::pair<std::string, Bytes>> cases;
-    for (const auto& [what, dst] : {std::pair{"a pod on another node", kRemotePod},
-                                    std::pair{"cluster CIDR without a node", kClusterNoNode},
-                                    std::pair{"another node", kOtherNode},
-                                    std::pair{"a nonMasqueradeCIDR", kInExtraNoMasq}}) {
+    for (const auto& [what, dst] :
+         {std::pair{"a pod on another node", kRemotePod}, std::pair{"cluster CIDR without a node", kClusterNoNode},
+          std::pair{"another node", kOtherNode}, std::pair{"a nonMasqueradeCIDR", kInExtraNoMasq}}) {
         cases.push_back({std::string(what) + " tcp", node_tcp(dst, 45000, 80)});
         cases.push_back({std::string(what) + " udp", node_udp(dst, 45000, 53)});
         cases.push_back({std::string(what) + " ping", node_ping(dst, 45000)});
     }
     // Sources that are not the node's address (as the stack may forward).
-    cases.push_back({"another source", node_frame(kOutside, kTcp, tcp(kNotNode, kOutside, 45000, 80, 1, kTcpSyn, {}),
-                                                  kNotNode)});
+    cases.push_back(
+        {"another source", node_frame(kOutside, kTcp, tcp(kNotNode, kOutside, 45000, 80, 1, kTcpSyn, {}), kNotNode)});
     cases.push_back({"a pod's source", node_frame(kOutside, kUdp, udp(kPodA, kOutside, 45000, 53, pattern(8)), kPodA)});
     // ICMP that is not an echo request: no identifier to track.
     cases.push_back({"echo reply", node_frame(kOutside, kIcmp, icmp_echo_reply(45000, 1, pattern(8)))});
@@ -149,8 +148,8 @@ TEST_F(SnatMarkTest, FromPodMarksWhatItRedirectsOutOfADevice) {
         {"masqueraded", tcp_from(kPodA, kOutside, 45000, 80), kRedirect, SKIFF_FWD_FIB, SKIFF_FORWARDED_MARK},
         {"to another node", tcp_from(kPodA, kRemotePod, 45000, 80), kRedirect, SKIFF_FWD_REMOTE_NODE,
          SKIFF_FORWARDED_MARK},
-        {"to a node, neighbour unknown", tcp_from(kPodA, Ipv4(0x0af40605), 45000, 80), kRedirect,
-         SKIFF_FWD_REMOTE_NODE, SKIFF_FORWARDED_MARK},
+        {"to a node, neighbour unknown", tcp_from(kPodA, Ipv4(0x0af40605), 45000, 80), kRedirect, SKIFF_FWD_REMOTE_NODE,
+         SKIFF_FORWARDED_MARK},
         {"into a local pod", tcp_from(kPodA, kPodB, 45000, 80), kRedirect, SKIFF_FWD_LOCAL_POD, 0},
         {"to the stack", tcp_from(kPodA, kClusterNoNode, 45000, 80), kOk, SKIFF_FWD_STACK, 0},
     };
@@ -230,9 +229,9 @@ TEST_F(SnatMarkTest, TraceModeKeepsItsMarkAndChangesNothing) {
     EXPECT_GE(frame_sport(r.data), kNatMin);
     EXPECT_LE(frame_sport(r.data), kNatMax);
     // A traced reply to the node's flow.
-    r = run_uplink_marked(wire(kSnatOutsideMac, kOutside, kNode, kTcp,
-                               tcp_segment(kOutside, kNode, 80, 45001, 5, 6, kTcpRst, {}, {})),
-                          SKIFF_TRACE_MARK);
+    r = run_uplink_marked(
+        wire(kSnatOutsideMac, kOutside, kNode, kTcp, tcp_segment(kOutside, kNode, 80, 45001, 5, 6, kTcpRst, {}, {})),
+        SKIFF_TRACE_MARK);
     expect_traced(r, kOk, SKIFF_FWD_STACK, false);
     EXPECT_EQ(maps_.dump(), state) << "entries, their counts and flags unchanged";
     EXPECT_EQ(describe(counters()), describe(before));

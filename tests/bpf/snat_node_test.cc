@@ -66,7 +66,8 @@ protected:
         if (fl.proto == kTcp)
             return wire(kSnatOutsideMac, dst, kNode, kTcp,
                         tcp_segment(dst, kNode, fl.dport, to, 77, 0x01020305, kTcpSyn | kTcpAck, {}, {}));
-        if (fl.proto == kUdp) return wire(kSnatOutsideMac, dst, kNode, kUdp, udp(dst, kNode, fl.dport, to, pattern(30)));
+        if (fl.proto == kUdp)
+            return wire(kSnatOutsideMac, dst, kNode, kUdp, udp(dst, kNode, fl.dport, to, pattern(30)));
         return wire(kSnatOutsideMac, dst, kNode, kIcmp, icmp_echo_reply(to, 1, pattern(40, 11)));
     }
 
@@ -161,9 +162,8 @@ TEST_F(SnatNodeTest, NodeEchoIsTrackedByItsIdentifier) {
     // a reply: the stack's, untouched and not counted as the flow's.
     expect_uplink_untouched(wire(kSnatOutsideMac, kOutside, kNode, kIcmp, icmp_echo(0x4242, 9, pattern(8))));
     EXPECT_EQ(counter(SKIFF_SNAT_NODE, SKIFF_DIR_INGRESS).packets, 0u);
-    ASSERT_NO_FATAL_FAILURE(
-        expect_reply_to_node(wire(kSnatOutsideMac, kOutside, kNode, kIcmp, icmp_echo_reply(0x4242, 3, pattern(40))),
-                             0x4242));
+    ASSERT_NO_FATAL_FAILURE(expect_reply_to_node(
+        wire(kSnatOutsideMac, kOutside, kNode, kIcmp, icmp_echo_reply(0x4242, 3, pattern(40))), 0x4242));
     EXPECT_EQ(counter(SKIFF_SNAT_NODE, SKIFF_DIR_INGRESS).packets, 1u);
 }
 
@@ -361,9 +361,9 @@ TEST_F(SnatNodeTest, SynOnAClosingEntryClearsClosing) {
         bool closing;
     };
     const std::vector<Step> steps = {
-        {kTcpSyn, false},          {kTcpAck | kTcpPsh, false}, {kTcpFin | kTcpAck, true}, {kTcpAck, true},
-        {kTcpSyn, false},          {kTcpRst, true},            {kTcpSyn | kTcpRst, true}, {kTcpSyn | kTcpFin, true},
-        {kTcpSyn | kTcpAck, false},
+        {kTcpSyn, false},          {kTcpAck | kTcpPsh, false}, {kTcpFin | kTcpAck, true},
+        {kTcpAck, true},           {kTcpSyn, false},           {kTcpRst, true},
+        {kTcpSyn | kTcpRst, true}, {kTcpSyn | kTcpFin, true},  {kTcpSyn | kTcpAck, false},
     };
     // A pod's flow from 45000 and the node's from 45001.
     auto flags_of = [&](Ipv4 src, uint16_t sport) {
@@ -382,9 +382,9 @@ TEST_F(SnatNodeTest, SynOnAClosingEntryClearsClosing) {
     }
     // The reply direction's entry follows the replies the same way.
     auto reply_closing = [&](uint8_t flags) {
-        expect_reply_to_node(wire(kSnatOutsideMac, kOutside, kNode, kTcp,
-                                  tcp_segment(kOutside, kNode, 80, 45001, 5, 6, flags, {}, {})),
-                             45001);
+        expect_reply_to_node(
+            wire(kSnatOutsideMac, kOutside, kNode, kTcp, tcp_segment(kOutside, kNode, 80, 45001, 5, 6, flags, {}, {})),
+            45001);
         auto ig = maps_.get(ingress_key(kOutside, 80, 45001, kTcp));
         return ig && (ig->flags & SKIFF_CT_F_CLOSING) != 0;
     };

@@ -43,9 +43,9 @@ TEST_F(SnatReplyTest, TcpSynAckIsTranslatedBackIntoThePod) {
         } else {
             EXPECT_EQ(nat, sport);
         }
-        Bytes reply = wire(kSnatOutsideMac, kOutside, kNode, kTcp,
-                           tcp_segment(kOutside, kNode, 80, nat, 777, 0x11223345, kTcpSyn | kTcpAck,
-                                       {0x02, 0x04, 0x05, 0xb4}, {}));
+        Bytes reply = wire(
+            kSnatOutsideMac, kOutside, kNode, kTcp,
+            tcp_segment(kOutside, kNode, 80, nat, 777, 0x11223345, kTcpSyn | kTcpAck, {0x02, 0x04, 0x05, 0xb4}, {}));
         const Count before = counter(SKIFF_SNAT_INGRESS_XLATE, SKIFF_DIR_INGRESS);
         expect_reply_into_pod(reply, kPodA, sport);
         const Count after = counter(SKIFF_SNAT_INGRESS_XLATE, SKIFF_DIR_INGRESS);
@@ -89,8 +89,8 @@ TEST_F(SnatReplyTest, IcmpEchoReplyIsTranslatedBackIntoThePod) {
     ASSERT_EQ(send_out(ping_from(kPodA, kOutside, id), kPodA), id);
     const uint16_t nat_b = send_out(ping_from(kPodB, kOutside, id), kPodB);
     ASSERT_NE(nat_b, id);
-    expect_reply_into_pod(wire(kSnatOutsideMac, kOutside, kNode, kIcmp, icmp_echo_reply(id, 1, pattern(32, 9))),
-                          kPodA, id);
+    expect_reply_into_pod(wire(kSnatOutsideMac, kOutside, kNode, kIcmp, icmp_echo_reply(id, 1, pattern(32, 9))), kPodA,
+                          id);
     expect_reply_into_pod(wire(kSnatOutsideMac, kOutside, kNode, kIcmp, icmp_echo_reply(nat_b, 1, pattern(32, 9))),
                           kPodB, id);
     const Counters c = counters();
@@ -109,9 +109,9 @@ TEST_F(SnatReplyTest, PacketsNotMatchingAFlowAreLeftToTheStack) {
         return wire(kSnatOutsideMac, src, kNode, kTcp,
                     tcp_segment(src, kNode, sport, dport, 1, 2, kTcpSyn | kTcpAck, {}, {}));
     };
-    expect_uplink_untouched(syn_ack(kOutside, 81, nat));        // other source port
-    expect_uplink_untouched(syn_ack(kOutside2, 80, nat));       // other source address
-    expect_uplink_untouched(syn_ack(kOutside, 80, 45000));      // the pod's port, not the NAT port
+    expect_uplink_untouched(syn_ack(kOutside, 81, nat));    // other source port
+    expect_uplink_untouched(syn_ack(kOutside2, 80, nat));   // other source address
+    expect_uplink_untouched(syn_ack(kOutside, 80, 45000));  // the pod's port, not the NAT port
     expect_uplink_untouched(wire(kSnatOutsideMac, kOutside, kNode, kUdp, udp(kOutside, kNode, 80, nat, {})));
     // An echo request (not a reply) with the translated identifier.
     expect_uplink_untouched(wire(kSnatOutsideMac, kOutside, kNode, kIcmp, icmp_echo(id, 1, pattern(8))));
@@ -130,8 +130,8 @@ TEST_F(SnatIcmpErrorTest, FragmentationNeededAboutATcpFlowIsTranslatedIntoThePod
     for (uint16_t sport : {uint16_t{45000}, uint16_t{30000}}) {
         SCOPED_TRACE("sport " + std::to_string(sport));
         Bytes out;
-        const uint16_t nat = send_out(tcp_from(kPodA, kOutside, sport, 80, kTcpAck | kTcpPsh, 1200), kPodA,
-                                      kSnatOutsideMac, &out);
+        const uint16_t nat =
+            send_out(tcp_from(kPodA, kOutside, sport, 80, kTcpAck | kTcpPsh, 1200), kPodA, kSnatOutsideMac, &out);
         ASSERT_NE(nat, 0);
         EXPECT_EQ(nat == sport, sport == 30000) << nat;
         const Bytes quoted = ip_packet_of(out);  // as it left the node: node:nat -> outside:80
@@ -193,7 +193,7 @@ TEST_F(SnatIcmpErrorTest, ErrorsAboutFlowsNeverTranslatedAreLeftAlone) {
         s.dst = dst;
         s.ttl = 63;
         s.protocol = proto;
-        s.l4 = proto == kTcp ? tcp(src, dst, sport, dport, 1, kTcpSyn, {})
+        s.l4 = proto == kTcp   ? tcp(src, dst, sport, dport, 1, kTcpSyn, {})
                : proto == kUdp ? udp(src, dst, sport, dport, pattern(8))
                                : icmp_echo(sport, 1, pattern(8));
         Bytes p = ipv4_packet(s);
@@ -348,7 +348,8 @@ TEST_F(SnatRobustnessTest, TruncatedIcmpErrorIsNotRewrittenAndDoesNotCrash) {
     // No quote, part of the quoted IP header, the header without any port.
     for (size_t qlen : {size_t{0}, size_t{1}, size_t{12}, size_t{19}, size_t{20}, size_t{21}, size_t{22}}) {
         SCOPED_TRACE("quote " + std::to_string(qlen) + " bytes");
-        expect_uplink_untouched(icmp_error(3, 4, 1280, Bytes(quoted.begin(), quoted.begin() + static_cast<long>(qlen))));
+        expect_uplink_untouched(
+            icmp_error(3, 4, 1280, Bytes(quoted.begin(), quoted.begin() + static_cast<long>(qlen))));
     }
     // Cut inside the ICMP header itself (the outer IP total length says so).
     Bytes err = icmp_error(3, 4, 1280, {});
@@ -379,7 +380,8 @@ TEST_F(SnatRobustnessTest, IcmpErrorQuotingFewerThanEightBytesIsNotRewritten) {
     const Bytes quoted = ip_packet_of(out);
     for (size_t qlen : {size_t{24}, size_t{26}, size_t{27}}) {
         SCOPED_TRACE("quote " + std::to_string(qlen) + " bytes");
-        expect_uplink_untouched(icmp_error(3, 4, 1280, Bytes(quoted.begin(), quoted.begin() + static_cast<long>(qlen))));
+        expect_uplink_untouched(
+            icmp_error(3, 4, 1280, Bytes(quoted.begin(), quoted.begin() + static_cast<long>(qlen))));
     }
 }
 

@@ -22,10 +22,10 @@
 namespace skiff::bpftest::snat {
 namespace {
 
-inline const Ipv4 kApiVip(0x0a600001);  // 10.96.0.1: the `kubernetes` ClusterIP
-inline const Ipv4 kDnsVip(0x0a60000a);  // 10.96.0.10: a UDP service
-inline const Ipv4 kPodVip(0x0a600014);  // 10.96.0.20: backed by pods
-inline const Ipv4 kApiServer = kOutside;  // 192.168.1.200
+inline const Ipv4 kApiVip(0x0a600001);     // 10.96.0.1: the `kubernetes` ClusterIP
+inline const Ipv4 kDnsVip(0x0a60000a);     // 10.96.0.10: a UDP service
+inline const Ipv4 kPodVip(0x0a600014);     // 10.96.0.20: backed by pods
+inline const Ipv4 kApiServer = kOutside;   // 192.168.1.200
 inline const Ipv4 kDnsServer = kOutside2;  // 192.168.1.201
 constexpr uint16_t kApiVport = 443, kApiPort = 6443, kDnsPort = 53, kPodVport = 80, kPodPort = 8080;
 constexpr uint32_t kIdApi = 1, kIdDns = 2, kIdLocalPod = 3, kIdRemotePod = 4, kIdNoMasq = 5, kIdNode = 6;
@@ -157,9 +157,9 @@ TEST_F(SnatServiceTest, TcpToAClusterIpWithABackendOutsideThePodNetworkLeavesFro
     EXPECT_EQ(maps_.all().size(), 2u) << maps_.dump();
     EXPECT_EQ(counter(SKIFF_SVC_ESTABLISHED, SKIFF_DIR_EGRESS).packets, 1u);
     EXPECT_EQ(counter(SKIFF_SNAT_EGRESS_XLATE, SKIFF_DIR_EGRESS).packets, 1u);
-    Bytes data = wire(kSnatOutsideMac, kApiServer, kNode, kTcp,
-                      tcp_segment(kApiServer, kNode, kApiPort, nat, 778, 0x11223345 + 100, kTcpAck | kTcpPsh, {},
-                                  pattern(300, 4)));
+    Bytes data = wire(
+        kSnatOutsideMac, kApiServer, kNode, kTcp,
+        tcp_segment(kApiServer, kNode, kApiPort, nat, 778, 0x11223345 + 100, kTcpAck | kTcpPsh, {}, pattern(300, 4)));
     ASSERT_NO_FATAL_FAILURE(expect_service_reply(data, kPodA, 40000, kApiVip, kApiVport));
 }
 
@@ -265,8 +265,8 @@ TEST_F(SnatServiceExemptTest, PodBackendsKeepThePodsSourceEvenWithoutTheClusterC
         ASSERT_NO_FATAL_FAILURE(pod_service(kIdLocalPod, kPodB));
         Bytes in = tcp_from(kPodA, kPodVip, cluster_exempt ? 41000 : 41001, kPodVport);
         RunResult r = send_unmasqueraded(in, kPodA, kPodB, kPodPort, kRedirect);
-        EXPECT_EQ(hex(r.data), hex(rewritten(in, veth_b_->pod.mac, veth_b_->host.mac, 1, kPodA, frame_sport(in),
-                                             kPodB, kPodPort)));
+        EXPECT_EQ(hex(r.data),
+                  hex(rewritten(in, veth_b_->pod.mac, veth_b_->host.mac, 1, kPodA, frame_sport(in), kPodB, kPodPort)));
         // A pod on another node: routed to that node, source kept.
         ASSERT_OK(svc_.clear_ct());
         ASSERT_NO_FATAL_FAILURE(pod_service(kIdRemotePod, kRemotePod));

@@ -51,8 +51,8 @@ TEST_F(SnatSocketTest, TcpListenerOnAnyAddressTakesItsPortFromPods) {
         EXPECT_FALSE(maps_.get(ingress_key(dst, 80, 45002, kTcp))) << "the listener's tuple is not entered";
     }
     // What arrives on 45002 stays the node's.
-    expect_uplink_untouched(wire(kSnatOutsideMac, kOutside, kNode, kTcp,
-                                 tcp_segment(kOutside, kNode, 80, 45002, 1, 0, kTcpSyn, {}, {})));
+    expect_uplink_untouched(
+        wire(kSnatOutsideMac, kOutside, kNode, kTcp, tcp_segment(kOutside, kNode, 80, 45002, 1, 0, kTcpSyn, {}, {})));
     // UDP from the same port is not the TCP listener's: kept.
     EXPECT_EQ(send_out(udp_from(kPodA, kOutside, 45002, 53), kPodA), 45002);
 
@@ -130,8 +130,10 @@ TEST_F(SnatSocketTest, RangePortsOfNodeSocketsAreSkipped) {
             SCOPED_TRACE("round " + std::to_string(round) + " proto " + std::to_string(proto) +
                          (pod_first ? " pod first" : " node first"));
             for (const auto& [k, v] : maps_.all()) ASSERT_OK(maps_.del(k));
-            const Bytes pod_a = proto == kTcp ? tcp_from(kPodA, kOutside, 45000, 80) : udp_from(kPodA, kOutside, 45000, 80);
-            const Bytes pod_b = proto == kTcp ? tcp_from(kPodB, kOutside, 45000, 80) : udp_from(kPodB, kOutside, 45000, 80);
+            const Bytes pod_a =
+                proto == kTcp ? tcp_from(kPodA, kOutside, 45000, 80) : udp_from(kPodA, kOutside, 45000, 80);
+            const Bytes pod_b =
+                proto == kTcp ? tcp_from(kPodB, kOutside, 45000, 80) : udp_from(kPodB, kOutside, 45000, 80);
             const Bytes node = proto == kTcp ? node_tcp(kOutside, 45000, 80) : node_udp(kOutside, 45000, 80);
             ASSERT_EQ(send_out(pod_a, kPodA), 45000);
             RunResult r;

@@ -79,8 +79,8 @@ TEST_F(SnatEgressTest, TcpSynKeepsItsOwnPortAndIsRoutedOutByFib) {
     EXPECT_EQ(maps_.all().size(), 2u) << maps_.dump();
     expect_consistent_pairs();
 
-    expect_counters({{{SKIFF_FWD_FIB, SKIFF_DIR_EGRESS}, Count{1, 54}},
-                     {{SKIFF_SNAT_NEW, SKIFF_DIR_EGRESS}, Count{1, 54}}});
+    expect_counters(
+        {{{SKIFF_FWD_FIB, SKIFF_DIR_EGRESS}, Count{1, 54}}, {{SKIFF_SNAT_NEW, SKIFF_DIR_EGRESS}, Count{1, 54}}});
 }
 
 TEST_F(SnatEgressTest, DestinationBehindAGatewayGetsTheGatewaysMac) {
@@ -236,8 +236,8 @@ TEST_F(SnatPortTest, UdpChecksumThatTranslatesToZeroIsSentAsAllOnes) {
     const uint16_t sport = 5000, dport = 53;
     Bytes probe = udp(kNode, kOutside, sport, dport, Bytes{0, 0});
     put16(&probe[kUdpCheck], 0);
-    const uint16_t sum = csum_fold(csum_add(pseudo_header_sum(kNode, kOutside, kUdp, probe.size()), probe.data(),
-                                            probe.size()));
+    const uint16_t sum =
+        csum_fold(csum_add(pseudo_header_sum(kNode, kOutside, kUdp, probe.size()), probe.data(), probe.size()));
     const uint16_t w = static_cast<uint16_t>(0xffff - sum);
     Bytes payload = {static_cast<uint8_t>(w >> 8), static_cast<uint8_t>(w)};
     Bytes check = udp(kNode, kOutside, sport, dport, payload);
@@ -371,8 +371,8 @@ TEST_F(SnatExemptTest, NoMasqueradeDestinationsAreNotTranslated) {
         uint32_t verdict;
     };
     const std::vector<Case> cases = {
-        {"a pod on another node", kRemotePod, kRedirect},       // routed to its node, source kept
-        {"cluster CIDR without a node", kClusterNoNode, kOk},   // the stack's
+        {"a pod on another node", kRemotePod, kRedirect},      // routed to its node, source kept
+        {"cluster CIDR without a node", kClusterNoNode, kOk},  // the stack's
         {"another node's IP", kOtherNode, kOk},
         {"this node's IP", kNode, kOk},
         {"a nonMasqueradeCIDR", kInExtraNoMasq, kOk},

@@ -28,11 +28,11 @@ constexpr uint32_t kOk = 0;    // TC_ACT_OK
 const MacAddr kTunnelMac = SKIFF_TUNNEL_MAC;
 const MacAddr kTunnelSrcMac = SKIFF_TUNNEL_SRC_MAC;
 
-inline const Ipv4Prefix kCidrEncap(Ipv4(0x0af40700), 24);    // 10.244.7.0/24 -> 192.168.1.12, encapsulated
-inline const Ipv4Prefix kCidrSmallPath(Ipv4(0x0af40800), 24);// 10.244.8.0/24 -> 10.50.0.9, path MTU 1300
-inline const Ipv4 kEncapPodIp(0x0af40705);                   // 10.244.7.5
-inline const Ipv4 kSmallPathPodIp(0x0af40805);               // 10.244.8.5
-inline const Ipv4 kSmallPathNodeIp(0x0a320009);              // 10.50.0.9
+inline const Ipv4Prefix kCidrEncap(Ipv4(0x0af40700), 24);      // 10.244.7.0/24 -> 192.168.1.12, encapsulated
+inline const Ipv4Prefix kCidrSmallPath(Ipv4(0x0af40800), 24);  // 10.244.8.0/24 -> 10.50.0.9, path MTU 1300
+inline const Ipv4 kEncapPodIp(0x0af40705);                     // 10.244.7.5
+inline const Ipv4 kSmallPathPodIp(0x0af40805);                 // 10.244.8.5
+inline const Ipv4 kSmallPathNodeIp(0x0a320009);                // 10.50.0.9
 
 class TunnelTest : public RemoteTest {
 protected:
@@ -182,8 +182,9 @@ TEST_F(TunnelTest, TooBigGsoSuperPacketIsJudgedByItsSegments) {
     // Two segments of 1398 bytes (BPF_PROG_TEST_RUN takes less than a page):
     // each 1398 + 20 + 32 (TCP with timestamps) + 50 = 1500 on the wire, too
     // big for the 1300-byte path.
-    Ipv4Spec s = ipv4_spec(kPodIp, kSmallPathPodIp, kTcp,
-                           tcp_segment(kPodIp, kSmallPathPodIp, 40000, 443, 1, 1, kTcpAck, Bytes(12, 1), Bytes(2796, 7)));
+    Ipv4Spec s =
+        ipv4_spec(kPodIp, kSmallPathPodIp, kTcp,
+                  tcp_segment(kPodIp, kSmallPathPodIp, 40000, 443, 1, 1, kTcpAck, Bytes(12, 1), Bytes(2796, 7)));
     Bytes in = from_pod_frame(rn_->pod, s);
     RunResult r = test_run_gso(from_pod_.get(), in, rn_->pod.host.ifindex, 1398, 2);
     ASSERT_NO_FATAL_FAILURE(expect_frag_needed(in, r));

@@ -161,8 +161,10 @@ void one_input(const uint8_t* data, size_t size) {
         // is "", a supported one, or CNI_IFNAME's raw bytes.
         std::string version;
         const size_t pick = size % (cni::kSupportedVersions.size() + 2);
-        if (pick > 0 && pick <= cni::kSupportedVersions.size()) version = cni::kSupportedVersions[pick - 1];
-        else if (auto it = vars.find("CNI_IFNAME"); pick > 0 && it != vars.end()) version = it->second;
+        if (pick > 0 && pick <= cni::kSupportedVersions.size())
+            version = cni::kSupportedVersions[pick - 1];
+        else if (auto it = vars.find("CNI_IFNAME"); pick > 0 && it != vars.end())
+            version = it->second;
         check_error(raw, version);
     }
 

@@ -33,7 +33,7 @@ TEST_F(AgentTest, FirstSnapshotIsReconciled) {
     EXPECT_EQ(tables.entries.at(pfx("10.244.1.0/24")).node_ip, ip("192.168.50.11").be());
     EXPECT_EQ(tables.entries.at(pfx("10.244.2.0/24")).flags, 0u);
     EXPECT_EQ(tables.routes, (std::map<Ipv4Prefix, RouteVia>{{pfx("10.244.2.0/24"), ip("192.168.50.12")},
-                                                         {pfx("10.244.3.0/24"), ip("192.168.50.13")}}));
+                                                             {pfx("10.244.3.0/24"), ip("192.168.50.13")}}));
     EXPECT_TRUE(healthy(*agent));
 }
 
@@ -62,8 +62,8 @@ TEST_F(AgentTest, ChangedSnapshotIsReconciled) {
     EXPECT_EQ(tables.routes.at(pfx("10.244.3.0/24")), ip("192.168.50.99"));
 
     // node-c leaves the cluster.
-    script.snapshot(cluster({node("node-a", "192.168.50.11", {"10.244.1.0/24"}),
-                             node("node-b", "192.168.50.12", {"10.244.2.0/24"})}));
+    script.snapshot(cluster(
+        {node("node-a", "192.168.50.11", {"10.244.1.0/24"}), node("node-b", "192.168.50.12", {"10.244.2.0/24"})}));
     agent->tick();
     EXPECT_EQ(tables.entries.count(pfx("10.244.3.0/24")), 0u);
     EXPECT_EQ(tables.routes.count(pfx("10.244.3.0/24")), 0u);
@@ -95,7 +95,7 @@ TEST_F(AgentTest, ResyncRepairsDriftWhenDue) {
     agent->tick();
     ASSERT_EQ(tables.routes.size(), 2u);
     tables.routes.erase(pfx("10.244.2.0/24"));  // someone deleted our route
-    agent->tick();                               // unchanged, resync not due yet
+    agent->tick();                              // unchanged, resync not due yet
     EXPECT_EQ(tables.routes.count(pfx("10.244.2.0/24")), 0u);
     std::this_thread::sleep_for(std::chrono::milliseconds(1100));
     agent->tick();  // unchanged, resync due

@@ -160,8 +160,8 @@ TEST(KubeListTest, NotJson) {
 }
 
 TEST(KubeListTest, NoItemsArray) {
-    for (const char* text : {R"({"kind": "List"})", R"({"kind": "List", "items": {}})", R"({"items": null})", "[]",
-                             "\"items\"", "17"}) {
+    for (const char* text :
+         {R"({"kind": "List"})", R"({"kind": "List", "items": {}})", R"({"items": null})", "[]", "\"items\"", "17"}) {
         auto c = parse_kube_list(text);
         ASSERT_FALSE(c.ok()) << text;
         EXPECT_EQ(c.error().code, EINVAL);
@@ -238,9 +238,9 @@ TEST(PlanNodesTest, EmptyCluster) {
 }
 
 TEST(PlanNodesTest, LocalFlagAndLocalPodCidr) {
-    auto spec = cluster({node("node-a", "192.168.50.11", {"10.244.1.0/24"}),
-                         node("node-b", "192.168.50.12", {"10.244.2.0/24"}),
-                         node("node-c", "192.168.50.13", {"10.244.3.0/24"})});
+    auto spec =
+        cluster({node("node-a", "192.168.50.11", {"10.244.1.0/24"}), node("node-b", "192.168.50.12", {"10.244.2.0/24"}),
+                 node("node-c", "192.168.50.13", {"10.244.3.0/24"})});
     Plan p = plan_nodes(spec, "node-b", kCluster, {});
     EXPECT_TRUE(p.problems.empty()) << all_problems(p);
     ASSERT_EQ(p.routes.size(), 3u);
@@ -268,8 +268,8 @@ TEST(PlanNodesTest, NodeWithSeveralIpv4Cidrs) {
 }
 
 TEST(PlanNodesTest, NodeWithoutAddressIsSkippedWithAProblem) {
-    auto spec = cluster({node("node-a", "192.168.50.11", {"10.244.1.0/24"}),
-                         node("node-noip", nullptr, {"10.244.2.0/24"})});
+    auto spec =
+        cluster({node("node-a", "192.168.50.11", {"10.244.1.0/24"}), node("node-noip", nullptr, {"10.244.2.0/24"})});
     Plan p = plan_nodes(spec, "node-noip", kCluster, {});
     ASSERT_EQ(p.routes.size(), 1u);
     EXPECT_EQ(p.routes[0].node, "node-a");
@@ -308,10 +308,9 @@ TEST(PlanNodesTest, Ipv6CidrIgnoredSilently) {
 }
 
 TEST(PlanNodesTest, OutsideClusterCidrIsSkipped) {
-    auto spec = cluster({node("node-out", "192.168.50.11", {"10.245.1.0/24"}),
-                         node("node-wide", "192.168.50.12", {"10.244.0.0/15"}),
-                         node("node-huge", "192.168.50.13", {"10.0.0.0/8"}),
-                         node("node-ok", "192.168.50.14", {"10.244.255.0/24"})});
+    auto spec = cluster(
+        {node("node-out", "192.168.50.11", {"10.245.1.0/24"}), node("node-wide", "192.168.50.12", {"10.244.0.0/15"}),
+         node("node-huge", "192.168.50.13", {"10.0.0.0/8"}), node("node-ok", "192.168.50.14", {"10.244.255.0/24"})});
     Plan p = plan_nodes(spec, "node-out", kCluster, {});
     ASSERT_EQ(p.routes.size(), 1u) << all_problems(p);
     EXPECT_EQ(p.routes[0].node, "node-ok");
@@ -323,8 +322,8 @@ TEST(PlanNodesTest, OutsideClusterCidrIsSkipped) {
 
 TEST(PlanNodesTest, OverlapWithoutCurrentStateNameOrderWins) {
     // Listed out of name order on purpose: the winner is by name, not position.
-    auto spec = cluster({node("zeta", "192.168.50.26", {"10.244.1.0/24"}),
-                         node("alpha", "192.168.50.1", {"10.244.1.0/24"})});
+    auto spec =
+        cluster({node("zeta", "192.168.50.26", {"10.244.1.0/24"}), node("alpha", "192.168.50.1", {"10.244.1.0/24"})});
     Plan p = plan_nodes(spec, "zeta", kCluster, {});
     ASSERT_EQ(p.routes.size(), 1u);
     EXPECT_EQ(p.routes[0].node, "alpha");
@@ -335,21 +334,20 @@ TEST(PlanNodesTest, OverlapWithoutCurrentStateNameOrderWins) {
 }
 
 TEST(PlanNodesTest, PartialOverlapIsAlsoAConflict) {
-    auto spec = cluster({node("b-wide", "192.168.50.2", {"10.244.0.0/23"}),
-                         node("a-narrow", "192.168.50.1", {"10.244.1.0/24"}),
-                         node("c-elsewhere", "192.168.50.3", {"10.244.2.0/24"})});
+    auto spec =
+        cluster({node("b-wide", "192.168.50.2", {"10.244.0.0/23"}), node("a-narrow", "192.168.50.1", {"10.244.1.0/24"}),
+                 node("c-elsewhere", "192.168.50.3", {"10.244.2.0/24"})});
     Plan p = plan_nodes(spec, "x", kCluster, {});
     ASSERT_EQ(p.routes.size(), 2u) << all_problems(p);
     EXPECT_NE(route_for(p, "10.244.1.0/24"), nullptr);
     EXPECT_NE(route_for(p, "10.244.2.0/24"), nullptr);
     EXPECT_EQ(route_for(p, "10.244.0.0/23"), nullptr);
-    EXPECT_TRUE(any_problem_mentions(p, {"b-wide", "a-narrow", "10.244.0.0/23", "10.244.1.0/24"}))
-        << all_problems(p);
+    EXPECT_TRUE(any_problem_mentions(p, {"b-wide", "a-narrow", "10.244.0.0/23", "10.244.1.0/24"})) << all_problems(p);
 }
 
 TEST(PlanNodesTest, ProgrammedClaimWinsOverNewcomerThatSortsFirst) {
-    auto spec = cluster({node("alpha-newcomer", "192.168.50.1", {"10.244.1.0/24"}),
-                         node("zeta", "192.168.50.26", {"10.244.1.0/24"})});
+    auto spec = cluster(
+        {node("alpha-newcomer", "192.168.50.1", {"10.244.1.0/24"}), node("zeta", "192.168.50.26", {"10.244.1.0/24"})});
     std::map<Ipv4Prefix, Ipv4> current = {{pfx("10.244.1.0/24"), ip("192.168.50.26")}};
     Plan p = plan_nodes(spec, "zeta", kCluster, current);
     ASSERT_EQ(p.routes.size(), 1u);
@@ -388,8 +386,8 @@ TEST(PlanNodesTest, WithoutAProgrammedClaimTheOlderNodeWinsThenName) {
 }
 
 TEST(PlanNodesTest, ProgrammedNarrowClaimWinsOverWiderNewcomer) {
-    auto spec = cluster({node("alpha-newcomer", "192.168.50.1", {"10.244.0.0/23"}),
-                         node("zeta", "192.168.50.26", {"10.244.1.0/24"})});
+    auto spec = cluster(
+        {node("alpha-newcomer", "192.168.50.1", {"10.244.0.0/23"}), node("zeta", "192.168.50.26", {"10.244.1.0/24"})});
     std::map<Ipv4Prefix, Ipv4> current = {{pfx("10.244.1.0/24"), ip("192.168.50.26")}};
     Plan p = plan_nodes(spec, "x", kCluster, current);
     ASSERT_EQ(p.routes.size(), 1u);
@@ -400,8 +398,8 @@ TEST(PlanNodesTest, ProgrammedNarrowClaimWinsOverWiderNewcomer) {
 TEST(PlanNodesTest, ProgrammedMeansSameCidrAndSameNextHop) {
     // The map holds the CIDR with another IP (zeta moved, or a stale entry):
     // neither claim is "programmed", so name order decides.
-    auto spec = cluster({node("alpha", "192.168.50.1", {"10.244.1.0/24"}),
-                         node("zeta", "192.168.50.26", {"10.244.1.0/24"})});
+    auto spec =
+        cluster({node("alpha", "192.168.50.1", {"10.244.1.0/24"}), node("zeta", "192.168.50.26", {"10.244.1.0/24"})});
     std::map<Ipv4Prefix, Ipv4> current = {{pfx("10.244.1.0/24"), ip("192.168.50.99")}};
     Plan p = plan_nodes(spec, "x", kCluster, current);
     ASSERT_EQ(p.routes.size(), 1u);

@@ -129,8 +129,8 @@ TEST(AgentConfigTest, InvalidNodeIP) {
 }
 
 TEST(AgentConfigTest, InvalidClusterCIDR) {
-    for (const char* v : {"10.244.0.0", "10.244.0.0/33", "10.244.0.1/16", "10.244.0.0/-1", "10.244.0.0/",
-                          "fd00::/64", "10.244.0.0/016"}) {
+    for (const char* v : {"10.244.0.0", "10.244.0.0/33", "10.244.0.1/16", "10.244.0.0/-1", "10.244.0.0/", "fd00::/64",
+                          "10.244.0.0/016"}) {
         json j = base();
         j["clusterCIDR"] = v;
         expect_rejected(j, "clusterCIDR");
@@ -201,8 +201,8 @@ TEST(AgentConfigTest, NumbersBeyond32BitsAreRejectedNotTruncated) {
 }
 
 TEST(AgentConfigTest, SourceMustBeAnObjectWithFileOrEtcd) {
-    for (const json& bad : {json("/etc/skiff/cluster.json"), json(nullptr), json::array(), json::object(),
-                            json{{"kube", "x"}}}) {
+    for (const json& bad :
+         {json("/etc/skiff/cluster.json"), json(nullptr), json::array(), json::object(), json{{"kube", "x"}}}) {
         json j = base();
         j["source"] = bad;
         expect_rejected(j, "source");
@@ -226,8 +226,7 @@ TEST(AgentConfigTest, EtcdSource) {
     ASSERT_TRUE(c.ok()) << c.error().message;
     EXPECT_FALSE(c->file_source.has_value());
     ASSERT_TRUE(c->etcd_source.has_value());
-    EXPECT_EQ(c->etcd_source->endpoints,
-              (std::vector<std::string>{"http://10.0.0.1:2379", "http://10.0.0.2:2379"}));
+    EXPECT_EQ(c->etcd_source->endpoints, (std::vector<std::string>{"http://10.0.0.1:2379", "http://10.0.0.2:2379"}));
     EXPECT_EQ(c->etcd_source->prefix, "/skiff");
 
     j["source"]["etcd"]["prefix"] = "/clusters/blue";
@@ -238,12 +237,12 @@ TEST(AgentConfigTest, EtcdSource) {
 
 TEST(AgentConfigTest, EtcdSourceValidation) {
     const json bads[] = {
-        json("http://10.0.0.1:2379"),                                      // not an object
-        json::object(),                                                     // no endpoints
-        json{{"endpoints", json::array()}},                                 // empty
-        json{{"endpoints", "http://10.0.0.1:2379"}},                        // not a list
-        json{{"endpoints", json::array({"http://10.0.0.1:2379", 2379})}},                // non-string
-        json{{"endpoints", json::array({"http://10.0.0.1:2379"})}, {"prefix", 5}},       // prefix not a string
+        json("http://10.0.0.1:2379"),                                               // not an object
+        json::object(),                                                             // no endpoints
+        json{{"endpoints", json::array()}},                                         // empty
+        json{{"endpoints", "http://10.0.0.1:2379"}},                                // not a list
+        json{{"endpoints", json::array({"http://10.0.0.1:2379", 2379})}},           // non-string
+        json{{"endpoints", json::array({"http://10.0.0.1:2379"})}, {"prefix", 5}},  // prefix not a string
     };
     for (const auto& e : bads) {
         json j = base();
@@ -265,9 +264,7 @@ TEST(AgentConfigTest, LoadFromMissingFileFails) {
 namespace skiff::agent {
 namespace {
 
-json kube_base() {
-    return json{{"clusterCIDR", "10.244.0.0/16"}, {"source", {{"kubernetes", json::object()}}}};
-}
+json kube_base() { return json{{"clusterCIDR", "10.244.0.0/16"}, {"source", {{"kubernetes", json::object()}}}}; }
 
 TEST(AgentConfigKubernetesTest, NodeFromTheEnvironmentAndTheApi) {
     ::setenv("NODE_NAME", "node-from-env", 1);
@@ -305,8 +302,8 @@ TEST(AgentConfigKubernetesTest, Rejected) {
     ASSERT_FALSE(c.ok());
     EXPECT_NE(c.error().message.find("NODE_NAME"), std::string::npos) << c.error().message;
     ::setenv("NODE_NAME", "n", 1);
-    for (const json& k : {json("x"), json{{"kubeconfig", 5}}, json{{"kubeconfig", "relative/kc"}},
-                          json{{"context", json::array()}}}) {
+    for (const json& k :
+         {json("x"), json{{"kubeconfig", 5}}, json{{"kubeconfig", "relative/kc"}}, json{{"context", json::array()}}}) {
         json j = kube_base();
         j["source"]["kubernetes"] = k;
         EXPECT_FALSE(parse(j).ok()) << k.dump();

@@ -61,8 +61,8 @@ protected:
         return *r;
     }
     // An entry idle for `idle_s` seconds plus `extra_ns`.
-    skiff_ct_key add(uint8_t proto, uint16_t sport, uint32_t backend, uint64_t idle_s, uint64_t packets,
-                     uint8_t flags, int64_t extra_ns = 0, uint8_t dir = SKIFF_CT_FORWARD) {
+    skiff_ct_key add(uint8_t proto, uint16_t sport, uint32_t backend, uint64_t idle_s, uint64_t packets, uint8_t flags,
+                     int64_t extra_ns = 0, uint8_t dir = SKIFF_CT_FORWARD) {
         auto k = ct_key(proto, sport, dir);
         t.entries[k] = ct_val(backend, now - idle_s * kSec - extra_ns, packets, flags);
         return k;
@@ -86,10 +86,10 @@ TEST_F(CtGcTest, EmptyTable) {
 }
 
 TEST_F(CtGcTest, StaleBackendDeletedEvenWhenFresh) {
-    auto gone = add(IPPROTO_TCP, 1000, 3, 0, 10, 0);          // backend 3 was removed
-    auto gone_udp = add(IPPROTO_UDP, 1001, 99, 0, 1, 0);      // never existed
+    auto gone = add(IPPROTO_TCP, 1000, 3, 0, 10, 0);      // backend 3 was removed
+    auto gone_udp = add(IPPROTO_UDP, 1001, 99, 0, 1, 0);  // never existed
     auto gone_rep = add(IPPROTO_TCP, 1002, 3, 0, 10, 0, 0, SKIFF_CT_REPLY);
-    auto zero = add(IPPROTO_TCP, 1003, 0, 0, 10, 0);          // id 0 is never a backend
+    auto zero = add(IPPROTO_TCP, 1003, 0, 0, 10, 0);  // id 0 is never a backend
     auto kept = add(IPPROTO_TCP, 1004, 1, 0, 10, 0);
     auto kept_rep = add(IPPROTO_TCP, 1005, 1, 0, 10, 0, 0, SKIFF_CT_REPLY);
     auto st = gc();
@@ -241,13 +241,13 @@ TEST_F(CtGcTest, LastSeenInTheFutureIsKept) {
 }
 
 TEST_F(CtGcTest, StatsOverAMixedTable) {
-    add(IPPROTO_TCP, 1000, 1, 5, 100, SKIFF_CT_F_SYN);                       // keep
-    add(IPPROTO_TCP, 1001, 1, 30, 10, SKIFF_CT_F_CLOSING);                   // expired
-    add(IPPROTO_TCP, 1002, 1, 120, 1, SKIFF_CT_F_SYN);                       // expired
-    add(IPPROTO_TCP, 1003, 9, 1, 100, 0);                                    // stale
-    add(IPPROTO_UDP, 1004, 2, 120, 3, 0);                                    // expired
-    add(IPPROTO_UDP, 1005, 2, 1, 3, 0);                                      // keep
-    add(IPPROTO_UDP, 1006, 8, 1, 3, 0, 0, SKIFF_CT_REPLY);                   // stale
+    add(IPPROTO_TCP, 1000, 1, 5, 100, SKIFF_CT_F_SYN);      // keep
+    add(IPPROTO_TCP, 1001, 1, 30, 10, SKIFF_CT_F_CLOSING);  // expired
+    add(IPPROTO_TCP, 1002, 1, 120, 1, SKIFF_CT_F_SYN);      // expired
+    add(IPPROTO_TCP, 1003, 9, 1, 100, 0);                   // stale
+    add(IPPROTO_UDP, 1004, 2, 120, 3, 0);                   // expired
+    add(IPPROTO_UDP, 1005, 2, 1, 3, 0);                     // keep
+    add(IPPROTO_UDP, 1006, 8, 1, 3, 0, 0, SKIFF_CT_REPLY);  // stale
     auto st = gc();
     EXPECT_EQ(st.scanned, 7u);
     EXPECT_EQ(st.expired, 3u);
@@ -293,8 +293,9 @@ Conn conn(uint16_t cport, uint32_t backend_id, uint64_t last_ns, uint8_t flags, 
         c.fv.snat_addr = node;
         c.fv.snat_port = htons(snat_port);
     }
-    c.rk = skiff_ct_key{be, snat_port ? node : client, htons(8080), htons(snat_port ? snat_port : cport),
-                        IPPROTO_TCP, SKIFF_CT_REPLY, 0};
+    c.rk = skiff_ct_key{
+        be, snat_port ? node : client, htons(8080), htons(snat_port ? snat_port : cport), IPPROTO_TCP, SKIFF_CT_REPLY,
+        0};
     c.rv = c.fv;
     c.rv.nat_addr = vip;
     c.rv.nat_port = htons(80);
@@ -420,8 +421,8 @@ TEST_F(CtGcPairTest, PassInStepsJudgesEachCandidateAsItIsAtItsStep) {
     // Ten closed connections, idle 30 s: twenty candidates.
     std::vector<Conn> cs;
     for (uint16_t i = 0; i < 10; ++i)
-        cs.push_back(put(conn(static_cast<uint16_t>(41000 + i), 1, now - 30 * kSec,
-                              SKIFF_CT_F_REPLIED | SKIFF_CT_F_CLOSING)));
+        cs.push_back(
+            put(conn(static_cast<uint16_t>(41000 + i), 1, now - 30 * kSec, SKIFF_CT_F_REPLIED | SKIFF_CT_F_CLOSING)));
     auto pass = CtGcPass::start(t, to, now, backends);
     ASSERT_TRUE(pass.ok()) << pass.error().message;
     EXPECT_EQ(pass->stats().scanned, 20u);
@@ -459,8 +460,8 @@ TEST_F(CtGcPairTest, PassInStepsJudgesEachCandidateAsItIsAtItsStep) {
 }
 
 TEST_F(CtGcPairTest, PassInStepsEndsLikeOneCall) {
-    for (uint16_t i = 0; i < 6; ++i) put(conn(static_cast<uint16_t>(42000 + i), 1, now - 30 * kSec,
-                                              SKIFF_CT_F_REPLIED | SKIFF_CT_F_CLOSING));
+    for (uint16_t i = 0; i < 6; ++i)
+        put(conn(static_cast<uint16_t>(42000 + i), 1, now - 30 * kSec, SKIFF_CT_F_REPLIED | SKIFF_CT_F_CLOSING));
     for (uint16_t i = 0; i < 4; ++i) put(conn(static_cast<uint16_t>(43000 + i), 1, now - kSec, SKIFF_CT_F_REPLIED));
     put(conn(44000, 9, now, SKIFF_CT_F_REPLIED));  // its backend is gone
     auto pass = CtGcPass::start(t, to, now, backends);

@@ -35,13 +35,13 @@ TEST_F(AgentTest, TheNoMasqueradeSetFollowsTheClusterAndTheConfig) {
     agent->tick();
     // The cluster, the configured range, this node and every other node.
     EXPECT_EQ(nat->nomasq, (std::set<Ipv4Prefix>{pfx("10.244.0.0/16"), pfx("172.16.0.0/12"), pfx("192.168.50.11/32"),
-                                                  pfx("192.168.50.12/32"), pfx("192.168.50.13/32")}));
+                                                 pfx("192.168.50.12/32"), pfx("192.168.50.13/32")}));
     // node-c goes away and node-b moves: so do their addresses.
-    script.snapshot(cluster({node("node-a", "192.168.50.11", {"10.244.1.0/24"}),
-                             node("node-b", "192.168.50.22", {"10.244.2.0/24"})}));
+    script.snapshot(cluster(
+        {node("node-a", "192.168.50.11", {"10.244.1.0/24"}), node("node-b", "192.168.50.22", {"10.244.2.0/24"})}));
     agent->tick();
     EXPECT_EQ(nat->nomasq, (std::set<Ipv4Prefix>{pfx("10.244.0.0/16"), pfx("172.16.0.0/12"), pfx("192.168.50.11/32"),
-                                                  pfx("192.168.50.22/32")}));
+                                                 pfx("192.168.50.22/32")}));
 }
 
 TEST_F(AgentTest, MetricsShowWhatTheDatapathReaderRead) {

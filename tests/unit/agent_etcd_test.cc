@@ -151,7 +151,7 @@ public:
             uint64_t kick = kick_;
             lk.unlock();
             r.set_chunked_content_provider("application/json", [this, from, to, seen, kick, created = false](
-                                                                    size_t, httplib::DataSink& sink) mutable {
+                                                                   size_t, httplib::DataSink& sink) mutable {
                 std::string out;
                 bool end = false;
                 if (!created) {
@@ -164,7 +164,8 @@ public:
                     for (; seen < log_.size(); ++seen)
                         if (log_[seen] >= from && log_[seen] < to)
                             events.push_back({{"kv", {{"key", base64_encode(log_[seen])}}}});
-                    if (!events.empty()) out = json{{"result", {{"header", {{"revision", "8"}}}, {"events", events}}}}.dump();
+                    if (!events.empty())
+                        out = json{{"result", {{"header", {{"revision", "8"}}}, {"events", events}}}}.dump();
                     end = stopping_ || kick_ != kick;
                 }
                 if (!out.empty() && !sink.write(out.data(), out.size())) return false;
@@ -249,8 +250,9 @@ TEST(EtcdClientTest, PutRangeCreateAndLeases) {
     EXPECT_EQ(etcd.lease_of("/skiff/nodes/n2"), "");
     auto kvs = c.range_prefix("/skiff/nodes/");
     ASSERT_TRUE(kvs.ok()) << kvs.error().message;
-    EXPECT_EQ(*kvs, (std::vector<std::pair<std::string, std::string>>{{"/skiff/nodes/n1", R"({"ip":"10.0.0.1"})"},
-                                                                      {"/skiff/nodes/n2", std::string("bin\0\xff", 5)}}));
+    EXPECT_EQ(*kvs,
+              (std::vector<std::pair<std::string, std::string>>{{"/skiff/nodes/n1", R"({"ip":"10.0.0.1"})"},
+                                                                {"/skiff/nodes/n2", std::string("bin\0\xff", 5)}}));
     EXPECT_EQ(c.create("/skiff/podcidrs/10.244.1.0-24", "n1").value(), true);
     EXPECT_EQ(c.create("/skiff/podcidrs/10.244.1.0-24", "n2").value(), false);
     EXPECT_EQ(c.range_prefix("/skiff/podcidrs/").value().at(0).second, "n1");

@@ -19,8 +19,8 @@ namespace {
 
 std::string node_list(const char* name, const char* addr, const char* cidr) {
     return std::string(R"({"kind": "NodeList", "items": [{"metadata": {"name": ")") + name +
-           R"("}, "spec": {"podCIDR": ")" + cidr + R"("}, "status": {"addresses": [{"type": "InternalIP", "address": ")" +
-           addr + R"("}]}}]})";
+           R"("}, "spec": {"podCIDR": ")" + cidr +
+           R"("}, "status": {"addresses": [{"type": "InternalIP", "address": ")" + addr + R"("}]}}]})";
 }
 
 class FileSourceTest : public ::testing::Test {

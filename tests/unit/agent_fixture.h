@@ -163,9 +163,9 @@ protected:
     }
     void make_agent(unsigned resync_seconds = 3600) { make_agent_with(config(resync_seconds)); }
     void make_agent_with(AgentConfig c) {
-        agent = std::make_unique<Agent>(std::move(c), std::make_unique<FakeSource>(script),
-                                        std::make_unique<FakeNodeTable>(tables),
-                                        std::make_unique<FakeRouteTable>(tables));
+        agent =
+            std::make_unique<Agent>(std::move(c), std::make_unique<FakeSource>(script),
+                                    std::make_unique<FakeNodeTable>(tables), std::make_unique<FakeRouteTable>(tables));
     }
     std::string conflist_path() const { return tmp + "/etc/cni/net.d/10-skiff.conflist"; }
     json health(const std::string& path, int want_status) {

@@ -108,8 +108,7 @@ TEST(HttpServerTest, PostIs405AndNotHandled) {
     Recorder rec;
     auto s = HttpServer::start("127.0.0.1:0", rec.handler());
     ASSERT_TRUE(s.ok()) << s.error().message;
-    std::string resp =
-        exchange((*s)->port(), {"POST /x HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi"});
+    std::string resp = exchange((*s)->port(), {"POST /x HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi"});
     EXPECT_EQ(status_line(resp), "HTTP/1.1 405 Method Not Allowed") << resp;
     EXPECT_TRUE(rec.seen().empty());
     // The server still answers afterwards.
@@ -135,8 +134,8 @@ TEST(HttpServerTest, ManySequentialRequests) {
 
 TEST(HttpServerTest, BadListenAddresses) {
     Recorder rec;
-    for (const char* listen : {"", "9964", "localhost:9964", "127.0.0.1:70000", "127.0.0.1:-1", "::1:9964",
-                               "127.0.0.256:80"}) {
+    for (const char* listen :
+         {"", "9964", "localhost:9964", "127.0.0.1:70000", "127.0.0.1:-1", "::1:9964", "127.0.0.256:80"}) {
         auto s = HttpServer::start(listen, rec.handler());
         EXPECT_FALSE(s.ok()) << "'" << listen << "' accepted";
         if (!s.ok()) {

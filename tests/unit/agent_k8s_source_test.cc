@@ -23,21 +23,29 @@ namespace {
 using namespace k8s_test;
 
 json node(const std::string& name, const std::string& ip, const std::string& cidr, bool plural = true) {
-    json n = {{"kind", "Node"}, {"apiVersion", "v1"},
-              {"metadata", {{"name", name}, {"creationTimestamp", "2024-05-01T10:00:00Z"},
-                            {"managedFields", json::array({{{"manager", "kubelet"}}})}}},
+    json n = {{"kind", "Node"},
+              {"apiVersion", "v1"},
+              {"metadata",
+               {{"name", name},
+                {"creationTimestamp", "2024-05-01T10:00:00Z"},
+                {"managedFields", json::array({{{"manager", "kubelet"}}})}}},
               {"spec", {{"podCIDR", cidr}}},
-              {"status", {{"addresses", {{{"type", "Hostname"}, {"address", name}}, {{"type", "InternalIP"}, {"address", ip}}}},
-                          {"conditions", json::array()}}}};
+              {"status",
+               {{"addresses", {{{"type", "Hostname"}, {"address", name}}, {{"type", "InternalIP"}, {"address", ip}}}},
+                {"conditions", json::array()}}}};
     if (plural) n["spec"]["podCIDRs"] = {cidr};
     return n;
 }
 
 json service(const std::string& ns, const std::string& name, const std::string& ip, json labels = json::object()) {
-    return {{"kind", "Service"}, {"apiVersion", "v1"},
+    return {{"kind", "Service"},
+            {"apiVersion", "v1"},
             {"metadata", {{"name", name}, {"namespace", ns}, {"labels", labels}}},
-            {"spec", {{"type", "ClusterIP"}, {"clusterIP", ip}, {"clusterIPs", {ip}},
-                      {"ports", {{{"name", "http"}, {"port", 80}, {"protocol", "TCP"}, {"targetPort", 8080}}}}}}};
+            {"spec",
+             {{"type", "ClusterIP"},
+              {"clusterIP", ip},
+              {"clusterIPs", {ip}},
+              {"ports", {{{"name", "http"}, {"port", 80}, {"protocol", "TCP"}, {"targetPort", 8080}}}}}}};
 }
 
 // As `kubectl get endpointslice -o json` shows one.
@@ -45,15 +53,20 @@ json slice(const std::string& ns, const std::string& name, const std::string& sv
     labels["kubernetes.io/service-name"] = svc;
     labels["endpointslice.kubernetes.io/managed-by"] = "endpointslice-controller.k8s.io";
     return json::parse(R"({"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1", "addressType": "IPv4",
-      "metadata": {"name": ")" + name + R"(", "namespace": ")" + ns + R"(", "generateName": ")" + svc + R"(-",
-        "labels": )" + labels.dump() + R"(, "creationTimestamp": "2024-05-01T10:00:05Z",
-        "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": ")" + svc + R"(", "uid": "0b1c", "controller": true, "blockOwnerDeletion": true}],
+      "metadata": {"name": ")" +
+                       name + R"(", "namespace": ")" + ns + R"(", "generateName": ")" + svc + R"(-",
+        "labels": )" + labels.dump() +
+                       R"(, "creationTimestamp": "2024-05-01T10:00:05Z",
+        "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": ")" +
+                       svc + R"(", "uid": "0b1c", "controller": true, "blockOwnerDeletion": true}],
         "managedFields": [{"manager": "kube-controller-manager", "operation": "Update"}]},
       "endpoints": [
         {"addresses": ["10.244.1.7"], "conditions": {"ready": true, "serving": true, "terminating": false},
-         "nodeName": "node-b", "zone": "z1", "targetRef": {"kind": "Pod", "namespace": ")" + ns + R"(", "name": "web-1", "uid": "aa"}},
+         "nodeName": "node-b", "zone": "z1", "targetRef": {"kind": "Pod", "namespace": ")" +
+                       ns + R"(", "name": "web-1", "uid": "aa"}},
         {"addresses": ["10.244.2.9"], "conditions": {"ready": false, "serving": true, "terminating": true},
-         "nodeName": "node-c", "targetRef": {"kind": "Pod", "namespace": ")" + ns + R"(", "name": "web-2", "uid": "bb"}}],
+         "nodeName": "node-c", "targetRef": {"kind": "Pod", "namespace": ")" +
+                       ns + R"(", "name": "web-2", "uid": "bb"}}],
       "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})");
 }
 
@@ -201,7 +214,7 @@ TEST_F(KubeSourceTest, ExpiredWatchRelistsAndSeesMissedDeletion) {
     ASSERT_TRUE(wait_spec(*src, [](const ClusterSpec& s) { return s.services.size() == 2; }));
     ObjectRef web = *last->services.find("default/web");
     api.del(kSvcs, "default/gone", /*tell_watchers=*/false);  // while "disconnected"
-    api.compact_and_kick();                                     // the re-watch gets ERROR 410
+    api.compact_and_kick();                                   // the re-watch gets ERROR 410
     ASSERT_TRUE(wait_spec(*src, [](const ClusterSpec& s) { return !has(s.services, "default/gone"); }));
     EXPECT_EQ(*last->services.find("default/web"), web);  // relisted unchanged: same pointer
     EXPECT_EQ(count_requests("LIST /api/v1/services"), 2u);
@@ -220,7 +233,8 @@ TEST_F(KubeSourceTest, Http410OnWatchRelists) {
     ASSERT_TRUE(wait_spec(*src, [](const ClusterSpec& s) { return s.nodes.size() == 2; }));
     api.del(kNodes, "default/node-b", false);
     api.compact_and_kick();
-    ASSERT_TRUE(wait_spec(*src, [](const ClusterSpec& s) { return s.nodes.size() == 1 && s.nodes[0].name == "node-a"; }));
+    ASSERT_TRUE(
+        wait_spec(*src, [](const ClusterSpec& s) { return s.nodes.size() == 1 && s.nodes[0].name == "node-a"; }));
     EXPECT_GE(count_requests("LIST /api/v1/nodes"), 2u);
 }
 
@@ -241,7 +255,8 @@ TEST_F(KubeSourceTest, OtherWatchErrorsRewatchWithoutRelisting) {
 }
 
 TEST_F(KubeSourceTest, ExpiredContinueRestartsTheList) {
-    for (int i = 0; i < 5; ++i) api.put(kSvcs, service("default", "s" + std::to_string(i), "10.96.0." + std::to_string(i + 1)));
+    for (int i = 0; i < 5; ++i)
+        api.put(kSvcs, service("default", "s" + std::to_string(i), "10.96.0." + std::to_string(i + 1)));
     {
         std::lock_guard lk(api.mu);
         api.expire_continue = 1;
@@ -261,7 +276,8 @@ TEST_F(KubeSourceTest, EndpointSlicesFallBackToV1beta1) {
     json s = slice("default", "web-x1", "web");
     s["apiVersion"] = "discovery.k8s.io/v1beta1";
     for (auto& e : s["endpoints"]) {
-        e["topology"] = {{"kubernetes.io/hostname", e["nodeName"]}, {"topology.kubernetes.io/zone", "z9"}, {"rack", "r1"}};
+        e["topology"] = {
+            {"kubernetes.io/hostname", e["nodeName"]}, {"topology.kubernetes.io/zone", "z9"}, {"rack", "r1"}};
         e.erase("nodeName");
         e.erase("zone");
     }
@@ -276,7 +292,9 @@ TEST_F(KubeSourceTest, EndpointSlicesFallBackToV1beta1) {
     EXPECT_FALSE(got["endpoints"][0].contains("topology"));
     EXPECT_EQ(got["endpoints"][1]["conditions"]["serving"], true);
     for (const auto& st : src->status()) {
-        if (st.resource == "endpointslices") { EXPECT_EQ(st.path, kBetaSlices); }
+        if (st.resource == "endpointslices") {
+            EXPECT_EQ(st.path, kBetaSlices);
+        }
     }
     api.del(kBetaSlices, "default/web-x1");  // watched on v1beta1 too
     ASSERT_TRUE(wait_spec(*src, [](const ClusterSpec& s) { return s.endpoint_slices.empty(); }));
@@ -289,15 +307,17 @@ TEST_F(KubeSourceTest, SkipsHeadlessAndOtherProxiesServices) {
     api.put(kSlices, slice("default", "web-1", "web"));
     api.put(kSlices, slice("default", "hl-1", "hl", {{"service.kubernetes.io/headless", ""}}));
     auto src = start();
-    ASSERT_TRUE(wait_spec(*src, [](const ClusterSpec& s) { return s.services.size() == 1 && s.endpoint_slices.size() == 1; }));
+    ASSERT_TRUE(
+        wait_spec(*src, [](const ClusterSpec& s) { return s.services.size() == 1 && s.endpoint_slices.size() == 1; }));
     EXPECT_TRUE(has(last->services, "default/web"));
     EXPECT_TRUE(has(last->endpoint_slices, "default/web-1"));
     // Labelled later: it goes.
     api.put(kSvcs, service("default", "web", "10.96.0.10", {{"service.kubernetes.io/service-proxy-name", "foo"}}));
     ASSERT_TRUE(wait_spec(*src, [](const ClusterSpec& s) { return s.services.empty(); }));
-    EXPECT_EQ(count_requests("LIST /api/v1/services rv= continue= labelSelector=!service.kubernetes.io/service-proxy-name,"
-                             "!service.kubernetes.io/headless"),
-              1u);
+    EXPECT_EQ(
+        count_requests("LIST /api/v1/services rv= continue= labelSelector=!service.kubernetes.io/service-proxy-name,"
+                       "!service.kubernetes.io/headless"),
+        1u);
 }
 
 TEST_F(KubeSourceTest, RotatedTokenIsReadAgainOn401) {
@@ -319,7 +339,7 @@ TEST_F(KubeSourceTest, RotatedTokenIsReadAgainOn401) {
     }
     std::ofstream(tok + ".new") << "token-two\n";
     std::filesystem::rename(tok + ".new", tok);  // as kubelet swaps it
-    api.kick();  // the re-watches get 401, read the file again and retry
+    api.kick();                                  // the re-watches get 401, read the file again and retry
     auto rewatched = [&] {
         for (const auto& r : requests())
             if (r.rfind("WATCH /api/v1/services", 0) == 0 && r.find("auth=Bearer token-two") != std::string::npos)
@@ -349,8 +369,8 @@ TEST_F(KubeSourceTest, PatchesNetworkUnavailableFalse) {
     EXPECT_EQ(c["status"], "False");
     EXPECT_EQ(c["reason"], "SkiffIsUp");
     EXPECT_EQ(c["message"], "skiff agent is running");
-    EXPECT_TRUE(std::regex_match(c["lastTransitionTime"].get<std::string>(),
-                                 std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")));
+    EXPECT_TRUE(
+        std::regex_match(c["lastTransitionTime"].get<std::string>(), std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")));
 }
 
 TEST(KubeSourceDownTest, ServerDownAtStartThenRecovers) {

@@ -39,8 +39,9 @@ TEST(KubeClientTest, StreamStopsAtOnceOnRequest) {
         stop.request_stop();
     });
     auto t0 = std::chrono::steady_clock::now();
-    auto r = client.stream(kNodes + "?watch=1&resourceVersion=100&timeoutSeconds=60", [](std::string_view) { return true; },
-                           stop.get_token(), 60s);
+    auto r = client.stream(
+        kNodes + "?watch=1&resourceVersion=100&timeoutSeconds=60", [](std::string_view) { return true; },
+        stop.get_token(), 60s);
     stopper.join();
     ASSERT_TRUE(r.ok()) << r.error().message;
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
@@ -90,7 +91,8 @@ clusters:
 - name: prod
   cluster:
     server: https://10.0.0.1:6443
-    certificate-authority-data: )" + b64(kCa) + R"(
+    certificate-authority-data: )" +
+           b64(kCa) + R"(
 - name: lab
   cluster:
     server: https://lab.example:6443
@@ -110,8 +112,10 @@ users:
 - name: agent
   user:
     tokenFile: /var/run/token
-    client-certificate-data: )" + b64("CERT") + R"(
-    client-key-data: )" + b64("KEY") + R"(
+    client-certificate-data: )" +
+           b64("CERT") + R"(
+    client-key-data: )" +
+           b64("KEY") + R"(
     client-certificate: ignored.crt
 - name: sso
   user:

@@ -15,7 +15,8 @@ namespace {
 
 std::vector<std::string> backends(int n, int from = 0) {
     std::vector<std::string> v;
-    for (int i = from; i < from + n; ++i) v.push_back("10.244." + std::to_string(i / 200) + "." + std::to_string(i % 200) + ":8080");
+    for (int i = from; i < from + n; ++i)
+        v.push_back("10.244." + std::to_string(i / 200) + "." + std::to_string(i % 200) + ":8080");
     return v;
 }
 

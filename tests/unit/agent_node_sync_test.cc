@@ -124,7 +124,7 @@ TEST_F(SyncNodesTest, FromEmptyWritesEverything) {
     expect_entry(nodes, "10.244.2.0/24", "192.168.50.12", 0);
     expect_entry(nodes, "10.244.3.0/24", "192.168.50.13", 0);
     EXPECT_EQ(routes.routes, (std::map<Ipv4Prefix, RouteVia>{{pfx("10.244.2.0/24"), ip("192.168.50.12")},
-                                                         {pfx("10.244.3.0/24"), ip("192.168.50.13")}}));
+                                                             {pfx("10.244.3.0/24"), ip("192.168.50.13")}}));
     EXPECT_EQ(nodes.upserts, 3);
     EXPECT_EQ(routes.replaces, 2);
 }

@@ -30,12 +30,14 @@ json service(const std::string& name, const char* created, std::vector<int> port
     for (int p : ports) ps.push_back({{"name", "p" + std::to_string(p)}, {"port", p}, {"protocol", "TCP"}});
     json meta = {{"namespace", "default"}, {"name", name}};
     if (created) meta["creationTimestamp"] = created;
-    return {{"kind", "Service"}, {"metadata", meta}, {"spec", {{"type", "ClusterIP"}, {"clusterIP", kVip}, {"ports", ps}}}};
+    return {
+        {"kind", "Service"}, {"metadata", meta}, {"spec", {{"type", "ClusterIP"}, {"clusterIP", kVip}, {"ports", ps}}}};
 }
 
 json slice(const std::string& svc, const char* addr) {
     return {{"kind", "EndpointSlice"},
-            {"metadata", {{"namespace", "default"}, {"name", svc + "-1"}, {"labels", {{"kubernetes.io/service-name", svc}}}}},
+            {"metadata",
+             {{"namespace", "default"}, {"name", svc + "-1"}, {"labels", {{"kubernetes.io/service-name", svc}}}}},
             {"addressType", "IPv4"},
             {"endpoints", {{{"addresses", {addr}}}}},
             {"ports", {{{"name", "p80"}, {"port", 8080}, {"protocol", "TCP"}}}}};
@@ -107,7 +109,9 @@ TEST(ServiceConflictTest, ProgrammedServiceKeepsItsFrontendWhenDuplicatesSorting
                                   "10.96.0.10:80/tcp is already used by default/zz-live, which is older"),
                   1u)
             << dup << joined(plan.problems);
-    EXPECT_EQ(problems_naming(plan.problems, "Service default/aa-dup3", "already used by default/zz-live, which holds it"), 1u)
+    EXPECT_EQ(
+        problems_naming(plan.problems, "Service default/aa-dup3", "already used by default/zz-live, which holds it"),
+        1u)
         << joined(plan.problems);
     // The same as planning from scratch with what is held.
     EXPECT_EQ(plan.ports, plan_services(o.snapshot(), node, p.owners()).ports);

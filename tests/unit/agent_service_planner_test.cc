@@ -25,7 +25,8 @@ using nlohmann::json;
 
 Ipv4 ip(const std::string& s) { return *Ipv4::parse(s); }
 
-json service(const std::string& name, const std::string& vip, std::vector<int> ports, const std::string& type = "ClusterIP") {
+json service(const std::string& name, const std::string& vip, std::vector<int> ports,
+             const std::string& type = "ClusterIP") {
     json ps = json::array();
     for (int p : ports) ps.push_back({{"name", "p" + std::to_string(p)}, {"port", p}, {"nodePort", 30000 + p}});
     return {{"kind", "Service"},
@@ -163,10 +164,10 @@ TEST(ServicePlannerTest, ChangesFromAnotherBaseAreNotTrusted) {
     std::map<L4Addr, ServicePort> m;
     apply_delta(m, p.update(o.snapshot(), {}));  // generation 1
     o.services["b"] = service("b", "10.96.0.2", {80});
-    ClusterSpec skipped = o.snapshot();         // generation 2: never shown to the planner
+    ClusterSpec skipped = o.snapshot();  // generation 2: never shown to the planner
     (void)skipped;
     o.services["c"] = service("c", "10.96.0.3", {80});
-    ClusterSpec now = o.snapshot();             // generation 3: changes since 2 name only c
+    ClusterSpec now = o.snapshot();  // generation 3: changes since 2 name only c
     ASSERT_TRUE(now.changes && now.changes->since == 2);
     EXPECT_EQ(now.changes->services, (std::set<std::string>{"ns/c"}));
     apply_delta(m, p.update(now, {}));
@@ -200,7 +201,8 @@ TEST(ServicePlannerTest, RandomHistoriesMatchPlanningFromScratch) {
             } else if (what < 8) {
                 std::string sl = "e" + std::to_string(pick(10));
                 std::vector<std::string> addrs;
-                for (int k = pick(4); k > 0; --k) addrs.push_back("10.244." + std::to_string(pick(2) + 1) + "." + std::to_string(pick(5) + 1));
+                for (int k = pick(4); k > 0; --k)
+                    addrs.push_back("10.244." + std::to_string(pick(2) + 1) + "." + std::to_string(pick(5) + 1));
                 o.slices[sl] = slice(sl, name, addrs, {80 + pick(3)});
                 if (pick(15) == 0) o.slices[sl]["ports"][0]["port"] = 0;  // invalid: skipped
             } else if (what < 9) {

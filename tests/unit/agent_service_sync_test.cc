@@ -617,8 +617,8 @@ TEST_F(ServiceSyncTest, LoadRepairsDriftInTables) {
 // ---------------------------------------------------------------- errors
 
 TEST_F(ServiceSyncTest, LoadErrorsPropagate) {
-    for (bool FakeServiceTables::*flag : {&FakeServiceTables::fail_services, &FakeServiceTables::fail_backends,
-                                          &FakeServiceTables::fail_revnats}) {
+    for (bool FakeServiceTables::*flag :
+         {&FakeServiceTables::fail_services, &FakeServiceTables::fail_backends, &FakeServiceTables::fail_revnats}) {
         FakeServiceTables tt;
         tt.*flag = true;
         ServiceSync s(tt);

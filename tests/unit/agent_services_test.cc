@@ -96,12 +96,11 @@ TEST(PlanServicesTest, EmptySpecGivesEmptyPlan) {
 }
 
 TEST(PlanServicesTest, ClusterIPWithSeveralPortsAndProtocols) {
-    auto spec = spec_of(
-        {service("kube-system", "dns", "10.96.0.10",
-                 {port("dns", 53, "UDP"), port("dns-tcp", 53, "TCP"), port("metrics", 9153)})},
-        {slice("kube-system", "dns-abc", "dns",
-               {port("dns", 5353, "UDP"), port("dns-tcp", 5353, "TCP"), port("metrics", 9153)},
-               {endpoint("10.244.1.5", true), endpoint("10.244.2.7", true)})});
+    auto spec = spec_of({service("kube-system", "dns", "10.96.0.10",
+                                 {port("dns", 53, "UDP"), port("dns-tcp", 53, "TCP"), port("metrics", 9153)})},
+                        {slice("kube-system", "dns-abc", "dns",
+                               {port("dns", 5353, "UDP"), port("dns-tcp", 5353, "TCP"), port("metrics", 9153)},
+                               {endpoint("10.244.1.5", true), endpoint("10.244.2.7", true)})});
     auto p = plan_services(spec);
     EXPECT_TRUE(p.problems.empty()) << problems(p);
     ASSERT_EQ(p.ports.size(), 3u);
@@ -142,8 +141,8 @@ TEST(PlanServicesTest, NamedTargetPortResolvedThroughSlicePortOfSameName) {
     json svc = service("shop", "api", "10.96.2.2", {port("http", 80), port("grpc", 9000)});
     svc["spec"]["ports"][0]["targetPort"] = "http";
     svc["spec"]["ports"][1]["targetPort"] = "grpc";
-    auto spec = spec_of({svc}, {slice("shop", "api-x", "api", {port("grpc", 50051), port("http", 8080)},
-                                      {endpoint("10.244.3.3")})});
+    auto spec = spec_of(
+        {svc}, {slice("shop", "api-x", "api", {port("grpc", 50051), port("http", 8080)}, {endpoint("10.244.3.3")})});
     auto p = plan_services(spec);
     EXPECT_TRUE(p.problems.empty()) << problems(p);
     ASSERT_EQ(p.ports.size(), 2u);
@@ -195,19 +194,19 @@ TEST(PlanServicesTest, ClusterIPsListPreferredAndIPv6EntriesIgnored) {
 // ---------------------------------------------------------------- endpoint conditions
 
 TEST(PlanServicesTest, EndpointConditions) {
-    auto spec = spec_of(
-        {service("default", "web", "10.96.1.1", {port("http", 80)})},
-        {slice("default", "web-1", "web", {port("http", 8080)},
-               {
-                   endpoint("10.244.0.1"),                     // no conditions: ready
-                   endpoint("10.244.0.2", true),               // ready
-                   endpoint("10.244.0.3", false),              // not ready, not serving
-                   endpoint("10.244.0.4", false, true, true),  // terminating, still serving
-                   endpoint("10.244.0.5", false, false, true), // terminating, no longer serving
-                   endpoint("10.244.0.6", std::nullopt, std::nullopt, false),  // ready missing
-                   endpoint("10.244.0.7", true, true, false),                  // ready
-                   endpoint("10.244.0.8", true, true, true),  // ready but terminating: not for new flows
-               })});
+    auto spec =
+        spec_of({service("default", "web", "10.96.1.1", {port("http", 80)})},
+                {slice("default", "web-1", "web", {port("http", 8080)},
+                       {
+                           endpoint("10.244.0.1"),                                     // no conditions: ready
+                           endpoint("10.244.0.2", true),                               // ready
+                           endpoint("10.244.0.3", false),                              // not ready, not serving
+                           endpoint("10.244.0.4", false, true, true),                  // terminating, still serving
+                           endpoint("10.244.0.5", false, false, true),                 // terminating, no longer serving
+                           endpoint("10.244.0.6", std::nullopt, std::nullopt, false),  // ready missing
+                           endpoint("10.244.0.7", true, true, false),                  // ready
+                           endpoint("10.244.0.8", true, true, true),  // ready but terminating: not for new flows
+                       })});
     auto p = plan_services(spec);
     EXPECT_TRUE(p.problems.empty()) << problems(p);
     ASSERT_EQ(p.ports.size(), 1u);
@@ -230,14 +229,14 @@ TEST(PlanServicesTest, EndpointWithoutAddressesIgnored) {
 // ---------------------------------------------------------------- several slices
 
 TEST(PlanServicesTest, SlicesOfOneServiceMergedSortedAndDeduplicated) {
-    auto spec = spec_of(
-        {service("default", "web", "10.96.1.1", {port("http", 80)})},
-        {slice("default", "web-a", "web", {port("http", 8080)},
-               {endpoint("10.244.2.2"), endpoint("10.244.1.1"), endpoint("10.244.9.9", false, true, true)}),
-         slice("default", "web-b", "web", {port("http", 8080)},
-               {endpoint("10.244.3.3"), endpoint("10.244.1.1"), endpoint("10.244.9.9", false, true, true)}),
-         // Same address, different resolved port (pods mid-rollout): a distinct backend.
-         slice("default", "web-c", "web", {port("http", 8081)}, {endpoint("10.244.1.1")})});
+    auto spec =
+        spec_of({service("default", "web", "10.96.1.1", {port("http", 80)})},
+                {slice("default", "web-a", "web", {port("http", 8080)},
+                       {endpoint("10.244.2.2"), endpoint("10.244.1.1"), endpoint("10.244.9.9", false, true, true)}),
+                 slice("default", "web-b", "web", {port("http", 8080)},
+                       {endpoint("10.244.3.3"), endpoint("10.244.1.1"), endpoint("10.244.9.9", false, true, true)}),
+                 // Same address, different resolved port (pods mid-rollout): a distinct backend.
+                 slice("default", "web-c", "web", {port("http", 8081)}, {endpoint("10.244.1.1")})});
     auto p = plan_services(spec);
     EXPECT_TRUE(p.problems.empty()) << problems(p);
     ASSERT_EQ(p.ports.size(), 1u);
@@ -247,11 +246,11 @@ TEST(PlanServicesTest, SlicesOfOneServiceMergedSortedAndDeduplicated) {
 }
 
 TEST(PlanServicesTest, SlicesOfOtherAddressTypesIgnored) {
-    auto spec = spec_of({service("default", "web", "10.96.1.1", {port("http", 80)})},
-                        {slice("default", "web-v4", "web", {port("http", 8080)}, {endpoint("10.244.1.1")}),
-                         slice("default", "web-v6", "web", {port("http", 8080)}, {endpoint("fd00:10:244::1")}, "IPv6"),
-                         slice("default", "web-fqdn", "web", {port("http", 8080)}, {endpoint("db.example.com")},
-                               "FQDN")});
+    auto spec =
+        spec_of({service("default", "web", "10.96.1.1", {port("http", 80)})},
+                {slice("default", "web-v4", "web", {port("http", 8080)}, {endpoint("10.244.1.1")}),
+                 slice("default", "web-v6", "web", {port("http", 8080)}, {endpoint("fd00:10:244::1")}, "IPv6"),
+                 slice("default", "web-fqdn", "web", {port("http", 8080)}, {endpoint("db.example.com")}, "FQDN")});
     auto p = plan_services(spec);
     EXPECT_TRUE(p.problems.empty()) << problems(p);
     ASSERT_EQ(p.ports.size(), 1u);
@@ -283,10 +282,10 @@ TEST(PlanServicesTest, SliceWithInvalidAddressIsAProblemAndIgnoredWhole) {
 }
 
 TEST(PlanServicesTest, SliceWithInvalidPortIsAProblemAndIgnoredWhole) {
-    auto spec = spec_of({service("default", "web", "10.96.1.1", {port("http", 80)})},
-                        {slice("default", "web-bad", "web", {port("http", 8080), port("x", 0)},
-                               {endpoint("10.244.1.1")}),
-                         slice("default", "web-good", "web", {port("http", 8080)}, {endpoint("10.244.2.2")})});
+    auto spec =
+        spec_of({service("default", "web", "10.96.1.1", {port("http", 80)})},
+                {slice("default", "web-bad", "web", {port("http", 8080), port("x", 0)}, {endpoint("10.244.1.1")}),
+                 slice("default", "web-good", "web", {port("http", 8080)}, {endpoint("10.244.2.2")})});
     auto p = plan_services(spec);
     ASSERT_EQ(p.problems.size(), 1u) << problems(p);
     EXPECT_TRUE(has_problem(p, "EndpointSlice default/web-bad", "invalid port")) << problems(p);
@@ -304,8 +303,9 @@ TEST(PlanServicesTest, HeadlessAndExternalNameSkippedSilently) {
     ext["spec"]["type"] = "ExternalName";
     ext["spec"]["externalName"] = "db.example.com";
     json no_ip = service("default", "pending", "", {port("http", 80)});
-    auto spec = spec_of({headless, headless_ips, ext, no_ip, service("default", "web", "10.96.1.1", {port("http", 80)})},
-                        {slice("default", "headless-1", "headless", {port("http", 80)}, {endpoint("10.244.1.1")})});
+    auto spec =
+        spec_of({headless, headless_ips, ext, no_ip, service("default", "web", "10.96.1.1", {port("http", 80)})},
+                {slice("default", "headless-1", "headless", {port("http", 80)}, {endpoint("10.244.1.1")})});
     auto p = plan_services(spec);
     EXPECT_TRUE(p.problems.empty()) << problems(p);
     ASSERT_EQ(p.ports.size(), 1u);
@@ -347,9 +347,10 @@ class PlanServicesBadPortTest : public ::testing::TestWithParam<BadPortCase> {};
 
 TEST_P(PlanServicesBadPortTest, WholeServiceSkippedWithProblem) {
     // A good port first: it must not be programmed alone.
-    auto spec = spec_of({service("default", "bad", "10.96.1.1", {port("ok", 443), GetParam().port, port("also-ok", 8443)}),
-                         service("default", "good", "10.96.1.2", {port("http", 80)})},
-                        {slice("default", "bad-1", "bad", {port("ok", 8443)}, {endpoint("10.244.1.1")})});
+    auto spec =
+        spec_of({service("default", "bad", "10.96.1.1", {port("ok", 443), GetParam().port, port("also-ok", 8443)}),
+                 service("default", "good", "10.96.1.2", {port("http", 80)})},
+                {slice("default", "bad-1", "bad", {port("ok", 8443)}, {endpoint("10.244.1.1")})});
     auto p = plan_services(spec);
     ASSERT_EQ(p.problems.size(), 1u) << problems(p);
     EXPECT_TRUE(has_problem(p, "Service default/bad", "invalid port")) << problems(p);
@@ -357,17 +358,17 @@ TEST_P(PlanServicesBadPortTest, WholeServiceSkippedWithProblem) {
     EXPECT_EQ(p.ports[0].name, "default/good:http");
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Ports, PlanServicesBadPortTest,
-    ::testing::Values(BadPortCase{"Zero", json{{"name", "x"}, {"port", 0}}},
-                      BadPortCase{"TooLarge", json{{"name", "x"}, {"port", 70000}}},
-                      BadPortCase{"Negative", json{{"name", "x"}, {"port", -80}}},
-                      BadPortCase{"String", json{{"name", "x"}, {"port", "80"}}},
-                      BadPortCase{"Float", json{{"name", "x"}, {"port", 80.5}}},
-                      BadPortCase{"Missing", json{{"name", "x"}}},
-                      BadPortCase{"Sctp", json{{"name", "x"}, {"port", 80}, {"protocol", "SCTP"}}},
-                      BadPortCase{"LowercaseTcp", json{{"name", "x"}, {"port", 80}, {"protocol", "tcp"}}}),
-    [](const auto& info) { return std::string(info.param.label); });
+INSTANTIATE_TEST_SUITE_P(Ports, PlanServicesBadPortTest,
+                         ::testing::Values(BadPortCase{"Zero", json{{"name", "x"}, {"port", 0}}},
+                                           BadPortCase{"TooLarge", json{{"name", "x"}, {"port", 70000}}},
+                                           BadPortCase{"Negative", json{{"name", "x"}, {"port", -80}}},
+                                           BadPortCase{"String", json{{"name", "x"}, {"port", "80"}}},
+                                           BadPortCase{"Float", json{{"name", "x"}, {"port", 80.5}}},
+                                           BadPortCase{"Missing", json{{"name", "x"}}},
+                                           BadPortCase{"Sctp", json{{"name", "x"}, {"port", 80}, {"protocol", "SCTP"}}},
+                                           BadPortCase{"LowercaseTcp",
+                                                       json{{"name", "x"}, {"port", 80}, {"protocol", "tcp"}}}),
+                         [](const auto& info) { return std::string(info.param.label); });
 
 TEST(PlanServicesTest, PortBoundariesAccepted) {
     auto p = plan_services(spec_of({service("default", "edge", "10.96.1.1", {port("lo", 1), port("hi", 65535)})}));
@@ -380,10 +381,11 @@ TEST(PlanServicesTest, PortBoundariesAccepted) {
 TEST(PlanServicesTest, DuplicateFrontendFirstByNamespaceNameWinsOtherSkippedWhole) {
     // "b/zz" and "a/web" both claim 10.96.1.1:80/tcp; "a/web" sorts first.
     // "b/zz" also has a port nobody else uses; it must not be programmed.
-    auto spec = spec_of({service("b", "zz", "10.96.1.1", {port("http", 80), port("extra", 81)}),
-                         service("a", "web", "10.96.1.1", {port("http", 80)})},
-                        {slice("a", "web-1", "web", {port("http", 8080)}, {endpoint("10.244.1.1")}),
-                         slice("b", "zz-1", "zz", {port("http", 9090), port("extra", 9091)}, {endpoint("10.244.2.2")})});
+    auto spec =
+        spec_of({service("b", "zz", "10.96.1.1", {port("http", 80), port("extra", 81)}),
+                 service("a", "web", "10.96.1.1", {port("http", 80)})},
+                {slice("a", "web-1", "web", {port("http", 8080)}, {endpoint("10.244.1.1")}),
+                 slice("b", "zz-1", "zz", {port("http", 9090), port("extra", 9091)}, {endpoint("10.244.2.2")})});
     auto p = plan_services(spec);
     ASSERT_EQ(p.problems.size(), 1u) << problems(p);
     EXPECT_TRUE(has_problem(p, "Service b/zz", "a/web")) << problems(p);
@@ -408,8 +410,9 @@ TEST(PlanServicesTest, DuplicateFrontendWithinOneServiceNotProgrammedTwice) {
     // server rejects this, but the agent also reads files and etcd).
     // ServicePlan promises "no duplicates"; two entries for one frontend
     // would make ServiceSync program the same slots twice.
-    auto spec = spec_of({service("default", "dup", "10.96.1.1", {port("a", 80), port("b", 80)})},
-                        {slice("default", "dup-1", "dup", {port("a", 8080), port("b", 9090)}, {endpoint("10.244.1.1")})});
+    auto spec =
+        spec_of({service("default", "dup", "10.96.1.1", {port("a", 80), port("b", 80)})},
+                {slice("default", "dup-1", "dup", {port("a", 8080), port("b", 9090)}, {endpoint("10.244.1.1")})});
     auto p = plan_services(spec);
     size_t n = 0;
     for (const auto& sp : p.ports) n += sp.frontend == tcp("10.96.1.1", 80);
@@ -482,7 +485,9 @@ TEST(PlanServicesTest, MissingNamespaceMeansDefault) {
 TEST(PlanServicesTest, MalformedObjectsDoNotThrow) {
     ClusterSpec c;
     int n = 0;
-    auto add = [&](ObjectSet& set, json j) { set.add("x/" + std::to_string(n++), std::make_shared<const json>(std::move(j))); };
+    auto add = [&](ObjectSet& set, json j) {
+        set.add("x/" + std::to_string(n++), std::make_shared<const json>(std::move(j)));
+    };
     for (json j : {json::object(), json{{"spec", 5}}, json{{"metadata", "x"}, {"spec", {{"ports", 3}}}},
                    json{{"spec", {{"clusterIP", 7}, {"clusterIPs", {1, 2}}}}},
                    json{{"spec", {{"clusterIP", "10.96.1.1"}, {"ports", {7, "x"}}}}}})

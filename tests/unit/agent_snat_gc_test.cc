@@ -76,11 +76,16 @@ TEST_F(SnatGcTest, TimeoutsByProtocolAndTcpState) {
         uint8_t flags;
         bool expired;
     } cases[] = {
-        {IPPROTO_TCP, 11, true, SKIFF_CT_F_CLOSING, true},  {IPPROTO_TCP, 9, true, SKIFF_CT_F_CLOSING, false},
-        {IPPROTO_TCP, 61, false, 0, true},                  {IPPROTO_TCP, 59, false, 0, false},
-        {IPPROTO_TCP, 3600, true, 0, false},                {IPPROTO_TCP, 21601, true, 0, true},
-        {IPPROTO_UDP, 61, true, 0, true},                   {IPPROTO_UDP, 59, true, 0, false},
-        {IPPROTO_ICMP, 61, true, 0, true},                  {IPPROTO_ICMP, 30, false, 0, false},
+        {IPPROTO_TCP, 11, true, SKIFF_CT_F_CLOSING, true},
+        {IPPROTO_TCP, 9, true, SKIFF_CT_F_CLOSING, false},
+        {IPPROTO_TCP, 61, false, 0, true},
+        {IPPROTO_TCP, 59, false, 0, false},
+        {IPPROTO_TCP, 3600, true, 0, false},
+        {IPPROTO_TCP, 21601, true, 0, true},
+        {IPPROTO_UDP, 61, true, 0, true},
+        {IPPROTO_UDP, 59, true, 0, false},
+        {IPPROTO_ICMP, 61, true, 0, true},
+        {IPPROTO_ICMP, 30, false, 0, false},
     };
     uint16_t port = 40000;
     std::vector<std::pair<Flow, bool>> flows;

@@ -83,9 +83,8 @@ TEST_F(AllocatorTest, AllocateReleaseAndLeases) {
 
     auto l = a.leases();
     ASSERT_TRUE(l.ok());
-    std::map<Ipv4, Owner> want = {{ip("10.244.1.2"), {"c1", "eth0"}},
-                                  {ip("10.244.1.3"), {"c2", "eth0"}},
-                                  {ip("10.244.1.4"), {"c1", "net1"}}};
+    std::map<Ipv4, Owner> want = {
+        {ip("10.244.1.2"), {"c1", "eth0"}}, {ip("10.244.1.3"), {"c2", "eth0"}}, {ip("10.244.1.4"), {"c1", "net1"}}};
     EXPECT_EQ(*l, want);
     EXPECT_EQ(owner_of(a, ip("10.244.1.3")), std::optional<Owner>(Owner{"c2", "eth0"}));
     EXPECT_FALSE(owner_of(a, ip("10.244.1.9")).has_value());
@@ -139,8 +138,8 @@ TEST_F(AllocatorTest, ExhaustionNeverUsesReservedAddresses) {
         ASSERT_TRUE(r.ok()) << i << ": " << r.error().message;
         got.insert(*r);
     }
-    EXPECT_EQ(got, (std::set<Ipv4>{ip("10.0.0.10"), ip("10.0.0.11"), ip("10.0.0.12"), ip("10.0.0.13"),
-                                   ip("10.0.0.14")}));
+    EXPECT_EQ(got,
+              (std::set<Ipv4>{ip("10.0.0.10"), ip("10.0.0.11"), ip("10.0.0.12"), ip("10.0.0.13"), ip("10.0.0.14")}));
     auto full = a.allocate({"c99", "eth0"});
     ASSERT_FALSE(full.ok());
     EXPECT_EQ(full.error().code, ENOSPC);
@@ -280,8 +279,7 @@ TEST_F(AllocatorTest, ConcurrentAllocationsAreDistinct) {
     auto l = open("10.244.1.0/24").leases();
     ASSERT_TRUE(l.ok());
     ASSERT_EQ(l->size(), 20u);
-    for (size_t i = 0; i < res.size(); ++i)
-        EXPECT_EQ(l->at(*res[i]), (Owner{"ctr" + std::to_string(i), "eth0"}));
+    for (size_t i = 0; i < res.size(); ++i) EXPECT_EQ(l->at(*res[i]), (Owner{"ctr" + std::to_string(i), "eth0"}));
 }
 
 TEST_F(AllocatorTest, ConcurrentAllocationsOnAFullPool) {

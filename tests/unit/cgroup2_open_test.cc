@@ -34,7 +34,8 @@ TEST(OpenCgroup2, SysFsCgroupGivesTheCgroup2RootOnUnifiedAndHybridHosts) {
     EXPECT_TRUE(fd_is_cgroup2(fd->get()));
     // The same directory as the one named directly.
     std::string direct = path_is_cgroup2("/sys/fs/cgroup") ? "/sys/fs/cgroup" : "/sys/fs/cgroup/unified";
-    struct stat a {}, b {};
+    struct stat a {
+    }, b{};
     ASSERT_EQ(::fstat(fd->get(), &a), 0);
     ASSERT_EQ(::stat(direct.c_str(), &b), 0);
     EXPECT_EQ(a.st_dev, b.st_dev);

@@ -10,9 +10,7 @@ namespace {
 
 using nlohmann::json;
 
-json base() {
-    return {{"cniVersion", "1.1.0"}, {"name", "skiffnet"}, {"type", "skiff"}, {"podCIDR", "10.244.1.0/24"}};
-}
+json base() { return {{"cniVersion", "1.1.0"}, {"name", "skiffnet"}, {"type", "skiff"}, {"podCIDR", "10.244.1.0/24"}}; }
 
 CniResult<NetConf> parse_bytes(const std::string& s) { return parse_netconf(decode_stdin(s)); }
 CniResult<NetConf> parse(const json& j) { return parse_bytes(j.dump()); }
@@ -95,9 +93,9 @@ TEST(ParseNetconf, LegacyAttachmentsKeyIsAccepted) {
 }
 
 TEST(ParseNetconf, NullIsAWrongTypeNotTheDefault) {
-    for (const char* key : {"mtu", "dns", "prevResult", "ipam", "logFile", "stateDir", "pinPath", "podCIDR",
-                            "clusterCIDR", "requireAgent", "type", "cni.dev/valid-attachments",
-                            "cni.dev/attachments"}) {
+    for (const char* key :
+         {"mtu", "dns", "prevResult", "ipam", "logFile", "stateDir", "pinPath", "podCIDR", "clusterCIDR",
+          "requireAgent", "type", "cni.dev/valid-attachments", "cni.dev/attachments"}) {
         json j = base();
         j[key] = nullptr;
         auto r = parse(j);
@@ -139,7 +137,7 @@ TEST(ParseNetconf, WrongTypesAreConfigErrors) {
     expect_code("stateDir", true, kInvalidConfig);
     expect_code("logFile", json::object(), kInvalidConfig);
     expect_code("ipam", "host-local", kInvalidConfig);
-    expect_code("ipam", json::object(), kInvalidConfig);          // no type
+    expect_code("ipam", json::object(), kInvalidConfig);  // no type
     expect_code("ipam", {{"type", 3}}, kInvalidConfig);
     expect_code("ipam", {{"type", "../../bin/sh"}}, kInvalidConfig);
     expect_code("ipam", {{"type", "sub/plugin"}}, kInvalidConfig);
@@ -168,11 +166,11 @@ TEST(ParseNetconf, MtuRange) {
 TEST(ParseNetconf, InvalidCidrs) {
     for (const char* key : {"podCIDR", "clusterCIDR"}) {
         SCOPED_TRACE(key);
-        expect_code(key, "10.244.1.1/24", kInvalidConfig);   // host bits
-        expect_code(key, "10.244.1.0/33", kInvalidConfig);   // length
+        expect_code(key, "10.244.1.1/24", kInvalidConfig);  // host bits
+        expect_code(key, "10.244.1.0/33", kInvalidConfig);  // length
         expect_code(key, "10.244.1.0/-1", kInvalidConfig);
         expect_code(key, "10.244.1.0/", kInvalidConfig);
-        expect_code(key, "10.244.1.0", kInvalidConfig);      // no length
+        expect_code(key, "10.244.1.0", kInvalidConfig);  // no length
         expect_code(key, "garbage", kInvalidConfig);
         expect_code(key, "256.0.0.0/8", kInvalidConfig);
         expect_code(key, "10.244.1/24", kInvalidConfig);
@@ -263,8 +261,7 @@ TEST(ParseNetconf, UnsupportedVersionIsCode1) {
 }
 
 TEST(ParseNetconf, UndecodableJsonIsCode6) {
-    for (const char* s : {"", "{", "{\"cniVersion\":", "not json", "{\"a\":1,}", "[1,2,3]", "\"str\"", "42",
-                          "null"}) {
+    for (const char* s : {"", "{", "{\"cniVersion\":", "not json", "{\"a\":1,}", "[1,2,3]", "\"str\"", "42", "null"}) {
         SCOPED_TRACE(s);
         auto r = parse_bytes(s);
         ASSERT_FALSE(r.ok());
@@ -341,8 +338,8 @@ TEST(DecodeStdin, DecodesOnceAndKeepsTheVersionErrorsAnswerIn) {
 
 TEST(ParseNetconf, BadNetworkNames) {
     for (const std::string& n : {std::string(""), std::string("-net"), std::string(".net"), std::string("_net"),
-                                 std::string("net/a"), std::string("net work"), std::string(".."),
-                                 std::string("a:b"), std::string("net\n"), std::string(1025, 'a')}) {
+                                 std::string("net/a"), std::string("net work"), std::string(".."), std::string("a:b"),
+                                 std::string("net\n"), std::string(1025, 'a')}) {
         SCOPED_TRACE(n);
         expect_code("name", n, kInvalidConfig);
     }
@@ -370,9 +367,9 @@ TEST(ConfigNames, IfnameProblem) {
     EXPECT_EQ(ifname_problem("eth0"), "");
     EXPECT_EQ(ifname_problem(std::string(15, 'a')), "");
     EXPECT_EQ(ifname_problem("a.b-c_d@e"), "");
-    for (const std::string& bad : {std::string(""), std::string(16, 'a'), std::string("."), std::string(".."),
-                                   std::string("a/b"), std::string("a:b"), std::string("a b"),
-                                   std::string("a\tb"), std::string("eth0\n"), std::string("a\0b", 3)}) {
+    for (const std::string& bad :
+         {std::string(""), std::string(16, 'a'), std::string("."), std::string(".."), std::string("a/b"),
+          std::string("a:b"), std::string("a b"), std::string("a\tb"), std::string("eth0\n"), std::string("a\0b", 3)}) {
         SCOPED_TRACE(bad);
         EXPECT_NE(ifname_problem(bad), "");
     }

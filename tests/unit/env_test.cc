@@ -140,17 +140,16 @@ TEST(ParseEnv, ContainerIdCharacters) {
 }
 
 TEST(ParseEnv, IfnameRules) {
-    for (const std::string& bad : {std::string(16, 'e'), std::string("."), std::string(".."), std::string("a/b"),
-                                   std::string("/"), std::string("eth:0"), std::string("eth 0"),
-                                   std::string("eth0\t"), std::string("\neth0"), std::string(" ")}) {
+    for (const std::string& bad :
+         {std::string(16, 'e'), std::string("."), std::string(".."), std::string("a/b"), std::string("/"),
+          std::string("eth:0"), std::string("eth 0"), std::string("eth0\t"), std::string("\neth0"), std::string(" ")}) {
         for (const char* cmd : {"ADD", "DEL", "CHECK"}) {
             auto e = full(cmd);
             e.vars["CNI_IFNAME"] = bad;
             EXPECT_EQ(code_of(e), kInvalidEnv) << cmd << " ifname '" << bad << "'";
         }
     }
-    for (const std::string& ok : {std::string(15, 'e'), std::string("net1"), std::string("e.0"),
-                                  std::string("...")}) {
+    for (const std::string& ok : {std::string(15, 'e'), std::string("net1"), std::string("e.0"), std::string("...")}) {
         auto e = full("ADD");
         e.vars["CNI_IFNAME"] = ok;
         EXPECT_EQ(code_of(e), 0) << "ifname '" << ok << "'";
@@ -160,9 +159,9 @@ TEST(ParseEnv, IfnameRules) {
 TEST(ParseEnv, IfnamesTheKernelOrJsonWouldChange) {
     // "%d" is a kernel name template; control characters and bytes that are
     // not UTF-8 cannot come back unchanged in the result.
-    for (const std::string& bad : {std::string("eth%d"), std::string("%"), std::string("et\x01h"),
-                                   std::string("eth\x7f"), std::string("et\xff"), std::string("\xc3("),
-                                   std::string("\xed\xa0\x80"), std::string("\xf0\x82\x82\xac")}) {
+    for (const std::string& bad :
+         {std::string("eth%d"), std::string("%"), std::string("et\x01h"), std::string("eth\x7f"), std::string("et\xff"),
+          std::string("\xc3("), std::string("\xed\xa0\x80"), std::string("\xf0\x82\x82\xac")}) {
         for (const char* cmd : {"ADD", "DEL", "CHECK"}) {
             auto e = full(cmd);
             e.vars["CNI_IFNAME"] = bad;
@@ -234,8 +233,8 @@ TEST(ParseEnv, UnknownArgs) {
 }
 
 TEST(ParseEnv, MalformedArgsAreCode4) {
-    for (const char* bad : {"K8S_POD_NAME", "=value", "IgnoreUnknown=1;junk", "IgnoreUnknown=1;=x",
-                            "K8S_POD_NAME=p;K8S_POD_UID"}) {
+    for (const char* bad :
+         {"K8S_POD_NAME", "=value", "IgnoreUnknown=1;junk", "IgnoreUnknown=1;=x", "K8S_POD_NAME=p;K8S_POD_UID"}) {
         auto e = full("ADD");
         e.vars["CNI_ARGS"] = bad;
         EXPECT_EQ(code_of(e), kInvalidEnv) << "'" << bad << "'";

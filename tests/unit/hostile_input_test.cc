@@ -135,9 +135,9 @@ TEST(ConfigInts, MtuOutOfRangeIsNamedAsWritten) {
 }
 
 TEST(Utf8, WellFormedOnly) {
-    for (const std::string& ok : {std::string(""), std::string("eth0"), std::string("\xc3\xa9"),
-                                  std::string("\xe2\x82\xac"), std::string("\xf0\x9f\x98\x80"),
-                                  std::string("\xef\xbf\xbd"), std::string("\xf4\x8f\xbf\xbf")})
+    for (const std::string& ok :
+         {std::string(""), std::string("eth0"), std::string("\xc3\xa9"), std::string("\xe2\x82\xac"),
+          std::string("\xf0\x9f\x98\x80"), std::string("\xef\xbf\xbd"), std::string("\xf4\x8f\xbf\xbf")})
         EXPECT_TRUE(valid_utf8(ok)) << ok;
     for (const std::string& bad :
          {std::string("\xff"), std::string("\xc3"), std::string("\xc3("), std::string("\xc0\xaf"),
@@ -187,9 +187,9 @@ TEST(TempFiles, AtomicWritesLeaveNone) {
 TEST(PinDirProblem, PathsOffBpffs) {
     TempDir tmp;
     std::ofstream(tmp.sub("file")) << "x";
-    for (const std::string& bad : {std::string("relative"), std::string("/proc/self/mem"), std::string("/dev/null"),
-                                   std::string("/sys/fs/bp"), std::string("/sys/fs/bpfx/skiff"), tmp.path(),
-                                   tmp.sub("new/skiff"), tmp.sub("file"), tmp.sub("file/pins")})
+    for (const std::string& bad :
+         {std::string("relative"), std::string("/proc/self/mem"), std::string("/dev/null"), std::string("/sys/fs/bp"),
+          std::string("/sys/fs/bpfx/skiff"), tmp.path(), tmp.sub("new/skiff"), tmp.sub("file"), tmp.sub("file/pins")})
         EXPECT_NE(bpf::pin_dir_problem(bad), "") << bad;
     // Nothing was created looking.
     EXPECT_FALSE(std::filesystem::exists(tmp.sub("new")));

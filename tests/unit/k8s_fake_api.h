@@ -35,8 +35,8 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 inline const std::string kNodes = "/api/v1/nodes", kSvcs = "/api/v1/services",
-                  kSlices = "/apis/discovery.k8s.io/v1/endpointslices",
-                  kBetaSlices = "/apis/discovery.k8s.io/v1beta1/endpointslices";
+                         kSlices = "/apis/discovery.k8s.io/v1/endpointslices",
+                         kBetaSlices = "/apis/discovery.k8s.io/v1beta1/endpointslices";
 
 struct TempDirPath {
     std::string path;
@@ -103,7 +103,10 @@ public:
     void bookmark(const std::string& coll) {
         std::lock_guard lk(mu);
         ++rv_;
-        log_.push_back({rv_, coll, {{"type", "BOOKMARK"}, {"object", {{"metadata", {{"resourceVersion", std::to_string(rv_)}}}}}}});
+        log_.push_back(
+            {rv_,
+             coll,
+             {{"type", "BOOKMARK"}, {"object", {{"metadata", {{"resourceVersion", std::to_string(rv_)}}}}}}});
         cv_.notify_all();
     }
     // The next event of a watch on coll (open now or next) is this ERROR.
@@ -135,10 +138,10 @@ public:
     };
     std::mutex mu;
     // Switches and records, under mu.
-    std::string token;               // the bearer token required ("" : any)
-    bool watch_http_410 = false;     // too-old versions as HTTP 410 (else an ERROR event)
-    int expire_continue = 0;         // this many continue requests get 410
-    std::set<std::string> not_found; // collections answering 404
+    std::string token;                // the bearer token required ("" : any)
+    bool watch_http_410 = false;      // too-old versions as HTTP 410 (else an ERROR event)
+    int expire_continue = 0;          // this many continue requests get 410
+    std::set<std::string> not_found;  // collections answering 404
     std::vector<std::string> requests, auth_seen;
     std::vector<Patch> patches;
     int unauthorized = 0;
@@ -197,7 +200,8 @@ private:
                 items.push_back(std::move(item));
             }
             json meta = {{"resourceVersion", std::to_string(snap)}};
-            if (offset + limit < objs.size()) meta["continue"] = std::to_string(snap) + ":" + std::to_string(offset + limit);
+            if (offset + limit < objs.size())
+                meta["continue"] = std::to_string(snap) + ":" + std::to_string(offset + limit);
             r.set_content(json{{"kind", "List"}, {"apiVersion", "v1"}, {"metadata", meta}, {"items", items}}.dump(),
                           "application/json");
             return;
@@ -205,35 +209,39 @@ private:
         int64_t from = std::stoll(q.get_param_value("resourceVersion"));
         if (from < compacted_) {
             if (watch_http_410) return fail(410, "Expired");
-            r.set_content(json{{"type", "ERROR"}, {"object", status_body(410, "Expired", "too old resource version")}}.dump() + "\n",
-                          "application/json");
+            r.set_content(
+                json{{"type", "ERROR"}, {"object", status_body(410, "Expired", "too old resource version")}}.dump() +
+                    "\n",
+                "application/json");
             return;
         }
-        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(std::stoll(q.get_param_value("timeoutSeconds")));
+        auto deadline =
+            std::chrono::steady_clock::now() + std::chrono::seconds(std::stoll(q.get_param_value("timeoutSeconds")));
         size_t next = log_.size();
         for (size_t i = 0; i < log_.size(); ++i)
             if (log_[i].rv > from) next = std::min(next, i);
         uint64_t kick = kick_;
         std::string coll = q.path;
-        r.set_chunked_content_provider("application/json", [this, next, kick, coll, deadline](size_t, httplib::DataSink& sink) mutable {
-            std::string out;
-            bool end = false;
-            {
-                std::unique_lock lk(mu);
-                cv_.wait_for(lk, 50ms);
-                for (; next < log_.size(); ++next)
-                    if (log_[next].coll == coll) out += log_[next].ev.dump() + "\n";
-                end = stopping_ || kick_ != kick || std::chrono::steady_clock::now() > deadline;
-                if (auto e = pending_error_.find(coll); e != pending_error_.end()) {
-                    out += e->second.dump() + "\n";
-                    pending_error_.erase(e);
-                    end = true;
+        r.set_chunked_content_provider(
+            "application/json", [this, next, kick, coll, deadline](size_t, httplib::DataSink& sink) mutable {
+                std::string out;
+                bool end = false;
+                {
+                    std::unique_lock lk(mu);
+                    cv_.wait_for(lk, 50ms);
+                    for (; next < log_.size(); ++next)
+                        if (log_[next].coll == coll) out += log_[next].ev.dump() + "\n";
+                    end = stopping_ || kick_ != kick || std::chrono::steady_clock::now() > deadline;
+                    if (auto e = pending_error_.find(coll); e != pending_error_.end()) {
+                        out += e->second.dump() + "\n";
+                        pending_error_.erase(e);
+                        end = true;
+                    }
                 }
-            }
-            if (!out.empty() && !sink.write(out.data(), out.size())) return false;
-            if (end) sink.done();
-            return true;
-        });
+                if (!out.empty() && !sink.write(out.data(), out.size())) return false;
+                if (end) sink.done();
+                return true;
+            });
     }
 
     httplib::Server svr_;

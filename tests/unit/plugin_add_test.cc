@@ -98,7 +98,9 @@ TEST_F(PluginAddTest, ResultInOlderVersions) {
         EXPECT_EQ(r["cniVersion"], v);
         ASSERT_EQ(r["ips"].size(), 1u);
         EXPECT_EQ(r["ips"][0].contains("version"), !v1);
-        if (!v1) { EXPECT_EQ(r["ips"][0]["version"], "4"); }
+        if (!v1) {
+            EXPECT_EQ(r["ips"][0]["version"], "4");
+        }
         EXPECT_EQ(r["ips"][0]["interface"], 1) << "podman/containerd need the interface index";
         EXPECT_EQ(r["interfaces"][1]["sandbox"], ns.path());
         EXPECT_TRUE(r["interfaces"][1].contains("mac"));

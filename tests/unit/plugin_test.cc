@@ -58,7 +58,7 @@ TEST_F(PluginTest, MissingCommandAnswersInConfigVersion) {
 }
 
 TEST_F(PluginTest, BadEnvironmentErrors) {
-    expect_cni_error(run("ADD", conf(), "ctr1", "eth0", ""), kInvalidEnv);          // no CNI_NETNS
+    expect_cni_error(run("ADD", conf(), "ctr1", "eth0", ""), kInvalidEnv);  // no CNI_NETNS
     expect_cni_error(run("ADD", conf(), "ctr/1", "eth0", "/proc/self/ns/net"), kInvalidEnv);
     expect_cni_error(run("DEL", conf(), "ctr1", std::string(16, 'x')), kInvalidEnv);
     expect_cni_error(run("DEL", conf(), "ctr1", ".."), kInvalidEnv);

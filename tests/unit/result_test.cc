@@ -40,7 +40,9 @@ TEST_P(ResultToJson, ShapeFollowsVersion) {
     EXPECT_EQ(j["interfaces"][1]["sandbox"], "/var/run/netns/pod1");
     for (const auto& i : j["interfaces"]) {
         EXPECT_EQ(i.contains("mtu"), v1) << v << ": " << i.dump();
-        if (v1) { EXPECT_EQ(i["mtu"], 1450); }
+        if (v1) {
+            EXPECT_EQ(i["mtu"], 1450);
+        }
     }
 
     ASSERT_EQ(j["ips"].size(), 1u);
@@ -49,7 +51,9 @@ TEST_P(ResultToJson, ShapeFollowsVersion) {
     EXPECT_EQ(ipj["gateway"], "169.254.1.1");
     EXPECT_EQ(ipj["interface"], 1);
     EXPECT_EQ(ipj.contains("version"), !v1) << v << ": " << ipj.dump();
-    if (!v1) { EXPECT_EQ(ipj["version"], "4"); }
+    if (!v1) {
+        EXPECT_EQ(ipj["version"], "4");
+    }
 
     ASSERT_EQ(j["routes"].size(), 2u);
     const auto& r0 = j["routes"][0];
@@ -68,11 +72,11 @@ TEST_P(ResultToJson, ShapeFollowsVersion) {
     EXPECT_EQ(j["dns"], sample().dns);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllVersions, ResultToJson,
-                         ::testing::Values("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"),
+INSTANTIATE_TEST_SUITE_P(AllVersions, ResultToJson, ::testing::Values("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"),
                          [](const auto& info) {
                              std::string s = info.param;
-                             for (auto& c : s) if (c == '.') c = '_';
+                             for (auto& c : s)
+                                 if (c == '.') c = '_';
                              return "v" + s;
                          });
 
@@ -204,8 +208,8 @@ TEST(MergeResults, EmptyPrevKeepsIndicesAndPrevDnsWins) {
 
 TEST(ErrorToJson, Shape) {
     json j = error_to_json(CniError{kTryAgain, "pool exhausted", "10.244.1.0/24"}, "0.4.0");
-    EXPECT_EQ(j, json({{"cniVersion", "0.4.0"}, {"code", 11}, {"msg", "pool exhausted"},
-                       {"details", "10.244.1.0/24"}}));
+    EXPECT_EQ(j,
+              json({{"cniVersion", "0.4.0"}, {"code", 11}, {"msg", "pool exhausted"}, {"details", "10.244.1.0/24"}}));
     json k = error_to_json(CniError{kInvalidEnv, "CNI_IFNAME missing", ""}, "");
     EXPECT_EQ(k, json({{"cniVersion", "1.1.0"}, {"code", 4}, {"msg", "CNI_IFNAME missing"}}));
     EXPECT_FALSE(k.contains("details"));

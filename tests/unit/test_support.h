@@ -139,7 +139,7 @@ struct FakeLink {
 
 class FakePodNetwork final : public skiff::cni::PodNetwork {
 public:
-    std::map<std::string, FakeLink> links;  // by host veth name
+    std::map<std::string, FakeLink> links;                      // by host veth name
     std::set<std::pair<std::string, std::string>> pod_ifnames;  // (netns path, ifname)
     std::vector<std::string> torn_down;
     std::set<int> down;  // set_down() ifindexes
@@ -263,8 +263,7 @@ inline json expect_cni_error(const skiff::cni::PluginOutput& out, int code) {
     if (!j.is_object()) return j;
     EXPECT_TRUE(j.contains("code") && j["code"].is_number_integer()) << out.stdout_text;
     EXPECT_EQ(j.value("code", -1), code) << out.stdout_text;
-    EXPECT_TRUE(j.contains("msg") && j["msg"].is_string() && !j["msg"].get<std::string>().empty())
-        << out.stdout_text;
+    EXPECT_TRUE(j.contains("msg") && j["msg"].is_string() && !j["msg"].get<std::string>().empty()) << out.stdout_text;
     EXPECT_TRUE(j.contains("cniVersion") && j["cniVersion"].is_string() &&
                 skiff::cni::version_supported(j["cniVersion"].get<std::string>()))
         << out.stdout_text;
@@ -305,9 +304,8 @@ protected:
     }
 
     // Runs one command; CNI_CONTAINERID/CNI_IFNAME/CNI_NETNS only for ADD, DEL and CHECK.
-    skiff::cni::PluginOutput run(const std::string& cmd, const std::string& stdin_text,
-                                 const std::string& cid = "ctr1", const std::string& ifname = "eth0",
-                                 const std::string& netns = "") {
+    skiff::cni::PluginOutput run(const std::string& cmd, const std::string& stdin_text, const std::string& cid = "ctr1",
+                                 const std::string& ifname = "eth0", const std::string& netns = "") {
         FakeEnv e;
         e.vars["CNI_COMMAND"] = cmd;
         e.vars["CNI_PATH"] = tmp.sub("no-plugins");
@@ -325,8 +323,8 @@ protected:
     }
 
     skiff::ipam::Allocator alloc(const char* range = "10.244.1.0/24") {
-        auto a = skiff::ipam::Allocator::open(state_dir() + "/networks/skiffnet/ipam",
-                                              *skiff::Ipv4Prefix::parse(range));
+        auto a =
+            skiff::ipam::Allocator::open(state_dir() + "/networks/skiffnet/ipam", *skiff::Ipv4Prefix::parse(range));
         if (!a) throw std::runtime_error(a.error().message);
         return std::move(*a);
     }

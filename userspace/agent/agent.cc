@@ -50,8 +50,9 @@ void Agent::tick() {
     auto snap = source_->poll();
     if (!snap) {
         std::lock_guard g(mu_);
-        if (source_error_ != snap.error().message) log::error("source " + source_->describe() + ": " + snap.error().message +
-                                                              " (keeping the programmed state, retrying)");
+        if (source_error_ != snap.error().message)
+            log::error("source " + source_->describe() + ": " + snap.error().message +
+                       " (keeping the programmed state, retrying)");
         source_error_ = snap.error().message;
         ++stats_.source_errors;
     } else {
@@ -64,9 +65,10 @@ void Agent::tick() {
     // retry a pass that failed; a failing source alone changes nothing.
     bool resync_due = std::chrono::steady_clock::now() - last_sync_ >= std::chrono::seconds(cfg_.resync_seconds);
     if (last_good_ && (changed || resync_due || retry_)) reconcile(*last_good_);
-    if (trim_due_) release_memory(last_good_ ? last_good_->nodes.size() + last_good_->services.size() +
-                                                   last_good_->endpoint_slices.size()
-                                             : 0);
+    if (trim_due_)
+        release_memory(last_good_
+                           ? last_good_->nodes.size() + last_good_->services.size() + last_good_->endpoint_slices.size()
+                           : 0);
     gc();
 }
 
@@ -140,8 +142,10 @@ void Agent::reconcile(const ClusterSpec& spec) {
             last_full_load_ = std::chrono::steady_clock::now();
         }
         auto t1 = std::chrono::steady_clock::now();
-        if (conf) svc = svc_sync_->needs_full() ? svc_sync_->apply(planner_.plan()) : svc_sync_->apply_changes(delta);
-        else svc_sync_->forget();  // this delta is lost: the next pass applies the whole plan
+        if (conf)
+            svc = svc_sync_->needs_full() ? svc_sync_->apply(planner_.plan()) : svc_sync_->apply_changes(delta);
+        else
+            svc_sync_->forget();  // this delta is lost: the next pass applies the whole plan
         apply_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
         if (svc && !*svc) conf = svc->error();
     }

@@ -76,7 +76,8 @@ private:
     bool trim_due_ = false;    // give it back after the next reconcile
     std::chrono::steady_clock::time_point last_sync_{};
     bool retry_ = false;
-    std::chrono::steady_clock::time_point last_full_load_ = std::chrono::steady_clock::now();  // the last reconcile failed: try again next tick
+    std::chrono::steady_clock::time_point last_full_load_ =
+        std::chrono::steady_clock::now();  // the last reconcile failed: try again next tick
 
     mutable std::mutex mu_;  // guards everything below (read by the HTTP thread)
     std::string source_error_;

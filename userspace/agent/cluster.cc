@@ -81,8 +81,8 @@ std::optional<int64_t> creation_time(const json& obj) {
     std::string t = str_or(*m, "creationTimestamp");
     // YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm|-hh:mm)
     int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0, used = 0;
-    if (std::sscanf(t.c_str(), "%4d-%2d-%2d%*1[Tt]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &used) != 6 ||
-        used != 19 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60)
+    if (std::sscanf(t.c_str(), "%4d-%2d-%2d%*1[Tt]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &used) != 6 || used != 19 ||
+        mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60)
         return std::nullopt;
     size_t i = 19;
     int64_t us = 0;

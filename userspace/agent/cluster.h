@@ -19,9 +19,9 @@ namespace skiff::agent {
 
 struct NodeSpec {
     std::string name;
-    std::optional<Ipv4> ip;                // status.addresses InternalIP
-    std::vector<std::string> pod_cidrs;    // as written (validated later)
-    std::optional<int64_t> created;        // metadata.creationTimestamp (creation_time)
+    std::optional<Ipv4> ip;              // status.addresses InternalIP
+    std::vector<std::string> pod_cidrs;  // as written (validated later)
+    std::optional<int64_t> created;      // metadata.creationTimestamp (creation_time)
     bool operator==(const NodeSpec&) const = default;
 };
 
@@ -81,8 +81,8 @@ void changed_keys(const Before& before, const ObjectSet& now, ObjOf obj_of, std:
 
 struct ClusterSpec {
     std::vector<NodeSpec> nodes;
-    ObjectSet services;         // kind: Service
-    ObjectSet endpoint_slices;  // kind: EndpointSlice
+    ObjectSet services;                 // kind: Service
+    ObjectSet endpoint_slices;          // kind: EndpointSlice
     std::vector<std::string> problems;  // objects the source could not take, and why
 
     // Set by sources that number their snapshots: which keys differ (added,

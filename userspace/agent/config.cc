@@ -105,10 +105,14 @@ Result<AgentConfig> parse_agent_config(const std::string& text) {
     if (j.contains("routingMode")) {
         if (!j["routingMode"].is_string()) return bad("'routingMode' must be a string");
         const auto m = j["routingMode"].get<std::string>();
-        if (m == "native") c.routing_mode = RoutingMode::Native;
-        else if (m == "vxlan") c.routing_mode = RoutingMode::Vxlan;
-        else if (m == "vxlan-cross-subnet") c.routing_mode = RoutingMode::VxlanCrossSubnet;
-        else return bad("'routingMode' must be native, vxlan or vxlan-cross-subnet, got '" + m + "'");
+        if (m == "native")
+            c.routing_mode = RoutingMode::Native;
+        else if (m == "vxlan")
+            c.routing_mode = RoutingMode::Vxlan;
+        else if (m == "vxlan-cross-subnet")
+            c.routing_mode = RoutingMode::VxlanCrossSubnet;
+        else
+            return bad("'routingMode' must be native, vxlan or vxlan-cross-subnet, got '" + m + "'");
     }
     if (j.contains("tunnel")) {
         const auto& t = j["tunnel"];
@@ -132,7 +136,8 @@ Result<AgentConfig> parse_agent_config(const std::string& text) {
             bool valid = !d.empty() && d.size() < 16 && d != "." && d != "..";
             for (char ch : d)
                 if (ch == '/' || ch == ':' || static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f) valid = false;
-            if (!valid) return bad("'tunnel.device' must be an interface name (1-15 characters, no '/', ':' or spaces)");
+            if (!valid)
+                return bad("'tunnel.device' must be an interface name (1-15 characters, no '/', ':' or spaces)");
         }
     }
     if (j.contains("maxObjects")) {

@@ -59,11 +59,11 @@ struct AgentConfig {
     unsigned mtu = 0;  // of pods; 0: the uplink's, less the tunnel's overhead in overlay mode
     RoutingMode routing_mode = RoutingMode::Native;
     TunnelConfig tunnel;
-    std::string cni_version = "1.0.0";   // of the conflist written for runtimes
+    std::string cni_version = "1.0.0";  // of the conflist written for runtimes
     unsigned resync_seconds = 30;
     std::optional<Ipv4Prefix> pod_cidr;  // etcd source: fixed, else claimed
     int pod_cidr_size = 24;              // etcd source: prefix length to claim
-    std::string socket_lb_cgroup;  // cgroup2 dir for host ClusterIP access; empty: off
+    std::string socket_lb_cgroup;        // cgroup2 dir for host ClusterIP access; empty: off
     MasqueradeConfig masquerade;
     CtTimeouts ct_timeouts;
     unsigned ct_gc_interval_seconds = 10;

@@ -7,7 +7,6 @@
 #include <cstring>
 #include <vector>
 
-
 namespace skiff::agent {
 
 bool CtKeyLess::operator()(const skiff_ct_key& a, const skiff_ct_key& b) const {
@@ -51,9 +50,12 @@ bool expired(uint8_t proto, const skiff_ct_value& v, const skiff_ct_value* partn
     uint32_t timeout = to.udp;
     if (proto == IPPROTO_TCP) {
         // Never answered (SYNs only, retransmitted or not): tcp_syn.
-        if (flags & SKIFF_CT_F_CLOSING) timeout = to.tcp_closing;
-        else if (!(flags & SKIFF_CT_F_REPLIED)) timeout = to.tcp_syn;
-        else timeout = to.tcp_established;
+        if (flags & SKIFF_CT_F_CLOSING)
+            timeout = to.tcp_closing;
+        else if (!(flags & SKIFF_CT_F_REPLIED))
+            timeout = to.tcp_syn;
+        else
+            timeout = to.tcp_established;
     }
     return now_ns > last && now_ns - last > uint64_t{timeout} * 1000000000ull;
 }

@@ -73,7 +73,6 @@ private:
 Result<CtGcStats> ct_gc(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
                         const std::map<uint32_t, skiff_backend>& backends);
 
-
 // Conntrack entries accounted for at one moment: inserted and removed by
 // the datapath (its counters), removed by the agent, and present (counted
 // by a GC walk). The map is LRU: it evicts silently when full, and the

@@ -22,8 +22,10 @@ std::string prefix_range_end(const std::string& prefix) {
 
 Result<Endpoint> parse_endpoint_url(const std::string& url) {
     std::string rest = url;
-    if (rest.rfind("http://", 0) == 0) rest = rest.substr(7);
-    else if (rest.find("://") != std::string::npos) return Error::invalid("etcd endpoint " + url + ": only http:// is supported");
+    if (rest.rfind("http://", 0) == 0)
+        rest = rest.substr(7);
+    else if (rest.find("://") != std::string::npos)
+        return Error::invalid("etcd endpoint " + url + ": only http:// is supported");
     if (!rest.empty() && rest.back() == '/') rest.pop_back();
     auto colon = rest.rfind(':');
     Endpoint e;
@@ -90,7 +92,7 @@ Result<json> EtcdClient::call(const std::string& path, const json& body) {
 
 Result<std::vector<std::pair<std::string, std::string>>> EtcdClient::range_prefix(const std::string& prefix) {
     SKIFF_ASSIGN_OR_RETURN(json r, call("kv/range", {{"key", base64_encode(prefix)},
-                                                      {"range_end", base64_encode(prefix_range_end(prefix))}}));
+                                                     {"range_end", base64_encode(prefix_range_end(prefix))}}));
     std::vector<std::pair<std::string, std::string>> out;
     if (r.contains("kvs") && r["kvs"].is_array())
         for (const auto& kv : r["kvs"]) {
@@ -110,8 +112,9 @@ Status EtcdClient::put(const std::string& key, const std::string& value, const s
 }
 
 Result<bool> EtcdClient::create(const std::string& key, const std::string& value) {
-    json body = {{"compare", json::array({{{"target", "CREATE"}, {"key", base64_encode(key)}, {"createRevision", "0"}}})},
-                 {"success", json::array({{{"requestPut", {{"key", base64_encode(key)}, {"value", base64_encode(value)}}}}})}};
+    json body = {
+        {"compare", json::array({{{"target", "CREATE"}, {"key", base64_encode(key)}, {"createRevision", "0"}}})},
+        {"success", json::array({{{"requestPut", {{"key", base64_encode(key)}, {"value", base64_encode(value)}}}}})}};
     SKIFF_ASSIGN_OR_RETURN(json r, call("kv/txn", body));
     return r.value("succeeded", false);
 }
@@ -140,9 +143,12 @@ bool JsonObjectStream::feed(std::string_view bytes, const std::function<bool(std
             continue;  // whitespace (or anything else) between objects
         }
         if (in_string_) {
-            if (escaped_) escaped_ = false;
-            else if (c == '\\') escaped_ = true;
-            else if (c == '"') in_string_ = false;
+            if (escaped_)
+                escaped_ = false;
+            else if (c == '\\')
+                escaped_ = true;
+            else if (c == '"')
+                in_string_ = false;
         } else if (c == '"') {
             in_string_ = true;
         } else if (c == '{' || c == '[') {
@@ -188,8 +194,10 @@ bool EtcdWatch::on_message(std::string_view text) {
 }
 
 void EtcdWatch::run(std::stop_token stop) {
-    const std::string body = json{{"create_request", {{"key", base64_encode(prefix_)},
-                                                      {"range_end", base64_encode(prefix_range_end(prefix_))}}}}.dump();
+    const std::string body =
+        json{{"create_request",
+              {{"key", base64_encode(prefix_)}, {"range_end", base64_encode(prefix_range_end(prefix_))}}}}
+            .dump();
     std::mutex mu;
     std::condition_variable_any cv;
     if (endpoints_.empty()) return;

@@ -70,8 +70,8 @@ public:
     bool feed(std::string_view bytes, const std::function<bool(std::string_view)>& on_object);
 
 private:
-    std::string buf_;   // from the start of the object being read
-    size_t scan_ = 0;   // next byte of buf_ to look at
+    std::string buf_;  // from the start of the object being read
+    size_t scan_ = 0;  // next byte of buf_ to look at
     int depth_ = 0;
     bool in_string_ = false, escaped_ = false;
 };

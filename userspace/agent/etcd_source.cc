@@ -47,7 +47,8 @@ public:
             n.name = k.substr(k.rfind('/') + 1);
             if (j.is_object()) {
                 if (auto ip = Ipv4::parse(j.value("ip", "")); ip) n.ip = *ip;
-                if (j.contains("podCIDR") && j["podCIDR"].is_string()) n.pod_cidrs.push_back(j["podCIDR"].get<std::string>());
+                if (j.contains("podCIDR") && j["podCIDR"].is_string())
+                    n.pod_cidrs.push_back(j["podCIDR"].get<std::string>());
             }
             spec.nodes.push_back(std::move(n));
         }
@@ -59,8 +60,10 @@ public:
             for (auto& [k, v] : objs) {
                 // An unchanged value keeps its parsed object (and pointer).
                 Cached c;
-                if (auto it = cache.find(k); it != cache.end() && it->second.raw == v) c = std::move(it->second);
-                else c = {std::move(v), nullptr};
+                if (auto it = cache.find(k); it != cache.end() && it->second.raw == v)
+                    c = std::move(it->second);
+                else
+                    c = {std::move(v), nullptr};
                 if (!c.obj) {
                     json j = json::parse(c.raw, nullptr, false);
                     if (!j.is_object()) {
@@ -114,8 +117,8 @@ private:
     // create-if-absent transaction so two agents never get the same one.
     Result<std::optional<Ipv4Prefix>> claim_pod_cidr() {
         if (opts_.pod_cidr) {
-            SKIFF_ASSIGN_OR_RETURN(bool created, client_.create(opts_.prefix + "/podcidrs/" + cidr_key(*opts_.pod_cidr),
-                                                                opts_.node_name));
+            SKIFF_ASSIGN_OR_RETURN(
+                bool created, client_.create(opts_.prefix + "/podcidrs/" + cidr_key(*opts_.pod_cidr), opts_.node_name));
             (void)created;  // configured CIDRs are recorded, not negotiated
             return std::optional<Ipv4Prefix>{opts_.pod_cidr};
         }
@@ -126,7 +129,8 @@ private:
                 if (auto p = parse_cidr_key(k.substr(dir.size()))) return p;
         const auto& cc = opts_.cluster_cidr;
         if (opts_.pod_cidr_len < cc.len() || opts_.pod_cidr_len > 30)
-            return Error::invalid("podCIDRSize /" + std::to_string(opts_.pod_cidr_len) + " does not fit clusterCIDR " + cc.str());
+            return Error::invalid("podCIDRSize /" + std::to_string(opts_.pod_cidr_len) + " does not fit clusterCIDR " +
+                                  cc.str());
         uint64_t count = uint64_t{1} << (opts_.pod_cidr_len - cc.len());
         uint32_t step = static_cast<uint32_t>(uint64_t{1} << (32 - opts_.pod_cidr_len));
         for (uint64_t i = 0; i < count; ++i) {
@@ -152,7 +156,7 @@ private:
         ObjectRef obj;
     };
     std::map<std::string, std::map<std::string, Cached>> cache_;  // kind -> etcd key -> object
-    ClusterSpec prev_;  // the last snapshot, numbered
+    ClusterSpec prev_;                                            // the last snapshot, numbered
 };
 
 }  // namespace

@@ -50,10 +50,10 @@ private:
     CtCountsReader counts_;
     std::optional<Clock::time_point> last_start_;
     std::optional<CtGcPass> pass_;
-    double pass_s_ = 0;                // time the pass under way has taken
+    double pass_s_ = 0;                 // time the pass under way has taken
     std::optional<CtAccount> ct_base_;  // evictions are counted from the first pass
-    bool pressed_ = false;             // conntrack was over 90% at the last pass
-    AgentStats st_;                    // the GC fields only
+    bool pressed_ = false;              // conntrack was over 90% at the last pass
+    AgentStats st_;                     // the GC fields only
 };
 
 }  // namespace skiff::agent

@@ -60,9 +60,12 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const std::string& listen,
     srv.Options(".*", not_allowed);
     errno = 0;
     int port = la.port;
-    if (port == 0) port = srv.bind_to_any_port(la.host);
-    else if (!srv.bind_to_port(la.host, port)) port = -1;
-    if (port <= 0) return Error{errno ? errno : EADDRINUSE, "bind " + listen + ": " + std::strerror(errno ? errno : EADDRINUSE)};
+    if (port == 0)
+        port = srv.bind_to_any_port(la.host);
+    else if (!srv.bind_to_port(la.host, port))
+        port = -1;
+    if (port <= 0)
+        return Error{errno ? errno : EADDRINUSE, "bind " + listen + ": " + std::strerror(errno ? errno : EADDRINUSE)};
     std::unique_ptr<HttpServer> s(new HttpServer(std::move(impl), port));
     s->impl_->thread = std::thread([p = &s->impl_->server] { p->listen_after_bind(); });
     // Serving once start() returns; and stop() is only heard by a server

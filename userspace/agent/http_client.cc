@@ -185,8 +185,7 @@ Result<HttpClientResponse> http_request(const HttpClientRequest& req) {
     if (t.too_big) return Error{EMSGSIZE, what + ": response too large"};
     if (t.stalled)
         return Error{ETIMEDOUT, what + ": nothing received for " + std::to_string(req.stall_timeout.count()) + " ms"};
-    bool ended_ok = rc == CURLE_OK ||
-                    (t.ended_by_us && (rc == CURLE_WRITE_ERROR || rc == CURLE_ABORTED_BY_CALLBACK)) ||
+    bool ended_ok = rc == CURLE_OK || (t.ended_by_us && (rc == CURLE_WRITE_ERROR || rc == CURLE_ABORTED_BY_CALLBACK)) ||
                     (streaming && t.resp.status == 200 && rc == CURLE_OPERATION_TIMEDOUT);
     if (!ended_ok) return Error{errno_of(rc), what + ": " + (errbuf[0] ? errbuf : curl_easy_strerror(rc))};
     return std::move(t.resp);

@@ -43,8 +43,8 @@ Error http_error(const std::string& what, const KubeResponse& r) {
 // Skipped as kube-proxy skips them: another proxy's, or headless.
 bool not_ours(const json& obj) {
     const json& labels = member(member(obj, "metadata"), "labels");
-    return labels.is_object() &&
-           (labels.contains("service.kubernetes.io/headless") || labels.contains("service.kubernetes.io/service-proxy-name"));
+    return labels.is_object() && (labels.contains("service.kubernetes.io/headless") ||
+                                  labels.contains("service.kubernetes.io/service-proxy-name"));
 }
 
 struct Entry {
@@ -78,8 +78,10 @@ public:
     void fill(ClusterSpec& spec) const {
         std::lock_guard lk(mu_);
         for (const auto& [key, e] : cache_) {
-            if (res_.kind == Kind::Node) spec.nodes.push_back(*e.node);
-            else (res_.kind == Kind::Service ? spec.services : spec.endpoint_slices).add(key, e.obj);
+            if (res_.kind == Kind::Node)
+                spec.nodes.push_back(*e.node);
+            else
+                (res_.kind == Kind::Service ? spec.services : spec.endpoint_slices).add(key, e.obj);
         }
     }
 
@@ -166,7 +168,8 @@ private:
             if (!obj.contains("apiVersion")) obj["apiVersion"] = "v1";
         } else {
             if (!obj.contains("kind")) obj["kind"] = "EndpointSlice";
-            if (res_.paths[path_idx_].find("/v1beta1/") != std::string::npos || str_of(obj, "apiVersion") == "discovery.k8s.io/v1beta1")
+            if (res_.paths[path_idx_].find("/v1beta1/") != std::string::npos ||
+                str_of(obj, "apiVersion") == "discovery.k8s.io/v1beta1")
                 endpoint_slice_v1beta1_to_v1(obj);
             if (!obj.contains("apiVersion")) obj["apiVersion"] = "discovery.k8s.io/v1";
         }
@@ -178,7 +181,8 @@ private:
 
     std::string selector() const {
         if (res_.kind == Kind::Node) return "";
-        return "&labelSelector=" + url_escape("!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless");
+        return "&labelSelector=" +
+               url_escape("!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless");
     }
 
     struct Listed {
@@ -240,8 +244,10 @@ private:
         bool changed = got->objects.size() != cache_.size() || !st_.listed;
         for (auto& [key, e] : got->objects) {
             auto it = cache_.find(key);
-            if (it != cache_.end() && *it->second.obj == *e.obj) e.obj = it->second.obj;  // keep its identity
-            else changed = true;
+            if (it != cache_.end() && *it->second.obj == *e.obj)
+                e.obj = it->second.obj;  // keep its identity
+            else
+                changed = true;
         }
         cache_ = std::move(got->objects);
         st_.resource_version = got->rv;
@@ -344,7 +350,8 @@ public:
         std::vector<Resource> rs = {
             {Kind::Node, "nodes", {"/api/v1/nodes"}},
             {Kind::Service, "services", {"/api/v1/services"}},
-            {Kind::EndpointSlice, "endpointslices",
+            {Kind::EndpointSlice,
+             "endpointslices",
              {"/apis/discovery.k8s.io/v1/endpointslices", "/apis/discovery.k8s.io/v1beta1/endpointslices"}},
         };
         for (auto& r : rs) reflectors_.push_back(std::make_unique<Reflector>(std::move(r), client_, opts_, changes_));
@@ -379,8 +386,10 @@ public:
         for (const auto& st : status()) {
             s += (first ? "" : ", ") + st.path + ": ";
             first = false;
-            if (st.listed) s += std::to_string(st.objects) + " objects at " + st.resource_version;
-            else s += "not listed";
+            if (st.listed)
+                s += std::to_string(st.objects) + " objects at " + st.resource_version;
+            else
+                s += "not listed";
             if (st.failing) s += ", failing: " + st.last_error;
         }
         return s + ")";
@@ -418,8 +427,8 @@ void endpoint_slice_v1beta1_to_v1(json& slice) {
         json topo = std::move(e["topology"]);
         e.erase("topology");
         if (!topo.is_object()) continue;
-        for (auto [label, field] : {std::pair{"kubernetes.io/hostname", "nodeName"},
-                                    std::pair{"topology.kubernetes.io/zone", "zone"}}) {
+        for (auto [label, field] :
+             {std::pair{"kubernetes.io/hostname", "nodeName"}, std::pair{"topology.kubernetes.io/zone", "zone"}}) {
             if (!topo.contains(label)) continue;
             if (!e.contains(field)) e[field] = topo[label];
             topo.erase(label);
@@ -433,7 +442,7 @@ std::string network_available_patch(const std::string& message, std::time_t now)
     gmtime_r(&now, &tm);
     char ts[32];
     std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    json cond = {{"type", "NetworkUnavailable"}, {"status", "False"},   {"reason", "SkiffIsUp"},
+    json cond = {{"type", "NetworkUnavailable"}, {"status", "False"},        {"reason", "SkiffIsUp"},
                  {"message", message},           {"lastTransitionTime", ts}, {"lastHeartbeatTime", ts}};
     return json{{"status", {{"conditions", json::array({cond})}}}}.dump();
 }

@@ -33,7 +33,7 @@ struct KubeResourceStatus {
     std::string resource_version;  // the last one seen
     size_t objects = 0;
     uint64_t lists = 0, watches = 0;  // completed LISTs, watch streams ended
-    std::string last_error;        // the most recent failure (kept after recovery)
+    std::string last_error;           // the most recent failure (kept after recovery)
 };
 
 class KubeSource : public Source {

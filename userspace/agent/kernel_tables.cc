@@ -58,8 +58,10 @@ public:
         std::map<Ipv4Prefix, RouteVia> out;
         for (const auto& r : all) {
             if (r.protocol != kSkiffRouteProto) continue;
-            if (r.gateway) out[r.dst] = RouteVia(*r.gateway);
-            else if (tunnel_ && r.ifindex == tunnel_) out[r.dst] = RouteVia::through_tunnel();
+            if (r.gateway)
+                out[r.dst] = RouteVia(*r.gateway);
+            else if (tunnel_ && r.ifindex == tunnel_)
+                out[r.dst] = RouteVia::through_tunnel();
         }
         return out;
     }
@@ -106,8 +108,9 @@ public:
         SKIFF_TRY(open());
         std::map<SvcKey, skiff_service_value> out;
         SKIFF_TRY((bpf::for_each_entry<skiff_service_key, skiff_service_value>(
-            svc_.get(), "services",
-            [&](const auto& k, const auto& v) { out[{k.vip, k.port, k.proto, k.slot}] = v; })));
+            svc_.get(), "services", [&](const auto& k, const auto& v) {
+                out[{k.vip, k.port, k.proto, k.slot}] = v;
+            })));
         return out;
     }
     Result<std::map<uint32_t, skiff_backend>> backends() override {
@@ -163,8 +166,9 @@ public:
     Result<std::map<MaglevKey, uint32_t>> maglev() override {
         SKIFF_TRY(open());
         std::map<MaglevKey, uint32_t> out;
-        SKIFF_TRY((bpf::for_each_entry<skiff_maglev_key, uint32_t>(
-            mg_.get(), "maglev", [&](const auto& k, uint32_t v) { out[{k.revnat_id, k.index}] = v; })));
+        SKIFF_TRY((bpf::for_each_entry<skiff_maglev_key, uint32_t>(mg_.get(), "maglev", [&](const auto& k, uint32_t v) {
+            out[{k.revnat_id, k.index}] = v;
+        })));
         return out;
     }
     Status put_maglev(const MaglevKey& k, uint32_t backend) override {
@@ -202,10 +206,11 @@ public:
     Result<uint64_t> walk(const std::function<void(const skiff_ct_key&, const skiff_ct_value&)>& f) override {
         SKIFF_ASSIGN_OR_RETURN(int fd, map_.fd());
         uint64_t n = 0;
-        SKIFF_TRY((bpf::for_each_entry<skiff_ct_key, skiff_ct_value>(fd, "conntrack", [&](const auto& k, const auto& v) {
-            ++n;
-            f(k, v);
-        })));
+        SKIFF_TRY(
+            (bpf::for_each_entry<skiff_ct_key, skiff_ct_value>(fd, "conntrack", [&](const auto& k, const auto& v) {
+                ++n;
+                f(k, v);
+            })));
         return n;
     }
     Result<std::optional<skiff_ct_value>> lookup(const skiff_ct_key& k) override {
@@ -250,8 +255,7 @@ public:
         for (const auto& p : want) {
             if (have.count(p)) continue;
             skiff_node_key k{static_cast<__u32>(p.len()), p.network().be()};
-            if (bpf_map_update_elem(fd.get(), &k, &one, BPF_ANY) != 0)
-                return Error::errno_("update nomasq " + p.str());
+            if (bpf_map_update_elem(fd.get(), &k, &one, BPF_ANY) != 0) return Error::errno_("update nomasq " + p.str());
         }
         for (const auto& p : have) {
             if (want.count(p)) continue;
@@ -282,8 +286,8 @@ public:
                 dp.counts_read = true;
                 for (const auto& r : *rows)
                     if (r.reason != SKIFF_CT_ENTRY_INSERTED && r.reason != SKIFF_CT_ENTRY_REMOVED)
-                        dp.counts.push_back({std::string(bpf::reason_name(r.reason)),
-                                             std::string(bpf::dir_name(r.dir)), r.packets, r.bytes});
+                        dp.counts.push_back({std::string(bpf::reason_name(r.reason)), std::string(bpf::dir_name(r.dir)),
+                                             r.packets, r.bytes});
             }
         }
         return dp;

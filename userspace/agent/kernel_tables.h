@@ -21,7 +21,7 @@ namespace skiff::agent {
 class DatapathReader {
 public:
     virtual ~DatapathReader() = default;
-    virtual DatapathStats stats() = 0;                     // what could not be read is left out
+    virtual DatapathStats stats() = 0;                        // what could not be read is left out
     virtual std::optional<CtDatapathCounts> ct_counts() = 0;  // nullopt: unreadable
 };
 

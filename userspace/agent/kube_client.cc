@@ -42,8 +42,10 @@ std::string KubeClient::bearer(bool force_reread) {
         token_read_ = now;
         token_ever_read_ = true;
         auto t = read_file(cfg_.token_file, 64 << 10);
-        if (t) token_ = trim(*t);
-        else log::warn("kubernetes token: " + t.error().message + " (keeping the last one read)");
+        if (t)
+            token_ = trim(*t);
+        else
+            log::warn("kubernetes token: " + t.error().message + " (keeping the last one read)");
     }
     return token_.empty() ? cfg_.token : token_;
 }
@@ -61,7 +63,7 @@ Result<KubeResponse> KubeClient::perform(Request& r) {
     // Compressed lists, but never compressed watches: a compressor may hold
     // events back until it has a block's worth.
     q.compressed = !r.on_line;
-    q.tls = {cfg_.ca_file, cfg_.ca_data, cfg_.client_cert_file, cfg_.client_cert_data,
+    q.tls = {cfg_.ca_file,         cfg_.ca_data,         cfg_.client_cert_file, cfg_.client_cert_data,
              cfg_.client_key_file, cfg_.client_key_data, cfg_.insecure};
     std::string buf;  // a partial line
     bool too_big = false;

@@ -31,9 +31,12 @@ int install_cni(int argc, char** argv) {
     std::string from, to;
     for (int i = 2; i + 1 < argc; i += 2) {
         std::string a = argv[i];
-        if (a == "--from") from = argv[i + 1];
-        else if (a == "--to") to = argv[i + 1];
-        else return usage();
+        if (a == "--from")
+            from = argv[i + 1];
+        else if (a == "--to")
+            to = argv[i + 1];
+        else
+            return usage();
     }
     if (from.empty() || to.empty() || argc % 2 != 0) return usage();
     skiff::log::set_prefix("skiff-agent");
@@ -49,9 +52,12 @@ int main(int argc, char** argv) {
     std::string config_path;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
-        if (a == "--config" && i + 1 < argc) config_path = argv[++i];
-        else if (a.rfind("--config=", 0) == 0) config_path = a.substr(9);
-        else return usage();
+        if (a == "--config" && i + 1 < argc)
+            config_path = argv[++i];
+        else if (a.rfind("--config=", 0) == 0)
+            config_path = a.substr(9);
+        else
+            return usage();
     }
     if (config_path.empty()) return usage();
     log::set_prefix("skiff-agent");
@@ -108,8 +114,8 @@ int main(int argc, char** argv) {
         a.tick();
         if (!network_marked && std::chrono::steady_clock::now() >= next_mark)
             if (auto cidr = a.local_pod_cidr()) {
-                auto s = started->kube->set_network_available(cfg->node_name, "skiff-agent programmed PodCIDR " +
-                                                                                  cidr->str());
+                auto s = started->kube->set_network_available(cfg->node_name,
+                                                              "skiff-agent programmed PodCIDR " + cidr->str());
                 network_marked = s.ok();
                 if (!s) log::warn("cannot mark node " + cfg->node_name + " network available: " + s.error().message);
                 next_mark = std::chrono::steady_clock::now() + std::chrono::seconds(5);

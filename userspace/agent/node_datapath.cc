@@ -79,9 +79,9 @@ Status check_masquerade_ports(const MasqueradeConfig& mq, const std::string& ip_
     unsigned lo = 32768, hi = 60999;
     std::sscanf(ip_local_port_range.c_str(), "%u %u", &lo, &hi);
     if (mq.enabled && mq.port_min <= hi && mq.port_max >= lo)
-        return Error::invalid("masquerade.portRange " + std::to_string(mq.port_min) + "-" + std::to_string(mq.port_max) +
-                              " overlaps this node's ephemeral ports " + std::to_string(lo) + "-" +
-                              std::to_string(hi) + " (net.ipv4.ip_local_port_range)");
+        return Error::invalid("masquerade.portRange " + std::to_string(mq.port_min) + "-" +
+                              std::to_string(mq.port_max) + " overlaps this node's ephemeral ports " +
+                              std::to_string(lo) + "-" + std::to_string(hi) + " (net.ipv4.ip_local_port_range)");
     return ok();
 }
 

@@ -12,8 +12,8 @@ namespace skiff::agent {
 struct NodeDatapath {
     int uplink_ifindex = 0;
     int tunnel_ifindex = 0;
-    Routing routing;        // the mode, with the uplink's subnets
-    unsigned pod_mtu = 0;   // for the conflist: configured, else derived from the uplink
+    Routing routing;       // the mode, with the uplink's subnets
+    unsigned pod_mtu = 0;  // for the conflist: configured, else derived from the uplink
 };
 
 // The pods' MTU: the configured one, else the uplink's less the VXLAN

@@ -239,8 +239,10 @@ Result<ServiceSyncStats> ServiceSync::apply(const ServicePlan& plan) {
     auto r = apply_incremental(plan);
     // After a failure part-way the mirror and the references may be off:
     // the next apply re-reads the maps and takes the full path.
-    if (!r) loaded_ = false;
-    else full_pending_ = false;
+    if (!r)
+        loaded_ = false;
+    else
+        full_pending_ = false;
     return r;
 }
 

@@ -42,7 +42,6 @@ public:
     virtual Status del_maglev(const MaglevKey&) { return Error{ENOTSUP, "no Maglev table"}; }
 };
 
-
 struct ServiceSyncStats {
     unsigned writes = 0, deletes = 0;
     size_t frontends = 0, backends = 0;

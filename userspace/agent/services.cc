@@ -162,8 +162,10 @@ PlannedService plan_one(const std::string& id, const json& s, const std::vector<
                 if (k.first == sget(p, "name") && k.second == *proto) target = v;
             if (!target) continue;
             for (const auto& [ip, state] : se->addrs) {
-                if (state == 0) sp.backends.push_back({ip, *target, *proto});
-                else if (state == 1) sp.terminating.push_back({ip, *target, *proto});
+                if (state == 0)
+                    sp.backends.push_back({ip, *target, *proto});
+                else if (state == 1)
+                    sp.terminating.push_back({ip, *target, *proto});
             }
         }
         for (auto* v : {&sp.backends, &sp.terminating}) {
@@ -182,7 +184,9 @@ PlannedService plan_one(const std::string& id, const json& s, const std::vector<
             n.name += "/nodeport";
             n.frontend = {*node.node_ip, *np, *proto};
             if (sget(specj, "externalTrafficPolicy", "Cluster") == "Local") {
-                auto remote = [&](const L4Addr& a) { return !node.local_pod_cidr || !node.local_pod_cidr->contains(a.ip); };
+                auto remote = [&](const L4Addr& a) {
+                    return !node.local_pod_cidr || !node.local_pod_cidr->contains(a.ip);
+                };
                 std::erase_if(n.backends, remote);
                 std::erase_if(n.terminating, remote);
             }
@@ -302,8 +306,10 @@ void ServicePlanner::replan(const ClusterSpec& spec, const std::set<std::string>
     FrontendOwners held;  // who held each of these frontends before this pass
     for (const auto& fe : seen) {
         if (auto n = out_.extract(fe); !n.empty()) before.emplace(fe, std::move(n.mapped()));
-        if (auto o = owner_.extract(fe); !o.empty()) held.emplace(fe, std::move(o.mapped()));
-        else if (auto sd = seed_.find(fe); sd != seed_.end()) held.emplace(fe, sd->second);
+        if (auto o = owner_.extract(fe); !o.empty())
+            held.emplace(fe, std::move(o.mapped()));
+        else if (auto sd = seed_.find(fe); sd != seed_.end())
+            held.emplace(fe, sd->second);
     }
     seed_.clear();
     // A service gets all its frontends or none. Those holding what they
@@ -354,9 +360,9 @@ void ServicePlanner::replan(const ClusterSpec& spec, const std::set<std::string>
             auto o = owner_.find(sp.frontend);
             if (o == owner_.end()) continue;
             const Candidate& w = services_.at(o->second);
-            const char* why = older(w.created, r->c->created) ? "which is older"
+            const char* why = older(w.created, r->c->created)                          ? "which is older"
                               : !older(r->c->created, w.created) && o->second < *r->id ? "which comes first by name"
-                                                                                        : "which holds it";
+                                                                                       : "which holds it";
             clashes_[*r->id] = "Service " + *r->id + ": frontend " + sp.frontend.str() + " is already used by " +
                                o->second + ", " + why + ": skipped";
             break;

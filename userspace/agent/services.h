@@ -21,8 +21,8 @@ struct L4Addr {
 };
 
 struct ServicePort {
-    std::string name;     // "<namespace>/<service>:<port name>"
-    L4Addr frontend;      // VIP:port/proto
+    std::string name;                 // "<namespace>/<service>:<port name>"
+    L4Addr frontend;                  // VIP:port/proto
     std::vector<L4Addr> backends;     // ready: get new connections
     std::vector<L4Addr> terminating;  // serving but terminating: keep existing ones
     bool affinity = false;            // sessionAffinity: ClientIP
@@ -90,7 +90,7 @@ public:
     // Starts from frontends held by these services (plan_services' `held`).
     explicit ServicePlanner(FrontendOwners held) : seed_(std::move(held)) {}
     PlanDelta update(const ClusterSpec& spec, const NodeContext& node);
-    ServicePlan plan() const;                 // the whole current plan
+    ServicePlan plan() const;  // the whole current plan
     std::vector<std::string> problems() const;
     size_t frontends() const { return out_.size(); }
     const FrontendOwners& owners() const { return owner_; }
@@ -111,17 +111,17 @@ private:
     void replan(const ClusterSpec& spec, const std::set<std::string>& dirty, PlanDelta& d);
 
     std::optional<NodeContext> node_;
-    uint64_t generation_ = 0;  // of the snapshot planned last (0: unknown)
-    std::map<std::string, Slice> slices_;                    // slice key -> parsed
-    std::map<std::string, std::string> slice_problems_;      // slice key -> why skipped
+    uint64_t generation_ = 0;                                 // of the snapshot planned last (0: unknown)
+    std::map<std::string, Slice> slices_;                     // slice key -> parsed
+    std::map<std::string, std::string> slice_problems_;       // slice key -> why skipped
     std::map<std::string, std::set<std::string>> slices_of_;  // service -> slice keys
-    std::map<std::string, Candidate> services_;              // service -> its frontends
-    std::set<std::string> problem_services_;                 // services skipped whole
-    std::map<L4Addr, std::set<std::string>> claims_;         // frontend -> services asking for it
-    FrontendOwners owner_;                                   // frontend -> service holding it
-    FrontendOwners seed_;                                    // held before the first update
-    std::map<std::string, std::string> clashes_;             // service -> why it lost a frontend
-    std::map<L4Addr, ServicePort> out_;                      // the plan
+    std::map<std::string, Candidate> services_;               // service -> its frontends
+    std::set<std::string> problem_services_;                  // services skipped whole
+    std::map<L4Addr, std::set<std::string>> claims_;          // frontend -> services asking for it
+    FrontendOwners owner_;                                    // frontend -> service holding it
+    FrontendOwners seed_;                                     // held before the first update
+    std::map<std::string, std::string> clashes_;              // service -> why it lost a frontend
+    std::map<L4Addr, ServicePort> out_;                       // the plan
 };
 
 }  // namespace skiff::agent

@@ -14,8 +14,7 @@ Result<EndpointMap> EndpointMap::open(const std::string& pin_dir) {
 
 Status EndpointMap::upsert(Ipv4 ip, const skiff_endpoint_info& info) {
     skiff_endpoint_key k{ip.be()};
-    if (bpf_map_update_elem(fd_.get(), &k, &info, BPF_ANY) != 0)
-        return Error::errno_("update endpoint " + ip.str());
+    if (bpf_map_update_elem(fd_.get(), &k, &info, BPF_ANY) != 0) return Error::errno_("update endpoint " + ip.str());
     return ok();
 }
 

@@ -57,8 +57,8 @@ Status check_pinned_maps(const bpf_object* obj, const std::string& pin_dir) {
 // Opens, loads and returns the program fd of skeleton Skel; libbpf pins and
 // reuses maps by name under pin_dir.
 template <typename Skel, typename Open, typename Load, typename Destroy, typename ProgOf>
-Result<UniqueFd> load_skeleton(const std::string& pin_dir, std::string_view what, Open open,
-                               Load load, Destroy destroy, ProgOf prog_of) {
+Result<UniqueFd> load_skeleton(const std::string& pin_dir, std::string_view what, Open open, Load load, Destroy destroy,
+                               ProgOf prog_of) {
     char errbuf[256];
     LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_dir.c_str());
     std::unique_ptr<Skel, Destroy> skel(open(&opts), destroy);
@@ -66,8 +66,7 @@ Result<UniqueFd> load_skeleton(const std::string& pin_dir, std::string_view what
     if (auto s = check_pinned_maps(skel->obj, pin_dir); !s) return s.error();
     if (int err = load(skel.get()); err) {
         libbpf_strerror(err, errbuf, sizeof(errbuf));
-        return Error{-err, "load BPF object " + std::string(what) + " (pin dir " + pin_dir +
-                               "): " + errbuf};
+        return Error{-err, "load BPF object " + std::string(what) + " (pin dir " + pin_dir + "): " + errbuf};
     }
     int fd = ::dup(bpf_program__fd(prog_of(skel.get())));
     if (fd < 0) return Error::errno_("dup program fd");
@@ -99,31 +98,29 @@ ObjectBytes program_object(Program p) {
     return b;
 }
 
-std::vector<Program> all_programs() { return {Program::FromPod, Program::FromUplink, Program::ToUplink, Program::FromTunnel, Program::ToTunnel};
+std::vector<Program> all_programs() {
+    return {Program::FromPod, Program::FromUplink, Program::ToUplink, Program::FromTunnel, Program::ToTunnel};
 }
 
 Result<UniqueFd> load_program(Program p, const std::string& pin_dir) {
     switch (p) {
         case Program::FromPod:
-            return load_skeleton<from_pod>(
-                pin_dir, "from_pod", from_pod__open_opts, from_pod__load, from_pod__destroy,
-                [](from_pod* s) { return s->progs.skiff_from_pod; });
+            return load_skeleton<from_pod>(pin_dir, "from_pod", from_pod__open_opts, from_pod__load, from_pod__destroy,
+                                           [](from_pod* s) { return s->progs.skiff_from_pod; });
         case Program::FromUplink:
-            return load_skeleton<from_uplink>(
-                pin_dir, "from_uplink", from_uplink__open_opts, from_uplink__load, from_uplink__destroy,
-                [](from_uplink* s) { return s->progs.skiff_uplink; });
+            return load_skeleton<from_uplink>(pin_dir, "from_uplink", from_uplink__open_opts, from_uplink__load,
+                                              from_uplink__destroy,
+                                              [](from_uplink* s) { return s->progs.skiff_uplink; });
         case Program::ToUplink:
-            return load_skeleton<to_uplink>(
-                pin_dir, "to_uplink", to_uplink__open_opts, to_uplink__load, to_uplink__destroy,
-                [](to_uplink* s) { return s->progs.skiff_to_uplink; });
+            return load_skeleton<to_uplink>(pin_dir, "to_uplink", to_uplink__open_opts, to_uplink__load,
+                                            to_uplink__destroy, [](to_uplink* s) { return s->progs.skiff_to_uplink; });
         case Program::FromTunnel:
-            return load_skeleton<from_tunnel>(
-                pin_dir, "from_tunnel", from_tunnel__open_opts, from_tunnel__load, from_tunnel__destroy,
-                [](from_tunnel* s) { return s->progs.skiff_from_tunnel; });
+            return load_skeleton<from_tunnel>(pin_dir, "from_tunnel", from_tunnel__open_opts, from_tunnel__load,
+                                              from_tunnel__destroy,
+                                              [](from_tunnel* s) { return s->progs.skiff_from_tunnel; });
         case Program::ToTunnel:
-            return load_skeleton<to_tunnel>(
-                pin_dir, "to_tunnel", to_tunnel__open_opts, to_tunnel__load, to_tunnel__destroy,
-                [](to_tunnel* s) { return s->progs.skiff_to_tunnel; });
+            return load_skeleton<to_tunnel>(pin_dir, "to_tunnel", to_tunnel__open_opts, to_tunnel__load,
+                                            to_tunnel__destroy, [](to_tunnel* s) { return s->progs.skiff_to_tunnel; });
     }
     return Error::invalid("unknown program");
 }

@@ -25,8 +25,8 @@ struct ObjectBytes {
     size_t size = 0;
 };
 
-std::string_view program_name(Program p);       // "from_pod"
-ObjectBytes program_object(Program p);          // the embedded ELF
+std::string_view program_name(Program p);  // "from_pod"
+ObjectBytes program_object(Program p);     // the embedded ELF
 std::vector<Program> all_programs();
 
 // The socket-LB object (bpf/sock.c): one program per cgroup hook.

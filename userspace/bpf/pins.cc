@@ -33,7 +33,8 @@ bool below_bpffs_home(const std::string& path) {
 
 // Nothing mounted at path: it lives on its parent's file system.
 bool nothing_mounted_at(const std::string& path) {
-    struct stat self {}, parent {};
+    struct stat self {
+    }, parent{};
     return ::stat(path.c_str(), &self) == 0 && ::stat((path + "/..").c_str(), &parent) == 0 &&
            self.st_dev == parent.st_dev;
 }
@@ -47,7 +48,8 @@ std::string pin_dir_problem(const std::string& pin_dir) {
     std::string existing = pin_dir;
     struct stat st {};
     while (::stat(existing.c_str(), &st) != 0) {
-        if (errno != ENOENT) return "pin path " + pin_dir + ": cannot inspect " + existing + ": " + std::strerror(errno);
+        if (errno != ENOENT)
+            return "pin path " + pin_dir + ": cannot inspect " + existing + ": " + std::strerror(errno);
         auto slash = existing.find_last_of('/');
         existing = slash == 0 ? "/" : existing.substr(0, slash);
     }
@@ -70,8 +72,7 @@ Status ensure_pin_dir(const std::string& pin_dir) {
     return ok();
 }
 
-Result<PinDirLock> PinDirLock::acquire(const std::string& pin_dir,
-                                       std::chrono::milliseconds timeout) {
+Result<PinDirLock> PinDirLock::acquire(const std::string& pin_dir, std::chrono::milliseconds timeout) {
     UniqueFd fd(::open(pin_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!fd.valid()) return Error::errno_("open pin dir " + pin_dir);
     auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -114,8 +115,8 @@ Result<UniqueFd> open_pinned_map(const std::string& pin_dir, const std::string& 
     if (fd < 0) {
         int err = errno;
         if (err == ENOENT)
-            return Error{ENOENT, "no skiff map '" + name + "' pinned in " + pin_dir +
-                                     " (is the datapath loaded on this node?)"};
+            return Error{
+                ENOENT, "no skiff map '" + name + "' pinned in " + pin_dir + " (is the datapath loaded on this node?)"};
         return Error::os(err, "open pinned map " + path);
     }
     return UniqueFd(fd);

@@ -12,8 +12,7 @@ constexpr uint32_t kPriority = 1;
 bpf_tc_attach_point point(TcHook h) { return h == TcHook::Ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS; }
 
 std::string where(int ifindex, TcHook h) {
-    return std::string(h == TcHook::Ingress ? "tc ingress" : "tc egress") + " of ifindex " +
-           std::to_string(ifindex);
+    return std::string(h == TcHook::Ingress ? "tc ingress" : "tc egress") + " of ifindex " + std::to_string(ifindex);
 }
 
 }  // namespace
@@ -47,8 +46,7 @@ Status tc_detach(int ifindex, TcHook hook) {
 Result<uint32_t> prog_id_of(int prog_fd) {
     bpf_prog_info info{};
     uint32_t len = sizeof(info);
-    if (int err = bpf_obj_get_info_by_fd(prog_fd, &info, &len); err)
-        return Error::os(-err, "program info");
+    if (int err = bpf_obj_get_info_by_fd(prog_fd, &info, &len); err) return Error::os(-err, "program info");
     return info.id;
 }
 

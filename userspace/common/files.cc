@@ -26,8 +26,7 @@ Result<std::string> read_file(const std::string& path, size_t max_bytes) {
         }
         if (n == 0) break;
         out.append(buf, static_cast<size_t>(n));
-        if (out.size() > max_bytes)
-            return Error{EFBIG, path + ": larger than " + std::to_string(max_bytes) + " bytes"};
+        if (out.size() > max_bytes) return Error{EFBIG, path + ": larger than " + std::to_string(max_bytes) + " bytes"};
     }
     return out;
 }
@@ -113,7 +112,8 @@ std::optional<pid_t> temp_file_writer(const std::string& name) {
     auto rest = name.substr(at + 5);
     auto dot = rest.find('.');
     if (dot == 0 || dot == std::string::npos || dot + 1 == rest.size()) return std::nullopt;
-    if (rest.find_first_not_of("0123456789") != dot || rest.find_first_not_of("0123456789", dot + 1) != std::string::npos)
+    if (rest.find_first_not_of("0123456789") != dot ||
+        rest.find_first_not_of("0123456789", dot + 1) != std::string::npos)
         return std::nullopt;
     if (dot > 9) return std::nullopt;
     return static_cast<pid_t>(std::stol(rest.substr(0, dot)));
@@ -211,8 +211,7 @@ Result<FileLock> FileLock::acquire(const std::string& path, std::chrono::millise
     for (;;) {
         if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) return FileLock(std::move(fd));
         if (errno != EWOULDBLOCK && errno != EINTR) return Error::errno_("flock " + path);
-        if (std::chrono::steady_clock::now() >= deadline)
-            return Error{EAGAIN, "timed out waiting for lock " + path};
+        if (std::chrono::steady_clock::now() >= deadline) return Error{EAGAIN, "timed out waiting for lock " + path};
         std::this_thread::sleep_for(backoff);
         if (backoff < std::chrono::milliseconds(10)) backoff *= 2;
     }

@@ -24,8 +24,7 @@ Result<Ipv4> Ipv4::parse(std::string_view s) {
         v = (v << 8) | octet;
         ++parts;
         if (parts < 4) {
-            if (i >= s.size() || s[i] != '.')
-                return Error::invalid("invalid IPv4 address '" + std::string(s) + "'");
+            if (i >= s.size() || s[i] != '.') return Error::invalid("invalid IPv4 address '" + std::string(s) + "'");
             ++i;
         }
     }
@@ -39,8 +38,7 @@ uint32_t Ipv4::be() const { return htonl(v_); }
 
 std::string Ipv4::str() const {
     char buf[16];
-    std::snprintf(buf, sizeof(buf), "%u.%u.%u.%u", v_ >> 24, (v_ >> 16) & 0xff, (v_ >> 8) & 0xff,
-                  v_ & 0xff);
+    std::snprintf(buf, sizeof(buf), "%u.%u.%u.%u", v_ >> 24, (v_ >> 16) & 0xff, (v_ >> 8) & 0xff, v_ & 0xff);
     return buf;
 }
 
@@ -73,8 +71,7 @@ std::string Ipv4Prefix::str() const { return addr_.str() + "/" + std::to_string(
 
 std::string mac_str(const MacAddr& m) {
     char buf[18];
-    std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4],
-                  m[5]);
+    std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
     return buf;
 }
 
@@ -82,8 +79,7 @@ Result<MacAddr> parse_mac(std::string_view s) {
     MacAddr m{};
     unsigned b[6];
     if (s.size() != 17 ||
-        std::sscanf(std::string(s).c_str(), "%2x:%2x:%2x:%2x:%2x:%2x", &b[0], &b[1], &b[2], &b[3],
-                    &b[4], &b[5]) != 6)
+        std::sscanf(std::string(s).c_str(), "%2x:%2x:%2x:%2x:%2x:%2x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) != 6)
         return Error::invalid("invalid MAC address '" + std::string(s) + "'");
     for (int i = 0; i < 6; ++i) m[i] = static_cast<uint8_t>(b[i]);
     return m;

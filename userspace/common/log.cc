@@ -70,8 +70,8 @@ void write(Level l, const std::string& msg) {
     char ts[32];
     std::strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     char head[96];
-    std::snprintf(head, sizeof(head), "%s.%03lldZ %s[%d] %s: ", ts, static_cast<long long>(ms),
-                  s.prefix.c_str(), static_cast<int>(::getpid()), level_name(l));
+    std::snprintf(head, sizeof(head), "%s.%03lldZ %s[%d] %s: ", ts, static_cast<long long>(ms), s.prefix.c_str(),
+                  static_cast<int>(::getpid()), level_name(l));
     std::string line = head + msg + "\n";
     int fd = s.fd.valid() ? s.fd.get() : STDERR_FILENO;
     ssize_t ignored = ::write(fd, line.data(), line.size());

@@ -11,12 +11,10 @@
 namespace skiff {
 
 struct Error {
-    int code = 0;          // errno value (positive), or 0 when not an OS error
-    std::string message;   // what failed, with context
+    int code = 0;         // errno value (positive), or 0 when not an OS error
+    std::string message;  // what failed, with context
 
-    static Error os(int err, std::string what) {
-        return Error{err, std::move(what) + ": " + std::strerror(err)};
-    }
+    static Error os(int err, std::string what) { return Error{err, std::move(what) + ": " + std::strerror(err)}; }
     static Error errno_(std::string what) { return os(errno, std::move(what)); }
     static Error invalid(std::string what) { return Error{EINVAL, std::move(what)}; }
 
@@ -28,8 +26,8 @@ struct Error {
 template <typename T, typename E = Error>
 class [[nodiscard]] Result {
 public:
-    Result(T value) : v_(std::move(value)) {}           // NOLINT: implicit by design
-    Result(E err) : v_(std::move(err)) {}               // NOLINT
+    Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+    Result(E err) : v_(std::move(err)) {}      // NOLINT
 
     bool ok() const { return v_.index() == 0; }
     explicit operator bool() const { return ok(); }
@@ -71,9 +69,9 @@ inline Status ok() { return Status{}; }
 }  // namespace skiff
 
 // Propagate an error from an expression returning Result/Status.
-#define SKIFF_TRY(expr)                                  \
-    do {                                                 \
-        auto skiff_try_r_ = (expr);                      \
+#define SKIFF_TRY(expr)                                      \
+    do {                                                     \
+        auto skiff_try_r_ = (expr);                          \
         if (!skiff_try_r_.ok()) return skiff_try_r_.error(); \
     } while (0)
 
@@ -84,5 +82,4 @@ inline Status ok() { return Status{}; }
     if (!tmp.ok()) return tmp.error();              \
     lhs = std::move(tmp).value()
 // SKIFF_ASSIGN_OR_RETURN(auto x, f());
-#define SKIFF_ASSIGN_OR_RETURN(lhs, expr) \
-    SKIFF_ASSIGN_OR_RETURN_IMPL(SKIFF_CONCAT(skiff_r_, __LINE__), lhs, expr)
+#define SKIFF_ASSIGN_OR_RETURN(lhs, expr) SKIFF_ASSIGN_OR_RETURN_IMPL(SKIFF_CONCAT(skiff_r_, __LINE__), lhs, expr)

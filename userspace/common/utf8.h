@@ -12,11 +12,16 @@ inline bool valid_utf8(std::string_view s) {
         const auto c = static_cast<unsigned char>(s[i]);
         size_t n;
         unsigned lo = 0x80, hi = 0xbf;  // allowed range of the second byte
-        if (c < 0x80) n = 0;
-        else if (c >= 0xc2 && c <= 0xdf) n = 1;
-        else if (c >= 0xe0 && c <= 0xef) n = 2, lo = (c == 0xe0 ? 0xa0 : 0x80), hi = (c == 0xed ? 0x9f : 0xbf);
-        else if (c >= 0xf0 && c <= 0xf4) n = 3, lo = (c == 0xf0 ? 0x90 : 0x80), hi = (c == 0xf4 ? 0x8f : 0xbf);
-        else return false;
+        if (c < 0x80)
+            n = 0;
+        else if (c >= 0xc2 && c <= 0xdf)
+            n = 1;
+        else if (c >= 0xe0 && c <= 0xef)
+            n = 2, lo = (c == 0xe0 ? 0xa0 : 0x80), hi = (c == 0xed ? 0x9f : 0xbf);
+        else if (c >= 0xf0 && c <= 0xf4)
+            n = 3, lo = (c == 0xf0 ? 0x90 : 0x80), hi = (c == 0xf4 ? 0x8f : 0xbf);
+        else
+            return false;
         if (i + n >= s.size() && n > 0) return false;
         for (size_t k = 1; k <= n; ++k) {
             const auto b = static_cast<unsigned char>(s[i + k]);

@@ -27,8 +27,7 @@ std::optional<Owner> decode(const std::string& s) {
 }  // namespace
 
 Result<Allocator> Allocator::open(std::string dir, Ipv4Prefix range) {
-    if (range.len() > 30)
-        return Error::invalid("IPAM range " + range.str() + " is too small (at most /30)");
+    if (range.len() > 30) return Error::invalid("IPAM range " + range.str() + " is too small (at most /30)");
     SKIFF_TRY(mkdir_p(dir, 0700));
     Ipv4 first(range.network().value() + 2);
     Ipv4 last(range.broadcast().value() - 1);
@@ -66,8 +65,8 @@ Result<Ipv4> Allocator::allocate(const Owner& owner) {
     // address is not reused at once (stale conntrack, ARP caches).
     uint32_t start = first_.value();
     if (auto c = read_file(dir_ + "/" + kCursorName, 64); c.ok()) {
-        if (auto ip = Ipv4::parse(*c); ip.ok() && range_.contains(*ip) && ip->value() >= first_.value() &&
-                                       ip->value() < last_.value())
+        if (auto ip = Ipv4::parse(*c);
+            ip.ok() && range_.contains(*ip) && ip->value() >= first_.value() && ip->value() < last_.value())
             start = ip->value() + 1;
     }
     uint64_t n = capacity();
@@ -84,8 +83,8 @@ Result<Ipv4> Allocator::allocate(const Owner& owner) {
         (void)write_file_atomic(dir_ + "/" + kCursorName, ip.str());
         return ip;
     }
-    return Error{ENOSPC, "no free address left in " + range_.str() + " (" + std::to_string(n) +
-                             " addresses, all leased)"};
+    return Error{ENOSPC,
+                 "no free address left in " + range_.str() + " (" + std::to_string(n) + " addresses, all leased)"};
 }
 
 Result<std::vector<Ipv4>> Allocator::release(const Owner& owner) {

@@ -133,8 +133,7 @@ Result<LinkInfo> Netlink::link(int ifindex) {
 
 Result<std::vector<LinkInfo>> Netlink::links() {
     Cache c;
-    if (int err = rtnl_link_alloc_cache(sk_.get(), AF_UNSPEC, c.out()); err < 0)
-        return nl_error(err, "list links");
+    if (int err = rtnl_link_alloc_cache(sk_.get(), AF_UNSPEC, c.out()); err < 0) return nl_error(err, "list links");
     std::vector<LinkInfo> out;
     for (nl_object* o = nl_cache_get_first(c.get()); o; o = nl_cache_get_next(o))
         out.push_back(to_info(reinterpret_cast<rtnl_link*>(o)));
@@ -165,7 +164,7 @@ Status Netlink::create_vxlan(const VxlanSpec& spec) {
     rtnl_link_set_name(l.get(), spec.name.c_str());
     if (spec.mtu) rtnl_link_set_mtu(l.get(), spec.mtu);
     std::unique_ptr<nl_addr, decltype(&nl_addr_put)> mac(nl_addr_build(AF_LLC, spec.mac.data(), spec.mac.size()),
-                                                        nl_addr_put);
+                                                         nl_addr_put);
     if (!mac) return Error{ENOMEM, "nl_addr_build"};
     rtnl_link_set_addr(l.get(), mac.get());
     rtnl_link_set_flags(l.get(), IFF_NOARP);
@@ -241,8 +240,7 @@ Status Netlink::delete_link(int ifindex) {
 Status Netlink::delete_link(const std::string& name) {
     Link l(rtnl_link_alloc());
     rtnl_link_set_name(l.get(), name.c_str());
-    if (int err = rtnl_link_delete(sk_.get(), l.get()); err < 0)
-        return nl_error(err, "delete link " + name);
+    if (int err = rtnl_link_delete(sk_.get(), l.get()); err < 0) return nl_error(err, "delete link " + name);
     return ok();
 }
 
@@ -252,27 +250,24 @@ Status Netlink::add_address(int ifindex, const Ipv4Prefix& p) {
     rtnl_addr_set_ifindex(a.get(), ifindex);
     rtnl_addr_set_family(a.get(), AF_INET);
     rtnl_addr_set_local(a.get(), local.get());
-    if (int err = rtnl_addr_add(sk_.get(), a.get(), 0); err < 0)
-        return nl_error(err, "add address " + p.str());
+    if (int err = rtnl_addr_add(sk_.get(), a.get(), 0); err < 0) return nl_error(err, "add address " + p.str());
     return ok();
 }
 
 Result<std::vector<Ipv4Prefix>> Netlink::addresses(int ifindex) {
     Cache c;
-    if (int err = rtnl_addr_alloc_cache(sk_.get(), c.out()); err < 0)
-        return nl_error(err, "list addresses");
+    if (int err = rtnl_addr_alloc_cache(sk_.get(), c.out()); err < 0) return nl_error(err, "list addresses");
     std::vector<Ipv4Prefix> out;
     for (nl_object* o = nl_cache_get_first(c.get()); o; o = nl_cache_get_next(o)) {
         auto* a = reinterpret_cast<rtnl_addr*>(o);
         if (rtnl_addr_get_ifindex(a) != ifindex || rtnl_addr_get_family(a) != AF_INET) continue;
-        if (auto ip = addr_to_ipv4(rtnl_addr_get_local(a)))
-            out.emplace_back(*ip, rtnl_addr_get_prefixlen(a));
+        if (auto ip = addr_to_ipv4(rtnl_addr_get_local(a))) out.emplace_back(*ip, rtnl_addr_get_prefixlen(a));
     }
     return out;
 }
 
-Status Netlink::route_op(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4> gw, int scope,
-                         int flags, int protocol) {
+Status Netlink::route_op(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4> gw, int scope, int flags,
+                         int protocol) {
     Route r(rtnl_route_alloc());
     Addr d = make_addr(dst.network(), dst.len());
     rtnl_route_set_family(r.get(), AF_INET);
@@ -287,8 +282,7 @@ Status Netlink::route_op(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4>
         rtnl_route_nh_set_gateway(nh, g.get());  // takes its own reference
     }
     rtnl_route_add_nexthop(r.get(), nh);
-    if (int err = rtnl_route_add(sk_.get(), r.get(), flags); err < 0)
-        return nl_error(err, "route " + dst.str());
+    if (int err = rtnl_route_add(sk_.get(), r.get(), flags); err < 0) return nl_error(err, "route " + dst.str());
     return ok();
 }
 
@@ -296,8 +290,7 @@ Status Netlink::add_route(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4
     return route_op(dst, ifindex, gw, scope, NLM_F_CREATE | NLM_F_EXCL, RTPROT_STATIC);
 }
 
-Status Netlink::replace_route(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4> gw,
-                              int scope, int protocol) {
+Status Netlink::replace_route(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4> gw, int scope, int protocol) {
     return route_op(dst, ifindex, gw, scope, NLM_F_CREATE | NLM_F_REPLACE, protocol);
 }
 
@@ -324,8 +317,7 @@ Status Netlink::delete_route(const Ipv4Prefix& dst, int ifindex, int protocol) {
 
 Result<std::vector<RouteInfo>> Netlink::routes() {
     Cache c;
-    if (int err = rtnl_route_alloc_cache(sk_.get(), AF_INET, 0, c.out()); err < 0)
-        return nl_error(err, "list routes");
+    if (int err = rtnl_route_alloc_cache(sk_.get(), AF_INET, 0, c.out()); err < 0) return nl_error(err, "list routes");
     std::vector<RouteInfo> out;
     for (nl_object* o = nl_cache_get_first(c.get()); o; o = nl_cache_get_next(o)) {
         auto* r = reinterpret_cast<rtnl_route*>(o);

@@ -61,7 +61,7 @@ struct VxlanInfo {
 
 class Netlink {
 public:
-    static Result<Netlink> open();                 // in the current netns
+    static Result<Netlink> open();                    // in the current netns
     static Result<Netlink> open_in(const NetNs& ns);  // bound to ns
 
     Netlink(Netlink&&) noexcept;
@@ -81,7 +81,7 @@ public:
     Status set_mtu(int ifindex, unsigned mtu);
     // No IPv6 link-local address (nor any other) generated when it comes up.
     Status set_no_ipv6_addr_gen(int ifindex);
-    Status set_up(int ifindex);    // one request each, no lookup; ENODEV when absent
+    Status set_up(int ifindex);  // one request each, no lookup; ENODEV when absent
     Status set_down(int ifindex);
     Status delete_link(const std::string& name);  // ENODEV when absent
     Status delete_link(int ifindex);              // ENODEV when absent
@@ -106,8 +106,7 @@ private:
     };
     explicit Netlink(nl_sock* s) : sk_(s) {}
     Status set_admin_state(int ifindex, bool up);
-    Status route_op(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4> gw, int scope, int flags,
-                    int protocol);
+    Status route_op(const Ipv4Prefix& dst, int ifindex, std::optional<Ipv4> gw, int scope, int flags, int protocol);
     std::unique_ptr<nl_sock, SockDeleter> sk_;
 };
 

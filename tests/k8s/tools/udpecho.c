@@ -14,19 +14,22 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-static int usage(void) {
+static int usage(void)
+{
 	fprintf(stderr, "usage: udpecho serve PORT | udpecho ask IP PORT [SECS]\n");
 	return 2;
 }
 
-static int port_of(const char *s) {
+static int port_of(const char *s)
+{
 	char *end;
 	long p = strtol(s, &end, 10);
 	return (*s && !*end && p > 0 && p < 65536) ? (int)p : -1;
 }
 
-static int serve(int port) {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
+static int serve(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((unsigned short)port) };
 	char host[64] = "?", buf[512], out[160];
 	int fd = socket(AF_INET, SOCK_DGRAM, 0);
 
@@ -49,9 +52,10 @@ static int serve(int port) {
 	}
 }
 
-static int ask(const char *ip, int port, int secs) {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
-	struct timeval tv = {.tv_sec = secs};
+static int ask(const char *ip, int port, int secs)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((unsigned short)port) };
+	struct timeval tv = { .tv_sec = secs };
 	char buf[512];
 	int fd = socket(AF_INET, SOCK_DGRAM, 0);
 	ssize_t n;
@@ -73,7 +77,8 @@ static int ask(const char *ip, int port, int secs) {
 	return 0;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
 	if (argc == 3 && !strcmp(argv[1], "serve") && port_of(argv[2]) > 0)
 		return serve(port_of(argv[2]));
 	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "ask") && port_of(argv[3]) > 0)
