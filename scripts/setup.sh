@@ -5,7 +5,7 @@
 set -euo pipefail
 
 PKGS=(
-  build-essential cmake pkg-config clang llvm libclang-rt-dev
+  build-essential cmake pkg-config clang llvm libclang-rt-dev clang-format-14 pyflakes3
   libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev
   libnl-3-dev libnl-route-3-dev nlohmann-json3-dev libgtest-dev
   iproute2 iptables iputils-ping kmod procps util-linux

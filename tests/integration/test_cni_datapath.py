@@ -3,8 +3,6 @@ import json
 import os
 import time
 
-from skiff_topo import sh
-
 FWD_LOCAL_POD = (1, 0)
 FWD_STACK = (2, 0)
 DROP_INVALID_SOURCE = (128, 0)

@@ -2,7 +2,6 @@
 conntrack, local and remote backends, replies translated back."""
 import json
 import subprocess
-import time
 
 import pytest
 
