@@ -30,6 +30,12 @@ static __always_inline void ct_touch(struct skiff_ct_value *ct, const struct l4_
 		ct->flags |= SKIFF_CT_F_CLOSING;
 }
 
+/* The conntrack table's accessors: nothing else touches skiff_ct. */
+static __always_inline struct skiff_ct_value *ct_lookup(const struct skiff_ct_key *key)
+{
+	return bpf_map_lookup_elem(&skiff_ct, key);
+}
+
 /* Entry accounting (see SKIFF_CT_ENTRY_INSERTED). */
 static __always_inline long ct_insert(const struct skiff_ct_key *key, const struct skiff_ct_value *val, __u64 flags)
 {
@@ -53,7 +59,7 @@ static __always_inline long ct_put(const struct skiff_ct_key *key, const struct 
 	long err = ct_insert(key, val, BPF_NOEXIST);
 
 	if (err == -SKIFF_EEXIST)
-		err = bpf_map_update_elem(&skiff_ct, key, val, BPF_EXIST);
+		err = bpf_map_update_elem(&skiff_ct, key, val, BPF_EXIST); /* no new entry: not counted */
 	return err;
 }
 

@@ -170,7 +170,7 @@ static __always_inline struct skiff_ct_value *svc_reply_lookup(const struct iphd
 	struct skiff_ct_key key;
 
 	ct_key_init(&key, ip->saddr, ip->daddr, l4, SKIFF_CT_REPLY);
-	return bpf_map_lookup_elem(&skiff_ct, &key);
+	return ct_lookup(&key);
 }
 
 /*
@@ -204,7 +204,7 @@ static __always_inline int svc_reverse_xlate(struct __sk_buff *skb, const struct
 			.proto = l4->proto,
 			.dir = SKIFF_CT_FORWARD,
 		};
-		struct skiff_ct_value *fwd = bpf_map_lookup_elem(&skiff_ct, &fkey);
+		struct skiff_ct_value *fwd = ct_lookup(&fkey);
 
 		ct->flags = (ct->flags & ~SKIFF_CT_F_CLOSING) | SKIFF_CT_F_REPLIED;
 		if (fwd)
@@ -234,6 +234,143 @@ static __always_inline int svc_reverse(struct __sk_buff *skb, struct iphdr *ip, 
 	return svc_reverse_xlate(skb, l4, ct, reason);
 }
 
+/* Destination to the backend (addr:port), source translated too when the
+ * connection's entry says so. */
+static __always_inline int svc_translate(struct __sk_buff *skb, const struct l4_info *l4, __be32 vip, __be32 addr,
+					 __be16 port, __be32 client, const struct skiff_ct_value *ct)
+{
+	int ret = nat_rewrite(skb, l4, 1, vip, addr, l4->dport, port);
+
+	if (ret < 0)
+		return ret;
+	ret = svc_snat(skb, l4, client, ct);
+	return ret < 0 ? ret : SVC_TRANSLATED;
+}
+
+/* A new connection (a SYN) on the tuple of a closed one: its own life cycle,
+ * on both halves. rev: the caller's space for a REPLY entry (a call chain
+ * has 512 bytes of BPF stack in all). */
+static __always_inline void svc_reopen(struct skiff_ct_value *ct, const struct l4_info *l4, __be32 client, __be32 vip,
+				       struct skiff_ct_value *rev)
+{
+	int snat = ct->flags & SKIFF_CT_F_SNAT;
+	struct skiff_ct_key rk = {
+		.saddr = ct->nat_addr,
+		.daddr = snat ? ct->snat_addr : client,
+		.sport = ct->nat_port,
+		.dport = snat ? ct->snat_port : l4->sport,
+		.proto = l4->proto,
+		.dir = SKIFF_CT_REPLY,
+	};
+	struct skiff_ct_value *rv = ct_lookup(&rk);
+
+	ct->flags = SKIFF_CT_F_SYN | snat;
+	if (rv) {
+		rv->flags = SKIFF_CT_F_SYN | (rv->flags & SKIFF_CT_F_SNAT);
+		return;
+	}
+	/* The REPLY half went (evicted, or expired just as the tuple came
+	 * back): without it the backend's answer would reach the client
+	 * untranslated. */
+	*rev = *ct;
+	rev->created_ns = rev->last_seen_ns = bpf_ktime_get_ns();
+	rev->packets = rev->bytes = 0;
+	rev->nat_addr = vip;
+	rev->nat_port = l4->dport;
+	rev->snat_addr = client;
+	rev->snat_port = l4->sport;
+	ct_insert(&rk, rev, BPF_NOEXIST);
+}
+
+/* A packet of a tracked connection whose backend is still there (rev: as
+ * for svc_reopen()). */
+static __always_inline int svc_established(struct __sk_buff *skb, const struct l4_info *l4, struct skiff_ct_value *ct,
+					   __be32 client, __be32 vip, struct skiff_ct_value *rev, __u32 *reason)
+{
+	const int dry = trace_mode(skb);
+
+	trace_note(skb, 0, SKIFF_TRACE_F_BACKEND, ct->backend_id);
+	if (!dry && (ct->flags & SKIFF_CT_F_CLOSING) &&
+	    (l4->tcp_flags & (TCP_FLAG_SYN_BIT | TCP_FLAG_ACK_BIT)) == TCP_FLAG_SYN_BIT)
+		svc_reopen(ct, l4, client, vip, rev);
+	if (!dry)
+		ct_touch(ct, l4, skb->len);
+	*reason = SKIFF_SVC_ESTABLISHED;
+	/* The address the connection started with: its REPLY entry is keyed
+	 * by it. */
+	return svc_translate(skb, l4, vip, ct->nat_addr, ct->nat_port, client, ct);
+}
+
+/* A backend for a new connection: by affinity, Maglev or the flow hash
+ * (*id, *slot_nr set), or NULL. */
+static __always_inline struct skiff_backend *svc_choose(__be32 client, __be32 vip, const struct l4_info *l4,
+							const struct skiff_service_value *svc, __u64 now, int dry,
+							__u32 *id, __u16 *slot_nr)
+{
+	struct skiff_backend *be = NULL;
+
+	if (svc->flags & SKIFF_SVC_F_AFFINITY) {
+		/* Affinity picks by slot (it must know its slot to stay valid). */
+		be = svc_affinity_get(client, vip, l4, svc, now, id, slot_nr);
+		if (!be)
+			be = svc_pick(vip, l4, svc, id, slot_nr);
+		if (be && !dry)
+			svc_affinity_put(client, svc, now, *id, *slot_nr);
+		return be;
+	}
+	if (svc->flags & SKIFF_SVC_F_MAGLEV)
+		be = svc_maglev(client, vip, l4, svc, id);
+	if (!be)
+		be = svc_pick(vip, l4, svc, id, slot_nr);
+	return be;
+}
+
+/* The two entries of a new connection to backend be (id) and the REPLY
+ * key: the source translated for a hairpin, and for a remote backend when
+ * snat_remote is set. */
+static __always_inline void svc_new_entries(struct skiff_ct_value *fwd, struct skiff_ct_value *rev,
+					    struct skiff_ct_key *rkey, const struct skiff_backend *be,
+					    const struct skiff_service_value *svc, const struct l4_info *l4,
+					    __be32 client, __be32 vip, __u32 id, __u64 now, __u32 len,
+					    __be32 snat_remote)
+{
+	fwd->created_ns = fwd->last_seen_ns = now;
+	fwd->packets = 1;
+	fwd->bytes = len;
+	fwd->backend_id = id;
+	fwd->nat_addr = be->ip;
+	fwd->nat_port = be->port;
+	fwd->revnat_id = svc->revnat_id;
+	fwd->flags = (l4->tcp_flags & TCP_FLAG_SYN_BIT) ? SKIFF_CT_F_SYN : 0;
+	if (be->ip == client) {
+		fwd->flags |= SKIFF_CT_F_SNAT;
+		fwd->snat_addr = bpf_htonl(SKIFF_HAIRPIN_ADDR);
+	} else if (snat_remote) {
+		struct skiff_endpoint_info *ep = endpoint_lookup(be->ip);
+
+		if (!ep || !(ep->flags & SKIFF_EP_F_LOCAL)) {
+			fwd->flags |= SKIFF_CT_F_SNAT;
+			fwd->snat_addr = snat_remote;
+		}
+	}
+	fwd->snat_port = l4->sport;
+
+	*rev = *fwd;
+	rev->packets = rev->bytes = 0;
+	rev->nat_addr = vip;
+	rev->nat_port = l4->dport;
+	rev->snat_addr = client;
+	rev->snat_port = l4->sport;
+
+	rkey->saddr = be->ip;
+	rkey->daddr = (fwd->flags & SKIFF_CT_F_SNAT) ? fwd->snat_addr : client;
+	rkey->sport = be->port;
+	rkey->dport = l4->sport;
+	rkey->proto = l4->proto;
+	rkey->dir = SKIFF_CT_REPLY;
+	rkey->pad = 0;
+}
+
 /*
  * A packet to a service frontend: to the connection's backend, choosing one
  * for a new connection (or when the old one went away). The source is
@@ -247,7 +384,6 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 	struct skiff_ct_value fwd = {}, rev = {}, *ct;
 	struct skiff_ct_key key, rkey;
 	struct skiff_service_value *svc;
-	struct skiff_endpoint_info *ep;
 	struct skiff_backend *be = NULL;
 	__be32 vip = ip->daddr, client = ip->saddr;
 	const int dry = trace_mode(skb);
@@ -261,111 +397,23 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 		return SVC_PASS;
 
 	ct_key_init(&key, client, vip, l4, SKIFF_CT_FORWARD);
-	ct = bpf_map_lookup_elem(&skiff_ct, &key);
+	ct = ct_lookup(&key);
 	if (ct)
 		be = svc_backend(ct->backend_id);
-	if (ct && be) {
-		trace_note(skb, 0, SKIFF_TRACE_F_BACKEND, ct->backend_id);
-		if (!dry && (ct->flags & SKIFF_CT_F_CLOSING) &&
-		    (l4->tcp_flags & (TCP_FLAG_SYN_BIT | TCP_FLAG_ACK_BIT)) == TCP_FLAG_SYN_BIT) {
-			/* A new connection on the tuple of a closed one: its own
-			 * life cycle, on both halves. */
-			int snat = ct->flags & SKIFF_CT_F_SNAT;
-			struct skiff_ct_key rk = {
-				.saddr = ct->nat_addr,
-				.daddr = snat ? ct->snat_addr : client,
-				.sport = ct->nat_port,
-				.dport = snat ? ct->snat_port : l4->sport,
-				.proto = l4->proto,
-				.dir = SKIFF_CT_REPLY,
-			};
-			struct skiff_ct_value *rv = bpf_map_lookup_elem(&skiff_ct, &rk);
-
-			ct->flags = SKIFF_CT_F_SYN | snat;
-			if (rv) {
-				rv->flags = SKIFF_CT_F_SYN | (rv->flags & SKIFF_CT_F_SNAT);
-			} else {
-				/* The REPLY half went (evicted, or expired just as
-				 * the tuple came back): without it the backend's
-				 * answer would reach the client untranslated. */
-				rev = *ct;
-				rev.created_ns = rev.last_seen_ns = bpf_ktime_get_ns();
-				rev.packets = rev.bytes = 0;
-				rev.nat_addr = vip;
-				rev.nat_port = l4->dport;
-				rev.snat_addr = client;
-				rev.snat_port = l4->sport;
-				ct_insert(&rk, &rev, BPF_NOEXIST);
-			}
-		}
-		if (!dry)
-			ct_touch(ct, l4, skb->len);
-		*reason = SKIFF_SVC_ESTABLISHED;
-		/* The address the connection started with: its REPLY entry
-		 * is keyed by it. */
-		ret = nat_rewrite(skb, l4, 1, vip, ct->nat_addr, l4->dport, ct->nat_port);
-		if (ret < 0)
-			return ret;
-		ret = svc_snat(skb, l4, client, ct);
-		return ret < 0 ? ret : SVC_TRANSLATED;
-	}
+	if (ct && be)
+		return svc_established(skb, l4, ct, client, vip, &rev, reason);
 
 	if (svc->count == 0)
 		return SVC_REJECT;
 	now = bpf_ktime_get_ns();
-	if (svc->flags & SKIFF_SVC_F_AFFINITY) {
-		/* Affinity picks by slot (it must know its slot to stay valid). */
-		be = svc_affinity_get(client, vip, l4, svc, now, &id, &slot_nr);
-		if (!be)
-			be = svc_pick(vip, l4, svc, &id, &slot_nr);
-		if (be && !dry)
-			svc_affinity_put(client, svc, now, id, slot_nr);
-	} else {
-		if (svc->flags & SKIFF_SVC_F_MAGLEV)
-			be = svc_maglev(client, vip, l4, svc, &id);
-		if (!be)
-			be = svc_pick(vip, l4, svc, &id, &slot_nr);
-	}
+	be = svc_choose(client, vip, l4, svc, now, dry, &id, &slot_nr);
 	if (!be)
 		return SVC_REJECT;
 	trace_note(skb, 0, SKIFF_TRACE_F_BACKEND | SKIFF_TRACE_F_NEW, id);
 	if (ct && !dry) /* its backend was removed: move the flow to a live one */
 		ct_remove(&key);
 
-	fwd.created_ns = fwd.last_seen_ns = now;
-	fwd.packets = 1;
-	fwd.bytes = skb->len;
-	fwd.backend_id = id;
-	fwd.nat_addr = be->ip;
-	fwd.nat_port = be->port;
-	fwd.revnat_id = svc->revnat_id;
-	fwd.flags = (l4->tcp_flags & TCP_FLAG_SYN_BIT) ? SKIFF_CT_F_SYN : 0;
-	if (be->ip == client) {
-		fwd.flags |= SKIFF_CT_F_SNAT;
-		fwd.snat_addr = bpf_htonl(SKIFF_HAIRPIN_ADDR);
-	} else if (snat_remote) {
-		ep = endpoint_lookup(be->ip);
-		if (!ep || !(ep->flags & SKIFF_EP_F_LOCAL)) {
-			fwd.flags |= SKIFF_CT_F_SNAT;
-			fwd.snat_addr = snat_remote;
-		}
-	}
-	fwd.snat_port = l4->sport;
-
-	rev = fwd;
-	rev.packets = rev.bytes = 0;
-	rev.nat_addr = vip;
-	rev.nat_port = l4->dport;
-	rev.snat_addr = client;
-	rev.snat_port = l4->sport;
-
-	rkey.saddr = be->ip;
-	rkey.daddr = (fwd.flags & SKIFF_CT_F_SNAT) ? fwd.snat_addr : client;
-	rkey.sport = be->port;
-	rkey.dport = l4->sport;
-	rkey.proto = l4->proto;
-	rkey.dir = SKIFF_CT_REPLY;
-	rkey.pad = 0;
+	svc_new_entries(&fwd, &rev, &rkey, be, svc, l4, client, vip, id, now, skb->len, snat_remote);
 
 	if (fwd.flags & SKIFF_CT_F_SNAT) {
 		/* The translated source port must be ours alone. */
@@ -387,23 +435,15 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 	}
 	*reason = SKIFF_SVC_NEW;
 	if (ret == 1) { /* another CPU won the race: follow its choice */
-		ct = bpf_map_lookup_elem(&skiff_ct, &key);
+		ct = ct_lookup(&key);
 		if (!ct)
 			return -SKIFF_DROP_CT_FULL;
 		be = svc_backend(ct->backend_id);
 		if (!be)
 			return SVC_REJECT;
-		ret = nat_rewrite(skb, l4, 1, vip, be->ip, l4->dport, be->port);
-		if (ret < 0)
-			return ret;
-		ret = svc_snat(skb, l4, client, ct);
-		return ret < 0 ? ret : SVC_TRANSLATED;
+		return svc_translate(skb, l4, vip, be->ip, be->port, client, ct);
 	}
-	ret = nat_rewrite(skb, l4, 1, vip, be->ip, l4->dport, be->port);
-	if (ret < 0)
-		return ret;
-	ret = svc_snat(skb, l4, client, &fwd);
-	return ret < 0 ? ret : SVC_TRANSLATED;
+	return svc_translate(skb, l4, vip, be->ip, be->port, client, &fwd);
 }
 
 /*
@@ -442,7 +482,7 @@ static __always_inline int svc_icmp_error_reverse(struct __sk_buff *skb, const s
 	key.dport = ports[0];
 	key.proto = inner.protocol;
 	key.dir = SKIFF_CT_REPLY;
-	ct = bpf_map_lookup_elem(&skiff_ct, &key);
+	ct = ct_lookup(&key);
 	if (!ct)
 		return SVC_PASS;
 	vip = ct->nat_addr;
@@ -483,7 +523,7 @@ static __always_inline void svc_purge_stale_reply_body(const struct iphdr *ip, c
 	};
 	struct skiff_ct_value *rev;
 
-	rev = bpf_map_lookup_elem(&skiff_ct, &rkey);
+	rev = ct_lookup(&rkey);
 	if (!rev)
 		return;
 	if (!(rev->flags & SKIFF_CT_F_SNAT)) {

@@ -25,6 +25,23 @@
 #define ICMP_CSUM_OFF(l4) ((l4)->off + 2)
 #define ICMP_ID_OFF(l4) ((l4)->off + 4)
 
+/* The masquerade table's accessors: nothing else touches skiff_snat. */
+static __always_inline struct skiff_nat_value *nat_lookup(const struct skiff_ct_key *k)
+{
+	return bpf_map_lookup_elem(&skiff_snat, k);
+}
+
+/* Only when absent: 0, -SKIFF_EEXIST, or another error (table full). */
+static __always_inline long nat_insert(const struct skiff_ct_key *k, const struct skiff_nat_value *v)
+{
+	return bpf_map_update_elem(&skiff_snat, k, v, BPF_NOEXIST);
+}
+
+static __always_inline void nat_delete(const struct skiff_ct_key *k)
+{
+	bpf_map_delete_elem(&skiff_snat, k);
+}
+
 /* Rewrite an address and "port" (ICMP: echo identifier) in one direction. */
 static __always_inline int snat_rewrite(struct __sk_buff *skb, const struct l4_info *l4, int dst, __be32 old_ip,
 					__be32 new_ip, __be16 old_port, __be16 new_port)
@@ -115,8 +132,8 @@ static __always_inline long snat_take(struct __sk_buff *skb, const struct skiff_
 	if (check_node && snat_node_socket(skb, k))
 		return -SKIFF_EEXIST;
 	if (dry)
-		return bpf_map_lookup_elem(&skiff_snat, k) ? -SKIFF_EEXIST : 0;
-	return bpf_map_update_elem(&skiff_snat, k, rev, BPF_NOEXIST);
+		return nat_lookup(k) ? -SKIFF_EEXIST : 0;
+	return nat_insert(k, rev);
 }
 
 /*
@@ -203,7 +220,7 @@ static __always_inline int snat_flow_port(struct __sk_buff *skb, const struct ip
 	int ret;
 
 	ct_key_init(&key, ip->saddr, ip->daddr, l4, SKIFF_SNAT_EGRESS);
-	v = bpf_map_lookup_elem(&skiff_snat, &key);
+	v = nat_lookup(&key);
 	if (v) {
 		if (!trace_mode(skb))
 			snat_touch(v, l4, skb->len);
@@ -226,11 +243,11 @@ static __always_inline int snat_flow_port(struct __sk_buff *skb, const struct ip
 	fwd.bytes = skb->len;
 	fwd.addr = cfg->node_ip;
 	fwd.port = *nat_port;
-	if (!trace_mode(skb) && bpf_map_update_elem(&skiff_snat, &key, &fwd, BPF_NOEXIST)) {
+	if (!trace_mode(skb) && nat_insert(&key, &fwd)) {
 		/* Another CPU set this flow up first: give our port back. */
 		snat_ingress_key(&rkey, ip, l4, cfg->node_ip, *nat_port);
-		bpf_map_delete_elem(&skiff_snat, &rkey);
-		v = bpf_map_lookup_elem(&skiff_snat, &key);
+		nat_delete(&rkey);
+		v = nat_lookup(&key);
 		if (!v)
 			return -SKIFF_DROP_NAT_NO_PORT;
 		*nat_port = v->port;
@@ -294,7 +311,7 @@ static __always_inline int snat_ingress(struct __sk_buff *skb, struct iphdr *ip,
 	if (l4->proto == IPPROTO_ICMP && l4->icmp_type != ICMP_ECHOREPLY_T)
 		return 0;
 	ct_key_init(&key, ip->saddr, ip->daddr, l4, SKIFF_SNAT_INGRESS);
-	v = bpf_map_lookup_elem(&skiff_snat, &key);
+	v = nat_lookup(&key);
 	if (!v)
 		return 0;
 	if (!trace_mode(skb))
@@ -347,7 +364,7 @@ static __always_inline int snat_icmp_error(struct __sk_buff *skb, struct iphdr *
 		key.sport = ports[1];
 		key.dport = ports[0];
 	}
-	v = bpf_map_lookup_elem(&skiff_snat, &key);
+	v = nat_lookup(&key);
 	if (!v || inner.saddr != outer_daddr)
 		return 0;
 
