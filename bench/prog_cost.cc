@@ -479,9 +479,9 @@ Status run(const Options& opt, const std::string& pin_dir, nlohmann::ordered_jso
     const RemoteNet& rn = *rn_r;
 
     // Programs and maps, as on a node: one pin dir shared by the programs.
-    SKIFF_ASSIGN_OR_RETURN(UniqueFd from_pod, bpf::pinned_program(bpf::Program::FromPod, pin_dir));
-    SKIFF_ASSIGN_OR_RETURN(UniqueFd from_uplink, bpf::pinned_program(bpf::Program::FromUplink, pin_dir));
-    SKIFF_ASSIGN_OR_RETURN(UniqueFd to_uplink, bpf::pinned_program(bpf::Program::ToUplink, pin_dir));
+    SKIFF_ASSIGN_OR_RETURN(UniqueFd from_pod, datapath::pinned_program(datapath::Program::FromPod, pin_dir));
+    SKIFF_ASSIGN_OR_RETURN(UniqueFd from_uplink, datapath::pinned_program(datapath::Program::FromUplink, pin_dir));
+    SKIFF_ASSIGN_OR_RETURN(UniqueFd to_uplink, datapath::pinned_program(datapath::Program::ToUplink, pin_dir));
     SKIFF_ASSIGN_OR_RETURN(UniqueFd empty, load_empty_prog());
     SKIFF_ASSIGN_OR_RETURN(floor::FloorProgs floor,
                            floor::load_floor(kPodB, net->dst.host.ifindex, net->dst.pod.mac, net->dst.host.mac));
@@ -495,9 +495,9 @@ Status run(const Options& opt, const std::string& pin_dir, nlohmann::ordered_jso
         SKIFF_ASSIGN_OR_RETURN(auto nl, Netlink::open());
         SKIFF_TRY(nl.add_route(kRemoteCidr, rn.uplink.host.ifindex, kOtherNode, RT_SCOPE_UNIVERSE));
     }
-    SKIFF_ASSIGN_OR_RETURN(auto endpoints, bpf::EndpointMap::open(pin_dir));
-    SKIFF_ASSIGN_OR_RETURN(auto nodes, bpf::NodeMap::open(pin_dir));
-    SKIFF_ASSIGN_OR_RETURN(auto metrics, bpf::MetricsMap::open(pin_dir));
+    SKIFF_ASSIGN_OR_RETURN(auto endpoints, datapath::EndpointMap::open(pin_dir));
+    SKIFF_ASSIGN_OR_RETURN(auto nodes, datapath::NodeMap::open(pin_dir));
+    SKIFF_ASSIGN_OR_RETURN(auto metrics, datapath::MetricsMap::open(pin_dir));
     BenchServiceMaps svc;
     SKIFF_TRY(svc.open(pin_dir));
     SnatMaps snat_maps;

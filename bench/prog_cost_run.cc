@@ -129,7 +129,7 @@ public:
     Status create() {
         if (std::string err = remove_pin_dir(path_); !err.empty()) return Error{EIO, err};
         created_ = true;
-        return bpf::ensure_pin_dir(path_);
+        return datapath::ensure_pin_dir(path_);
     }
     const std::string& path() const { return path_; }
 
@@ -144,7 +144,7 @@ private:
 // Checking and timing a path
 // ---------------------------------------------------------------------------
 
-std::string describe_counters(bpf::MetricsMap& m) {
+std::string describe_counters(datapath::MetricsMap& m) {
     auto c = read_counters(m);
     return c.ok() ? describe(c.value()) : "(metrics: " + c.error().message + ")";
 }
@@ -152,7 +152,7 @@ std::string describe_counters(bpf::MetricsMap& m) {
 namespace {
 
 // One check call: runs runs of p and compares verdict, mark and output.
-Status check_path(const Path& p, uint32_t runs, bpf::MetricsMap& metrics) {
+Status check_path(const Path& p, uint32_t runs, datapath::MetricsMap& metrics) {
     Bytes out;
     Call c = test_run_repeat(p.prog_fd, p.frame, p.ifindex, runs, &out, p.mark);
     if (c.err) return Error::os(-c.err, p.name + ": BPF_PROG_TEST_RUN");
@@ -189,14 +189,14 @@ Status check_counters(const Path& p, uint64_t runs, const Counters& before, cons
                                           [&](const Reason& r) { return r.reason == k.first && r.dir == k.second; });
         const uint64_t d = delta(k);
         if (expected ? d != runs : checked && d != 0)
-            return Error::invalid(p.name + ": counter " + std::string(bpf::reason_name(k.first)) + "/" +
-                                  std::string(bpf::dir_name(k.second)) + " moved by " + std::to_string(d) + " in " +
-                                  std::to_string(runs) + " runs, expected " + std::to_string(expected ? runs : 0) +
-                                  "; counters: " + describe(after));
+            return Error::invalid(p.name + ": counter " + std::string(datapath::reason_name(k.first)) + "/" +
+                                  std::string(datapath::dir_name(k.second)) + " moved by " + std::to_string(d) +
+                                  " in " + std::to_string(runs) + " runs, expected " +
+                                  std::to_string(expected ? runs : 0) + "; counters: " + describe(after));
     }
     for (const auto& r : p.reasons)
         if (after.find({r.reason, r.dir}) == after.end())
-            return Error::invalid(p.name + ": counter " + std::string(bpf::reason_name(r.reason)) +
+            return Error::invalid(p.name + ": counter " + std::string(datapath::reason_name(r.reason)) +
                                   " did not move; counters: " + describe(after));
     return ok();
 }
@@ -211,7 +211,7 @@ std::pair<uint64_t, uint64_t> prog_stats(int fd) {
 
 // runs runs of p (calls of p.batch runs): average ns per run; *stats_ns
 // the bpf_stats figure over them (run_time_ns / run_cnt), 0 when off.
-Result<double> measure(Path& p, uint64_t runs, bpf::MetricsMap& metrics, double* stats_ns = nullptr) {
+Result<double> measure(Path& p, uint64_t runs, datapath::MetricsMap& metrics, double* stats_ns = nullptr) {
     const uint64_t calls = std::max<uint64_t>(1, runs / p.batch);
     runs = calls * p.batch;
     const bool counted = !p.reasons.empty() || p.counts_nothing;
@@ -247,7 +247,7 @@ Result<double> measure(Path& p, uint64_t runs, bpf::MetricsMap& metrics, double*
 
 }  // namespace
 
-Status check_paths(const std::vector<Path>& paths, bpf::MetricsMap& metrics) {
+Status check_paths(const std::vector<Path>& paths, datapath::MetricsMap& metrics) {
     for (const auto& p : paths) {
         SKIFF_TRY(check_path(p, 1, metrics));
         if (p.batch > 1) SKIFF_TRY(check_path(p, p.batch, metrics));
@@ -267,7 +267,7 @@ void add_single_run_copies(std::vector<Path>& paths, const std::string& base_sin
     }
 }
 
-Status time_paths(std::vector<Path>& paths, const Options& opt, bpf::MetricsMap& metrics) {
+Status time_paths(std::vector<Path>& paths, const Options& opt, datapath::MetricsMap& metrics) {
     for (auto& p : paths) SKIFF_TRY(measure(p, std::min<uint64_t>(opt.repeat, 20000), metrics));
     for (int t = 0; t < opt.trials; ++t) {
         for (auto& p : paths) {
@@ -334,7 +334,8 @@ nlohmann::ordered_json result_json(const std::vector<Path>& paths, const Options
         }
         nlohmann::ordered_json reasons = nlohmann::ordered_json::array();
         for (const auto& r : p.reasons)
-            reasons.push_back(std::string(bpf::reason_name(r.reason)) + "/" + std::string(bpf::dir_name(r.dir)));
+            reasons.push_back(std::string(datapath::reason_name(r.reason)) + "/" +
+                              std::string(datapath::dir_name(r.dir)));
         j["reasons"] = reasons;
         j["description"] = p.description;
         nlohmann::ordered_json trials = nlohmann::ordered_json::array();

@@ -64,11 +64,11 @@ struct Path {
     std::vector<double> stats_ns;                  // per trial: bpf_stats run_time_ns / run_cnt (when the stats are on)
 };
 
-std::string describe_counters(bpf::MetricsMap& m);
+std::string describe_counters(datapath::MetricsMap& m);
 
 // Each path once and, batched ones, for a whole call: verdict, mark and
 // output frame.
-Status check_paths(const std::vector<Path>& paths, bpf::MetricsMap& metrics);
+Status check_paths(const std::vector<Path>& paths, datapath::MetricsMap& metrics);
 
 // A copy running once per call (name + "_1run", baseline base_single) after
 // each batched path, comparable with the paths that must run once per call.
@@ -81,7 +81,7 @@ struct Options {
 };
 
 // Warm-up, then opt.trials trials, every path in each in turn (p.ns).
-Status time_paths(std::vector<Path>& paths, const Options& opt, bpf::MetricsMap& metrics);
+Status time_paths(std::vector<Path>& paths, const Options& opt, datapath::MetricsMap& metrics);
 
 // The result document (bench/run.py, bench/report.py read it).
 nlohmann::ordered_json result_json(const std::vector<Path>& paths, const Options& opt);

@@ -16,8 +16,8 @@
 #include <thread>
 #include <vector>
 
-#include "bpf/datapath.h"
-#include "bpf/pins.h"
+#include "datapath/datapath.h"
+#include "datapath/pins.h"
 #include "common/log.h"
 #include "config.h"
 #include "plugin.h"
@@ -118,7 +118,7 @@ int run() {
 #endif
     deps.background = spawn_detached;
     deps.is_stdout = is_stdout;
-    deps.pin_dir_problem = skiff::bpf::pin_dir_problem;
+    deps.pin_dir_problem = skiff::datapath::pin_dir_problem;
     auto out = skiff::cni::run_plugin([](const char* k) { return std::getenv(k); }, input, deps);
     if (!out.stdout_text.empty()) std::cout << out.stdout_text << std::flush;
     return out.exit_code;

@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "bpf/datapath.h"
+#include "datapath/datapath.h"
 #include "env.h"
 #include "errors.h"
 #include "pod_network.h"

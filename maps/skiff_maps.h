@@ -5,7 +5,7 @@
  *
  * Rules: fixed-width types only, explicit padding, no bitfields. Addresses
  * and ports are stored in network byte order. C++ adds static_asserts in
- * userspace/bpf/map_layout.h and a test compares these layouts with the BTF
+ * userspace/datapath/map_layout.h and a test compares these layouts with the BTF
  * of the compiled BPF objects.
  */
 #ifndef SKIFF_MAPS_H

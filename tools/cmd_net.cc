@@ -9,7 +9,7 @@
 #include <cstring>
 #include <tuple>
 
-#include "bpf/tc.h"
+#include "datapath/tc.h"
 #include "commands.h"
 #include "common/fd.h"
 #include "common/files.h"
@@ -82,10 +82,10 @@ Result<json> devices(const Options& o) {
     std::sort(links->begin(), links->end(), [](const auto& a, const auto& b) { return a.ifindex < b.ifindex; });
     json out = json::array();
     for (const auto& l : *links) {
-        for (auto [hook, tc, tcx] : {std::tuple{"ingress", bpf::TcHook::Ingress, kTcxIngress},
-                                     std::tuple{"egress", bpf::TcHook::Egress, kTcxEgress}}) {
+        for (auto [hook, tc, tcx] : {std::tuple{"ingress", datapath::TcHook::Ingress, kTcxIngress},
+                                     std::tuple{"egress", datapath::TcHook::Egress, kTcxEgress}}) {
             std::vector<std::pair<const char*, uint32_t>> found;  // mode, program id
-            auto id = bpf::tc_attached_id(l.ifindex, tc);
+            auto id = datapath::tc_attached_id(l.ifindex, tc);
             if (!id) return priv(id.error(), o);
             if (*id) found.emplace_back("tc", *id);
             auto ids = tcx_ids(l.ifindex, tcx);

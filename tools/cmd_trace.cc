@@ -15,9 +15,9 @@
 #include <cstring>
 #include <iostream>
 
-#include "bpf/maps.h"
-#include "bpf/pins.h"
-#include "bpf/tc.h"
+#include "datapath/maps.h"
+#include "datapath/pins.h"
+#include "datapath/tc.h"
 #include "cli.h"
 #include "commands.h"
 #include "net/rtnetlink.h"
@@ -136,7 +136,7 @@ std::string ifname_of(uint32_t ifindex) {
 // address (skiff_config) to the remote node, on the tunnel device's port.
 json encapsulation(const std::string& pin_path, const skiff_trace_result& t) {
     json outer = {{"dst", Ipv4::from_be(t.tunnel_remote).str()}, {"src", "?"}};
-    if (auto fd = bpf::open_pinned_map(pin_path, SKIFF_MAP_CONFIG); fd) {
+    if (auto fd = datapath::open_pinned_map(pin_path, SKIFF_MAP_CONFIG); fd) {
         uint32_t zero = 0;
         skiff_config c{};
         if (bpf_map_lookup_elem(fd->get(), &zero, &c) == 0) {
@@ -171,7 +171,7 @@ Result<Output> trace_run(const Options& o, const std::vector<std::string>& args)
     if (!dst.port && proto != IPPROTO_ICMP) return Error::invalid("--to needs a port for tcp and udp");
 
     // Where the packet enters: the source pod's host veth, or --dev.
-    auto eps = bpf::EndpointMap::open(o.pin_path);
+    auto eps = datapath::EndpointMap::open(o.pin_path);
     if (!eps) return explain(eps.error(), o);
     int ifindex = 0;
     MacAddr smac{0x02, 0, 0, 0, 0, 1}, dmac{};
@@ -190,11 +190,11 @@ Result<Output> trace_run(const Options& o, const std::vector<std::string>& args)
         std::memcpy(dmac.data(), ep->host_mac, 6);
         hook = "tc ingress of " + ifname_of(ep->ifindex) + " (pod " + src.ip.str() + ")";
     }
-    SKIFF_ASSIGN_OR_RETURN(uint32_t prog_id, bpf::tc_attached_id(ifindex, bpf::TcHook::Ingress));
+    SKIFF_ASSIGN_OR_RETURN(uint32_t prog_id, datapath::tc_attached_id(ifindex, datapath::TcHook::Ingress));
     if (!prog_id) return Error{ENOENT, "no skiff program on the " + hook};
     UniqueFd prog(bpf_prog_get_fd_by_id(prog_id));
     if (!prog.valid()) return explain(Error::errno_("program " + std::to_string(prog_id)), o);
-    SKIFF_ASSIGN_OR_RETURN(UniqueFd trace_map, bpf::open_pinned_map(o.pin_path, SKIFF_MAP_TRACE));
+    SKIFF_ASSIGN_OR_RETURN(UniqueFd trace_map, datapath::open_pinned_map(o.pin_path, SKIFF_MAP_TRACE));
 
     Bytes in = build_packet(smac, dmac, src, dst, proto, flags), out(in.size() + 256);
     __sk_buff ctx{};
@@ -217,15 +217,15 @@ Result<Output> trace_run(const Options& o, const std::vector<std::string>& args)
     doc["prog_id"] = prog_id;
     const int action = static_cast<int>(topts.retval);
     doc["verdict"] = action == TC_ACT_REDIRECT ? "redirect" : action == TC_ACT_SHOT ? "drop" : "pass";
-    doc["reason"] = std::string(bpf::reason_name(t.reason));
-    doc["drop"] = bpf::reason_is_drop(t.reason) && action == TC_ACT_SHOT;
+    doc["reason"] = std::string(datapath::reason_name(t.reason));
+    doc["drop"] = datapath::reason_is_drop(t.reason) && action == TC_ACT_SHOT;
     if (action == TC_ACT_REDIRECT && t.redirect_ifindex)
         doc["redirect"] = {{"ifindex", t.redirect_ifindex},
                            {"device", ifname_of(t.redirect_ifindex)},
                            {"into", (t.flags & SKIFF_TRACE_F_REDIRECT_PEER) ? "peer namespace" : "device egress"}};
     if (t.flags & SKIFF_TRACE_F_BACKEND) {
         json b = {{"id", t.backend_id}};
-        if (auto fd = bpf::open_pinned_map(o.pin_path, SKIFF_MAP_BACKENDS); fd) {
+        if (auto fd = datapath::open_pinned_map(o.pin_path, SKIFF_MAP_BACKENDS); fd) {
             skiff_backend be{};
             if (bpf_map_lookup_elem(fd->get(), &t.backend_id, &be) == 0)
                 b["address"] = Ipv4::from_be(be.ip).str() + ":" + std::to_string(ntohs(be.port));
@@ -286,13 +286,13 @@ int on_event(void* vctx, void* data, size_t size) {
     skiff_event e;
     std::memcpy(&e, data, sizeof(e));
     std::string type = e.type == SKIFF_EVENT_DROP ? "drop" : "trace";
-    std::string reason(bpf::reason_name(e.reason));
+    std::string reason(datapath::reason_name(e.reason));
     if (!c->type.empty() && c->type != type) return 0;
     if (!c->reason.empty() && c->reason != reason) return 0;
     if (c->endpoint && Ipv4::from_be(e.saddr) != *c->endpoint && Ipv4::from_be(e.daddr) != *c->endpoint) return 0;
     json j = {{"type", type},
               {"reason", reason},
-              {"direction", std::string(bpf::dir_name(e.dir))},
+              {"direction", std::string(datapath::dir_name(e.dir))},
               {"ifindex", e.ifindex},
               {"device", ifname_of(e.ifindex)},
               {"src", Ipv4::from_be(e.saddr).str()},
@@ -325,7 +325,7 @@ Result<Output> monitor_run(const Options& o, const std::vector<std::string>& arg
         c.endpoint = ip;
     }
     if (fl.count("count")) c.remaining = std::atol(fl["count"].c_str());
-    auto fd = bpf::open_pinned_map(o.pin_path, SKIFF_MAP_EVENTS);
+    auto fd = datapath::open_pinned_map(o.pin_path, SKIFF_MAP_EVENTS);
     if (!fd) return explain(fd.error(), o);
     ring_buffer* rb = ring_buffer__new(fd->get(), on_event, &c, nullptr);
     if (!rb) return Error::errno_("open the event ring buffer");

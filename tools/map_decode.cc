@@ -12,7 +12,7 @@
 #include <cstring>
 #include <utility>
 
-#include "bpf/maps.h"
+#include "datapath/maps.h"
 #include "common/ipv4.h"
 
 namespace skiff::ctl {
@@ -265,7 +265,7 @@ const std::vector<Decoder>& decoders() {
         dec<uint32_t, skiff_trace_result>(SKIFF_MAP_TRACE,
                                           [](auto& k, auto& v, auto) {
                                               return KV{{{"index", k}},
-                                                        {{"reason", std::string(bpf::reason_name(v.reason))},
+                                                        {{"reason", std::string(datapath::reason_name(v.reason))},
                                                          {"action", v.action},
                                                          {"redirect_ifindex", v.redirect_ifindex},
                                                          {"backend_id", v.backend_id},
@@ -276,10 +276,11 @@ const std::vector<Decoder>& decoders() {
                                           }),
         dec<uint32_t, skiff_metrics_value>(SKIFF_MAP_METRICS,
                                            [](auto& k, auto& v, auto) {
-                                               return KV{{{"index", k},
-                                                          {"reason", std::string(bpf::reason_name(k / SKIFF_DIR_MAX))},
-                                                          {"direction", std::string(bpf::dir_name(k % SKIFF_DIR_MAX))}},
-                                                         {{"packets", v.packets}, {"bytes", v.bytes}}};
+                                               return KV{
+                                                   {{"index", k},
+                                                    {"reason", std::string(datapath::reason_name(k / SKIFF_DIR_MAX))},
+                                                    {"direction", std::string(datapath::dir_name(k % SKIFF_DIR_MAX))}},
+                                                   {{"packets", v.packets}, {"bytes", v.bytes}}};
                                            }),
     };
     return all;

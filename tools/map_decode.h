@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "bpf/map_layout.h"
+#include "datapath/map_layout.h"
 
 namespace skiff::ctl {
 

@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <set>
 
-#include "bpf/pins.h"
+#include "datapath/pins.h"
 #include "common/fd.h"
 #include "common/files.h"
 
@@ -67,7 +67,7 @@ std::string type_name(uint32_t type) {
 }
 
 Result<MapData> read_map(const Options& o, const std::string& name) {
-    auto fd = bpf::open_pinned_map(o.pin_path, name);
+    auto fd = datapath::open_pinned_map(o.pin_path, name);
     if (!fd) {
         // For root, EACCES means "not a bpf object" (a pin path not on bpffs).
         const int err = fd.error().code;

@@ -1,7 +1,7 @@
 // skiffctl: inspect the live skiff datapath from its pinned maps.
 #include <net/if.h>
 
-#include "bpf/maps.h"
+#include "datapath/maps.h"
 #include "cli.h"
 #include "commands.h"
 
@@ -16,7 +16,7 @@ std::string ifname_of(uint32_t ifindex) {
 }
 
 Result<Output> endpoint_list(const Options& o, const std::vector<std::string>&) {
-    auto m = bpf::EndpointMap::open(o.pin_path);
+    auto m = datapath::EndpointMap::open(o.pin_path);
     if (!m) return explain(m.error(), o);
     auto eps = m->list();
     if (!eps) return explain(eps.error(), o);
@@ -51,16 +51,16 @@ Result<Output> endpoint_list(const Options& o, const std::vector<std::string>&) 
 }
 
 Result<Output> stats_show(const Options& o, const std::vector<std::string>&) {
-    auto m = bpf::MetricsMap::open(o.pin_path);
+    auto m = datapath::MetricsMap::open(o.pin_path);
     if (!m) return explain(m.error(), o);
     auto rows = m->read();
     if (!rows) return explain(rows.error(), o);
     json doc = json::array();
     for (const auto& r : *rows)
-        doc.push_back({{"reason", std::string(bpf::reason_name(r.reason))},
+        doc.push_back({{"reason", std::string(datapath::reason_name(r.reason))},
                        {"reason_id", r.reason},
-                       {"direction", std::string(bpf::dir_name(r.dir))},
-                       {"drop", bpf::reason_is_drop(r.reason)},
+                       {"direction", std::string(datapath::dir_name(r.dir))},
+                       {"drop", datapath::reason_is_drop(r.reason)},
                        {"packets", r.packets},
                        {"bytes", r.bytes}});
     return Output{doc, [](const json& d) {

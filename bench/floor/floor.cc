@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "bpf/tc.h"
+#include "datapath/tc.h"
 #include "common/ipv4.h"
 #include "load.h"
 #include "net/rtnetlink.h"
@@ -107,7 +107,7 @@ Status attach(const Args& a) {
     // Never replace a filter someone else attached (skiff's, or an earlier
     // floor): a rollback would then remove theirs.
     for (const auto* dev : {&*pod, &*up}) {
-        auto id = bpf::tc_attached_id(dev->ifindex, bpf::TcHook::Ingress);
+        auto id = datapath::tc_attached_id(dev->ifindex, datapath::TcHook::Ingress);
         if (!id) return id.error();
         if (*id)
             return Error{EEXIST,
@@ -116,9 +116,9 @@ Status attach(const Args& a) {
 
     auto progs = floor::load_floor(a.pod_ip, pod->ifindex, a.pod_mac, pod->mac);
     if (!progs) return progs.error();
-    if (auto s = bpf::tc_attach(pod->ifindex, bpf::TcHook::Ingress, progs->out.get()); !s) return s.error();
-    if (auto s = bpf::tc_attach(up->ifindex, bpf::TcHook::Ingress, progs->in.get()); !s) {
-        (void)bpf::tc_detach(pod->ifindex, bpf::TcHook::Ingress);
+    if (auto s = datapath::tc_attach(pod->ifindex, datapath::TcHook::Ingress, progs->out.get()); !s) return s.error();
+    if (auto s = datapath::tc_attach(up->ifindex, datapath::TcHook::Ingress, progs->in.get()); !s) {
+        (void)datapath::tc_detach(pod->ifindex, datapath::TcHook::Ingress);
         return s.error();
     }
     return ok();
@@ -133,7 +133,7 @@ Status attach_local(const Args& a) {
         if (!dev) return dev.error().wrap(l.dev);
         for (const auto& p : pods)
             if (p.ifindex == dev->ifindex) return Error::invalid(l.dev + " named twice");
-        auto id = bpf::tc_attached_id(dev->ifindex, bpf::TcHook::Ingress);
+        auto id = datapath::tc_attached_id(dev->ifindex, datapath::TcHook::Ingress);
         if (!id) return id.error();
         if (*id)
             return Error{EEXIST, l.dev + " already has a tc ingress filter (program id " + std::to_string(*id) + ")"};
@@ -142,8 +142,8 @@ Status attach_local(const Args& a) {
     auto prog = floor::load_floor_local(pods);
     if (!prog) return prog.error();
     for (size_t i = 0; i < pods.size(); i++) {
-        if (auto s = bpf::tc_attach(pods[i].ifindex, bpf::TcHook::Ingress, prog->get()); !s) {
-            for (size_t j = 0; j < i; j++) (void)bpf::tc_detach(pods[j].ifindex, bpf::TcHook::Ingress);
+        if (auto s = datapath::tc_attach(pods[i].ifindex, datapath::TcHook::Ingress, prog->get()); !s) {
+            for (size_t j = 0; j < i; j++) (void)datapath::tc_detach(pods[j].ifindex, datapath::TcHook::Ingress);
             return s.error();
         }
     }

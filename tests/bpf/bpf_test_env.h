@@ -31,9 +31,9 @@
 
 #include <gtest/gtest.h>
 
-#include "bpf/maps.h"
-#include "bpf/objects.h"
-#include "bpf/pins.h"
+#include "datapath/maps.h"
+#include "datapath/objects.h"
+#include "datapath/pins.h"
 #include "common/ipv4.h"
 #include "common/result.h"
 #include "frames.h"
@@ -194,7 +194,7 @@ public:
     Status create() {
         // A stale dir of an earlier process with the same pid: start clean.
         if (std::string err = remove_pin_dir(path_); !err.empty()) return Error{EIO, err};
-        return bpf::ensure_pin_dir(path_);
+        return datapath::ensure_pin_dir(path_);
     }
 
     // Remove the pinned objects and the dir; "" when all went fine.
@@ -295,7 +295,7 @@ struct Count {
 
 using Counters = std::map<std::pair<uint32_t, uint32_t>, Count>;  // {reason, dir} -> count
 
-inline Result<Counters> read_counters(bpf::MetricsMap& m) {
+inline Result<Counters> read_counters(datapath::MetricsMap& m) {
     SKIFF_ASSIGN_OR_RETURN(auto rows, m.read());
     Counters c;
     for (const auto& r : rows) c[{r.reason, r.dir}] = Count{r.packets, r.bytes};
@@ -307,8 +307,8 @@ inline std::string describe(const Counters& c) {
     std::string s;
     for (const auto& [k, v] : c) {
         if (!s.empty()) s += ", ";
-        s += std::string(bpf::reason_name(k.first)) + "(" + std::to_string(k.first) + ")/" +
-             std::string(bpf::dir_name(k.second)) + ": " + std::to_string(v.packets) + " pkts " +
+        s += std::string(datapath::reason_name(k.first)) + "(" + std::to_string(k.first) + ")/" +
+             std::string(datapath::dir_name(k.second)) + ": " + std::to_string(v.packets) + " pkts " +
              std::to_string(v.bytes) + " bytes";
     }
     return s;
@@ -414,9 +414,9 @@ protected:
     // endpoint, (node) and metrics maps opened.
     void load_pinned(unsigned with = 0) {
         ASSERT_NO_FATAL_FAILURE(create_pins());
-        ASSERT_NO_FATAL_FAILURE(load(bpf::Program::FromPod, from_pod_));
+        ASSERT_NO_FATAL_FAILURE(load(datapath::Program::FromPod, from_pod_));
         if (with & kWithUplink) {
-            ASSERT_NO_FATAL_FAILURE(load(bpf::Program::FromUplink, from_uplink_));
+            ASSERT_NO_FATAL_FAILURE(load(datapath::Program::FromUplink, from_uplink_));
         }
         ASSERT_NO_FATAL_FAILURE(open(endpoints_));
         if (with & kWithNodes) {
@@ -425,8 +425,8 @@ protected:
         ASSERT_NO_FATAL_FAILURE(open(metrics_));
     }
 
-    void load(bpf::Program program, UniqueFd& fd) {
-        auto prog = bpf::pinned_program(program, pins_.path());
+    void load(datapath::Program program, UniqueFd& fd) {
+        auto prog = datapath::pinned_program(program, pins_.path());
         ASSERT_TRUE(prog.ok()) << prog.error().message;
         fd = std::move(prog).value();
     }
@@ -488,9 +488,9 @@ protected:
     PinDir pins_;
     const TestNet* net_ = nullptr;
     UniqueFd from_pod_, from_uplink_;
-    std::optional<bpf::EndpointMap> endpoints_;
-    std::optional<bpf::NodeMap> nodes_;
-    std::optional<bpf::MetricsMap> metrics_;
+    std::optional<datapath::EndpointMap> endpoints_;
+    std::optional<datapath::NodeMap> nodes_;
+    std::optional<datapath::MetricsMap> metrics_;
 };
 
 }  // namespace skiff::bpftest

@@ -11,8 +11,8 @@
 
 #include <gtest/gtest.h>
 
-#include "bpf/map_layout.h"
-#include "bpf/objects.h"
+#include "datapath/map_layout.h"
+#include "datapath/objects.h"
 
 namespace {
 
@@ -191,13 +191,13 @@ struct ObjectCloser {
     void operator()(bpf_object* o) const { bpf_object__close(o); }
 };
 
-class BtfLayoutTest : public ::testing::TestWithParam<skiff::bpf::Program> {
+class BtfLayoutTest : public ::testing::TestWithParam<skiff::datapath::Program> {
 protected:
     void SetUp() override {
-        skiff::bpf::ObjectBytes bytes = skiff::bpf::program_object(GetParam());
+        skiff::datapath::ObjectBytes bytes = skiff::datapath::program_object(GetParam());
         ASSERT_NE(bytes.data, nullptr);
         ASSERT_GT(bytes.size, 0u);
-        const std::string name(skiff::bpf::program_name(GetParam()));
+        const std::string name(skiff::datapath::program_name(GetParam()));
         LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = name.c_str());
         obj_.reset(bpf_object__open_mem(bytes.data, bytes.size, &opts));
         ASSERT_NE(obj_.get(), nullptr) << "open embedded object " << name << ": " << std::strerror(errno);
@@ -265,9 +265,9 @@ TEST_P(BtfLayoutTest, MapsUseTheSharedTypes) {
     EXPECT_EQ(bpf_map__max_entries(metrics), SKIFF_METRICS_MAX);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllPrograms, BtfLayoutTest, ::testing::ValuesIn(skiff::bpf::all_programs()),
-                         [](const ::testing::TestParamInfo<skiff::bpf::Program>& p) {
-                             return std::string(skiff::bpf::program_name(p.param));
+INSTANTIATE_TEST_SUITE_P(AllPrograms, BtfLayoutTest, ::testing::ValuesIn(skiff::datapath::all_programs()),
+                         [](const ::testing::TestParamInfo<skiff::datapath::Program>& p) {
+                             return std::string(skiff::datapath::program_name(p.param));
                          });
 
 }  // namespace

@@ -1,4 +1,4 @@
-// bpf::for_each_entry() on real kernel maps: hash maps and LPM tries are
+// datapath::for_each_entry() on real kernel maps: hash maps and LPM tries are
 // read in batches (BPF_MAP_LOOKUP_BATCH), a map type without batch lookups
 // key by key; every entry is seen exactly once either way. And the agent's conntrack GC
 // through that walk, on the datapath's own pinned skiff_ct.
@@ -11,7 +11,7 @@
 
 #include "agent/ct_gc.h"
 #include "agent/kernel_tables.h"
-#include "bpf/maps.h"
+#include "datapath/maps.h"
 #include "bpf_test_env.h"
 
 namespace skiff::bpftest {
@@ -66,8 +66,8 @@ TEST(MapWalkTest, HashMapBatchesSeeEveryEntryOnceWithItsValue) {
         }
         std::set<std::tuple<uint32_t, uint32_t, uint16_t, uint16_t, uint8_t, uint8_t>> seen;
         uint32_t calls = 0, wrong = 0;
-        ASSERT_OK(
-            (bpf::for_each_entry<skiff_ct_key, skiff_ct_value>(fd.get(), "test", [&](const auto& k, const auto& v) {
+        ASSERT_OK((
+            datapath::for_each_entry<skiff_ct_key, skiff_ct_value>(fd.get(), "test", [&](const auto& k, const auto& v) {
                 ++calls;
                 seen.insert(tie_of(k));
                 if (tie_of(ct_key_n(static_cast<uint32_t>(v.packets), SKIFF_CT_FORWARD)) != tie_of(k)) ++wrong;
@@ -82,8 +82,8 @@ TEST(MapWalkTest, EmptyMapCallsNothing) {
     UniqueFd fd = create_map(BPF_MAP_TYPE_HASH, sizeof(skiff_ct_key), sizeof(skiff_ct_value), 64);
     ASSERT_TRUE(fd.valid()) << strerror(errno);
     int calls = 0;
-    ASSERT_OK((bpf::for_each_entry<skiff_ct_key, skiff_ct_value>(fd.get(), "test",
-                                                                 [&](const auto&, const auto&) { ++calls; })));
+    ASSERT_OK((datapath::for_each_entry<skiff_ct_key, skiff_ct_value>(fd.get(), "test",
+                                                                      [&](const auto&, const auto&) { ++calls; })));
     EXPECT_EQ(calls, 0);
 }
 
@@ -100,7 +100,7 @@ TEST(MapWalkTest, LpmTrieIsWalkedWhole) {
     }
     std::map<uint32_t, uint32_t> got;
     int calls = 0;
-    ASSERT_OK((bpf::for_each_entry<skiff_node_key, uint32_t>(fd.get(), "test", [&](const auto& k, uint32_t v) {
+    ASSERT_OK((datapath::for_each_entry<skiff_node_key, uint32_t>(fd.get(), "test", [&](const auto& k, uint32_t v) {
         ++calls;
         got[k.ip] = v;
     })));
@@ -119,10 +119,10 @@ TEST(MapWalkTest, MapWithoutBatchLookupIsWalkedKeyByKey) {
     uint32_t keys[4] = {}, vals[4] = {}, count = 4, out = 0;
     ASSERT_NE(bpf_map_lookup_batch(fd.get(), nullptr, &out, keys, vals, &count, nullptr), 0)
         << "this kernel has batch lookups for device hash maps: pick another type for the fallback";
-    EXPECT_TRUE(errno == bpf::kErrNotSupp || errno == EINVAL || errno == EOPNOTSUPP) << strerror(errno);
+    EXPECT_TRUE(errno == datapath::kErrNotSupp || errno == EINVAL || errno == EOPNOTSUPP) << strerror(errno);
     std::set<uint32_t> seen;
     int calls = 0, wrong = 0;
-    ASSERT_OK((bpf::for_each_entry<uint32_t, uint32_t>(fd.get(), "test", [&](uint32_t k, uint32_t v) {
+    ASSERT_OK((datapath::for_each_entry<uint32_t, uint32_t>(fd.get(), "test", [&](uint32_t k, uint32_t v) {
         ++calls;
         seen.insert(k);
         if (v != lo) ++wrong;
@@ -144,7 +144,7 @@ protected:
 };
 
 TEST_F(CtGcOnMapTest, ExpiredConnectionsGoBothHalvesLiveOnesStay) {
-    auto opened = bpf::open_pinned_map(pins_.path(), SKIFF_MAP_CT);
+    auto opened = datapath::open_pinned_map(pins_.path(), SKIFF_MAP_CT);
     ASSERT_TRUE(opened.ok()) << opened.error().message;
     UniqueFd ct = std::move(opened).value();
     constexpr uint32_t kConns = 3000;  // 6000 entries

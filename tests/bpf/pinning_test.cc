@@ -2,7 +2,7 @@
 // and every (re)load shares the maps pinned in the node's pin directory.
 #include <algorithm>
 
-#include "bpf/tc.h"
+#include "datapath/tc.h"
 #include "bpf_test_env.h"
 
 // Every map id a program uses is one of the pinned maps (programs need not
@@ -61,7 +61,7 @@ protected:
     std::vector<uint32_t> pinned_map_ids() {
         std::vector<uint32_t> ids;
         for (const char* name : kAllMaps) {
-            auto fd = bpf::open_pinned_map(pins_.path(), name);
+            auto fd = datapath::open_pinned_map(pins_.path(), name);
             EXPECT_TRUE(fd.ok()) << fd.error().message;
             if (!fd.ok()) continue;
             auto id = map_id_of(fd->get());
@@ -96,9 +96,9 @@ protected:
 };
 
 TEST_F(PinningTest, PinnedProgramPinsProgramAndMapsByName) {
-    auto prog = bpf::pinned_program(bpf::Program::FromPod, pins_.path());
+    auto prog = datapath::pinned_program(datapath::Program::FromPod, pins_.path());
     ASSERT_TRUE(prog.ok()) << prog.error().message;
-    const std::string prog_pin = bpf::program_pin_name(bpf::Program::FromPod);
+    const std::string prog_pin = datapath::program_pin_name(datapath::Program::FromPod);
     EXPECT_EQ(prog_pin.rfind("prog_from_pod_", 0), 0u) << prog_pin;
     std::vector<std::string> want{prog_pin};
     want.insert(want.end(), std::begin(kAllMaps), std::end(kAllMaps));
@@ -111,13 +111,13 @@ TEST_F(PinningTest, PinnedProgramPinsProgramAndMapsByName) {
 }
 
 TEST_F(PinningTest, SecondPinnedProgramCallReturnsTheSameProgram) {
-    auto first = bpf::pinned_program(bpf::Program::FromPod, pins_.path());
+    auto first = datapath::pinned_program(datapath::Program::FromPod, pins_.path());
     ASSERT_TRUE(first.ok()) << first.error().message;
-    auto second = bpf::pinned_program(bpf::Program::FromPod, pins_.path());
+    auto second = datapath::pinned_program(datapath::Program::FromPod, pins_.path());
     ASSERT_TRUE(second.ok()) << second.error().message;
     EXPECT_NE(first->get(), second->get()) << "each call hands out its own fd";
-    auto id1 = bpf::prog_id_of(first->get());
-    auto id2 = bpf::prog_id_of(second->get());
+    auto id1 = datapath::prog_id_of(first->get());
+    auto id2 = datapath::prog_id_of(second->get());
     ASSERT_TRUE(id1.ok() && id2.ok());
     EXPECT_NE(*id1, 0u);
     EXPECT_EQ(*id1, *id2) << "the second call must reuse the pinned program, not load again";
@@ -125,7 +125,7 @@ TEST_F(PinningTest, SecondPinnedProgramCallReturnsTheSameProgram) {
 }
 
 TEST_F(PinningTest, LoadingAgainReusesThePinnedMaps) {
-    auto first = bpf::pinned_program(bpf::Program::FromPod, pins_.path());
+    auto first = datapath::pinned_program(datapath::Program::FromPod, pins_.path());
     ASSERT_TRUE(first.ok()) << first.error().message;
     const std::vector<uint32_t> maps = pinned_map_ids();
     ASSERT_EQ(maps.size(), std::size(kAllMaps));
@@ -133,7 +133,7 @@ TEST_F(PinningTest, LoadingAgainReusesThePinnedMaps) {
 
     // A second load of the same object (what a new program version or a
     // restarted loader does) must pick up the pinned maps, not create new ones.
-    auto again = bpf::load_program(bpf::Program::FromPod, pins_.path());
+    auto again = datapath::load_program(datapath::Program::FromPod, pins_.path());
     ASSERT_TRUE(again.ok()) << again.error().message;
     const ProgInfo p2 = info(*again);
     EXPECT_NE(p2.id, p1.id) << "load_program loads a new program instance";
@@ -143,23 +143,23 @@ TEST_F(PinningTest, LoadingAgainReusesThePinnedMaps) {
 
     // And with the program pin gone, pinned_program loads and pins anew,
     // still on the same maps.
-    const std::string prog_path = pins_.path() + "/" + bpf::program_pin_name(bpf::Program::FromPod);
+    const std::string prog_path = pins_.path() + "/" + datapath::program_pin_name(datapath::Program::FromPod);
     ASSERT_EQ(::unlink(prog_path.c_str()), 0) << std::strerror(errno);
-    auto third = bpf::pinned_program(bpf::Program::FromPod, pins_.path());
+    auto third = datapath::pinned_program(datapath::Program::FromPod, pins_.path());
     ASSERT_TRUE(third.ok()) << third.error().message;
     const ProgInfo p3 = info(*third);
     EXPECT_NE(p3.id, p1.id);
     EXPECT_TRUE(uses_only(p3.map_ids, maps));
-    auto fourth = bpf::pinned_program(bpf::Program::FromPod, pins_.path());
+    auto fourth = datapath::pinned_program(datapath::Program::FromPod, pins_.path());
     ASSERT_TRUE(fourth.ok()) << fourth.error().message;
     EXPECT_EQ(info(*fourth).id, p3.id);
 }
 
 TEST_F(PinningTest, ReloadedProgramSeesStateWrittenThroughTheFirstLoad) {
-    auto first = bpf::pinned_program(bpf::Program::FromPod, pins_.path());
+    auto first = datapath::pinned_program(datapath::Program::FromPod, pins_.path());
     ASSERT_TRUE(first.ok()) << first.error().message;
     {
-        auto eps = bpf::EndpointMap::open(pins_.path());
+        auto eps = datapath::EndpointMap::open(pins_.path());
         ASSERT_TRUE(eps.ok()) << eps.error().message;
         skiff_endpoint_info src{};
         src.ifindex = static_cast<uint32_t>(net_->src.host.ifindex);
@@ -172,7 +172,7 @@ TEST_F(PinningTest, ReloadedProgramSeesStateWrittenThroughTheFirstLoad) {
         ASSERT_TRUE(eps->upsert(Ipv4(0x0a000001), src).ok());
         ASSERT_TRUE(eps->upsert(Ipv4(0x0a000002), dst).ok());
     }
-    auto second = bpf::load_program(bpf::Program::FromPod, pins_.path());
+    auto second = datapath::load_program(datapath::Program::FromPod, pins_.path());
     ASSERT_TRUE(second.ok()) << second.error().message;
 
     Ipv4Spec s;
@@ -189,7 +189,7 @@ TEST_F(PinningTest, ReloadedProgramSeesStateWrittenThroughTheFirstLoad) {
         << "the reloaded program must see the endpoints written before";
     EXPECT_EQ(hex(r1.data), hex(r2.data));
 
-    auto met = bpf::MetricsMap::open(pins_.path());
+    auto met = datapath::MetricsMap::open(pins_.path());
     ASSERT_TRUE(met.ok()) << met.error().message;
     auto c = read_counters(*met);
     ASSERT_TRUE(c.ok()) << c.error().message;
@@ -205,7 +205,7 @@ TEST_F(PinningTest, PinnedMapWithAnotherLayoutIsRefusedByName) {
     UniqueFd old(bpf_map_create(BPF_MAP_TYPE_ARRAY, SKIFF_MAP_CONFIG, 4, 24, 1, nullptr));
     ASSERT_TRUE(old.valid()) << std::strerror(errno);
     ASSERT_EQ(bpf_obj_pin(old.get(), path.c_str()), 0) << std::strerror(errno);
-    auto prog = bpf::pinned_program(bpf::Program::FromPod, pins_.path());
+    auto prog = datapath::pinned_program(datapath::Program::FromPod, pins_.path());
     ASSERT_FALSE(prog.ok());
     EXPECT_EQ(prog.error().code, EINVAL);
     EXPECT_NE(prog.error().message.find(path + " has another layout: value size 24 (this build: " +
@@ -227,7 +227,7 @@ TEST_F(PinningTest, PinDirIsRemovedCompletely) {
         PinDir d;
         path = d.path();
         ASSERT_TRUE(d.create().ok());
-        auto prog = bpf::pinned_program(bpf::Program::FromPod, d.path());
+        auto prog = datapath::pinned_program(datapath::Program::FromPod, d.path());
         ASSERT_TRUE(prog.ok()) << prog.error().message;
         EXPECT_EQ(list_dir_entries(path).size(), std::size(kAllMaps) + 1);
         EXPECT_EQ(d.remove(), "");  // even while fds are still open

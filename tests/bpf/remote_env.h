@@ -134,7 +134,7 @@ private:
 // A raw read of one skiff_metrics slot, summed over CPUs (independent of
 // MetricsMap::read()'s decoding of the index).
 inline Result<Count> read_metrics_slot(const std::string& pin_dir, uint32_t index) {
-    SKIFF_ASSIGN_OR_RETURN(UniqueFd fd, bpf::open_pinned_map(pin_dir, SKIFF_MAP_METRICS));
+    SKIFF_ASSIGN_OR_RETURN(UniqueFd fd, datapath::open_pinned_map(pin_dir, SKIFF_MAP_METRICS));
     int ncpu = libbpf_num_possible_cpus();
     if (ncpu <= 0) return Error::os(-ncpu, "count possible CPUs");
     std::vector<skiff_metrics_value> vals(static_cast<size_t>(ncpu));

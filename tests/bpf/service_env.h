@@ -54,9 +54,9 @@ inline std::string describe(const skiff_ct_value& v) {
 class ServiceMaps {
 public:
     Status open(const std::string& pin_dir) {
-        SKIFF_ASSIGN_OR_RETURN(services_, bpf::open_pinned_map(pin_dir, SKIFF_MAP_SERVICES));
-        SKIFF_ASSIGN_OR_RETURN(backends_, bpf::open_pinned_map(pin_dir, SKIFF_MAP_BACKENDS));
-        SKIFF_ASSIGN_OR_RETURN(ct_, bpf::open_pinned_map(pin_dir, SKIFF_MAP_CT));
+        SKIFF_ASSIGN_OR_RETURN(services_, datapath::open_pinned_map(pin_dir, SKIFF_MAP_SERVICES));
+        SKIFF_ASSIGN_OR_RETURN(backends_, datapath::open_pinned_map(pin_dir, SKIFF_MAP_BACKENDS));
+        SKIFF_ASSIGN_OR_RETURN(ct_, datapath::open_pinned_map(pin_dir, SKIFF_MAP_CT));
         return {};
     }
     void close() {

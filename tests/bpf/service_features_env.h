@@ -54,9 +54,9 @@ class FeatureMaps : public ServiceMaps {
 public:
     Status open(const std::string& pin_dir) {
         SKIFF_TRY(ServiceMaps::open(pin_dir));
-        SKIFF_ASSIGN_OR_RETURN(affinity_, bpf::open_pinned_map(pin_dir, SKIFF_MAP_AFFINITY));
-        SKIFF_ASSIGN_OR_RETURN(maglev_, bpf::open_pinned_map(pin_dir, SKIFF_MAP_MAGLEV));
-        SKIFF_ASSIGN_OR_RETURN(config_, bpf::open_pinned_map(pin_dir, SKIFF_MAP_CONFIG));
+        SKIFF_ASSIGN_OR_RETURN(affinity_, datapath::open_pinned_map(pin_dir, SKIFF_MAP_AFFINITY));
+        SKIFF_ASSIGN_OR_RETURN(maglev_, datapath::open_pinned_map(pin_dir, SKIFF_MAP_MAGLEV));
+        SKIFF_ASSIGN_OR_RETURN(config_, datapath::open_pinned_map(pin_dir, SKIFF_MAP_CONFIG));
         return {};
     }
     void close() {

@@ -12,7 +12,7 @@
 // BPF_PROG_TEST_RUN reports the verdict but does not perform a redirect.
 #include <sys/socket.h>
 
-#include "bpf/socklb.h"
+#include "datapath/socklb.h"
 #include "service_features_env.h"
 
 namespace skiff::bpftest::features {
@@ -362,9 +362,9 @@ TEST_F(ServiceFeatureNodePortTest, BackendOutsidePodCidrsIsRoutedNotHandedToTheS
 // =============================================================================
 
 TEST_F(ServiceFeatureTest, SocketLbConnect4PointsTheSocketAtABackend) {
-    auto progs = bpf::load_sock_programs(pins_.path());
+    auto progs = datapath::load_sock_programs(pins_.path());
     ASSERT_TRUE(progs.ok()) << progs.error().message;
-    auto cookie = bpf::current_netns_cookie();
+    auto cookie = datapath::current_netns_cookie();
     ASSERT_TRUE(cookie.ok()) << cookie.error().message;
     skiff_config cfg{};
     cfg.netns_cookie = cookie.value();

@@ -80,10 +80,10 @@ inline std::string nat_str(const skiff_nat_value& v) {
 class SnatMaps {
 public:
     Status open(const std::string& pin_dir) {
-        SKIFF_ASSIGN_OR_RETURN(snat_, bpf::open_pinned_map(pin_dir, SKIFF_MAP_SNAT));
-        SKIFF_ASSIGN_OR_RETURN(nomasq_, bpf::open_pinned_map(pin_dir, SKIFF_MAP_NOMASQ));
-        SKIFF_ASSIGN_OR_RETURN(config_, bpf::open_pinned_map(pin_dir, SKIFF_MAP_CONFIG));
-        SKIFF_ASSIGN_OR_RETURN(trace_, bpf::open_pinned_map(pin_dir, SKIFF_MAP_TRACE));
+        SKIFF_ASSIGN_OR_RETURN(snat_, datapath::open_pinned_map(pin_dir, SKIFF_MAP_SNAT));
+        SKIFF_ASSIGN_OR_RETURN(nomasq_, datapath::open_pinned_map(pin_dir, SKIFF_MAP_NOMASQ));
+        SKIFF_ASSIGN_OR_RETURN(config_, datapath::open_pinned_map(pin_dir, SKIFF_MAP_CONFIG));
+        SKIFF_ASSIGN_OR_RETURN(trace_, datapath::open_pinned_map(pin_dir, SKIFF_MAP_TRACE));
         return {};
     }
     void close() {
@@ -326,7 +326,7 @@ protected:
         ASSERT_OK(fwd_b_.enable("skt-src-h"));
 
         ASSERT_NO_FATAL_FAILURE(load_pinned(kWithUplink | kWithNodes));
-        ASSERT_NO_FATAL_FAILURE(load(bpf::Program::ToUplink, to_uplink_));
+        ASSERT_NO_FATAL_FAILURE(load(datapath::Program::ToUplink, to_uplink_));
         ASSERT_OK(maps_.open(pins_.path()));
 
         ASSERT_OK(endpoints_->upsert(kPodA, endpoint(*veth_a_)));

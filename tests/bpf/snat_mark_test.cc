@@ -193,7 +193,7 @@ TEST_F(SnatMarkTest, TraceModeKeepsItsMarkAndChangesNothing) {
         EXPECT_EQ(r.retval, action);
         EXPECT_EQ(r.ctx.mark, SKIFF_TRACE_MARK) << "not turned into the forwarded mark";
         const skiff_trace_result t = maps_.trace();
-        EXPECT_EQ(t.reason, reason) << bpf::reason_name(t.reason);
+        EXPECT_EQ(t.reason, reason) << datapath::reason_name(t.reason);
         EXPECT_EQ(t.action, static_cast<int32_t>(action));
         EXPECT_EQ((t.flags & SKIFF_TRACE_F_NEW) != 0, is_new);
     };

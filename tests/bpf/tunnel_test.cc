@@ -38,9 +38,9 @@ class TunnelTest : public RemoteTest {
 protected:
     void SetUp() override {
         ASSERT_NO_FATAL_FAILURE(RemoteTest::SetUp());
-        ASSERT_NO_FATAL_FAILURE(load(bpf::Program::ToTunnel, to_tunnel_));
-        ASSERT_NO_FATAL_FAILURE(load(bpf::Program::FromTunnel, from_tunnel_));
-        auto cfg = bpf::open_pinned_map(pins_.path(), SKIFF_MAP_CONFIG);
+        ASSERT_NO_FATAL_FAILURE(load(datapath::Program::ToTunnel, to_tunnel_));
+        ASSERT_NO_FATAL_FAILURE(load(datapath::Program::FromTunnel, from_tunnel_));
+        auto cfg = datapath::open_pinned_map(pins_.path(), SKIFF_MAP_CONFIG);
         ASSERT_TRUE(cfg.ok()) << cfg.error().message;
         config_ = std::move(cfg).value();
         // The "tunnel device": any device will do, test_run does not redirect.

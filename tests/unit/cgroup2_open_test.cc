@@ -1,4 +1,4 @@
-// bpf::open_cgroup2(): the socket LB's cgroup path is the cgroup2 root on a
+// datapath::open_cgroup2(): the socket LB's cgroup path is the cgroup2 root on a
 // unified host and /sys/fs/cgroup's unified/ on a hybrid one; anything else
 // is refused with the path in the message.
 #include <fcntl.h>
@@ -11,7 +11,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "bpf/socklb.h"
+#include "datapath/socklb.h"
 
 namespace skiff {
 namespace {
@@ -29,7 +29,7 @@ bool path_is_cgroup2(const std::string& p) {
 TEST(OpenCgroup2, SysFsCgroupGivesTheCgroup2RootOnUnifiedAndHybridHosts) {
     if (!path_is_cgroup2("/sys/fs/cgroup") && !path_is_cgroup2("/sys/fs/cgroup/unified"))
         GTEST_SKIP() << "this host has no cgroup2 at /sys/fs/cgroup or /sys/fs/cgroup/unified";
-    auto fd = bpf::open_cgroup2("/sys/fs/cgroup");
+    auto fd = datapath::open_cgroup2("/sys/fs/cgroup");
     ASSERT_TRUE(fd) << fd.error().message;
     EXPECT_TRUE(fd_is_cgroup2(fd->get()));
     // The same directory as the one named directly.
@@ -46,20 +46,20 @@ TEST(OpenCgroup2, ADirectoryOffCgroup2IsRefusedEvenWithAUnifiedSubdirectory) {
     char tmpl[] = "/tmp/skiff-cg2-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     std::string dir = tmpl;
-    auto plain = bpf::open_cgroup2(dir);
+    auto plain = datapath::open_cgroup2(dir);
     ASSERT_FALSE(plain);
     EXPECT_NE(plain.error().message.find(dir), std::string::npos) << plain.error().message;
     ASSERT_EQ(::mkdir((dir + "/unified").c_str(), 0755), 0);
-    auto fake = bpf::open_cgroup2(dir);
+    auto fake = datapath::open_cgroup2(dir);
     EXPECT_FALSE(fake) << "a unified/ that is no cgroup2 was taken";
     ::rmdir((dir + "/unified").c_str());
     ::rmdir(dir.c_str());
 }
 
 TEST(OpenCgroup2, AMissingPathOrAFileIsRefused) {
-    EXPECT_FALSE(bpf::open_cgroup2("/nonexistent/skiff-cgroup"));
-    EXPECT_FALSE(bpf::open_cgroup2("/etc/hostname"));
-    EXPECT_FALSE(bpf::open_cgroup2(""));
+    EXPECT_FALSE(datapath::open_cgroup2("/nonexistent/skiff-cgroup"));
+    EXPECT_FALSE(datapath::open_cgroup2("/etc/hostname"));
+    EXPECT_FALSE(datapath::open_cgroup2(""));
 }
 
 }  // namespace

@@ -12,7 +12,7 @@
 
 #include <gtest/gtest.h>
 
-#include "bpf/pins.h"
+#include "datapath/pins.h"
 #include "cni/config.h"
 #include "cni/delegate.h"
 #include "cni/plugin.h"
@@ -190,7 +190,7 @@ TEST(PinDirProblem, PathsOffBpffs) {
     for (const std::string& bad :
          {std::string("relative"), std::string("/proc/self/mem"), std::string("/dev/null"), std::string("/sys/fs/bp"),
           std::string("/sys/fs/bpfx/skiff"), tmp.path(), tmp.sub("new/skiff"), tmp.sub("file"), tmp.sub("file/pins")})
-        EXPECT_NE(bpf::pin_dir_problem(bad), "") << bad;
+        EXPECT_NE(datapath::pin_dir_problem(bad), "") << bad;
     // Nothing was created looking.
     EXPECT_FALSE(std::filesystem::exists(tmp.sub("new")));
     EXPECT_FALSE(std::filesystem::exists("/sys/fs/bpfx"));

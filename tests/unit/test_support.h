@@ -19,7 +19,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "bpf/datapath.h"
+#include "datapath/datapath.h"
 #include "cni/plugin.h"
 #include "cni/pod_network.h"
 #include "cni/state.h"

@@ -4,7 +4,7 @@
 #include <initializer_list>
 #include <utility>
 
-#include "bpf/map_layout.h"
+#include "datapath/map_layout.h"
 
 namespace skiff::agent {
 namespace {

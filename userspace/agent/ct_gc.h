@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "bpf/map_layout.h"
+#include "datapath/map_layout.h"
 #include "common/clock.h"
 #include "common/result.h"
 

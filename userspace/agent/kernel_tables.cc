@@ -10,8 +10,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "bpf/maps.h"
-#include "bpf/pins.h"
+#include "datapath/maps.h"
+#include "datapath/pins.h"
 #include "net/rtnetlink.h"
 
 namespace skiff::agent {
@@ -40,12 +40,12 @@ public:
 private:
     Status open() {
         if (map_) return ok();
-        SKIFF_ASSIGN_OR_RETURN(auto m, bpf::NodeMap::open(pin_));
+        SKIFF_ASSIGN_OR_RETURN(auto m, datapath::NodeMap::open(pin_));
         map_.emplace(std::move(m));
         return ok();
     }
     std::string pin_;
-    std::optional<bpf::NodeMap> map_;
+    std::optional<datapath::NodeMap> map_;
 };
 
 class KernelRouteTable final : public RouteTable {
@@ -96,7 +96,7 @@ private:
 template <typename K, typename V>
 Result<std::map<K, V>> dump(int fd, const char* what) {
     std::map<K, V> out;
-    SKIFF_TRY((bpf::for_each_entry<K, V>(fd, what, [&](const K& k, const V& v) { out[k] = v; })));
+    SKIFF_TRY((datapath::for_each_entry<K, V>(fd, what, [&](const K& k, const V& v) { out[k] = v; })));
     return out;
 }
 
@@ -107,7 +107,7 @@ public:
     Result<std::map<SvcKey, skiff_service_value>> services() override {
         SKIFF_TRY(open());
         std::map<SvcKey, skiff_service_value> out;
-        SKIFF_TRY((bpf::for_each_entry<skiff_service_key, skiff_service_value>(
+        SKIFF_TRY((datapath::for_each_entry<skiff_service_key, skiff_service_value>(
             svc_.get(), "services", [&](const auto& k, const auto& v) {
                 out[{k.vip, k.port, k.proto, k.slot}] = v;
             })));
@@ -166,9 +166,10 @@ public:
     Result<std::map<MaglevKey, uint32_t>> maglev() override {
         SKIFF_TRY(open());
         std::map<MaglevKey, uint32_t> out;
-        SKIFF_TRY((bpf::for_each_entry<skiff_maglev_key, uint32_t>(mg_.get(), "maglev", [&](const auto& k, uint32_t v) {
-            out[{k.revnat_id, k.index}] = v;
-        })));
+        SKIFF_TRY(
+            (datapath::for_each_entry<skiff_maglev_key, uint32_t>(mg_.get(), "maglev", [&](const auto& k, uint32_t v) {
+                out[{k.revnat_id, k.index}] = v;
+            })));
         return out;
     }
     Status put_maglev(const MaglevKey& k, uint32_t backend) override {
@@ -187,10 +188,10 @@ public:
 private:
     Status open() {
         if (svc_.valid()) return ok();
-        SKIFF_ASSIGN_OR_RETURN(mg_, bpf::open_pinned_map(pin_, SKIFF_MAP_MAGLEV));
-        SKIFF_ASSIGN_OR_RETURN(svc_, bpf::open_pinned_map(pin_, SKIFF_MAP_SERVICES));
-        SKIFF_ASSIGN_OR_RETURN(be_, bpf::open_pinned_map(pin_, SKIFF_MAP_BACKENDS));
-        SKIFF_ASSIGN_OR_RETURN(rn_, bpf::open_pinned_map(pin_, SKIFF_MAP_REVNAT));
+        SKIFF_ASSIGN_OR_RETURN(mg_, datapath::open_pinned_map(pin_, SKIFF_MAP_MAGLEV));
+        SKIFF_ASSIGN_OR_RETURN(svc_, datapath::open_pinned_map(pin_, SKIFF_MAP_SERVICES));
+        SKIFF_ASSIGN_OR_RETURN(be_, datapath::open_pinned_map(pin_, SKIFF_MAP_BACKENDS));
+        SKIFF_ASSIGN_OR_RETURN(rn_, datapath::open_pinned_map(pin_, SKIFF_MAP_REVNAT));
         return ok();
     }
     std::string pin_;
@@ -207,7 +208,7 @@ public:
         SKIFF_ASSIGN_OR_RETURN(int fd, map_.fd());
         uint64_t n = 0;
         SKIFF_TRY(
-            (bpf::for_each_entry<skiff_ct_key, skiff_ct_value>(fd, "conntrack", [&](const auto& k, const auto& v) {
+            (datapath::for_each_entry<skiff_ct_key, skiff_ct_value>(fd, "conntrack", [&](const auto& k, const auto& v) {
                 ++n;
                 f(k, v);
             })));
@@ -215,15 +216,15 @@ public:
     }
     Result<std::optional<skiff_ct_value>> lookup(const skiff_ct_key& k) override {
         SKIFF_ASSIGN_OR_RETURN(int fd, map_.fd());
-        return bpf::lookup_entry<skiff_ct_value>(fd, k, "conntrack");
+        return datapath::lookup_entry<skiff_ct_value>(fd, k, "conntrack");
     }
     Status remove(const skiff_ct_key& k) override {
         SKIFF_ASSIGN_OR_RETURN(int fd, map_.fd());
-        return bpf::delete_entry(fd, k, "conntrack");
+        return datapath::delete_entry(fd, k, "conntrack");
     }
 
 private:
-    bpf::LazyPinnedMap map_;
+    datapath::LazyPinnedMap map_;
 };
 
 class BpfSnatTable final : public SnatTable {
@@ -232,23 +233,23 @@ public:
     Result<NatEntries> list() override {
         SKIFF_ASSIGN_OR_RETURN(int fd, map_.fd());
         NatEntries out;
-        SKIFF_TRY((bpf::for_each_entry<skiff_ct_key, skiff_nat_value>(
+        SKIFF_TRY((datapath::for_each_entry<skiff_ct_key, skiff_nat_value>(
             fd, "snat", [&](const auto& k, const auto& v) { out[k] = v; })));
         return out;
     }
     Result<std::optional<skiff_nat_value>> lookup(const skiff_ct_key& k) override {
         SKIFF_ASSIGN_OR_RETURN(int fd, map_.fd());
-        return bpf::lookup_entry<skiff_nat_value>(fd, k, "snat");
+        return datapath::lookup_entry<skiff_nat_value>(fd, k, "snat");
     }
     Status remove(const skiff_ct_key& k) override {
         SKIFF_ASSIGN_OR_RETURN(int fd, map_.fd());
-        return bpf::delete_entry(fd, k, "snat");
+        return datapath::delete_entry(fd, k, "snat");
     }
 
     Status sync_nomasq(const std::set<Ipv4Prefix>& want) override {
-        SKIFF_ASSIGN_OR_RETURN(UniqueFd fd, bpf::open_pinned_map(pin_, SKIFF_MAP_NOMASQ));
+        SKIFF_ASSIGN_OR_RETURN(UniqueFd fd, datapath::open_pinned_map(pin_, SKIFF_MAP_NOMASQ));
         std::set<Ipv4Prefix> have;
-        SKIFF_TRY((bpf::for_each_entry<skiff_node_key, uint32_t>(fd.get(), "nomasq", [&](const auto& k, uint32_t) {
+        SKIFF_TRY((datapath::for_each_entry<skiff_node_key, uint32_t>(fd.get(), "nomasq", [&](const auto& k, uint32_t) {
             have.insert(Ipv4Prefix(Ipv4::from_be(k.ip), static_cast<int>(k.prefixlen)));
         })));
         uint32_t one = 1;
@@ -268,7 +269,7 @@ public:
 
 private:
     std::string pin_;
-    bpf::LazyPinnedMap map_;
+    datapath::LazyPinnedMap map_;
 };
 
 // ---- what /metrics and the GC read ----
@@ -279,21 +280,21 @@ public:
 
     DatapathStats stats() override {
         DatapathStats dp;
-        if (auto eps = bpf::EndpointMap::open(pin_); eps)
+        if (auto eps = datapath::EndpointMap::open(pin_); eps)
             if (auto l = eps->list(); l) dp.endpoints = static_cast<long long>(l->size());
-        if (auto m = bpf::MetricsMap::open(pin_); m) {
+        if (auto m = datapath::MetricsMap::open(pin_); m) {
             if (auto rows = m->read(); rows) {
                 dp.counts_read = true;
                 for (const auto& r : *rows)
                     if (r.reason != SKIFF_CT_ENTRY_INSERTED && r.reason != SKIFF_CT_ENTRY_REMOVED)
-                        dp.counts.push_back({std::string(bpf::reason_name(r.reason)), std::string(bpf::dir_name(r.dir)),
-                                             r.packets, r.bytes});
+                        dp.counts.push_back({std::string(datapath::reason_name(r.reason)),
+                                             std::string(datapath::dir_name(r.dir)), r.packets, r.bytes});
             }
         }
         return dp;
     }
     std::optional<CtDatapathCounts> ct_counts() override {
-        auto m = bpf::MetricsMap::open(pin_);
+        auto m = datapath::MetricsMap::open(pin_);
         if (!m) return std::nullopt;
         auto rows = m->read();
         if (!rows) return std::nullopt;

@@ -12,7 +12,7 @@
 #include "node_datapath.h"
 #include "startup.h"
 
-#include "bpf/socklb.h"
+#include "datapath/socklb.h"
 #include "common/log.h"
 #include "net/rtnetlink.h"
 
@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
     cfg->mtu = dp->pod_mtu;
     // Host processes and host-network pods reach ClusterIPs by socket LB.
     if (!cfg->socket_lb_cgroup.empty()) {
-        if (auto s = bpf::attach_socket_lb(cfg->pin_path, cfg->socket_lb_cgroup); !s)
+        if (auto s = datapath::attach_socket_lb(cfg->pin_path, cfg->socket_lb_cgroup); !s)
             return log::error("socket LB: " + s.error().message), 1;
     }
     // Pods reach other nodes' addresses (not PodCIDRs) through the stack.

@@ -5,10 +5,10 @@
 
 #include <cstdio>
 
-#include "bpf/map_layout.h"
-#include "bpf/pins.h"
-#include "bpf/socklb.h"
-#include "bpf/tc.h"
+#include "datapath/map_layout.h"
+#include "datapath/pins.h"
+#include "datapath/socklb.h"
+#include "datapath/tc.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "net/rtnetlink.h"
@@ -18,10 +18,11 @@ namespace {
 
 constexpr MacAddr kTunnelMac = SKIFF_TUNNEL_MAC;
 
-Status attach_pair(int ifindex, bpf::Program ingress, bpf::Program egress, const std::string& pin_path) {
-    for (auto [program, hook] : {std::pair{ingress, bpf::TcHook::Ingress}, std::pair{egress, bpf::TcHook::Egress}}) {
-        SKIFF_ASSIGN_OR_RETURN(auto prog, bpf::pinned_program(program, pin_path));
-        SKIFF_TRY(bpf::tc_attach(ifindex, hook, prog.get()));
+Status attach_pair(int ifindex, datapath::Program ingress, datapath::Program egress, const std::string& pin_path) {
+    for (auto [program, hook] :
+         {std::pair{ingress, datapath::TcHook::Ingress}, std::pair{egress, datapath::TcHook::Egress}}) {
+        SKIFF_ASSIGN_OR_RETURN(auto prog, datapath::pinned_program(program, pin_path));
+        SKIFF_TRY(datapath::tc_attach(ifindex, hook, prog.get()));
     }
     return ok();
 }
@@ -91,7 +92,7 @@ Result<NodeDatapath> setup_node_datapath(const AgentConfig& cfg) {
     auto uplink = nl.link(cfg.uplink);
     if (!uplink) return Error{uplink.error().code, "uplink " + cfg.uplink + ": " + uplink.error().message};
     dp.uplink_ifindex = uplink->ifindex;
-    SKIFF_TRY(attach_pair(uplink->ifindex, bpf::Program::FromUplink, bpf::Program::ToUplink, cfg.pin_path));
+    SKIFF_TRY(attach_pair(uplink->ifindex, datapath::Program::FromUplink, datapath::Program::ToUplink, cfg.pin_path));
 
     dp.routing.mode = cfg.routing_mode;
     if (auto addrs = nl.addresses(uplink->ifindex); addrs) dp.routing.uplink_subnets = *addrs;
@@ -99,14 +100,14 @@ Result<NodeDatapath> setup_node_datapath(const AgentConfig& cfg) {
     auto tunnel = ensure_tunnel(nl, cfg.tunnel, tunnel_mtu(uplink->mtu));
     if (!tunnel) return Error{tunnel.error().code, "tunnel: " + tunnel.error().message};
     dp.tunnel_ifindex = *tunnel;
-    SKIFF_TRY(attach_pair(dp.tunnel_ifindex, bpf::Program::FromTunnel, bpf::Program::ToTunnel, cfg.pin_path));
+    SKIFF_TRY(attach_pair(dp.tunnel_ifindex, datapath::Program::FromTunnel, datapath::Program::ToTunnel, cfg.pin_path));
 
     // The datapath's view of this node.
     std::string range = "32768 60999";
     if (auto r = read_file("/proc/sys/net/ipv4/ip_local_port_range"); r) range = *r;
     SKIFF_TRY(check_masquerade_ports(cfg.masquerade, range));
-    SKIFF_ASSIGN_OR_RETURN(uint64_t cookie, bpf::current_netns_cookie());
-    SKIFF_ASSIGN_OR_RETURN(auto m, bpf::open_pinned_map(cfg.pin_path, SKIFF_MAP_CONFIG));
+    SKIFF_ASSIGN_OR_RETURN(uint64_t cookie, datapath::current_netns_cookie());
+    SKIFF_ASSIGN_OR_RETURN(auto m, datapath::open_pinned_map(cfg.pin_path, SKIFF_MAP_CONFIG));
     uint32_t zero = 0;
     skiff_config c{};
     c.node_ip = cfg.node_ip.be();

@@ -2,7 +2,7 @@
 
 #include <linux/rtnetlink.h>
 
-#include "bpf/maps.h"
+#include "datapath/maps.h"
 #include "net/rtnetlink.h"
 
 namespace skiff::agent {

@@ -10,7 +10,7 @@
 #include "cluster.h"
 #include "common/result.h"
 #include "config.h"
-#include "bpf/map_layout.h"
+#include "datapath/map_layout.h"
 
 namespace skiff::agent {
 

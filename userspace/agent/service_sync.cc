@@ -6,9 +6,9 @@
 #include <optional>
 #include <set>
 
-#include "bpf/maps.h"
+#include "datapath/maps.h"
 #include "maglev.h"
-#include "bpf/pins.h"
+#include "datapath/pins.h"
 
 #include <bpf/bpf.h>
 

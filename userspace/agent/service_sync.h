@@ -9,7 +9,7 @@
 #include <vector>
 #include <string>
 
-#include "bpf/map_layout.h"
+#include "datapath/map_layout.h"
 #include "common/result.h"
 #include "services.h"
 

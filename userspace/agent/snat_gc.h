@@ -8,7 +8,7 @@
 #include <set>
 #include <string>
 
-#include "bpf/map_layout.h"
+#include "datapath/map_layout.h"
 #include "common/ipv4.h"
 #include "common/result.h"
 #include "ct_gc.h"

@@ -9,7 +9,7 @@
 #include "common/fd.h"
 #include "common/result.h"
 
-namespace skiff::bpf {
+namespace skiff::datapath {
 
 // cgroup_path opened, when it is a cgroup2 directory; else its unified/
 // when that is one (a hybrid host's /sys/fs/cgroup).
@@ -23,4 +23,4 @@ Status attach_socket_lb(const std::string& pin_dir, const std::string& cgroup_pa
 // The calling thread's network namespace cookie (SO_NETNS_COOKIE).
 Result<uint64_t> current_netns_cookie();
 
-}  // namespace skiff::bpf
+}  // namespace skiff::datapath

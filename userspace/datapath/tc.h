@@ -6,7 +6,7 @@
 
 #include "common/result.h"
 
-namespace skiff::bpf {
+namespace skiff::datapath {
 
 enum class TcHook { Ingress, Egress };
 
@@ -18,4 +18,4 @@ Status tc_detach(int ifindex, TcHook hook);  // ENOENT when absent
 
 Result<uint32_t> prog_id_of(int prog_fd);
 
-}  // namespace skiff::bpf
+}  // namespace skiff::datapath

@@ -17,7 +17,7 @@
 #include "map_layout.h"
 #include "pins.h"
 
-namespace skiff::bpf {
+namespace skiff::datapath {
 
 // Calls f(key, value) for every entry of the map behind fd, one key at a
 // time: two syscalls per entry, and a key deleted mid-walk restarts the
@@ -163,4 +163,4 @@ std::string_view reason_name(uint32_t reason);  // "fwd-local-pod", "drop-invali
 std::string_view dir_name(uint32_t dir);        // "egress" / "ingress"
 bool reason_is_drop(uint32_t reason);
 
-}  // namespace skiff::bpf
+}  // namespace skiff::datapath

@@ -15,7 +15,7 @@
 #include "common/files.h"
 #include "common/hash.h"
 
-namespace skiff::bpf {
+namespace skiff::datapath {
 
 namespace {
 
@@ -122,4 +122,4 @@ Result<UniqueFd> open_pinned_map(const std::string& pin_dir, const std::string& 
     return UniqueFd(fd);
 }
 
-}  // namespace skiff::bpf
+}  // namespace skiff::datapath

@@ -15,7 +15,7 @@
 #define SO_NETNS_COOKIE 71
 #endif
 
-namespace skiff::bpf {
+namespace skiff::datapath {
 
 Result<uint64_t> current_netns_cookie() {
     UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
@@ -71,4 +71,4 @@ Status attach_socket_lb(const std::string& pin_dir, const std::string& cgroup_pa
     return ok();
 }
 
-}  // namespace skiff::bpf
+}  // namespace skiff::datapath

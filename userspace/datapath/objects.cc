@@ -15,7 +15,7 @@
 #include "to_uplink.skel.h"
 #include "sock.skel.h"
 
-namespace skiff::bpf {
+namespace skiff::datapath {
 namespace {
 
 // A map already pinned under the object's pin path must have the layout the
@@ -125,9 +125,9 @@ Result<UniqueFd> load_program(Program p, const std::string& pin_dir) {
     return Error::invalid("unknown program");
 }
 
-}  // namespace skiff::bpf
+}  // namespace skiff::datapath
 
-namespace skiff::bpf {
+namespace skiff::datapath {
 
 Result<SockPrograms> load_sock_programs(const std::string& pin_dir) {
     char errbuf[256];
@@ -149,4 +149,4 @@ Result<SockPrograms> load_sock_programs(const std::string& pin_dir) {
     return p;
 }
 
-}  // namespace skiff::bpf
+}  // namespace skiff::datapath

@@ -3,7 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-namespace skiff::bpf {
+namespace skiff::datapath {
 namespace {
 
 constexpr uint32_t kHandle = 1;
@@ -50,4 +50,4 @@ Result<uint32_t> prog_id_of(int prog_fd) {
     return info.id;
 }
 
-}  // namespace skiff::bpf
+}  // namespace skiff::datapath

@@ -10,7 +10,7 @@
 #include "common/result.h"
 #include "objects.h"
 
-namespace skiff::bpf {
+namespace skiff::datapath {
 
 // Why pin_dir cannot hold pins, or "" when it can: it must lie on a bpffs
 // mount, or below /sys/fs/bpf while nothing at all is mounted there. Only
@@ -42,4 +42,4 @@ Result<UniqueFd> pinned_program(Program p, const std::string& pin_dir);
 // Open a pinned map by name; ENOENT with a helpful message if absent.
 Result<UniqueFd> open_pinned_map(const std::string& pin_dir, const std::string& name);
 
-}  // namespace skiff::bpf
+}  // namespace skiff::datapath

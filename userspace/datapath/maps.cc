@@ -5,7 +5,7 @@
 
 #include "pins.h"
 
-namespace skiff::bpf {
+namespace skiff::datapath {
 
 Result<EndpointMap> EndpointMap::open(const std::string& pin_dir) {
     SKIFF_ASSIGN_OR_RETURN(UniqueFd fd, open_pinned_map(pin_dir, SKIFF_MAP_ENDPOINTS));
@@ -137,4 +137,4 @@ std::string_view dir_name(uint32_t dir) { return dir == SKIFF_DIR_INGRESS ? "ing
 
 bool reason_is_drop(uint32_t reason) { return reason >= SKIFF_DROP_BASE; }
 
-}  // namespace skiff::bpf
+}  // namespace skiff::datapath

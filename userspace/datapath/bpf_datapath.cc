@@ -14,19 +14,19 @@ public:
 
     Status ensure_loaded() override {
         if (prog_.valid()) return ok();
-        SKIFF_ASSIGN_OR_RETURN(prog_, bpf::pinned_program(bpf::Program::FromPod, pin_dir_));
+        SKIFF_ASSIGN_OR_RETURN(prog_, datapath::pinned_program(datapath::Program::FromPod, pin_dir_));
         return ok();
     }
 
     Status attach_pod(int host_ifindex) override {
         SKIFF_TRY(ensure_loaded());
-        return bpf::tc_attach(host_ifindex, bpf::TcHook::Ingress, prog_.get());
+        return datapath::tc_attach(host_ifindex, datapath::TcHook::Ingress, prog_.get());
     }
 
     Result<bool> pod_attached(int host_ifindex) override {
         SKIFF_TRY(ensure_loaded());
-        SKIFF_ASSIGN_OR_RETURN(uint32_t want, bpf::prog_id_of(prog_.get()));
-        SKIFF_ASSIGN_OR_RETURN(uint32_t have, bpf::tc_attached_id(host_ifindex, bpf::TcHook::Ingress));
+        SKIFF_ASSIGN_OR_RETURN(uint32_t want, datapath::prog_id_of(prog_.get()));
+        SKIFF_ASSIGN_OR_RETURN(uint32_t have, datapath::tc_attached_id(host_ifindex, datapath::TcHook::Ingress));
         return have == want;
     }
 
@@ -54,7 +54,7 @@ public:
     }
 
     Result<bool> node_cidr_is_local(const Ipv4Prefix& cidr) override {
-        SKIFF_ASSIGN_OR_RETURN(auto nodes, bpf::NodeMap::open(pin_dir_));
+        SKIFF_ASSIGN_OR_RETURN(auto nodes, datapath::NodeMap::open(pin_dir_));
         SKIFF_ASSIGN_OR_RETURN(auto entries, nodes.list());
         for (const auto& [c, info] : entries)
             if (c == cidr && (info.flags & SKIFF_NODE_F_LOCAL)) return true;
@@ -64,14 +64,14 @@ public:
 private:
     Status endpoints() {
         if (endpoints_) return ok();
-        SKIFF_ASSIGN_OR_RETURN(auto m, bpf::EndpointMap::open(pin_dir_));
+        SKIFF_ASSIGN_OR_RETURN(auto m, datapath::EndpointMap::open(pin_dir_));
         endpoints_.emplace(std::move(m));
         return ok();
     }
 
     std::string pin_dir_;
     UniqueFd prog_;
-    std::optional<bpf::EndpointMap> endpoints_;
+    std::optional<datapath::EndpointMap> endpoints_;
 };
 
 }  // namespace

@@ -10,7 +10,7 @@
 #include "common/fd.h"
 #include "common/result.h"
 
-namespace skiff::bpf {
+namespace skiff::datapath {
 
 enum class Program {
     FromPod,     // tc ingress on a pod's host veth (bpf/from_pod.c)
@@ -40,4 +40,4 @@ Result<SockPrograms> load_sock_programs(const std::string& pin_dir);
 // Maps that did not exist are created and pinned.
 Result<UniqueFd> load_program(Program p, const std::string& pin_dir);
 
-}  // namespace skiff::bpf
+}  // namespace skiff::datapath
