@@ -1,6 +1,6 @@
 // skiff-prog-bench: per-packet cost of each skiff BPF program path, as the
 // kernel times it in BPF_PROG_TEST_RUN (duration = average ns per run). In a
-// private netns with the BPF tests' veths/underlay (tests/bpf/*_env.h) and its
+// private netns with the BPF tests' veths/underlay (tests/harness/*_env.h) and its
 // own pin dir /sys/fs/bpf/skiff-progbench-<pid> (removed at exit), it loads
 // from_pod, from_uplink and to_uplink, fills the maps like a node (local +
 // remote PodCIDR, a ClusterIP, masquerade) and times crafted TCP packets

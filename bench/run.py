@@ -43,7 +43,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-# --bin-dir must take effect before tests/integration/skiff_topo.py reads SKIFF_BIN_DIR at import.
+# --bin-dir must take effect before tests/harness/skiff_topo.py reads SKIFF_BIN_DIR at import.
 for _i, _a in enumerate(sys.argv):
     if _a == "--bin-dir" and _i + 1 < len(sys.argv):
         os.environ["SKIFF_BIN_DIR"] = os.path.abspath(sys.argv[_i + 1])

@@ -12,7 +12,7 @@
           node namespaces), plus kube-proxy-format iptables chains for the
           services under test; two nodes with routes to each other's subnet;
   skiff   two node namespaces with a skiff-agent each, pods attached by
-          build/bin/skiff (tests/integration/cluster_topo.py's Cluster);
+          build/bin/skiff (tests/harness/cluster_topo.py's Cluster);
   external  one host outside the clusters with a leg on each underlay and
           routes to those /24s only (node addresses, no pod subnet): the
           destination of the pod -> external (masquerade) scenario.
@@ -30,7 +30,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "harness"))
 
 from cluster_topo import Cluster, node_object, wait_for  # noqa: E402,F401
 import skiff_topo  # noqa: E402

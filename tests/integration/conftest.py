@@ -1,8 +1,13 @@
+"""Fixtures for the integration suite. The topology helpers live in
+tests/harness/ (shared with bench/), put on the path here."""
 import os
+import sys
 
-import pytest
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
 
-from skiff_topo import SKIFF, Topology
+import pytest  # noqa: E402
+
+from skiff_topo import SKIFF, Topology  # noqa: E402
 
 
 def pytest_configure(config):
