@@ -6,7 +6,7 @@
 
 #include <gtest/gtest.h>
 
-#include "agent_fixture.h"
+#include "fixture.h"
 #include "fake_gc_tables.h"
 
 namespace skiff::agent {

@@ -16,7 +16,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "agent_fixture.h"
+#include "fixture.h"
 
 namespace skiff::agent {
 namespace {

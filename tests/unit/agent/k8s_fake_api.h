@@ -1,7 +1,7 @@
 // A fake Kubernetes API server for unit tests (cpp-httplib on 127.0.0.1):
 // collections of objects, paged LISTs, chunked watch streams from an event
 // log, and switches for the failures a real server produces (410s, 404s,
-// 401s). Used by agent_k8s_source_test.cc and agent_kube_client_test.cc.
+// 401s). Used by k8s_source_test.cc and kube_client_test.cc.
 #pragma once
 
 #include <netinet/in.h>

@@ -13,7 +13,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "agent_objects.h"
+#include "object_store.h"
 
 namespace skiff::agent {
 namespace {
