@@ -177,12 +177,9 @@ static __noinline int from_pod_other(struct __sk_buff *skb, struct l4_info *l4, 
 /* Returns a TC action and sets *reason, or a negative drop reason. */
 static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 {
-	struct skiff_endpoint_info *ep = NULL;
-	struct skiff_node_info *node = NULL;
-	struct skiff_ct_value *ct;
 	struct l4_info l4;
 	struct iphdr *ip;
-	int ret, where;
+	int ret;
 
 	ip = ipv4_header(skb);
 	if (!ip)
@@ -200,16 +197,11 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 	if (l4_load(skb, ip, &l4) != L4_PORTS)
 		return fwd_ipv4(skb, ip, FWD_TO_NODES, reason);
 
-	ct = svc_reply_lookup(ip, &l4);
-	if (unlikely(ct))
-		return svc_reply_forward(skb, &l4, ct, SKIFF_DIR_EGRESS, reason);
-	/* To a pod, here or on another node: no frontend, no masquerade, so
-	 * no lookup for either. */
-	where = cluster_may_hold(config_get(), ip->daddr) ? dst_in_pod_network(ip->daddr, FWD_TO_NODES, &ep, &node) : 0;
-	if (likely(where)) {
-		svc_purge_stale_reply(skb, ip, &l4);
-		return fwd_pod_network(skb, ip, where, ep, node, reason);
-	}
+	/* A service reply, or to a pod here or on another node: no frontend,
+	 * no masquerade, so no lookup for either. */
+	ret = fwd_reply_or_pod(skb, config_get(), ip, &l4, FWD_TO_NODES, SKIFF_DIR_EGRESS, reason);
+	if (likely(ret != FWD_NEITHER))
+		return ret;
 	ret = from_pod_other(skb, &l4, reason);
 	if (ret >= FROM_POD_MASQ)
 		return from_pod_masquerade(skb, &l4, ret == FROM_POD_MASQ_FIRST_FRAG, reason);
@@ -220,18 +212,15 @@ SEC("tc")
 int skiff_from_pod(struct __sk_buff *skb)
 {
 	__u32 reason = SKIFF_REASON_UNSPEC;
-	struct ethhdr *eth;
 	int ret;
 
 	trace_begin(skb);
-	eth = eth_header(skb);
-	if (!eth) {
-		ret = -SKIFF_DROP_MALFORMED;
-	} else if (eth->h_proto != bpf_htons(ETH_P_IP)) {
+	ret = eth_is_ipv4(skb);
+	if (ret > 0) {
+		ret = from_pod_ipv4(skb, &reason);
+	} else if (!ret) {
 		reason = SKIFF_FWD_NON_IP;
 		ret = TC_ACT_OK;
-	} else {
-		ret = from_pod_ipv4(skb, &reason);
 	}
 
 	return verdict(skb, ret, reason, SKIFF_DIR_EGRESS);

@@ -11,42 +11,12 @@
  *    (bpf_redirect_peer), a reply from a remote service backend is
  *    translated back first.
  */
-#include "lib/common.h"
-#include "lib/eth.h"
-#include "lib/ipv4.h"
 #include "lib/node_ingress.h"
-#include "lib/verdict.h"
-#include "lib/tunnel.h"
-
-static __always_inline int from_tunnel_ipv4(struct __sk_buff *skb, __u32 *reason)
-{
-	struct iphdr *ip;
-	int ret;
-
-	ip = ipv4_header(skb);
-	if (!ip)
-		return -SKIFF_DROP_MALFORMED;
-	ret = tunnel_check_source(skb, ip);
-	if (ret < 0)
-		return ret;
-	return node_ingress_ipv4(skb, reason);
-}
 
 SEC("tc")
 int skiff_from_tunnel(struct __sk_buff *skb)
 {
-	__u32 reason = SKIFF_FWD_NON_IP;
-	struct ethhdr *eth;
-	int ret = TC_ACT_OK;
-
-	trace_begin(skb);
-	eth = eth_header(skb);
-	if (!eth)
-		ret = -SKIFF_DROP_MALFORMED;
-	else if (eth->h_proto == bpf_htons(ETH_P_IP))
-		ret = from_tunnel_ipv4(skb, &reason);
-
-	return verdict(skb, ret, reason, SKIFF_DIR_INGRESS);
+	return node_ingress(skb, 1);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

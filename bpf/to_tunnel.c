@@ -52,7 +52,6 @@ SEC("tc")
 int skiff_to_tunnel(struct __sk_buff *skb)
 {
 	__u32 reason = SKIFF_FWD_NON_IP;
-	struct ethhdr *eth;
 	int ret = -SKIFF_DROP_NO_TUNNEL;
 
 	if (skb->mark == SKIFF_TUNNEL_MARK) {
@@ -62,8 +61,7 @@ int skiff_to_tunnel(struct __sk_buff *skb)
 	if (skb->mark == SKIFF_FORWARDED_MARK)
 		skb->mark = 0;
 	trace_begin(skb);
-	eth = eth_header(skb);
-	if (eth && eth->h_proto == bpf_htons(ETH_P_IP))
+	if (eth_is_ipv4(skb) > 0)
 		ret = to_tunnel_ipv4(skb, &reason);
 
 	return verdict(skb, ret, reason, SKIFF_DIR_EGRESS);

@@ -47,7 +47,6 @@ SEC("tc")
 int skiff_to_uplink(struct __sk_buff *skb)
 {
 	__u32 reason = 0;
-	struct ethhdr *eth;
 	int ret = TC_ACT_OK;
 
 	if (skb->mark == SKIFF_FORWARDED_MARK) {
@@ -55,8 +54,7 @@ int skiff_to_uplink(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 	trace_begin(skb);
-	eth = eth_header(skb);
-	if (eth && eth->h_proto == bpf_htons(ETH_P_IP))
+	if (eth_is_ipv4(skb) > 0)
 		ret = to_uplink_ipv4(skb, &reason);
 	if (ret >= 0 && !reason && !trace_mode(skb))
 		return ret;

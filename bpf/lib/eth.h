@@ -15,6 +15,17 @@ static __always_inline struct ethhdr *eth_header(struct __sk_buff *skb)
 	return eth;
 }
 
+/* 1 when the frame carries IPv4, 0 when it carries another protocol, or
+ * -SKIFF_DROP_MALFORMED when it is shorter than an Ethernet header. */
+static __always_inline int eth_is_ipv4(struct __sk_buff *skb)
+{
+	struct ethhdr *eth = eth_header(skb);
+
+	if (!eth)
+		return -SKIFF_DROP_MALFORMED;
+	return eth->h_proto == bpf_htons(ETH_P_IP);
+}
+
 static __always_inline void eth_copy_mac(__u8 *dst, const __u8 *src)
 {
 	__builtin_memcpy(dst, src, ETH_ALEN);

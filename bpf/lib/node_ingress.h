@@ -35,6 +35,7 @@
 #include "service.h"
 #include "snat.h"
 #include "svc_reply.h"
+#include "tunnel.h"
 #include "verdict.h"
 
 /*
@@ -177,12 +178,9 @@ static __noinline int node_ingress_other(struct __sk_buff *skb, struct l4_info *
 static __always_inline int node_ingress_ipv4(struct __sk_buff *skb, __u32 *reason)
 {
 	struct skiff_config *cfg = config_get();
-	struct skiff_endpoint_info *ep = NULL;
-	struct skiff_node_info *node = NULL;
-	struct skiff_ct_value *ct;
 	struct l4_info l4;
 	struct iphdr *ip;
-	int ret, where;
+	int ret;
 
 	ip = ipv4_header(skb);
 	if (!ip || !l2_to_host(skb)) {
@@ -204,15 +202,47 @@ static __always_inline int node_ingress_ipv4(struct __sk_buff *skb, __u32 *reaso
 		return TC_ACT_OK;
 	}
 
-	ct = svc_reply_lookup(ip, &l4);
-	if (unlikely(ct))
-		return svc_reply_forward(skb, &l4, ct, SKIFF_DIR_INGRESS, reason);
 	/* A pod's address is neither a frontend nor a masqueraded reply
 	 * (those come to the node's). */
-	where = cluster_may_hold(cfg, ip->daddr) ? dst_in_pod_network(ip->daddr, 0, &ep, &node) : 0;
-	if (likely(where))
-		return fwd_pod_network(skb, ip, where, ep, node, reason);
+	ret = fwd_reply_or_pod(skb, cfg, ip, &l4, 0, SKIFF_DIR_INGRESS, reason);
+	if (likely(ret != FWD_NEITHER))
+		return ret;
 	return node_ingress_other(skb, &l4, reason);
+}
+
+/*
+ * A frame on either entry point. From the tunnel, a frame too short for an
+ * Ethernet header is dropped, and the inner source must belong to the node
+ * the packet came from; the uplink leaves runts to the stack.
+ */
+static __always_inline int node_ingress_frame(struct __sk_buff *skb, const int from_tunnel, __u32 *reason)
+{
+	struct iphdr *ip;
+	int ret;
+
+	ret = eth_is_ipv4(skb);
+	if (ret <= 0) /* 0, another protocol: TC_ACT_OK, the stack's */
+		return from_tunnel ? ret : TC_ACT_OK;
+	if (from_tunnel) {
+		ip = ipv4_header(skb);
+		if (!ip)
+			return -SKIFF_DROP_MALFORMED;
+		ret = tunnel_check_source(skb, ip);
+		if (ret < 0)
+			return ret;
+	}
+	return node_ingress_ipv4(skb, reason);
+}
+
+/* The body of both entry points (from_uplink.c, from_tunnel.c). */
+static __always_inline int node_ingress(struct __sk_buff *skb, const int from_tunnel)
+{
+	__u32 reason = SKIFF_FWD_NON_IP;
+	int ret;
+
+	trace_begin(skb);
+	ret = node_ingress_frame(skb, from_tunnel, &reason);
+	return verdict(skb, ret, reason, SKIFF_DIR_INGRESS);
 }
 
 #endif /* SKIFF_BPF_NODE_INGRESS_H */
