@@ -13,24 +13,33 @@ bool CtKeyLess::operator()(const skiff_ct_key& a, const skiff_ct_key& b) const {
     return std::memcmp(&a, &b, sizeof(a)) < 0;
 }
 
+uint32_t CtTimeouts::for_flow(uint8_t proto, bool answered, bool closing) const {
+    if (proto != IPPROTO_TCP) return udp;
+    // Never answered (SYNs only, retransmitted or not): tcp_syn.
+    return closing ? tcp_closing : (answered ? tcp_established : tcp_syn);
+}
+
+bool idle_for(uint64_t now_ns, uint64_t last_ns, uint32_t seconds) {
+    return now_ns > last_ns && now_ns - last_ns > uint64_t{seconds} * 1000000000ull;
+}
+
+skiff_ct_key flow_key(uint32_t saddr, uint32_t daddr, uint16_t sport, uint16_t dport, uint8_t proto, uint8_t dir) {
+    skiff_ct_key k{};
+    k.saddr = saddr;
+    k.daddr = daddr;
+    k.sport = sport;
+    k.dport = dport;
+    k.proto = proto;
+    k.dir = dir;
+    return k;
+}
+
 skiff_ct_key ct_partner(const skiff_ct_key& k, const skiff_ct_value& v) {
-    skiff_ct_key p{};
-    p.proto = k.proto;
-    if (k.dir == SKIFF_CT_FORWARD) {
-        const bool snat = v.flags & SKIFF_CT_F_SNAT;
-        p.saddr = v.nat_addr;
-        p.sport = v.nat_port;
-        p.daddr = snat ? v.snat_addr : k.saddr;
-        p.dport = snat ? v.snat_port : k.sport;
-        p.dir = SKIFF_CT_REPLY;
-    } else {
-        p.saddr = v.snat_addr;
-        p.sport = v.snat_port;
-        p.daddr = v.nat_addr;
-        p.dport = v.nat_port;
-        p.dir = SKIFF_CT_FORWARD;
-    }
-    return p;
+    if (k.dir != SKIFF_CT_FORWARD)
+        return flow_key(v.snat_addr, v.nat_addr, v.snat_port, v.nat_port, k.proto, SKIFF_CT_FORWARD);
+    const bool snat = v.flags & SKIFF_CT_F_SNAT;
+    return flow_key(v.nat_addr, snat ? v.snat_addr : k.saddr, v.nat_port, snat ? v.snat_port : k.sport, k.proto,
+                    SKIFF_CT_REPLY);
 }
 
 namespace {
@@ -47,17 +56,8 @@ bool expired(uint8_t proto, const skiff_ct_value& v, const skiff_ct_value* partn
         last = std::max<uint64_t>(last, partner->last_seen_ns);
         flags |= partner->flags;
     }
-    uint32_t timeout = to.udp;
-    if (proto == IPPROTO_TCP) {
-        // Never answered (SYNs only, retransmitted or not): tcp_syn.
-        if (flags & SKIFF_CT_F_CLOSING)
-            timeout = to.tcp_closing;
-        else if (!(flags & SKIFF_CT_F_REPLIED))
-            timeout = to.tcp_syn;
-        else
-            timeout = to.tcp_established;
-    }
-    return now_ns > last && now_ns - last > uint64_t{timeout} * 1000000000ull;
+    const bool closing = flags & SKIFF_CT_F_CLOSING, answered = flags & SKIFF_CT_F_REPLIED;
+    return idle_for(now_ns, last, to.for_flow(proto, answered, closing));
 }
 
 }  // namespace

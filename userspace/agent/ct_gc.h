@@ -21,7 +21,16 @@ struct CtTimeouts {
     uint32_t tcp_syn = 60;             // never answered by the backend
     uint32_t tcp_closing = 10;         // FIN or RST seen
     uint32_t udp = 60;
+
+    // A flow's idle timeout: UDP's, or TCP's by the state seen.
+    uint32_t for_flow(uint8_t proto, bool answered, bool closing) const;
 };
+
+// Whether last_ns lies more than seconds before now_ns.
+bool idle_for(uint64_t now_ns, uint64_t last_ns, uint32_t seconds);
+
+// A conntrack or NAT key (addresses and ports in network byte order).
+skiff_ct_key flow_key(uint32_t saddr, uint32_t daddr, uint16_t sport, uint16_t dport, uint8_t proto, uint8_t dir);
 
 struct CtKeyLess {
     bool operator()(const skiff_ct_key& a, const skiff_ct_key& b) const;

@@ -28,7 +28,7 @@ public:
         SKIFF_ASSIGN_OR_RETURN(auto entries, map_->list());
         return std::map<Ipv4Prefix, skiff_node_info>(entries.begin(), entries.end());
     }
-    Status upsert(const Ipv4Prefix& cidr, const skiff_node_info& info) override {
+    Status put(const Ipv4Prefix& cidr, const skiff_node_info& info) override {
         SKIFF_TRY(open());
         return map_->upsert(cidr, info);
     }
@@ -65,7 +65,7 @@ public:
         }
         return out;
     }
-    Status replace(const Ipv4Prefix& cidr, const RouteVia& via) override {
+    Status put(const Ipv4Prefix& cidr, const RouteVia& via) override {
         SKIFF_TRY(open());
         if (via.tunnel) {
             if (!tunnel_) return Error::invalid("route " + cidr.str() + " through a tunnel, but there is none");

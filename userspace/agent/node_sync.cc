@@ -2,6 +2,8 @@
 
 #include <linux/rtnetlink.h>
 
+#include <functional>
+
 #include "datapath/maps.h"
 #include "net/rtnetlink.h"
 
@@ -18,6 +20,30 @@ bool Routing::encap_to(Ipv4 node_ip) const {
     }
     return false;
 }
+
+namespace {
+
+// Brings a table to want: writes what is missing or differs (by same),
+// then removes what is not wanted.
+template <class V, class Same>
+Status reconcile(PrefixTable<V>& table, const std::map<Ipv4Prefix, V>& want, Same same, unsigned& writes,
+                 unsigned& deletes) {
+    SKIFF_ASSIGN_OR_RETURN(auto have, table.list());
+    for (const auto& [cidr, value] : want) {
+        auto it = have.find(cidr);
+        if (it != have.end() && same(it->second, value)) continue;
+        SKIFF_TRY(table.put(cidr, value));
+        ++writes;
+    }
+    for (const auto& [cidr, value] : have) {
+        if (want.count(cidr)) continue;
+        SKIFF_TRY(table.remove(cidr));
+        ++deletes;
+    }
+    return ok();
+}
+
+}  // namespace
 
 Result<SyncResult> sync_nodes(const Plan& plan, NodeTable& nodes, RouteTable& routes, const Routing& routing) {
     SyncResult r;
@@ -40,31 +66,11 @@ Result<SyncResult> sync_nodes(const Plan& plan, NodeTable& nodes, RouteTable& ro
         }
     }
 
-    SKIFF_ASSIGN_OR_RETURN(auto have_map, nodes.list());
-    for (const auto& [cidr, info] : want_map) {
-        auto it = have_map.find(cidr);
-        if (it != have_map.end() && it->second.node_ip == info.node_ip && it->second.flags == info.flags) continue;
-        SKIFF_TRY(nodes.upsert(cidr, info));
-        ++r.map_writes;
-    }
-    for (const auto& [cidr, info] : have_map) {
-        if (want_map.count(cidr)) continue;
-        SKIFF_TRY(nodes.remove(cidr));
-        ++r.map_deletes;
-    }
-
-    SKIFF_ASSIGN_OR_RETURN(auto have_routes, routes.list());
-    for (const auto& [cidr, via] : want_routes) {
-        auto it = have_routes.find(cidr);
-        if (it != have_routes.end() && it->second == via) continue;
-        SKIFF_TRY(routes.replace(cidr, via));
-        ++r.route_writes;
-    }
-    for (const auto& [cidr, via] : have_routes) {
-        if (want_routes.count(cidr)) continue;
-        SKIFF_TRY(routes.remove(cidr));
-        ++r.route_deletes;
-    }
+    auto same_node = [](const skiff_node_info& a, const skiff_node_info& b) {
+        return a.node_ip == b.node_ip && a.flags == b.flags;
+    };
+    SKIFF_TRY(reconcile(nodes, want_map, same_node, r.map_writes, r.map_deletes));
+    SKIFF_TRY(reconcile(routes, want_routes, std::equal_to<>{}, r.route_writes, r.route_deletes));
     r.nodes = want_map.size();
     return r;
 }

@@ -15,14 +15,19 @@
 namespace skiff::agent {
 
 // The pieces of the node the agent programs, behind interfaces so the
-// reconcile logic is unit-testable.
-class NodeTable {
+// reconcile logic is unit-testable: tables keyed by prefix that the agent
+// owns whole, the node map (PodCIDR -> node) and its routes (PodCIDR ->
+// via; only those tagged with its protocol).
+template <class V>
+class PrefixTable {
 public:
-    virtual ~NodeTable() = default;
-    virtual Result<std::map<Ipv4Prefix, skiff_node_info>> list() = 0;
-    virtual Status upsert(const Ipv4Prefix& cidr, const skiff_node_info& info) = 0;
+    virtual ~PrefixTable() = default;
+    virtual Result<std::map<Ipv4Prefix, V>> list() = 0;
+    virtual Status put(const Ipv4Prefix& cidr, const V& value) = 0;  // add or replace
     virtual Status remove(const Ipv4Prefix& cidr) = 0;
 };
+
+using NodeTable = PrefixTable<skiff_node_info>;
 
 // How the node's own traffic reaches a remote PodCIDR: via the owning
 // node's address on the uplink (native), or into the tunnel device.
@@ -47,14 +52,7 @@ struct Routing {
     bool encap_to(Ipv4 node_ip) const;
 };
 
-class RouteTable {
-public:
-    virtual ~RouteTable() = default;
-    // Routes this agent owns (tagged with its protocol): PodCIDR -> via.
-    virtual Result<std::map<Ipv4Prefix, RouteVia>> list() = 0;
-    virtual Status replace(const Ipv4Prefix& cidr, const RouteVia& via) = 0;
-    virtual Status remove(const Ipv4Prefix& cidr) = 0;
-};
+using RouteTable = PrefixTable<RouteVia>;
 
 struct SyncResult {
     unsigned map_writes = 0, map_deletes = 0;

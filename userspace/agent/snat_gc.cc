@@ -10,10 +10,6 @@ namespace skiff::agent {
 
 namespace {
 
-bool idle_for(uint64_t now_ns, uint64_t last_ns, uint32_t seconds) {
-    return now_ns > last_ns && now_ns - last_ns > uint64_t{seconds} * 1000000000ull;
-}
-
 bool flow_expired(uint8_t proto, const skiff_nat_value& eg, const skiff_nat_value* in, const CtTimeouts& to,
                   uint64_t now_ns) {
     uint64_t last = eg.last_seen_ns;
@@ -23,9 +19,7 @@ bool flow_expired(uint8_t proto, const skiff_nat_value& eg, const skiff_nat_valu
         answered = in->packets > 0;
         closing = closing || (in->flags & SKIFF_CT_F_CLOSING);
     }
-    uint32_t timeout = to.udp;
-    if (proto == IPPROTO_TCP) timeout = closing ? to.tcp_closing : (answered ? to.tcp_established : to.tcp_syn);
-    return idle_for(now_ns, last, timeout);
+    return idle_for(now_ns, last, to.for_flow(proto, answered, closing));
 }
 
 // Whether the ingress entry rk belongs to the egress entry k (its value
@@ -35,14 +29,7 @@ bool points_back(const skiff_nat_value& in, const skiff_ct_key& k) { return in.a
 }  // namespace
 
 skiff_ct_key snat_partner(const skiff_ct_key& k, const skiff_nat_value& v) {
-    skiff_ct_key rk{};
-    rk.saddr = k.daddr;
-    rk.daddr = v.addr;
-    rk.sport = k.dport;
-    rk.dport = v.port;
-    rk.proto = k.proto;
-    rk.dir = SKIFF_SNAT_INGRESS;
-    return rk;
+    return flow_key(k.daddr, v.addr, k.dport, v.port, k.proto, SKIFF_SNAT_INGRESS);
 }
 
 Result<SnatGcStats> snat_gc(SnatTable& t, const CtTimeouts& to, uint64_t now_ns) {
