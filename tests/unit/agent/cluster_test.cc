@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <exception>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -230,6 +231,22 @@ bool any_problem_mentions(const Plan& p, const std::vector<std::string>& words) 
     });
 }
 
+std::vector<std::string> route_nodes(const Plan& p) {
+    std::vector<std::string> out;
+    for (const auto& r : p.routes) out.push_back(r.node);
+    return out;
+}
+
+// Plans `spec` as node `self` with 10.244.1.0/24 programmed toward
+// `next_hop`: one route, `winner`'s, and a problem naming `winner` and `loser`.
+Plan expect_claim_won(const ClusterSpec& spec, const std::string& self, const char* next_hop, const std::string& winner,
+                      const std::string& loser) {
+    Plan p = plan_nodes(spec, self, kCluster, {{pfx("10.244.1.0/24"), ip(next_hop)}});
+    EXPECT_EQ(route_nodes(p), std::vector<std::string>{winner}) << all_problems(p);
+    EXPECT_TRUE(any_problem_mentions(p, {winner, loser})) << all_problems(p);
+    return p;
+}
+
 TEST(PlanNodesTest, EmptyCluster) {
     Plan p = plan_nodes(ClusterSpec{}, "node-a", kCluster, {});
     EXPECT_TRUE(p.routes.empty());
@@ -348,15 +365,12 @@ TEST(PlanNodesTest, PartialOverlapIsAlsoAConflict) {
 TEST(PlanNodesTest, ProgrammedClaimWinsOverNewcomerThatSortsFirst) {
     auto spec = cluster(
         {node("alpha-newcomer", "192.168.50.1", {"10.244.1.0/24"}), node("zeta", "192.168.50.26", {"10.244.1.0/24"})});
-    std::map<Ipv4Prefix, Ipv4> current = {{pfx("10.244.1.0/24"), ip("192.168.50.26")}};
-    Plan p = plan_nodes(spec, "zeta", kCluster, current);
+    Plan p = expect_claim_won(spec, "zeta", "192.168.50.26", "zeta", "alpha-newcomer");
     ASSERT_EQ(p.routes.size(), 1u);
-    EXPECT_EQ(p.routes[0].node, "zeta");
     EXPECT_EQ(p.routes[0].node_ip, ip("192.168.50.26"));
     EXPECT_TRUE(p.routes[0].local);
     EXPECT_EQ(p.local_pod_cidr, pfx("10.244.1.0/24"));
-    ASSERT_EQ(p.problems.size(), 1u);
-    EXPECT_TRUE(any_problem_mentions(p, {"alpha-newcomer", "zeta"})) << all_problems(p);
+    EXPECT_EQ(p.problems.size(), 1u);
 }
 
 TEST(PlanNodesTest, WithoutAProgrammedClaimTheOlderNodeWinsThenName) {
@@ -388,11 +402,7 @@ TEST(PlanNodesTest, WithoutAProgrammedClaimTheOlderNodeWinsThenName) {
 TEST(PlanNodesTest, ProgrammedNarrowClaimWinsOverWiderNewcomer) {
     auto spec = cluster(
         {node("alpha-newcomer", "192.168.50.1", {"10.244.0.0/23"}), node("zeta", "192.168.50.26", {"10.244.1.0/24"})});
-    std::map<Ipv4Prefix, Ipv4> current = {{pfx("10.244.1.0/24"), ip("192.168.50.26")}};
-    Plan p = plan_nodes(spec, "x", kCluster, current);
-    ASSERT_EQ(p.routes.size(), 1u);
-    EXPECT_EQ(p.routes[0].node, "zeta");
-    EXPECT_TRUE(any_problem_mentions(p, {"alpha-newcomer", "zeta"})) << all_problems(p);
+    expect_claim_won(spec, "x", "192.168.50.26", "zeta", "alpha-newcomer");
 }
 
 TEST(PlanNodesTest, ProgrammedMeansSameCidrAndSameNextHop) {
@@ -400,11 +410,7 @@ TEST(PlanNodesTest, ProgrammedMeansSameCidrAndSameNextHop) {
     // neither claim is "programmed", so name order decides.
     auto spec =
         cluster({node("alpha", "192.168.50.1", {"10.244.1.0/24"}), node("zeta", "192.168.50.26", {"10.244.1.0/24"})});
-    std::map<Ipv4Prefix, Ipv4> current = {{pfx("10.244.1.0/24"), ip("192.168.50.99")}};
-    Plan p = plan_nodes(spec, "x", kCluster, current);
-    ASSERT_EQ(p.routes.size(), 1u);
-    EXPECT_EQ(p.routes[0].node, "alpha");
-    EXPECT_TRUE(any_problem_mentions(p, {"alpha", "zeta"})) << all_problems(p);
+    expect_claim_won(spec, "x", "192.168.50.99", "alpha", "zeta");
 }
 
 TEST(PlanNodesTest, EndToEndFromKubeList) {

@@ -5,7 +5,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <array>
 #include <cstring>
+#include <initializer_list>
 #include <map>
 #include <string>
 #include <vector>
@@ -19,6 +21,7 @@ namespace {
 
 constexpr uint64_t kSec = 1000000000ull;
 
+using fakes::expect_kept_and_gone;
 using fakes::FakeCtTable;
 
 // Keys differ by client port so every entry is distinct.
@@ -67,21 +70,27 @@ protected:
         t.entries[k] = ct_val(backend, now - idle_s * kSec - extra_ns, packets, flags);
         return k;
     }
+    // One pass: its stats are `want`, each of `kept` is still in the table
+    // and each of `gone` is not.
+    void expect_pass(const CtGcStats& want, std::initializer_list<skiff_ct_key> kept = {},
+                     std::initializer_list<skiff_ct_key> gone = {}) {
+        auto st = gc();
+        EXPECT_EQ(st.scanned, want.scanned);
+        EXPECT_EQ(st.expired, want.expired);
+        EXPECT_EQ(st.stale_backend, want.stale_backend);
+        expect_kept_and_gone(t, kept, gone);
+    }
 };
 
 TEST_F(CtGcTest, DefaultTimeouts) {
     CtTimeouts d;
-    EXPECT_EQ(d.tcp_established, 21600u);
-    EXPECT_EQ(d.tcp_syn, 60u);
-    EXPECT_EQ(d.tcp_closing, 10u);
-    EXPECT_EQ(d.udp, 60u);
+    // {established, syn, closing, udp}
+    EXPECT_EQ((std::array{d.tcp_established, d.tcp_syn, d.tcp_closing, d.udp}),
+              (std::array<uint32_t, 4>{21600, 60, 10, 60}));
 }
 
 TEST_F(CtGcTest, EmptyTable) {
-    auto st = gc();
-    EXPECT_EQ(st.scanned, 0u);
-    EXPECT_EQ(st.expired, 0u);
-    EXPECT_EQ(st.stale_backend, 0u);
+    expect_pass({.scanned = 0, .expired = 0, .stale_backend = 0});
     EXPECT_EQ(t.sweeps, 1);
 }
 
@@ -92,16 +101,7 @@ TEST_F(CtGcTest, StaleBackendDeletedEvenWhenFresh) {
     auto zero = add(IPPROTO_TCP, 1003, 0, 0, 10, 0);  // id 0 is never a backend
     auto kept = add(IPPROTO_TCP, 1004, 1, 0, 10, 0);
     auto kept_rep = add(IPPROTO_TCP, 1005, 1, 0, 10, 0, 0, SKIFF_CT_REPLY);
-    auto st = gc();
-    EXPECT_EQ(st.scanned, 6u);
-    EXPECT_EQ(st.stale_backend, 4u);
-    EXPECT_EQ(st.expired, 0u);
-    EXPECT_FALSE(t.has(gone));
-    EXPECT_FALSE(t.has(gone_udp));
-    EXPECT_FALSE(t.has(gone_rep));
-    EXPECT_FALSE(t.has(zero));
-    EXPECT_TRUE(t.has(kept));
-    EXPECT_TRUE(t.has(kept_rep));
+    expect_pass({.scanned = 6, .expired = 0, .stale_backend = 4}, {kept, kept_rep}, {gone, gone_udp, gone_rep, zero});
 }
 
 TEST_F(CtGcTest, StaleBackendCountedOnceEvenWhenAlsoExpired) {
@@ -126,14 +126,7 @@ TEST_F(CtGcTest, UdpIdleLongerThanUdpTimeoutDeleted) {
     auto just_over = add(IPPROTO_UDP, 1001, 2, 60, 5, 0, 1);
     auto at_limit = add(IPPROTO_UDP, 1002, 2, 60, 5, 0);  // exactly 60 s: kept
     auto fresh = add(IPPROTO_UDP, 1003, 2, 59, 5, 0);
-    auto st = gc();
-    EXPECT_EQ(st.scanned, 4u);
-    EXPECT_EQ(st.expired, 2u);
-    EXPECT_EQ(st.stale_backend, 0u);
-    EXPECT_FALSE(t.has(old));
-    EXPECT_FALSE(t.has(just_over));
-    EXPECT_TRUE(t.has(at_limit));
-    EXPECT_TRUE(t.has(fresh));
+    expect_pass({.scanned = 4, .expired = 2, .stale_backend = 0}, {at_limit, fresh}, {old, just_over});
 }
 
 TEST_F(CtGcTest, UdpUsesUdpTimeoutNotTcpOnes) {
@@ -142,10 +135,7 @@ TEST_F(CtGcTest, UdpUsesUdpTimeoutNotTcpOnes) {
     auto k = add(IPPROTO_UDP, 1000, 2, 45, 1, 0);
     // UDP never has TCP flags, but even if one were set it is not TCP.
     auto k2 = add(IPPROTO_UDP, 1001, 2, 20, 1, SKIFF_CT_F_CLOSING);
-    auto st = gc();
-    EXPECT_EQ(st.expired, 1u);
-    EXPECT_FALSE(t.has(k));
-    EXPECT_TRUE(t.has(k2));
+    expect_pass({.scanned = 2, .expired = 1, .stale_backend = 0}, {k2}, {k});
 }
 
 TEST_F(CtGcTest, TcpClosingUsesClosingTimeout) {
@@ -153,11 +143,7 @@ TEST_F(CtGcTest, TcpClosingUsesClosingTimeout) {
     auto fresh = add(IPPROTO_TCP, 1001, 1, 9, 40, SKIFF_CT_F_CLOSING | SKIFF_CT_F_SYN);
     // RST answering a SYN: closing wins over SYN-only.
     auto rst = add(IPPROTO_TCP, 1002, 1, 11, 1, SKIFF_CT_F_CLOSING | SKIFF_CT_F_SYN);
-    auto st = gc();
-    EXPECT_EQ(st.expired, 2u);
-    EXPECT_FALSE(t.has(old));
-    EXPECT_TRUE(t.has(fresh));
-    EXPECT_FALSE(t.has(rst));
+    expect_pass({.scanned = 3, .expired = 2, .stale_backend = 0}, {fresh}, {old, rst});
 }
 
 TEST_F(CtGcTest, TcpNeverAnsweredUsesSynTimeout) {
@@ -169,14 +155,7 @@ TEST_F(CtGcTest, TcpNeverAnsweredUsesSynTimeout) {
     auto retrans = add(IPPROTO_TCP, 1003, 1, 61, 3, SKIFF_CT_F_SYN);
     // Answered: established, whatever the packet count.
     auto est = add(IPPROTO_TCP, 1004, 1, 61, 1, SKIFF_CT_F_SYN | SKIFF_CT_F_REPLIED);
-    auto st = gc();
-    EXPECT_EQ(st.scanned, 5u);
-    EXPECT_EQ(st.expired, 3u);
-    EXPECT_FALSE(t.has(syn_old));
-    EXPECT_TRUE(t.has(syn_fresh));
-    EXPECT_FALSE(t.has(syn_rep));
-    EXPECT_FALSE(t.has(retrans));
-    EXPECT_TRUE(t.has(est));
+    expect_pass({.scanned = 5, .expired = 3, .stale_backend = 0}, {syn_fresh, est}, {syn_old, syn_rep, retrans});
 }
 
 TEST_F(CtGcTest, ReplyEntryOfIdleEstablishedConnectionKept) {
@@ -197,11 +176,7 @@ TEST_F(CtGcTest, TcpEstablishedUsesEstablishedTimeout) {
     auto old = add(IPPROTO_TCP, 1000, 1, 21601, 100, f);
     auto at_limit = add(IPPROTO_TCP, 1001, 1, 21600, 100, f);
     auto idle_hour = add(IPPROTO_TCP, 1002, 1, 3600, 100, f);
-    auto st = gc();
-    EXPECT_EQ(st.expired, 1u);
-    EXPECT_FALSE(t.has(old));
-    EXPECT_TRUE(t.has(at_limit));
-    EXPECT_TRUE(t.has(idle_hour));
+    expect_pass({.scanned = 3, .expired = 1, .stale_backend = 0}, {at_limit, idle_hour}, {old});
 }
 
 TEST_F(CtGcTest, CustomTimeoutsHonoured) {
@@ -217,17 +192,8 @@ TEST_F(CtGcTest, CustomTimeoutsHonoured) {
     auto fin_keep = add(IPPROTO_TCP, 1005, 1, 1, 10, SKIFF_CT_F_CLOSING);
     auto u = add(IPPROTO_UDP, 1006, 2, 8, 10, 0);
     auto u_keep = add(IPPROTO_UDP, 1007, 2, 6, 10, 0);
-    auto st = gc();
-    EXPECT_EQ(st.scanned, 8u);
-    EXPECT_EQ(st.expired, 4u);
-    EXPECT_FALSE(t.has(est));
-    EXPECT_FALSE(t.has(syn));
-    EXPECT_FALSE(t.has(fin));
-    EXPECT_FALSE(t.has(u));
-    EXPECT_TRUE(t.has(est_keep));
-    EXPECT_TRUE(t.has(syn_keep));
-    EXPECT_TRUE(t.has(fin_keep));
-    EXPECT_TRUE(t.has(u_keep));
+    expect_pass({.scanned = 8, .expired = 4, .stale_backend = 0}, {est_keep, syn_keep, fin_keep, u_keep},
+                {est, syn, fin, u});
 }
 
 TEST_F(CtGcTest, LastSeenInTheFutureIsKept) {
@@ -327,10 +293,7 @@ TEST_F(CtGcPairTest, AHalfStillInUseKeepsBoth) {
     Conn c = conn(40000, 1, now - 30 * kSec, SKIFF_CT_F_REPLIED | SKIFF_CT_F_CLOSING);
     c.rv.last_seen_ns = now - kSec;
     put(c);
-    auto st = gc();
-    EXPECT_EQ(st.expired, 0u);
-    EXPECT_TRUE(t.has(c.fk));
-    EXPECT_TRUE(t.has(c.rk));
+    expect_pass({.scanned = 2, .expired = 0, .stale_backend = 0}, {c.fk, c.rk});
 }
 
 TEST_F(CtGcPairTest, ClosingOnOneSideExpiresBothTogether) {
@@ -357,10 +320,7 @@ TEST_F(CtGcPairTest, TupleReusedAfterTheWalkIsKept) {
             v.flags = SKIFF_CT_F_SYN;
             if (revived == 2) t.entries[c.rk].last_seen_ns = now;
         };
-        auto st = gc();
-        EXPECT_EQ(st.expired, 0u);
-        EXPECT_TRUE(t.has(c.fk));
-        EXPECT_TRUE(t.has(c.rk));
+        expect_pass({.scanned = 2, .expired = 0, .stale_backend = 0}, {c.fk, c.rk});
     }
     t.after_walk = nullptr;
 }
@@ -373,23 +333,13 @@ TEST_F(CtGcPairTest, AReplyEntryTakenOverByANewerConnectionStays) {
     t.entries[old.fk] = old.fv;
     put(newer);
     ASSERT_EQ(std::memcmp(&old.rk, &newer.rk, sizeof(old.rk)), 0);
-    auto st = gc();
-    EXPECT_EQ(st.expired, 1u);
-    EXPECT_FALSE(t.has(old.fk));
-    EXPECT_TRUE(t.has(newer.fk));
-    EXPECT_TRUE(t.has(newer.rk));
+    expect_pass({.scanned = 3, .expired = 1, .stale_backend = 0}, {newer.fk, newer.rk}, {old.fk});
 }
 
 TEST_F(CtGcPairTest, BackendGoneTakesBothHalves) {
     Conn c = put(conn(40000, 9, now, SKIFF_CT_F_REPLIED));
     Conn keep = put(conn(40001, 1, now, SKIFF_CT_F_REPLIED));
-    auto st = gc();
-    EXPECT_EQ(st.stale_backend, 2u);
-    EXPECT_EQ(st.expired, 0u);
-    EXPECT_FALSE(t.has(c.fk));
-    EXPECT_FALSE(t.has(c.rk));
-    EXPECT_TRUE(t.has(keep.fk));
-    EXPECT_TRUE(t.has(keep.rk));
+    expect_pass({.scanned = 4, .expired = 0, .stale_backend = 2}, {keep.fk, keep.rk}, {c.fk, c.rk});
 }
 
 TEST(CtGcClockTest, MonotonicNsAdvances) {

@@ -3,11 +3,16 @@
 // the datapath does between a walk and the deletes.
 #pragma once
 
+#include <arpa/inet.h>
+
 #include <cerrno>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <set>
+
+#include <gtest/gtest.h>
 
 #include "agent/ct_gc.h"
 #include "agent/snat_gc.h"
@@ -73,5 +78,14 @@ public:
 
     std::set<Ipv4Prefix> nomasq;  // the no-masquerade set as last synced
 };
+
+// Each key in `kept` is still in `table` and each in `gone` is not; a key is
+// named by its source port and direction.
+template <class Table>
+void expect_kept_and_gone(const Table& table, std::initializer_list<skiff_ct_key> kept,
+                          std::initializer_list<skiff_ct_key> gone) {
+    for (const auto& k : kept) EXPECT_TRUE(table.has(k)) << "deleted: sport " << ntohs(k.sport) << " dir " << +k.dir;
+    for (const auto& k : gone) EXPECT_FALSE(table.has(k)) << "kept: sport " << ntohs(k.sport) << " dir " << +k.dir;
+}
 
 }  // namespace skiff::agent::fakes

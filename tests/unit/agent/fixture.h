@@ -38,7 +38,7 @@ public:
         ++s_.node_lists;
         return s_.entries;
     }
-    Status upsert(const Ipv4Prefix& cidr, const skiff_node_info& info) override {
+    Status put(const Ipv4Prefix& cidr, const skiff_node_info& info) override {
         if (s_.fail_upsert) return Error{ENOSPC, "fake node map: full"};
         ++s_.upserts;
         s_.entries[cidr] = info;
@@ -61,7 +61,7 @@ public:
         ++s_.route_lists;
         return s_.routes;
     }
-    Status replace(const Ipv4Prefix& cidr, const RouteVia& via) override {
+    Status put(const Ipv4Prefix& cidr, const RouteVia& via) override {
         if (s_.fail_replace) return Error{ENETUNREACH, "fake routes: unreachable"};
         ++s_.replaces;
         s_.routes[cidr] = via;

@@ -2,6 +2,7 @@
 // userspace/agent/node_sync.cc), against in-memory tables.
 #include "agent/node_sync.h"
 
+#include <array>
 #include <map>
 #include <string>
 
@@ -24,7 +25,7 @@ public:
         if (fail_list) return Error{EPERM, "fake node map: list failed"};
         return entries;
     }
-    Status upsert(const Ipv4Prefix& cidr, const skiff_node_info& info) override {
+    Status put(const Ipv4Prefix& cidr, const skiff_node_info& info) override {
         if (fail_upsert) return Error{ENOSPC, "fake node map: full"};
         ++upserts;
         entries[cidr] = info;
@@ -49,7 +50,7 @@ public:
         if (fail_list) return Error{EACCES, "fake routes: dump failed"};
         return routes;
     }
-    Status replace(const Ipv4Prefix& cidr, const RouteVia& via) override {
+    Status put(const Ipv4Prefix& cidr, const RouteVia& via) override {
         if (fail_replace) return Error{ENETUNREACH, "fake routes: gateway unreachable"};
         ++replaces;
         routes[cidr] = via;
@@ -91,6 +92,10 @@ void expect_entry(const FakeNodeTable& t, const char* cidr, const char* addr, ui
     EXPECT_EQ(it->second.flags, flags) << cidr;
 }
 
+// A pass's writes: {map writes, map deletes, route writes, route deletes}.
+using Writes = std::array<unsigned, 4>;
+Writes writes(const SyncResult& r) { return {r.map_writes, r.map_deletes, r.route_writes, r.route_deletes}; }
+
 class SyncNodesTest : public ::testing::Test {
 protected:
     FakeNodeTable nodes;
@@ -104,20 +109,11 @@ protected:
         }
         return *r;
     }
-    void expect_no_writes(const SyncResult& r) {
-        EXPECT_EQ(r.map_writes, 0u);
-        EXPECT_EQ(r.map_deletes, 0u);
-        EXPECT_EQ(r.route_writes, 0u);
-        EXPECT_EQ(r.route_deletes, 0u);
-    }
 };
 
 TEST_F(SyncNodesTest, FromEmptyWritesEverything) {
     auto r = sync(three_nodes());
-    EXPECT_EQ(r.map_writes, 3u);
-    EXPECT_EQ(r.map_deletes, 0u);
-    EXPECT_EQ(r.route_writes, 2u);
-    EXPECT_EQ(r.route_deletes, 0u);
+    EXPECT_EQ(writes(r), (Writes{3, 0, 2, 0}));
     EXPECT_EQ(r.nodes, 3u);
     ASSERT_EQ(nodes.entries.size(), 3u);
     expect_entry(nodes, "10.244.1.0/24", "192.168.50.11", SKIFF_NODE_F_LOCAL);
@@ -133,7 +129,7 @@ TEST_F(SyncNodesTest, SecondRunWithSamePlanWritesNothing) {
     sync(three_nodes());
     int u = nodes.upserts, rr = routes.replaces;
     auto r = sync(three_nodes());
-    expect_no_writes(r);
+    EXPECT_EQ(writes(r), (Writes{0, 0, 0, 0}));
     EXPECT_EQ(r.nodes, 3u);
     EXPECT_EQ(nodes.upserts, u);
     EXPECT_EQ(nodes.removes, 0);
@@ -148,7 +144,7 @@ TEST_F(SyncNodesTest, RestartWithProgrammedStateWritesNothing) {
                      {pfx("10.244.3.0/24"), info("192.168.50.13", 0)}};
     routes.routes = {{pfx("10.244.2.0/24"), ip("192.168.50.12")}, {pfx("10.244.3.0/24"), ip("192.168.50.13")}};
     auto r = sync(three_nodes());
-    expect_no_writes(r);
+    EXPECT_EQ(writes(r), (Writes{0, 0, 0, 0}));
     EXPECT_EQ(nodes.upserts + nodes.removes + routes.replaces + routes.removes, 0);
 }
 
@@ -158,10 +154,7 @@ TEST_F(SyncNodesTest, ChangedNodeIpRewritesOneEntryAndOneRoute) {
     Plan p = three_nodes();
     p.routes[2].node_ip = ip("192.168.50.99");
     auto r = sync(p);
-    EXPECT_EQ(r.map_writes, 1u);
-    EXPECT_EQ(r.route_writes, 1u);
-    EXPECT_EQ(r.map_deletes, 0u);
-    EXPECT_EQ(r.route_deletes, 0u);
+    EXPECT_EQ(writes(r), (Writes{1, 0, 1, 0}));
     EXPECT_EQ(nodes.upserts, u + 1);
     EXPECT_EQ(routes.replaces, rr + 1);
     expect_entry(nodes, "10.244.3.0/24", "192.168.50.99", 0);
@@ -175,10 +168,7 @@ TEST_F(SyncNodesTest, RemovedNodeDeletesEntryAndRoute) {
     Plan p = three_nodes();
     p.routes.pop_back();  // node-c is gone
     auto r = sync(p);
-    EXPECT_EQ(r.map_writes, 0u);
-    EXPECT_EQ(r.route_writes, 0u);
-    EXPECT_EQ(r.map_deletes, 1u);
-    EXPECT_EQ(r.route_deletes, 1u);
+    EXPECT_EQ(writes(r), (Writes{0, 1, 0, 1}));
     EXPECT_EQ(r.nodes, 2u);
     EXPECT_EQ(nodes.entries.count(pfx("10.244.3.0/24")), 0u);
     EXPECT_EQ(routes.routes.count(pfx("10.244.3.0/24")), 0u);
@@ -189,8 +179,7 @@ TEST_F(SyncNodesTest, RemovedNodeDeletesEntryAndRoute) {
 TEST_F(SyncNodesTest, EmptyPlanRemovesEverything) {
     sync(three_nodes());
     auto r = sync(Plan{});
-    EXPECT_EQ(r.map_deletes, 3u);
-    EXPECT_EQ(r.route_deletes, 2u);
+    EXPECT_EQ(writes(r), (Writes{0, 3, 0, 2}));
     EXPECT_EQ(r.nodes, 0u);
     EXPECT_TRUE(nodes.entries.empty());
     EXPECT_TRUE(routes.routes.empty());
@@ -202,9 +191,7 @@ TEST_F(SyncNodesTest, LocalNodeHasMapEntryButNoRoute) {
     // A stale route for our own PodCIDR (e.g. left by an older agent) goes.
     routes.routes = {{pfx("10.244.1.0/24"), ip("192.168.50.11")}};
     auto r = sync(p);
-    EXPECT_EQ(r.map_writes, 1u);
-    EXPECT_EQ(r.route_writes, 0u);
-    EXPECT_EQ(r.route_deletes, 1u);
+    EXPECT_EQ(writes(r), (Writes{1, 0, 0, 1}));
     expect_entry(nodes, "10.244.1.0/24", "192.168.50.11", SKIFF_NODE_F_LOCAL);
     EXPECT_TRUE(routes.routes.empty());
 }
@@ -215,8 +202,7 @@ TEST_F(SyncNodesTest, LocalFlagChangeRewritesEntry) {
     Plan p;
     p.routes = {nr("node-a", "10.244.1.0/24", "192.168.50.11", true)};
     auto r = sync(p);
-    EXPECT_EQ(r.map_writes, 1u);
-    EXPECT_EQ(r.route_deletes, 1u);
+    EXPECT_EQ(writes(r), (Writes{1, 0, 0, 1}));
     expect_entry(nodes, "10.244.1.0/24", "192.168.50.11", SKIFF_NODE_F_LOCAL);
 }
 
@@ -224,10 +210,7 @@ TEST_F(SyncNodesTest, StrayEntriesAndRoutesAreRemoved) {
     nodes.entries = {{pfx("10.244.77.0/24"), info("192.168.50.77", 0)}};
     routes.routes = {{pfx("10.244.78.0/24"), ip("192.168.50.78")}};
     auto r = sync(three_nodes());
-    EXPECT_EQ(r.map_writes, 3u);
-    EXPECT_EQ(r.map_deletes, 1u);
-    EXPECT_EQ(r.route_writes, 2u);
-    EXPECT_EQ(r.route_deletes, 1u);
+    EXPECT_EQ(writes(r), (Writes{3, 1, 2, 1}));
     EXPECT_EQ(nodes.entries.count(pfx("10.244.77.0/24")), 0u);
     EXPECT_EQ(routes.routes.count(pfx("10.244.78.0/24")), 0u);
 }

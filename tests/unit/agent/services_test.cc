@@ -82,6 +82,15 @@ std::string problems(const ServicePlan& p) {
     return out;
 }
 
+// The plan has one problem, naming both `a` and `b`, and one port, `name`.
+void expect_one_problem_one_port(const ServicePlan& p, const std::string& a, const std::string& b,
+                                 const std::string& name) {
+    ASSERT_EQ(p.problems.size(), 1u) << problems(p);
+    EXPECT_TRUE(has_problem(p, a, b)) << problems(p);
+    ASSERT_EQ(p.ports.size(), 1u);
+    EXPECT_EQ(p.ports[0].name, name);
+}
+
 // ---------------------------------------------------------------- basics
 
 TEST(PlanServicesTest, L4AddrStr) {
@@ -257,40 +266,33 @@ TEST(PlanServicesTest, SlicesOfOtherAddressTypesIgnored) {
     EXPECT_EQ(p.ports[0].backends, (std::vector<L4Addr>{tcp("10.244.1.1", 8080)}));
 }
 
-TEST(PlanServicesTest, SliceWithoutServiceNameLabelIsAProblem) {
-    auto spec = spec_of({service("default", "web", "10.96.1.1", {port("http", 80)})},
-                        {slice("default", "orphan", "", {port("http", 8080)}, {endpoint("10.244.1.1")}),
-                         slice("default", "web-1", "web", {port("http", 8080)}, {endpoint("10.244.2.2")})});
+// `bad` next to a good slice of Service default/web: one problem, naming
+// both `a` and `b`, and nothing of `bad` among the backends.
+void expect_bad_slice_ignored(json bad, const std::string& a, const std::string& b) {
+    auto spec =
+        spec_of({service("default", "web", "10.96.1.1", {port("http", 80)})},
+                {std::move(bad), slice("default", "web-good", "web", {port("http", 8080)}, {endpoint("10.244.2.2")})});
     auto p = plan_services(spec);
-    ASSERT_EQ(p.problems.size(), 1u) << problems(p);
-    EXPECT_TRUE(has_problem(p, "EndpointSlice default/orphan", "kubernetes.io/service-name")) << problems(p);
-    ASSERT_EQ(p.ports.size(), 1u);
+    ASSERT_NO_FATAL_FAILURE(expect_one_problem_one_port(p, a, b, "default/web:http"));
     EXPECT_EQ(p.ports[0].backends, (std::vector<L4Addr>{tcp("10.244.2.2", 8080)}));
+}
+
+TEST(PlanServicesTest, SliceWithoutServiceNameLabelIsAProblem) {
+    expect_bad_slice_ignored(slice("default", "orphan", "", {port("http", 8080)}, {endpoint("10.244.1.1")}),
+                             "EndpointSlice default/orphan", "kubernetes.io/service-name");
 }
 
 TEST(PlanServicesTest, SliceWithInvalidAddressIsAProblemAndIgnoredWhole) {
-    auto spec = spec_of({service("default", "web", "10.96.1.1", {port("http", 80)})},
-                        {slice("default", "web-bad", "web", {port("http", 8080)},
-                               {endpoint("10.244.1.1"), endpoint("10.244.1.300"), endpoint("10.244.1.3")}),
-                         slice("default", "web-good", "web", {port("http", 8080)}, {endpoint("10.244.2.2")})});
-    auto p = plan_services(spec);
-    ASSERT_EQ(p.problems.size(), 1u) << problems(p);
-    EXPECT_TRUE(has_problem(p, "EndpointSlice default/web-bad", "10.244.1.300")) << problems(p);
-    ASSERT_EQ(p.ports.size(), 1u);
     // Nothing of the bad slice, not even the valid addresses before the bad one.
-    EXPECT_EQ(p.ports[0].backends, (std::vector<L4Addr>{tcp("10.244.2.2", 8080)}));
+    expect_bad_slice_ignored(slice("default", "web-bad", "web", {port("http", 8080)},
+                                   {endpoint("10.244.1.1"), endpoint("10.244.1.300"), endpoint("10.244.1.3")}),
+                             "EndpointSlice default/web-bad", "10.244.1.300");
 }
 
 TEST(PlanServicesTest, SliceWithInvalidPortIsAProblemAndIgnoredWhole) {
-    auto spec =
-        spec_of({service("default", "web", "10.96.1.1", {port("http", 80)})},
-                {slice("default", "web-bad", "web", {port("http", 8080), port("x", 0)}, {endpoint("10.244.1.1")}),
-                 slice("default", "web-good", "web", {port("http", 8080)}, {endpoint("10.244.2.2")})});
-    auto p = plan_services(spec);
-    ASSERT_EQ(p.problems.size(), 1u) << problems(p);
-    EXPECT_TRUE(has_problem(p, "EndpointSlice default/web-bad", "invalid port")) << problems(p);
-    ASSERT_EQ(p.ports.size(), 1u);
-    EXPECT_EQ(p.ports[0].backends, (std::vector<L4Addr>{tcp("10.244.2.2", 8080)}));
+    expect_bad_slice_ignored(
+        slice("default", "web-bad", "web", {port("http", 8080), port("x", 0)}, {endpoint("10.244.1.1")}),
+        "EndpointSlice default/web-bad", "invalid port");
 }
 
 // ---------------------------------------------------------------- skipped services
@@ -323,11 +325,7 @@ TEST(PlanServicesTest, ExternalNameWithClusterIPStillSkipped) {
 TEST(PlanServicesTest, InvalidClusterIPSkipsServiceWithProblem) {
     auto spec = spec_of({service("default", "bad", "10.96.1.300", {port("http", 80)}),
                          service("default", "good", "10.96.1.1", {port("http", 80)})});
-    auto p = plan_services(spec);
-    ASSERT_EQ(p.problems.size(), 1u) << problems(p);
-    EXPECT_TRUE(has_problem(p, "Service default/bad", "10.96.1.300")) << problems(p);
-    ASSERT_EQ(p.ports.size(), 1u);
-    EXPECT_EQ(p.ports[0].name, "default/good:http");
+    expect_one_problem_one_port(plan_services(spec), "Service default/bad", "10.96.1.300", "default/good:http");
 }
 
 TEST(PlanServicesTest, InvalidSecondClusterIPSkipsServiceWithProblem) {
@@ -351,11 +349,7 @@ TEST_P(PlanServicesBadPortTest, WholeServiceSkippedWithProblem) {
         spec_of({service("default", "bad", "10.96.1.1", {port("ok", 443), GetParam().port, port("also-ok", 8443)}),
                  service("default", "good", "10.96.1.2", {port("http", 80)})},
                 {slice("default", "bad-1", "bad", {port("ok", 8443)}, {endpoint("10.244.1.1")})});
-    auto p = plan_services(spec);
-    ASSERT_EQ(p.problems.size(), 1u) << problems(p);
-    EXPECT_TRUE(has_problem(p, "Service default/bad", "invalid port")) << problems(p);
-    ASSERT_EQ(p.ports.size(), 1u);
-    EXPECT_EQ(p.ports[0].name, "default/good:http");
+    expect_one_problem_one_port(plan_services(spec), "Service default/bad", "invalid port", "default/good:http");
 }
 
 INSTANTIATE_TEST_SUITE_P(Ports, PlanServicesBadPortTest,
@@ -387,11 +381,8 @@ TEST(PlanServicesTest, DuplicateFrontendFirstByNamespaceNameWinsOtherSkippedWhol
                 {slice("a", "web-1", "web", {port("http", 8080)}, {endpoint("10.244.1.1")}),
                  slice("b", "zz-1", "zz", {port("http", 9090), port("extra", 9091)}, {endpoint("10.244.2.2")})});
     auto p = plan_services(spec);
-    ASSERT_EQ(p.problems.size(), 1u) << problems(p);
-    EXPECT_TRUE(has_problem(p, "Service b/zz", "a/web")) << problems(p);
+    ASSERT_NO_FATAL_FAILURE(expect_one_problem_one_port(p, "Service b/zz", "a/web", "a/web:http"));
     EXPECT_TRUE(has_problem(p, "Service b/zz", "10.96.1.1:80/tcp")) << problems(p);
-    ASSERT_EQ(p.ports.size(), 1u);
-    EXPECT_EQ(p.ports[0].name, "a/web:http");
     EXPECT_EQ(p.ports[0].backends, (std::vector<L4Addr>{tcp("10.244.1.1", 8080)}));
     EXPECT_EQ(find(p, tcp("10.96.1.1", 81)), nullptr);
 }
@@ -433,11 +424,7 @@ TEST(PlanServicesTest, TooManyBackendsSkipsService) {
                          service("default", "small", "10.96.1.2", {port("http", 80)})},
                         {slice("default", "huge-1", "huge", {port("http", 8080)}, eps),
                          slice("default", "small-1", "small", {port("http", 8080)}, {endpoint("10.244.1.1")})});
-    auto p = plan_services(spec);
-    ASSERT_EQ(p.problems.size(), 1u) << problems(p);
-    EXPECT_TRUE(has_problem(p, "Service default/huge", "65536")) << problems(p);
-    ASSERT_EQ(p.ports.size(), 1u);
-    EXPECT_EQ(p.ports[0].name, "default/small:http");
+    expect_one_problem_one_port(plan_services(spec), "Service default/huge", "65536", "default/small:http");
 }
 
 TEST(PlanServicesTest, ExactlyMaxBackendsAccepted) {
