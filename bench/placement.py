@@ -203,17 +203,16 @@ def study(s, placements, rounds, seconds, scenarios, workloads, stats_on=True):
         raise RuntimeError("the placement study needs two CPUs (split: client and server on different ones)")
     setups, servers, floors = {}, [], []
     log("placement study: attaching skiff pods, starting servers")
-    if SAME in scenarios:
-        (va, vb), (fa, fb) = s["veth"], s["floor_local_pods"]
-        c, srv = sk.add_pod(0), sk.add_pod(0)
-        setups[SAME] = {"veth": (va, vb.ip), "floor": (fa, fb.ip), "skiff": (c, srv.ip)}
-        servers += [vb, fb, srv]
-        floors.append((fa, fb))
-    if CROSS in scenarios:
-        (wa, wb), (fa, fb) = s["wire_nodes"], s["floor_pods"]
-        c, srv = sk.add_pod(0), sk.add_pod(1)
-        setups[CROSS] = {"wire": (wa, wb.ip), "floor": (fa, fb.ip), "skiff": (c, srv.ip)}
-        servers += [wb, fb, srv]
+    # scenario: its reference setup (and the key of its pair in s), its
+    # floor's pair, the skiff server's node (the client is on node 0).
+    for scenario, ref, ref_key, floor_key, srv_node in ((SAME, "veth", "veth", "floor_local_pods", 0),
+                                                        (CROSS, "wire", "wire_nodes", "floor_pods", 1)):
+        if scenario not in scenarios:
+            continue
+        (ra, rb), (fa, fb) = s[ref_key], s[floor_key]
+        c, srv = sk.add_pod(0), sk.add_pod(srv_node)
+        setups[scenario] = {ref: (ra, rb.ip), "floor": (fa, fb.ip), "skiff": (c, srv.ip)}
+        servers += [rb, fb, srv]
         floors.append((fa, fb))
     for ep in servers:
         if not W.listening(ep.ns, W.SOCKPERF_PORT):  # run.py's datapath section may have started them

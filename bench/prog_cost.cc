@@ -15,6 +15,8 @@
 // This file: the node and its path table; prog_cost_run.{h,cc}: the machinery.
 #include <linux/pkt_cls.h>
 
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -125,10 +127,31 @@ struct Node {
     }
 };
 
-// A path that leaves the packet as it is.
-void unchanged(Path& p) {
-    const Bytes in = p.frame;
-    p.expected = [in](uint32_t) { return in; };
+// What a path makes of its frame (service_env.h's rewritten()): these MACs,
+// addresses and ports, the TTL lowered by ttl; kTtlPerRun: by one per run
+// (routed).
+constexpr int kTtlPerRun = -1;
+struct Rewrite {
+    MacAddr eth_dst, eth_src;
+    int ttl;
+    Ipv4 saddr;
+    uint16_t sport;
+    Ipv4 daddr;
+    uint16_t dport;
+};
+
+// Into the pod behind v (v's veth MACs).
+Rewrite into(const TestVeth& v, int ttl, Ipv4 saddr, uint16_t sport, Ipv4 daddr, uint16_t dport) {
+    return {v.pod.mac, v.host.mac, ttl, saddr, sport, daddr, dport};
+}
+
+// The frame after `runs` runs: rewritten as out says, or (no out) as it is.
+std::function<Bytes(uint32_t)> expectation(const Bytes& in, const std::optional<Rewrite>& out) {
+    if (!out) return [in](uint32_t) { return in; };
+    return [in, r = *out](uint32_t runs) {
+        const auto ttl = static_cast<uint8_t>(r.ttl == kTtlPerRun ? runs : static_cast<uint32_t>(r.ttl));
+        return rewritten(in, r.eth_dst, r.eth_src, ttl, r.saddr, r.sport, r.daddr, r.dport);
+    };
 }
 
 // ---------------------------------------------------------------------------
@@ -151,7 +174,7 @@ Baselines add_baselines(const Node& n, std::vector<Path>& paths) {
     p.batch = kBatch;
     p.verdict = TC_ACT_OK;
     p.counts_nothing = true;
-    unchanged(p);
+    p.expected = expectation(p.frame, std::nullopt);
     paths.push_back(p);
     p.name = "baseline_empty_batch1";
     p.description = "tc program 'return TC_ACT_OK': test_run overhead, 1 run per call";
@@ -160,20 +183,22 @@ Baselines add_baselines(const Node& n, std::vector<Path>& paths) {
     return {paths[paths.size() - 2].name, paths.back().name};
 }
 
-// A path a 2nd run on the same skb takes again: kBatch runs per call.
-void batched(Path& p, const Baselines& base) {
-    p.batch = kBatch;
-    p.baseline = base.batched;
-}
-
-// The paths of one program attached at ifindex: once per call, against the
-// baseline named.
+// The paths of one program attached at ifindex, added to paths: verdict
+// `verdict`, each of `reasons` counted once per run in direction dir (a path
+// counting no reason counts nothing at all), the frame out as `out` says
+// (none: as it is). Once per call, against the single-run baseline;
+// batched(): a path a 2nd run on the same skb takes again, kBatch runs per
+// call. The Path& returned is valid until the next path is added.
 struct PathMaker {
     const char* program;
     int prog_fd, ifindex;
-    std::string baseline;
+    const Baselines& base;
+    std::vector<Path>& paths;
+    uint32_t dir = SKIFF_DIR_EGRESS;  // of the reasons counted
+    uint32_t verdict = TC_ACT_REDIRECT;
 
-    Path operator()(std::string name, std::string description, Bytes frame, std::vector<Reason> reasons) const {
+    Path& operator()(std::string name, std::string description, Bytes frame, const std::vector<uint32_t>& reasons,
+                     const std::optional<Rewrite>& out) const {
         Path p;
         p.name = std::move(name);
         p.program = program;
@@ -181,8 +206,19 @@ struct PathMaker {
         p.prog_fd = prog_fd;
         p.ifindex = ifindex;
         p.frame = std::move(frame);
-        p.reasons = std::move(reasons);
-        p.baseline = baseline;
+        p.verdict = verdict;
+        for (uint32_t r : reasons) p.reasons.push_back({r, dir});
+        p.counts_nothing = p.reasons.empty();
+        p.expected = expectation(p.frame, out);
+        p.baseline = base.single;
+        paths.push_back(std::move(p));
+        return paths.back();
+    }
+    Path& batched(std::string name, std::string description, Bytes frame, const std::vector<uint32_t>& reasons,
+                  const std::optional<Rewrite>& out) const {
+        Path& p = (*this)(std::move(name), std::move(description), std::move(frame), reasons, out);
+        p.batch = kBatch;
+        p.baseline = base.batched;
         return p;
     }
 };
@@ -191,74 +227,43 @@ struct PathMaker {
 void add_from_pod_paths(const Node& n, const Baselines& base, std::vector<Path>& paths) {
     const TestVeth& veth_a = *n.veth_a;
     const TestVeth& veth_b = *n.veth_b;
-    const PathMaker path{"from_pod", n.from_pod, n.pod_a_if(), base.single};
+    const PathMaker path{"from_pod", n.from_pod, n.pod_a_if(), base, paths};
     // a. same node: redirect_peer into B.
-    {
-        Path p =
-            path("pod_to_pod_same_node",
+    path.batched("pod_to_pod_same_node",
                  "A -> B on this node, TCP data: anti-spoofing, conntrack reply check, cluster range, "
                  "endpoint lookup, bpf_redirect_peer",
-                 n.from_a(kPodB, kSportLocal, kIperf, kData, kRoutedTtl), {{SKIFF_FWD_LOCAL_POD, SKIFF_DIR_EGRESS}});
-        batched(p, base);
-        p.expected = [in = p.frame, &veth_b](uint32_t runs) {
-            return rewritten(in, veth_b.pod.mac, veth_b.host.mac, static_cast<uint8_t>(runs), kPodA, kSportLocal, kPodB,
-                             kIperf);
-        };
-        paths.push_back(std::move(p));
-    }
+                 n.from_a(kPodB, kSportLocal, kIperf, kData, kRoutedTtl), {SKIFF_FWD_LOCAL_POD},
+                 into(veth_b, kTtlPerRun, kPodA, kSportLocal, kPodB, kIperf));
     // b. another node: node map (LPM), bpf_fib_lookup, bpf_redirect to the uplink.
-    {
-        Path p = path("pod_to_pod_other_node",
-                      "A -> 10.244.5.5 behind 192.168.1.12, TCP data: node map, bpf_fib_lookup (neighbour "
-                      "known), bpf_redirect out of the uplink",
-                      n.from_a(kRemotePod, kSportRemote, kIperf, kData, kRoutedTtl),
-                      {{SKIFF_FWD_REMOTE_NODE, SKIFF_DIR_EGRESS}});
-        p.mark_out = SKIFF_FORWARDED_MARK;  // for to_uplink
-        batched(p, base);
-        p.expected = [in = p.frame, upl_mac = n.uplink_mac()](uint32_t runs) {
-            return rewritten(in, kNodeNeighMac, upl_mac, static_cast<uint8_t>(runs), kPodA, kSportRemote, kRemotePod,
-                             kIperf);
-        };
-        paths.push_back(std::move(p));
-    }
+    path.batched("pod_to_pod_other_node",
+                 "A -> 10.244.5.5 behind 192.168.1.12, TCP data: node map, bpf_fib_lookup (neighbour "
+                 "known), bpf_redirect out of the uplink",
+                 n.from_a(kRemotePod, kSportRemote, kIperf, kData, kRoutedTtl), {SKIFF_FWD_REMOTE_NODE},
+                 Rewrite{kNodeNeighMac, n.uplink_mac(), kTtlPerRun, kPodA, kSportRemote, kRemotePod, kIperf})
+        .mark_out = SKIFF_FORWARDED_MARK;  // for to_uplink
     // c. ClusterIP, established: conntrack hit, DNAT, redirect_peer.
-    {
-        Path p = path("clusterip_established",
-                      "A -> 10.96.0.10:80, TCP data of a replied connection: conntrack hit, DNAT to B:8080, "
-                      "bpf_redirect_peer",
-                      n.from_a(kVip, kSportEst, kVport, kData),
-                      {{SKIFF_SVC_ESTABLISHED, SKIFF_DIR_EGRESS}, {SKIFF_FWD_LOCAL_POD, SKIFF_DIR_EGRESS}});
-        p.expected = [in = p.frame, &veth_b](uint32_t) {
-            return rewritten(in, veth_b.pod.mac, veth_b.host.mac, 1, kPodA, kSportEst, kPodB, kBport);
-        };
-        paths.push_back(std::move(p));
-    }
+    path("clusterip_established",
+         "A -> 10.96.0.10:80, TCP data of a replied connection: conntrack hit, DNAT to B:8080, "
+         "bpf_redirect_peer",
+         n.from_a(kVip, kSportEst, kVport, kData), {SKIFF_SVC_ESTABLISHED, SKIFF_FWD_LOCAL_POD},
+         into(veth_b, 1, kPodA, kSportEst, kPodB, kBport));
     // c'. its replies: reverse DNAT, redirect_peer back into A.
-    {
-        Path p = path("clusterip_reply",
-                      "B:8080 -> A, TCP data answering c.: conntrack REPLY hit, source back to 10.96.0.10:80, "
-                      "bpf_redirect_peer",
-                      n.from_b(kPodA, kBport, kSportEst, kData),
-                      {{SKIFF_SVC_REPLY, SKIFF_DIR_EGRESS}, {SKIFF_FWD_LOCAL_POD, SKIFF_DIR_EGRESS}});
-        p.ifindex = n.pod_b_if();
-        p.expected = [in = p.frame, &veth_a](uint32_t) {
-            return rewritten(in, veth_a.pod.mac, veth_a.host.mac, 1, kVip, kVport, kPodA, kSportEst);
-        };
-        paths.push_back(std::move(p));
-    }
+    path("clusterip_reply",
+         "B:8080 -> A, TCP data answering c.: conntrack REPLY hit, source back to 10.96.0.10:80, "
+         "bpf_redirect_peer",
+         n.from_b(kPodA, kBport, kSportEst, kData), {SKIFF_SVC_REPLY, SKIFF_FWD_LOCAL_POD},
+         into(veth_a, 1, kVip, kVport, kPodA, kSportEst))
+        .ifindex = n.pod_b_if();
     // d. ClusterIP, first packet: backend pick, two conntrack inserts. The
     // entries are deleted after every call (outside the timed region), so
     // every run creates them.
     {
-        Path p = path("clusterip_syn_new",
-                      "A -> 10.96.0.10:80, SYN (20 bytes of options, no payload) of a new connection: backend "
-                      "pick, FORWARD+REPLY conntrack inserts, DNAT, bpf_redirect_peer; both entries deleted after "
-                      "each call, untimed",
-                      n.from_a(kVip, kSportSyn, kVport, kTcpSyn),
-                      {{SKIFF_SVC_NEW, SKIFF_DIR_EGRESS}, {SKIFF_FWD_LOCAL_POD, SKIFF_DIR_EGRESS}});
-        p.expected = [in = p.frame, &veth_b](uint32_t) {
-            return rewritten(in, veth_b.pod.mac, veth_b.host.mac, 1, kPodA, kSportSyn, kPodB, kBport);
-        };
+        Path& p = path("clusterip_syn_new",
+                       "A -> 10.96.0.10:80, SYN (20 bytes of options, no payload) of a new connection: backend "
+                       "pick, FORWARD+REPLY conntrack inserts, DNAT, bpf_redirect_peer; both entries deleted after "
+                       "each call, untimed",
+                       n.from_a(kVip, kSportSyn, kVport, kTcpSyn), {SKIFF_SVC_NEW, SKIFF_FWD_LOCAL_POD},
+                       into(veth_b, 1, kPodA, kSportSyn, kPodB, kBport));
         const skiff_ct_key fkey = ct_key(kPodA, kVip, kSportSyn, kVport, kTcp, SKIFF_CT_FORWARD);
         const skiff_ct_key rkey = ct_key(kPodB, kPodA, kBport, kSportSyn, kTcp, SKIFF_CT_REPLY);
         p.after_call = [maps = n.svc, fkey, rkey]() -> Status {
@@ -266,133 +271,80 @@ void add_from_pod_paths(const Node& n, const Baselines& base, std::vector<Path>&
             SKIFF_TRY(maps->delete_ct(fkey));
             return maps->delete_ct(rkey);
         };
-        paths.push_back(std::move(p));
     }
     // e. masquerade, established flow.
-    {
-        Path p = path("masquerade_established",
-                      "A -> 192.168.1.200:443, TCP data of a masqueraded flow: service misses, no-masquerade "
-                      "LPM miss, bpf_fib_lookup, snat EGRESS hit, source -> node:port, bpf_redirect out of the "
-                      "uplink",
-                      n.from_a(kOutside, kSportMasq, kHttps, kData),
-                      {{SKIFF_SNAT_EGRESS_XLATE, SKIFF_DIR_EGRESS}, {SKIFF_FWD_FIB, SKIFF_DIR_EGRESS}});
-        p.mark_out = SKIFF_FORWARDED_MARK;
-        p.expected = [in = p.frame, upl_mac = n.uplink_mac(), nat_port = n.nat_port](uint32_t) {
-            return rewritten(in, kSnatOutsideMac, upl_mac, 1, kNode, nat_port, kOutside, kHttps);
-        };
-        paths.push_back(std::move(p));
-    }
+    path("masquerade_established",
+         "A -> 192.168.1.200:443, TCP data of a masqueraded flow: service misses, no-masquerade "
+         "LPM miss, bpf_fib_lookup, snat EGRESS hit, source -> node:port, bpf_redirect out of the "
+         "uplink",
+         n.from_a(kOutside, kSportMasq, kHttps, kData), {SKIFF_SNAT_EGRESS_XLATE, SKIFF_FWD_FIB},
+         Rewrite{kSnatOutsideMac, n.uplink_mac(), 1, kNode, n.nat_port, kOutside, kHttps})
+        .mark_out = SKIFF_FORWARDED_MARK;
 }
 
 // from_uplink: f. (what arrives), and the replies of the node's own flows.
 void add_from_uplink_paths(const Node& n, const Baselines& base, std::vector<Path>& paths) {
-    const TestVeth& veth_a = *n.veth_a;
-    const TestVeth& veth_b = *n.veth_b;
-    const PathMaker path{"from_uplink", n.from_uplink, n.uplink_if(), base.single};
-    {
-        Path p = path("uplink_masquerade_reply",
-                      "192.168.1.200:443 -> node:NAT port, TCP data answering e.: snat INGRESS hit, destination "
-                      "-> A, bpf_redirect_peer",
-                      n.from_wire(kSnatOutsideMac, kOutside, kNode, kHttps, n.nat_port, kData),
-                      {{SKIFF_SNAT_INGRESS_XLATE, SKIFF_DIR_INGRESS}, {SKIFF_FWD_LOCAL_POD, SKIFF_DIR_INGRESS}});
-        p.expected = [in = p.frame, &veth_a](uint32_t) {
-            return rewritten(in, veth_a.pod.mac, veth_a.host.mac, 1, kOutside, kHttps, kPodA, kSportMasq);
-        };
-        paths.push_back(std::move(p));
-    }
-    {
-        Path p = path("uplink_remote_pod_to_local_pod",
-                      "10.244.5.5 (from 192.168.1.12) -> B, TCP data: conntrack reply check, cluster range, "
-                      "endpoint lookup, bpf_redirect_peer",
-                      n.from_wire(kNodeNeighMac, kRemotePod, kPodB, kSportFromRemote, kIperf, kData, kRoutedTtl),
-                      {{SKIFF_FWD_LOCAL_POD, SKIFF_DIR_INGRESS}});
-        batched(p, base);
-        p.expected = [in = p.frame, &veth_b](uint32_t runs) {
-            return rewritten(in, veth_b.pod.mac, veth_b.host.mac, static_cast<uint8_t>(runs), kRemotePod,
-                             kSportFromRemote, kPodB, kIperf);
-        };
-        paths.push_back(std::move(p));
-    }
+    const PathMaker path{"from_uplink", n.from_uplink, n.uplink_if(), base, paths, SKIFF_DIR_INGRESS};
+    path("uplink_masquerade_reply",
+         "192.168.1.200:443 -> node:NAT port, TCP data answering e.: snat INGRESS hit, destination "
+         "-> A, bpf_redirect_peer",
+         n.from_wire(kSnatOutsideMac, kOutside, kNode, kHttps, n.nat_port, kData),
+         {SKIFF_SNAT_INGRESS_XLATE, SKIFF_FWD_LOCAL_POD}, into(*n.veth_a, 1, kOutside, kHttps, kPodA, kSportMasq));
+    path.batched("uplink_remote_pod_to_local_pod",
+                 "10.244.5.5 (from 192.168.1.12) -> B, TCP data: conntrack reply check, cluster range, "
+                 "endpoint lookup, bpf_redirect_peer",
+                 n.from_wire(kNodeNeighMac, kRemotePod, kPodB, kSportFromRemote, kIperf, kData, kRoutedTtl),
+                 {SKIFF_FWD_LOCAL_POD}, into(*n.veth_b, kTtlPerRun, kRemotePod, kSportFromRemote, kPodB, kIperf));
     // The replies of the node's flows (to_uplink's j., k.): the stack's.
-    {
-        Path p = path("uplink_node_flow_reply",
-                      "192.168.1.200:443 -> node:50000, TCP data answering j. (a node flow): service misses, "
-                      "snat INGRESS hit (the node's own entry, nothing to rewrite), to the stack",
-                      n.from_wire(kSnatOutsideMac, kOutside, kNode, kHttps, kNodeSportEst, kData),
-                      {{SKIFF_SNAT_NODE, SKIFF_DIR_INGRESS}, {SKIFF_FWD_STACK, SKIFF_DIR_INGRESS}});
-        p.verdict = TC_ACT_OK;
-        batched(p, base);
-        unchanged(p);
-        paths.push_back(std::move(p));
-    }
-    {
-        Path p = path("uplink_node_flow_moved_reply",
-                      "192.168.1.200:443 -> node:moved port, TCP data answering k.: service misses, snat "
-                      "INGRESS hit, destination port back to the node flow's own, to the stack",
-                      n.from_wire(kSnatOutsideMac, kOutside, kNode, kHttps, n.moved_port, kData),
-                      {{SKIFF_SNAT_NODE, SKIFF_DIR_INGRESS}, {SKIFF_FWD_STACK, SKIFF_DIR_INGRESS}});
-        p.verdict = TC_ACT_OK;
-        p.expected = [in = p.frame, upl_mac = n.uplink_mac(), own = n.nat_port](uint32_t) {
-            return rewritten(in, upl_mac, kSnatOutsideMac, 0, kOutside, kHttps, kNode, own);
-        };
-        paths.push_back(std::move(p));
-    }
+    const PathMaker to_stack{"from_uplink", n.from_uplink, n.uplink_if(), base, paths, SKIFF_DIR_INGRESS, TC_ACT_OK};
+    to_stack.batched("uplink_node_flow_reply",
+                     "192.168.1.200:443 -> node:50000, TCP data answering j. (a node flow): service misses, "
+                     "snat INGRESS hit (the node's own entry, nothing to rewrite), to the stack",
+                     n.from_wire(kSnatOutsideMac, kOutside, kNode, kHttps, kNodeSportEst, kData),
+                     {SKIFF_SNAT_NODE, SKIFF_FWD_STACK}, std::nullopt);
+    to_stack("uplink_node_flow_moved_reply",
+             "192.168.1.200:443 -> node:moved port, TCP data answering k.: service misses, snat "
+             "INGRESS hit, destination port back to the node flow's own, to the stack",
+             n.from_wire(kSnatOutsideMac, kOutside, kNode, kHttps, n.moved_port, kData),
+             {SKIFF_SNAT_NODE, SKIFF_FWD_STACK},
+             Rewrite{n.uplink_mac(), kSnatOutsideMac, 0, kOutside, kHttps, kNode, n.nat_port});
 }
 
 // to_uplink (the uplink's egress): every packet leaving the node.
 void add_to_uplink_paths(const Node& n, const Baselines& base, std::vector<Path>& paths) {
-    const PathMaker make{"to_uplink", n.to_uplink, n.uplink_if(), base.single};
-    // Every path here passes (TC_ACT_OK), most with the packet as it is; a
-    // path counting no reason counts nothing at all.
-    auto path = [&](std::string name, std::string description, Bytes frame, std::vector<Reason> reasons) {
-        Path p = make(std::move(name), std::move(description), std::move(frame), std::move(reasons));
-        p.verdict = TC_ACT_OK;
-        p.counts_nothing = p.reasons.empty();
-        unchanged(p);
-        return p;
-    };
+    // Every path here passes (TC_ACT_OK), most with the packet as it is.
+    const PathMaker path{"to_uplink", n.to_uplink, n.uplink_if(), base, paths, SKIFF_DIR_EGRESS, TC_ACT_OK};
     // h. what skiff redirected here. The first run clears the mark: once
-    // per call.
-    {
-        // A's masqueraded packet (e.): on a tuple the node's table holds,
-        // so it would be the node's own without the mark.
-        Path p = path("to_uplink_forwarded",
-                      "node:NAT port -> 192.168.1.200:443, TCP data as from_pod masqueraded and redirected it "
-                      "(e.), skb->mark SKIFF_FORWARDED_MARK: mark cleared, passed uncounted (what every pod -> "
-                      "other node / outside packet pays)",
-                      n.from_node(kOutside, n.nat_port, kHttps, kData), {});
-        p.mark = SKIFF_FORWARDED_MARK;
-        paths.push_back(std::move(p));
-    }
+    // per call. A's masqueraded packet (e.): on a tuple the node's table
+    // holds, so it would be the node's own without the mark.
+    path("to_uplink_forwarded",
+         "node:NAT port -> 192.168.1.200:443, TCP data as from_pod masqueraded and redirected it "
+         "(e.), skb->mark SKIFF_FORWARDED_MARK: mark cleared, passed uncounted (what every pod -> "
+         "other node / outside packet pays)",
+         n.from_node(kOutside, n.nat_port, kHttps, kData), {}, std::nullopt)
+        .mark = SKIFF_FORWARDED_MARK;
     // i. what is not the node's to masquerade.
-    for (Path p : {path("to_uplink_node_exempt",
-                        "node:50002 -> 192.168.1.12:22, TCP data (to another node): config, L4 ports, "
-                        "no-masquerade LPM hit, passed uncounted",
-                        n.out_of_uplink(kNodeNeighMac, kNode, kOtherNode, kNodeSportPeer, kSsh, kData), {}),
-                   path("to_uplink_not_node_source",
-                        "10.244.1.10 -> 192.168.1.200:443 unmarked (routed by the stack), TCP data: source is not "
-                        "the node's, passed uncounted",
-                        n.out_of_uplink(kSnatOutsideMac, kPodA, kOutside, kSportUnmarked, kHttps, kData), {})}) {
-        batched(p, base);
-        paths.push_back(std::move(p));
-    }
+    path.batched("to_uplink_node_exempt",
+                 "node:50002 -> 192.168.1.12:22, TCP data (to another node): config, L4 ports, "
+                 "no-masquerade LPM hit, passed uncounted",
+                 n.out_of_uplink(kNodeNeighMac, kNode, kOtherNode, kNodeSportPeer, kSsh, kData), {}, std::nullopt);
+    path.batched("to_uplink_not_node_source",
+                 "10.244.1.10 -> 192.168.1.200:443 unmarked (routed by the stack), TCP data: source is not "
+                 "the node's, passed uncounted",
+                 n.out_of_uplink(kSnatOutsideMac, kPodA, kOutside, kSportUnmarked, kHttps, kData), {}, std::nullopt);
     // j. the node's own tracked flow: table hit and touch.
-    {
-        Path p = path("to_uplink_node_flow",
-                      "node:50000 -> 192.168.1.200:443, TCP data of a tracked node flow: no-masquerade LPM miss, "
-                      "snat EGRESS hit (own port kept), sent as is",
-                      n.from_node(kOutside, kNodeSportEst, kHttps, kData), {{SKIFF_SNAT_NODE, SKIFF_DIR_EGRESS}});
-        batched(p, base);
-        paths.push_back(std::move(p));
-    }
+    path.batched("to_uplink_node_flow",
+                 "node:50000 -> 192.168.1.200:443, TCP data of a tracked node flow: no-masquerade LPM miss, "
+                 "snat EGRESS hit (own port kept), sent as is",
+                 n.from_node(kOutside, kNodeSportEst, kHttps, kData), {SKIFF_SNAT_NODE}, std::nullopt);
     // j'. its first packet. Both entries are deleted after every call
     // (outside the timed region), so every run creates them.
     {
-        Path p = path("to_uplink_node_flow_new",
-                      "node:50001 -> 192.168.1.200:443, SYN of a new node flow: snat EGRESS miss, reply tuple "
-                      "claimed (BPF_NOEXIST), EGRESS entry inserted, sent as is; both entries deleted after each "
-                      "call, untimed",
-                      n.from_node(kOutside, kNodeSportNew, kHttps, kTcpSyn), {{SKIFF_SNAT_NODE_NEW, SKIFF_DIR_EGRESS}});
+        Path& p = path("to_uplink_node_flow_new",
+                       "node:50001 -> 192.168.1.200:443, SYN of a new node flow: snat EGRESS miss, reply tuple "
+                       "claimed (BPF_NOEXIST), EGRESS entry inserted, sent as is; both entries deleted after each "
+                       "call, untimed",
+                       n.from_node(kOutside, kNodeSportNew, kHttps, kTcpSyn), {SKIFF_SNAT_NODE_NEW}, std::nullopt);
         const skiff_ct_key ekey = snat::egress_key(kNode, kOutside, kNodeSportNew, kHttps, kTcp);
         const skiff_ct_key ikey = snat::ingress_key(kOutside, kHttps, kNodeSportNew, kTcp);
         p.after_call = [maps = n.snat, ekey, ikey]() -> Status {
@@ -400,67 +352,39 @@ void add_to_uplink_paths(const Node& n, const Baselines& base, std::vector<Path>
             SKIFF_TRY(maps->del(ekey));
             return maps->del(ikey);
         };
-        paths.push_back(std::move(p));
     }
     // k. a node flow moved off the tuple A's masqueraded flow (e.) holds:
     // its later packets, source port rewritten.
-    {
-        Path p = path("to_uplink_node_flow_moved",
-                      "node:NAT port of e. -> 192.168.1.200:443, TCP data of a node flow moved off A's tuple: "
-                      "snat EGRESS hit, source port -> the moved port, sent",
-                      n.from_node(kOutside, n.nat_port, kHttps, kData), {{SKIFF_SNAT_NODE, SKIFF_DIR_EGRESS}});
-        p.expected = [in = p.frame, upl_mac = n.uplink_mac(), moved = n.moved_port](uint32_t) {
-            return rewritten(in, kSnatOutsideMac, upl_mac, 0, kNode, moved, kOutside, kHttps);
-        };
-        paths.push_back(std::move(p));
-    }
+    path("to_uplink_node_flow_moved",
+         "node:NAT port of e. -> 192.168.1.200:443, TCP data of a node flow moved off A's tuple: "
+         "snat EGRESS hit, source port -> the moved port, sent",
+         n.from_node(kOutside, n.nat_port, kHttps, kData), {SKIFF_SNAT_NODE},
+         Rewrite{kSnatOutsideMac, n.uplink_mac(), 0, kNode, n.moved_port, kOutside, kHttps});
 }
 
 // l. The veth floor (bench/floor/veth_floor.c) on b.'s and the uplink
 // remote -> local path's packets: the least a veth datapath does there;
-// the same-node floor (veth_floor_local.c) on a.'s.
+// the same-node floor (veth_floor_local.c) on a.'s. No reasons: they count
+// nothing.
 void add_floor_paths(const Node& n, const Baselines& base, std::vector<Path>& paths) {
-    {
-        const TestVeth& veth_b = *n.veth_b;
-        Path p = PathMaker{"floor_local", n.floor_local, n.pod_a_if(), base.single}(
-            "floor_pod_to_pod_same_node",
-            "a.'s packet through the same-node veth floor's floor_local: one hash lookup of the destination, "
-            "MACs, bpf_redirect_peer into B; no TTL, checks or counters",
-            n.from_a(kPodB, kSportLocal, kIperf, kData, kRoutedTtl), {});
-        p.counts_nothing = true;
-        batched(p, base);
-        p.expected = [in = p.frame, &veth_b](uint32_t) {
-            return rewritten(in, veth_b.pod.mac, veth_b.host.mac, 0, kPodA, kSportLocal, kPodB, kIperf);
-        };
-        paths.push_back(std::move(p));
-    }
-    {
-        Path p = PathMaker{"floor_out", n.floor_out, n.pod_a_if(), base.single}(
-            "floor_pod_to_pod_other_node",
-            "b.'s packet through the veth floor's floor_out: bpf_fib_lookup of 10.244.5.5 (kernel route via "
-            "192.168.1.12, neighbour known), MACs, bpf_redirect out of the uplink; no TTL, checks or counters",
-            n.from_a(kRemotePod, kSportRemote, kIperf, kData, kRoutedTtl), {});
-        p.counts_nothing = true;
-        batched(p, base);
-        p.expected = [in = p.frame, upl_mac = n.uplink_mac()](uint32_t) {
-            return rewritten(in, kNodeNeighMac, upl_mac, 0, kPodA, kSportRemote, kRemotePod, kIperf);
-        };
-        paths.push_back(std::move(p));
-    }
-    {
-        const TestVeth& veth_b = *n.veth_b;
-        Path p = PathMaker{"floor_in", n.floor_in, n.uplink_if(), base.single}(
-            "floor_uplink_remote_pod_to_local_pod",
-            "uplink_remote_pod_to_local_pod's packet through the veth floor's floor_in: destination check, "
-            "MACs, bpf_redirect_peer into B; no TTL, checks or counters",
-            n.from_wire(kNodeNeighMac, kRemotePod, kPodB, kSportFromRemote, kIperf, kData, kRoutedTtl), {});
-        p.counts_nothing = true;
-        batched(p, base);
-        p.expected = [in = p.frame, &veth_b](uint32_t) {
-            return rewritten(in, veth_b.pod.mac, veth_b.host.mac, 0, kRemotePod, kSportFromRemote, kPodB, kIperf);
-        };
-        paths.push_back(std::move(p));
-    }
+    PathMaker{"floor_local", n.floor_local, n.pod_a_if(), base, paths}.batched(
+        "floor_pod_to_pod_same_node",
+        "a.'s packet through the same-node veth floor's floor_local: one hash lookup of the destination, "
+        "MACs, bpf_redirect_peer into B; no TTL, checks or counters",
+        n.from_a(kPodB, kSportLocal, kIperf, kData, kRoutedTtl), {},
+        into(*n.veth_b, 0, kPodA, kSportLocal, kPodB, kIperf));
+    PathMaker{"floor_out", n.floor_out, n.pod_a_if(), base, paths}.batched(
+        "floor_pod_to_pod_other_node",
+        "b.'s packet through the veth floor's floor_out: bpf_fib_lookup of 10.244.5.5 (kernel route via "
+        "192.168.1.12, neighbour known), MACs, bpf_redirect out of the uplink; no TTL, checks or counters",
+        n.from_a(kRemotePod, kSportRemote, kIperf, kData, kRoutedTtl), {},
+        Rewrite{kNodeNeighMac, n.uplink_mac(), 0, kPodA, kSportRemote, kRemotePod, kIperf});
+    PathMaker{"floor_in", n.floor_in, n.uplink_if(), base, paths}.batched(
+        "floor_uplink_remote_pod_to_local_pod",
+        "uplink_remote_pod_to_local_pod's packet through the veth floor's floor_in: destination check, "
+        "MACs, bpf_redirect_peer into B; no TTL, checks or counters",
+        n.from_wire(kNodeNeighMac, kRemotePod, kPodB, kSportFromRemote, kIperf, kData, kRoutedTtl), {},
+        into(*n.veth_b, 0, kRemotePod, kSportFromRemote, kPodB, kIperf));
 }
 
 // ---------------------------------------------------------------------------

@@ -108,6 +108,23 @@ def wire_nodes(topo, u):
     return Endpoint(a.ns, a.ip, "node-a"), Endpoint(b.ns, b.ip, "node-b")
 
 
+def veth_pod(topo, nd, prefix, dev, ip):
+    """A pod netns (named unique(prefix)) on a veth pair with node nd: host
+    side dev (routed to ip, scope link), pod side eth0 with ip/32, routing
+    through 169.254.1.1 at the host side's MAC. Returns (pod, its eth0 MAC)."""
+    pod = topo.pod_ns(unique(prefix))
+    in_ns(nd.ns, "ip", "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", pod)
+    in_ns(nd.ns, "ip", "link", "set", dev, "up")
+    in_ns(nd.ns, "ip", "route", "add", ip, "dev", dev, "scope", "link")
+    host_mac = json.loads(in_ns(nd.ns, "ip", "-j", "link", "show", dev).stdout)[0]["address"]
+    in_ns(pod, "ip", "addr", "add", f"{ip}/32", "dev", "eth0")
+    in_ns(pod, "ip", "link", "set", "eth0", "up")
+    in_ns(pod, "ip", "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
+    in_ns(pod, "ip", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
+    in_ns(pod, "ip", "neigh", "add", "169.254.1.1", "lladdr", host_mac, "dev", "eth0", "nud", "permanent")
+    return pod, json.loads(in_ns(pod, "ip", "-j", "link", "show", "eth0").stdout)[0]["address"]
+
+
 def floor_nodes(topo, u):
     """Two nodes (192.168.4.11/.12) on their own underlay, one pod each
     (10.24.{1,2}.2) on a veth pair with the veth floor attached; each node
@@ -118,17 +135,8 @@ def floor_nodes(topo, u):
         other = nodes[2 - i]
         sysctl(nd.ns, "net.ipv4.conf.all.forwarding", 1)  # bpf_fib_lookup() asks for it
         in_ns(nd.ns, "ip", "route", "add", other.pod_cidr, "via", other.ip)
-        pod, ip = topo.pod_ns(unique("bfp")), f"10.24.{i}.2"
-        in_ns(nd.ns, "ip", "link", "add", "fv0", "type", "veth", "peer", "name", "eth0", "netns", pod)
-        in_ns(nd.ns, "ip", "link", "set", "fv0", "up")
-        in_ns(nd.ns, "ip", "route", "add", ip, "dev", "fv0", "scope", "link")
-        host_mac = json.loads(in_ns(nd.ns, "ip", "-j", "link", "show", "fv0").stdout)[0]["address"]
-        in_ns(pod, "ip", "addr", "add", f"{ip}/32", "dev", "eth0")
-        in_ns(pod, "ip", "link", "set", "eth0", "up")
-        in_ns(pod, "ip", "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
-        in_ns(pod, "ip", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
-        in_ns(pod, "ip", "neigh", "add", "169.254.1.1", "lladdr", host_mac, "dev", "eth0", "nud", "permanent")
-        pod_mac = json.loads(in_ns(pod, "ip", "-j", "link", "show", "eth0").stdout)[0]["address"]
+        ip = f"10.24.{i}.2"
+        pod, pod_mac = veth_pod(topo, nd, "bfp", "fv0", ip)
         in_ns(nd.ns, SKIFF_FLOOR, "--pod-dev", "fv0", "--pod-ip", ip, "--pod-mac", pod_mac, "--uplink", "up0")
         ep = Endpoint(pod, ip, f"floor-pod-{i}")
         ep.node_ns = nd.ns
@@ -147,17 +155,8 @@ def floor_local_pods(topo):
     sysctl(nd.ns, "net.ipv4.conf.all.forwarding", 1)
     pods, args = [], []
     for i in (1, 2):
-        pod, ip, dev = topo.pod_ns(unique("bfl")), f"10.25.1.{i + 1}", f"fl{i}"
-        in_ns(nd.ns, "ip", "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", pod)
-        in_ns(nd.ns, "ip", "link", "set", dev, "up")
-        in_ns(nd.ns, "ip", "route", "add", ip, "dev", dev, "scope", "link")
-        host_mac = json.loads(in_ns(nd.ns, "ip", "-j", "link", "show", dev).stdout)[0]["address"]
-        in_ns(pod, "ip", "addr", "add", f"{ip}/32", "dev", "eth0")
-        in_ns(pod, "ip", "link", "set", "eth0", "up")
-        in_ns(pod, "ip", "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
-        in_ns(pod, "ip", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
-        in_ns(pod, "ip", "neigh", "add", "169.254.1.1", "lladdr", host_mac, "dev", "eth0", "nud", "permanent")
-        pod_mac = json.loads(in_ns(pod, "ip", "-j", "link", "show", "eth0").stdout)[0]["address"]
+        ip, dev = f"10.25.1.{i + 1}", f"fl{i}"
+        pod, pod_mac = veth_pod(topo, nd, "bfl", dev, ip)
         args += ["--local-pod", f"{dev},{ip},{pod_mac}"]
         ep = Endpoint(pod, ip, f"floor-local-pod-{i}")
         ep.node_ns = nd.ns
@@ -526,29 +525,31 @@ def build_all(quick=False, only=None):
         t0 = time.monotonic()
         if "veth" in want or "wire" in want:
             log("building wire (veth pair, node -> node underlay)")
+        underlays = {}  # setup: its switch underlay (the external host needs wire's and bridge's)
+
+        def on_underlay(setup, build):
+            underlays[setup] = switch_underlay(topo)
+            return build(topo, underlays[setup])
+
         if "veth" in want:
             s["veth"] = veth_pair(topo)
         if "wire" in want:
-            wire_u = switch_underlay(topo)
-            s["wire_nodes"] = wire_nodes(topo, wire_u)
-        if "floor" in want:
-            log("building the veth floor (two nodes, a pod each, bench/floor/veth_floor.c)")
-            floor_u = switch_underlay(topo)
-            s["floor_pods"] = floor_nodes(topo, floor_u)
-        if "floor_local" in want:
-            log("building the same-node veth floor (one node, two pods, bench/floor/veth_floor_local.c)")
-            s["floor_local_pods"] = floor_local_pods(topo)
-        if "bridge" in want:
-            log("building bridge-plugin nodes")
-            bridge_u = switch_underlay(topo)
-            s["bridge_nodes"] = bridge_cluster(topo, bridge_u)
-        if "skiff" in want:
-            log("building skiff nodes with agents")
-            s["skiff"] = SkiffSetup(topo)
+            s["wire_nodes"] = on_underlay("wire", wire_nodes)
+        # Built in this order: setup, what the log says it builds, its key in s, how.
+        for setup, what, key, build in (
+                ("floor", "the veth floor (two nodes, a pod each, bench/floor/veth_floor.c)", "floor_pods",
+                 lambda: on_underlay("floor", floor_nodes)),
+                ("floor_local", "the same-node veth floor (one node, two pods, bench/floor/veth_floor_local.c)",
+                 "floor_local_pods", lambda: floor_local_pods(topo)),
+                ("bridge", "bridge-plugin nodes", "bridge_nodes", lambda: on_underlay("bridge", bridge_cluster)),
+                ("skiff", "skiff nodes with agents", "skiff", lambda: SkiffSetup(topo))):
+            if setup in want:
+                log(f"building {what}")
+                s[key] = build()
         if "external" in want:
             log("building the external host (a leg on each underlay)")
-            s["external"] = ExternalHost(topo, {"wire": (wire_u, EXTERNAL_IPS["wire"]),
-                                                "bridge": (bridge_u, EXTERNAL_IPS["bridge"]),
+            s["external"] = ExternalHost(topo, {"wire": (underlays["wire"], EXTERNAL_IPS["wire"]),
+                                                "bridge": (underlays["bridge"], EXTERNAL_IPS["bridge"]),
                                                 "skiff": (s["skiff"].cluster.underlay, EXTERNAL_IPS["skiff"])})
         log(f"setups built in {time.monotonic() - t0:.1f}s")
         return topo, s

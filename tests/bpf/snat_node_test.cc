@@ -14,6 +14,7 @@
 // fixture (SnatTest) in snat_env.h. The node's packets are built as its
 // stack sends them: uplink MAC -> next hop, TTL 64.
 #include <algorithm>
+#include <initializer_list>
 
 #include "snat_env.h"
 
@@ -106,6 +107,20 @@ protected:
         ASSERT_EQ(r.data.size(), in.size());
         expect_valid(r.data);
         EXPECT_EQ(hex(r.data), hex(with_port(in, true, node_port)));
+    }
+    // After a node flow and a pod flow of each of kFlows on one tuple: their
+    // entries (a pair each, nothing else) and the packets each counter
+    // {reason, dir, packets} counted.
+    struct Packets {
+        uint32_t reason, dir;
+        uint64_t packets;
+    };
+    void expect_node_and_pod_flows(std::initializer_list<Packets> want) {
+        expect_consistent_pairs();
+        EXPECT_EQ(maps_.all().size(), 12u) << maps_.dump();
+        for (const Packets& w : want)
+            EXPECT_EQ(counter(w.reason, w.dir).packets, w.packets)
+                << datapath::reason_name(w.reason) << "/" << datapath::dir_name(w.dir);
     }
 };
 
@@ -218,11 +233,9 @@ TEST_F(SnatNodeTest, PodFlowHoldingTheTupleMovesTheNodesNewFlow) {
         EXPECT_EQ(counter(SKIFF_SNAT_NODE, SKIFF_DIR_INGRESS).packets, in_before.packets + 1);
         expect_reply_into_pod(reply(fl, 45000), kPodA, 45000);
     }
-    expect_consistent_pairs();
-    EXPECT_EQ(maps_.all().size(), 12u) << maps_.dump();
-    EXPECT_EQ(counter(SKIFF_SNAT_NODE_MOVED).packets, 3u);
-    EXPECT_EQ(counter(SKIFF_SNAT_NODE_NEW).packets, 0u);
-    EXPECT_EQ(counter(SKIFF_SNAT_INGRESS_XLATE, SKIFF_DIR_INGRESS).packets, 3u);
+    expect_node_and_pod_flows({{SKIFF_SNAT_NODE_MOVED, SKIFF_DIR_EGRESS, 3},
+                               {SKIFF_SNAT_NODE_NEW, SKIFF_DIR_EGRESS, 0},
+                               {SKIFF_SNAT_INGRESS_XLATE, SKIFF_DIR_INGRESS, 3}});
 }
 
 TEST_F(SnatNodeTest, NodeFlowHoldingTheTupleGivesPodsARangePort) {
@@ -240,11 +253,9 @@ TEST_F(SnatNodeTest, NodeFlowHoldingTheTupleGivesPodsARangePort) {
         // The node's flow is still there and still keeps its port.
         ASSERT_NO_FATAL_FAILURE(expect_node_passes(node_packet(fl, 45000, kOutside, 1)));
     }
-    expect_consistent_pairs();
-    EXPECT_EQ(maps_.all().size(), 12u) << maps_.dump();
-    EXPECT_EQ(counter(SKIFF_SNAT_NODE_NEW).packets, 3u);
-    EXPECT_EQ(counter(SKIFF_SNAT_NODE).packets, 3u);
-    EXPECT_EQ(counter(SKIFF_SNAT_NODE, SKIFF_DIR_INGRESS).packets, 3u);
+    expect_node_and_pod_flows({{SKIFF_SNAT_NODE_NEW, SKIFF_DIR_EGRESS, 3},
+                               {SKIFF_SNAT_NODE, SKIFF_DIR_EGRESS, 3},
+                               {SKIFF_SNAT_NODE, SKIFF_DIR_INGRESS, 3}});
 }
 
 TEST_F(SnatNodeTest, IcmpErrorAboutAMovedNodeFlowGetsItsPortBack) {

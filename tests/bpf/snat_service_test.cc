@@ -17,6 +17,8 @@
 // The API server here is 192.168.1.200:6443 (snat_env.h's outside host: on
 // the uplink's subnet, neighbour known, so the FIB answers with its MAC).
 // The fixture is SnatTest (snat_env.h) with the service maps opened too.
+#include <tuple>
+
 #include "snat_env.h"
 
 namespace skiff::bpftest::snat {
@@ -295,20 +297,13 @@ TEST_F(SnatServiceExemptTest, MasqueradeOffLeavesTheServiceFlowWithThePodsSource
 
 TEST_F(SnatServiceExemptTest, BackendsInANoMasqueradeCidrOrOnANodeKeepThePodsSource) {
     ASSERT_OK(maps_.add_nomasq(kExtraNoMasq));
-    struct Case {
-        const char* what;
-        uint32_t id;
-        Ipv4 be;
-    };
-    const std::vector<Case> cases = {
-        {"a nonMasqueradeCIDR", kIdNoMasq, kInExtraNoMasq},
-        {"another node's address (host network)", kIdNode, kOtherNode},
-    };
     uint16_t sport = 43000;
-    for (const auto& c : cases) {
-        SCOPED_TRACE(c.what);
-        ASSERT_NO_FATAL_FAILURE(pod_service(c.id, c.be, kApiPort));
-        send_unmasqueraded(tcp_from(kPodA, kPodVip, sport++, kPodVport), kPodA, c.be, kApiPort, kOk);
+    // {what, service backend id, backend}
+    for (const auto& [what, id, be] : {std::tuple{"a nonMasqueradeCIDR", kIdNoMasq, kInExtraNoMasq},
+                                       std::tuple{"another node's address (host network)", kIdNode, kOtherNode}}) {
+        SCOPED_TRACE(what);
+        ASSERT_NO_FATAL_FAILURE(pod_service(id, be, kApiPort));
+        send_unmasqueraded(tcp_from(kPodA, kPodVip, sport++, kPodVport), kPodA, be, kApiPort, kOk);
     }
     EXPECT_EQ(counter(SKIFF_SNAT_NEW, SKIFF_DIR_EGRESS).packets, 0u) << describe(counters());
 }

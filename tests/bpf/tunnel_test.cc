@@ -88,6 +88,21 @@ protected:
 
     void expect_frag_needed(const Bytes& in, const RunResult& r);
 
+    // to_tunnel on in as the stack sends it into the tunnel device, with
+    // skb->mark mark.
+    RunResult run_to_tunnel(const Bytes& in, uint32_t mark = 0) const {
+        __sk_buff ctx{};
+        ctx.ifindex = static_cast<uint32_t>(tunnel_ifindex_);
+        ctx.mark = mark;
+        return test_run(to_tunnel_.get(), in, ctx);
+    }
+    // Passed on (TC_ACT_OK) with skb->mark cleared.
+    static void expect_passed_unmarked(const RunResult& r) {
+        ASSERT_EQ(r.err, 0);
+        EXPECT_EQ(r.retval, kOk);
+        EXPECT_EQ(r.ctx.mark, 0u);
+    }
+
     // An outer VXLAN packet from the neighbour node (its payload stands for
     // the VXLAN header and the inner frame).
     Bytes wire_vxlan(Ipv4 dst, uint16_t dport) const {
@@ -207,7 +222,7 @@ TEST_F(TunnelTest, TooBigWithoutDfIsSentForTheUnderlayToFragment) {
 TEST_F(TunnelTest, NodeTrafficIntoTheTunnelGetsItsNodesKey) {
     // As the stack sends it through the route into the tunnel device.
     Bytes in = ethernet(kTunnelMac, kTunnelMac, kEthPIp, ipv4_packet(spec(kUplinkIp, kEncapPodIp, 64, kTcp, 100)));
-    RunResult r = test_run(to_tunnel_.get(), in, tunnel_ifindex_);
+    RunResult r = run_to_tunnel(in);
     ASSERT_EQ(r.err, 0);
     EXPECT_EQ(r.retval, kOk);
     EXPECT_EQ(hex(r.data.data() + 6, 6), hex(kTunnelSrcMac)) << "the stack's source MAC is the device's own";
@@ -216,7 +231,7 @@ TEST_F(TunnelTest, NodeTrafficIntoTheTunnelGetsItsNodesKey) {
     EXPECT_EQ(counter(SKIFF_FWD_TUNNEL).packets, 1u);
     // A destination no encapsulated node owns has no key to get.
     Bytes stray = ethernet(kTunnelMac, kTunnelMac, kEthPIp, ipv4_packet(spec(kUplinkIp, kRemoteNeighIp)));
-    EXPECT_EQ(test_run(to_tunnel_.get(), stray, tunnel_ifindex_).retval, kShot);
+    EXPECT_EQ(run_to_tunnel(stray).retval, kShot);
     EXPECT_EQ(counter(SKIFF_DROP_NO_TUNNEL).packets, 1u);
 }
 
@@ -224,13 +239,8 @@ TEST_F(TunnelTest, NodeTrafficIntoTheTunnelGetsItsNodesKey) {
 // netfilter, where kubelet's KUBE-FIREWALL dropped it (bit 0x8000).
 TEST_F(TunnelTest, EncapsulatedPacketsPassTheTunnelsEgressWithTheMarkCleared) {
     Bytes in = ethernet(kTunnelMac, kTunnelSrcMac, kEthPIp, ipv4_packet(spec(kPodIp, kRemoteNeighIp)));
-    __sk_buff ctx{};
-    ctx.ifindex = static_cast<uint32_t>(tunnel_ifindex_);
-    ctx.mark = SKIFF_TUNNEL_MARK;
-    RunResult r = test_run(to_tunnel_.get(), in, ctx);
-    ASSERT_EQ(r.err, 0);
-    EXPECT_EQ(r.retval, kOk);
-    EXPECT_EQ(r.ctx.mark, 0u);
+    RunResult r = run_to_tunnel(in, SKIFF_TUNNEL_MARK);
+    ASSERT_NO_FATAL_FAILURE(expect_passed_unmarked(r));
     EXPECT_EQ(hex(r.data.data(), in.size()), hex(in)) << "untouched";
     expect_counters({});
 }
@@ -239,13 +249,8 @@ TEST_F(TunnelTest, EncapsulatedPacketsPassTheTunnelsEgressWithTheMarkCleared) {
 // another node entered the tunnel without a key and was lost.
 TEST_F(TunnelTest, PacketsRoutedIntoTheTunnelByFibGetTheirKey) {
     Bytes in = ethernet(kTunnelMac, kTunnelMac, kEthPIp, ipv4_packet(spec(kUplinkIp, kEncapPodIp, 64, kUdp, 40)));
-    __sk_buff ctx{};
-    ctx.ifindex = static_cast<uint32_t>(tunnel_ifindex_);
-    ctx.mark = SKIFF_FORWARDED_MARK;
-    RunResult r = test_run(to_tunnel_.get(), in, ctx);
-    ASSERT_EQ(r.err, 0);
-    EXPECT_EQ(r.retval, kOk);
-    EXPECT_EQ(r.ctx.mark, 0u);
+    RunResult r = run_to_tunnel(in, SKIFF_FORWARDED_MARK);
+    ASSERT_NO_FATAL_FAILURE(expect_passed_unmarked(r));
     EXPECT_EQ(counter(SKIFF_FWD_TUNNEL).packets, 1u) << "keyed like the node's own packets";
 }
 
