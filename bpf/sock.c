@@ -27,7 +27,7 @@ static __always_inline int sock_translate(struct bpf_sock_addr *ctx)
 	struct skiff_sock_revnat_key rkey = {};
 	struct skiff_sock_revnat_value rval = {};
 	struct skiff_service_value *svc;
-	struct skiff_backend *be;
+	struct skiff_l4_addr *be;
 	struct l4_info l4 = {};
 	__be32 vip = ctx->user_ip4;
 	__u16 slot_nr = 0;

@@ -26,16 +26,13 @@
 /* Returns a TC action (reason 0: not counted) or a negative drop reason. */
 static __always_inline int to_uplink_ipv4(struct __sk_buff *skb, __u32 *reason)
 {
-	struct skiff_config *cfg;
+	struct skiff_config *cfg = config_get();
+	struct iphdr *ip = ipv4_header(skb);
 	struct l4_info l4;
-	struct iphdr *ip;
 	int ret;
 
-	ip = ipv4_header(skb);
-	if (!ip)
-		return TC_ACT_OK;
-	cfg = config_get();
-	if (!cfg || !cfg->node_ip || ip->saddr != cfg->node_ip)
+	/* Only the node's own address is masqueraded here. */
+	if (!ip || !cfg || !cfg->node_ip || ip->saddr != cfg->node_ip)
 		return TC_ACT_OK;
 	if (l4_load(skb, ip, &l4) != L4_PORTS || tunnel_outbound(cfg, &l4) || !snat_applies(cfg, ip, &l4))
 		return TC_ACT_OK;

@@ -122,25 +122,21 @@ struct skiff_maglev_key {
 	__u32 index;
 };
 
-/* backends: backend id -> address. */
-struct skiff_backend {
+/*
+ * An L4 address, the value of two maps. backends: backend id -> where the
+ * backend listens. revnat: rev-NAT id -> the frontend its replies are
+ * translated back to.
+ */
+struct skiff_l4_addr {
 	__u32 ip;   /* network byte order */
 	__u16 port; /* network byte order */
 	__u8 proto;
-	__u8 flags;
+	__u8 pad;
 };
 
-/* revnat: rev-NAT id -> the frontend replies are translated back to. */
 struct skiff_revnat_key {
 	__u16 id;
 	__u16 pad;
-};
-
-struct skiff_revnat_value {
-	__u32 vip;  /* network byte order */
-	__u16 port; /* network byte order */
-	__u8 proto;
-	__u8 pad;
 };
 
 /*

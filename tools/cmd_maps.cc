@@ -42,8 +42,8 @@ Result<Output> node_list(const Options& o, const Args&) {
 
 Result<Output> service_list(const Options& o, const Args&) {
     SKIFF_ASSIGN_OR_RETURN(auto svcs, (read_typed<skiff_service_key, skiff_service_value>(o, SKIFF_MAP_SERVICES)));
-    SKIFF_ASSIGN_OR_RETURN(auto bes, (read_typed<uint32_t, skiff_backend>(o, SKIFF_MAP_BACKENDS)));
-    const std::map<uint32_t, skiff_backend> backends(bes.begin(), bes.end());
+    SKIFF_ASSIGN_OR_RETURN(auto bes, (read_typed<uint32_t, skiff_l4_addr>(o, SKIFF_MAP_BACKENDS)));
+    const std::map<uint32_t, skiff_l4_addr> backends(bes.begin(), bes.end());
     using Frontend = std::tuple<uint32_t, uint16_t, uint8_t>;  // VIP and port in host order, proto
     std::map<Frontend, std::pair<skiff_service_key, skiff_service_value>> fronts;
     std::map<Frontend, std::map<uint32_t, uint32_t>> slots;  // slot -> backend id

@@ -226,7 +226,7 @@ Result<Output> trace_run(const Options& o, const std::vector<std::string>& args)
     if (t.flags & SKIFF_TRACE_F_BACKEND) {
         json b = {{"id", t.backend_id}};
         if (auto fd = datapath::open_pinned_map(o.pin_path, SKIFF_MAP_BACKENDS); fd) {
-            skiff_backend be{};
+            skiff_l4_addr be{};
             if (bpf_map_lookup_elem(fd->get(), &t.backend_id, &be) == 0)
                 b["address"] = Ipv4::from_be(be.ip).str() + ":" + std::to_string(ntohs(be.port));
         }

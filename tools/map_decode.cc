@@ -145,8 +145,8 @@ json svc_value(const skiff_service_key& k, const skiff_service_value& v) {
             {"affinity_timeout", v.affinity_timeout}};
 }
 
-json backend_value(const skiff_backend& b) {
-    return {{"ip", ip_str(b.ip)}, {"port", ntohs(b.port)}, {"proto", proto_str(b.proto)}, {"flags", b.flags}};
+json backend_value(const skiff_l4_addr& b) {
+    return {{"ip", ip_str(b.ip)}, {"port", ntohs(b.port)}, {"proto", proto_str(b.proto)}};
 }
 
 json ct_key(const skiff_ct_key& k) {
@@ -205,15 +205,15 @@ const std::vector<Decoder>& decoders() {
                                                     [](auto& k, auto& v, auto) {
                                                         return KV{svc_key(k), svc_value(k, v)};
                                                     }),
-        dec<uint32_t, skiff_backend>(SKIFF_MAP_BACKENDS,
+        dec<uint32_t, skiff_l4_addr>(SKIFF_MAP_BACKENDS,
                                      [](auto& k, auto& v, auto) {
                                          return KV{{{"backend_id", k}}, backend_value(v)};
                                      }),
-        dec<skiff_revnat_key, skiff_revnat_value>(
+        dec<skiff_revnat_key, skiff_l4_addr>(
             SKIFF_MAP_REVNAT,
             [](auto& k, auto& v, auto) {
                 return KV{{{"id", k.id}},
-                          {{"vip", ip_str(v.vip)}, {"port", ntohs(v.port)}, {"proto", proto_str(v.proto)}}};
+                          {{"vip", ip_str(v.ip)}, {"port", ntohs(v.port)}, {"proto", proto_str(v.proto)}}};
             }),
         dec<skiff_ct_key, skiff_ct_value>(SKIFF_MAP_CT,
                                           [](auto& k, auto& v, auto now) {

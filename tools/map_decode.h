@@ -22,7 +22,7 @@ nlohmann::json cidr(const skiff_node_key& k);
 nlohmann::json node_value(const skiff_node_info& v);
 nlohmann::json svc_key(const skiff_service_key& k);
 nlohmann::json svc_value(const skiff_service_key& k, const skiff_service_value& v);
-nlohmann::json backend_value(const skiff_backend& b);
+nlohmann::json backend_value(const skiff_l4_addr& b);
 nlohmann::json ct_key(const skiff_ct_key& k);
 nlohmann::json ct_value(const skiff_ct_value& v, uint64_t now);
 nlohmann::json nat_key(const skiff_ct_key& k);

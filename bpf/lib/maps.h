@@ -47,7 +47,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u32);
-	__type(value, struct skiff_backend);
+	__type(value, struct skiff_l4_addr);
 	__uint(max_entries, SKIFF_BACKENDS_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -56,7 +56,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct skiff_revnat_key);
-	__type(value, struct skiff_revnat_value);
+	__type(value, struct skiff_l4_addr);
 	__uint(max_entries, SKIFF_REVNAT_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -41,13 +41,13 @@ static __always_inline struct skiff_service_value *svc_lookup(__be32 vip, __be16
 	return bpf_map_lookup_elem(&skiff_services, &key);
 }
 
-static __always_inline struct skiff_backend *svc_backend(__u32 id)
+static __always_inline struct skiff_l4_addr *svc_backend(__u32 id)
 {
 	return bpf_map_lookup_elem(&skiff_backends, &id);
 }
 
 /* A random backend slot; NULL only if the maps are mid-update. */
-static __always_inline struct skiff_backend *svc_pick(__be32 vip, const struct l4_info *l4,
+static __always_inline struct skiff_l4_addr *svc_pick(__be32 vip, const struct l4_info *l4,
 						      const struct skiff_service_value *svc, __u32 *id, __u16 *slot_nr)
 {
 	struct skiff_service_value *slot;
@@ -80,7 +80,7 @@ static __always_inline __u32 svc_flow_hash(__be32 client, __be32 vip, const stru
 }
 
 /* Maglev: the frontend's lookup table, indexed by the flow hash. */
-static __always_inline struct skiff_backend *svc_maglev(__be32 client, __be32 vip, const struct l4_info *l4,
+static __always_inline struct skiff_l4_addr *svc_maglev(__be32 client, __be32 vip, const struct l4_info *l4,
 							const struct skiff_service_value *svc, __u32 *id)
 {
 	struct skiff_maglev_key key = {
@@ -97,7 +97,7 @@ static __always_inline struct skiff_backend *svc_maglev(__be32 client, __be32 vi
 
 /* sessionAffinity ClientIP: the client's last backend while it is fresh
  * and still one of the service's ready backends (its slot still names it). */
-static __always_inline struct skiff_backend *svc_affinity_get(__be32 client, __be32 vip, const struct l4_info *l4,
+static __always_inline struct skiff_l4_addr *svc_affinity_get(__be32 client, __be32 vip, const struct l4_info *l4,
 							      const struct skiff_service_value *svc, __u64 now,
 							      __u32 *id, __u16 *slot_nr)
 {
@@ -303,11 +303,11 @@ static __always_inline int svc_established(struct __sk_buff *skb, const struct l
 
 /* A backend for a new connection: by affinity, Maglev or the flow hash
  * (*id, *slot_nr set), or NULL. */
-static __always_inline struct skiff_backend *svc_choose(__be32 client, __be32 vip, const struct l4_info *l4,
+static __always_inline struct skiff_l4_addr *svc_choose(__be32 client, __be32 vip, const struct l4_info *l4,
 							const struct skiff_service_value *svc, __u64 now, int dry,
 							__u32 *id, __u16 *slot_nr)
 {
-	struct skiff_backend *be = NULL;
+	struct skiff_l4_addr *be = NULL;
 
 	if (svc->flags & SKIFF_SVC_F_AFFINITY) {
 		/* Affinity picks by slot (it must know its slot to stay valid). */
@@ -329,7 +329,7 @@ static __always_inline struct skiff_backend *svc_choose(__be32 client, __be32 vi
  * key: the source translated for a hairpin, and for a remote backend when
  * snat_remote is set. */
 static __always_inline void svc_new_entries(struct skiff_ct_value *fwd, struct skiff_ct_value *rev,
-					    struct skiff_ct_key *rkey, const struct skiff_backend *be,
+					    struct skiff_ct_key *rkey, const struct skiff_l4_addr *be,
 					    const struct skiff_service_value *svc, const struct l4_info *l4,
 					    __be32 client, __be32 vip, __u32 id, __u64 now, __u32 len,
 					    __be32 snat_remote)
@@ -384,7 +384,7 @@ static __always_inline int svc_forward(struct __sk_buff *skb, struct iphdr *ip, 
 	struct skiff_ct_value fwd = {}, rev = {}, *ct;
 	struct skiff_ct_key key, rkey;
 	struct skiff_service_value *svc;
-	struct skiff_backend *be = NULL;
+	struct skiff_l4_addr *be = NULL;
 	__be32 vip = ip->daddr, client = ip->saddr;
 	const int dry = trace_mode(skb);
 	__u16 slot_nr = 0;

@@ -180,7 +180,7 @@ TEST_F(CtGcOnMapTest, ExpiredConnectionsGoBothHalvesLiveOnesStay) {
         ASSERT_EQ(bpf_map_update_elem(ct.get(), &r, &rv, BPF_NOEXIST), 0) << i;
     }
     auto table = agent::make_bpf_ct_table(pins_.path());
-    std::map<uint32_t, skiff_backend> backends{{kBackend, skiff_backend{backend_ip, htons(8080), IPPROTO_TCP, 0}}};
+    std::map<uint32_t, skiff_l4_addr> backends{{kBackend, skiff_l4_addr{backend_ip, htons(8080), IPPROTO_TCP, 0}}};
     auto st = agent::ct_gc(*table, agent::CtTimeouts{}, now, backends);
     ASSERT_TRUE(st.ok()) << st.error().message;
     EXPECT_EQ(st->scanned, 2u * kConns);

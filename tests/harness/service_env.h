@@ -101,7 +101,7 @@ public:
     }
 
     Status set_backend(uint32_t id, Ipv4 ip, uint16_t port, uint8_t proto) {
-        skiff_backend b{};
+        skiff_l4_addr b{};
         b.ip = ip.be();
         b.port = htons(port);
         b.proto = proto;

@@ -363,7 +363,7 @@ def test_maglev_service(svc):
         return [e["formatted"] for e in json.loads(out)]
 
     def table(nd):
-        frontend = {e["key"]["id"]: (e["value"]["vip"], e["value"]["port"], e["value"]["proto"])
+        frontend = {e["key"]["id"]: (e["value"]["ip"], e["value"]["port"], e["value"]["proto"])
                     for e in dump(nd, "skiff_revnat")}
         addr = {e["key"]: (e["value"]["ip"], e["value"]["port"]) for e in dump(nd, "skiff_backends")}
         return sorted((frontend.get(e["key"]["revnat_id"]), e["key"]["index"], addr.get(e["value"]))

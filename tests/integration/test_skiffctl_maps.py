@@ -262,7 +262,7 @@ def test_service_list(env):
     revnat = {e["formatted"]["key"]["id"]: e["formatted"]["value"] for e in bpftool_dump(env.n1, "skiff_revnat")}
     assert len({f["revnat_id"] for f in doc["frontends"]}) == 5
     for (vip, port, _), f in fe.items():
-        assert (ip_of(revnat[f["revnat_id"]]["vip"]), port_of(revnat[f["revnat_id"]]["port"])) == (vip, port)
+        assert (ip_of(revnat[f["revnat_id"]]["ip"]), port_of(revnat[f["revnat_id"]]["port"])) == (vip, port)
     # Both nodes were programmed alike (ids are each agent's own).
 
     def addrs(d):

@@ -63,7 +63,7 @@ bool expired(uint8_t proto, const skiff_ct_value& v, const skiff_ct_value* partn
 }  // namespace
 
 Result<CtGcPass> CtGcPass::start(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
-                                 const std::map<uint32_t, skiff_backend>& backends) {
+                                 const std::map<uint32_t, skiff_l4_addr>& backends) {
     CtGcPass p;
     // Candidates: an entry expired on its own (a connection one of whose
     // halves is closing always has that half here), or with its backend gone.
@@ -76,7 +76,7 @@ Result<CtGcPass> CtGcPass::start(CtTable& t, const CtTimeouts& to, uint64_t now_
 }
 
 Result<bool> CtGcPass::step(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
-                            const std::map<uint32_t, skiff_backend>& backends, size_t max_candidates) {
+                            const std::map<uint32_t, skiff_l4_addr>& backends, size_t max_candidates) {
     for (size_t end = next_ + std::min(max_candidates, candidates_.size() - next_); next_ < end; ++next_) {
         const skiff_ct_key& k = candidates_[next_];
         // As they are now, not as the walk saw them. One already deleted as
@@ -98,7 +98,7 @@ Result<bool> CtGcPass::step(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
 }
 
 Result<CtGcStats> ct_gc(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
-                        const std::map<uint32_t, skiff_backend>& backends) {
+                        const std::map<uint32_t, skiff_l4_addr>& backends) {
     SKIFF_ASSIGN_OR_RETURN(CtGcPass pass, CtGcPass::start(t, to, now_ns, backends));
     while (!pass.done()) SKIFF_TRY(pass.step(t, to, now_ns, backends, SIZE_MAX));
     return pass.stats();

@@ -65,10 +65,10 @@ skiff_ct_key ct_partner(const skiff_ct_key& k, const skiff_ct_value& v);
 class CtGcPass {
 public:
     static Result<CtGcPass> start(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
-                                  const std::map<uint32_t, skiff_backend>& backends);
+                                  const std::map<uint32_t, skiff_l4_addr>& backends);
     // Judges up to max_candidates more at now_ns; true when the pass is done.
     Result<bool> step(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
-                      const std::map<uint32_t, skiff_backend>& backends, size_t max_candidates);
+                      const std::map<uint32_t, skiff_l4_addr>& backends, size_t max_candidates);
     bool done() const { return next_ >= candidates_.size(); }
     const CtGcStats& stats() const { return st_; }
 
@@ -80,7 +80,7 @@ private:
 
 // A whole pass at once.
 Result<CtGcStats> ct_gc(CtTable& t, const CtTimeouts& to, uint64_t now_ns,
-                        const std::map<uint32_t, skiff_backend>& backends);
+                        const std::map<uint32_t, skiff_l4_addr>& backends);
 
 // Conntrack entries accounted for at one moment: inserted and removed by
 // the datapath (its counters), removed by the agent, and present (counted

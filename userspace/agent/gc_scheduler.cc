@@ -23,7 +23,7 @@ GcScheduler::GcScheduler(const CtTimeouts& timeouts, unsigned interval_seconds, 
                          CtCountsReader counts)
     : timeouts_(timeouts), interval_(interval_seconds), ct_(ct), snat_(snat), counts_(std::move(counts)) {}
 
-void GcScheduler::tick(Clock::time_point now, uint64_t mono_ns, const std::map<uint32_t, skiff_backend>& backends) {
+void GcScheduler::tick(Clock::time_point now, uint64_t mono_ns, const std::map<uint32_t, skiff_l4_addr>& backends) {
     if (!pass_) {
         if (last_start_ && now - *last_start_ < interval_) return;
         last_start_ = now;
@@ -43,7 +43,7 @@ void GcScheduler::tick(Clock::time_point now, uint64_t mono_ns, const std::map<u
     finish(done);
 }
 
-void GcScheduler::start(uint64_t mono_ns, const std::map<uint32_t, skiff_backend>& backends) {
+void GcScheduler::start(uint64_t mono_ns, const std::map<uint32_t, skiff_l4_addr>& backends) {
     if (snat_) {
         auto t0 = Clock::now();
         auto ns = snat_gc(*snat_, timeouts_, mono_ns);

@@ -32,7 +32,7 @@ public:
     // One tick's share of the work at now (mono_ns: the datapath's clock,
     // CLOCK_MONOTONIC), judging conntrack entries against the backends
     // that exist.
-    void tick(Clock::time_point now, uint64_t mono_ns, const std::map<uint32_t, skiff_backend>& backends);
+    void tick(Clock::time_point now, uint64_t mono_ns, const std::map<uint32_t, skiff_l4_addr>& backends);
 
     // What it did so far, into the GC fields of stats.
     void report(AgentStats& stats) const;
@@ -40,7 +40,7 @@ public:
     bool pass_under_way() const { return pass_.has_value(); }
 
 private:
-    void start(uint64_t mono_ns, const std::map<uint32_t, skiff_backend>& backends);
+    void start(uint64_t mono_ns, const std::map<uint32_t, skiff_l4_addr>& backends);
     void finish(const Result<bool>& done);
 
     CtTimeouts timeouts_;

@@ -113,14 +113,14 @@ public:
             })));
         return out;
     }
-    Result<std::map<uint32_t, skiff_backend>> backends() override {
+    Result<std::map<uint32_t, skiff_l4_addr>> backends() override {
         SKIFF_TRY(open());
-        return dump<uint32_t, skiff_backend>(be_.get(), "backends");
+        return dump<uint32_t, skiff_l4_addr>(be_.get(), "backends");
     }
-    Result<std::map<uint16_t, skiff_revnat_value>> revnats() override {
+    Result<std::map<uint16_t, skiff_l4_addr>> revnats() override {
         SKIFF_TRY(open());
-        SKIFF_ASSIGN_OR_RETURN(auto raw, (dump<uint32_t, skiff_revnat_value>(rn_.get(), "revnat")));
-        std::map<uint16_t, skiff_revnat_value> out;
+        SKIFF_ASSIGN_OR_RETURN(auto raw, (dump<uint32_t, skiff_l4_addr>(rn_.get(), "revnat")));
+        std::map<uint16_t, skiff_l4_addr> out;
         for (const auto& [k, v] : raw) {
             skiff_revnat_key rk;
             std::memcpy(&rk, &k, sizeof(rk));
@@ -140,7 +140,7 @@ public:
         if (bpf_map_delete_elem(svc_.get(), &key) != 0 && errno != ENOENT) return Error::errno_("delete service");
         return ok();
     }
-    Status put_backend(uint32_t id, const skiff_backend& b) override {
+    Status put_backend(uint32_t id, const skiff_l4_addr& b) override {
         SKIFF_TRY(open());
         if (bpf_map_update_elem(be_.get(), &id, &b, BPF_ANY) != 0) return Error::errno_("update backend");
         return ok();
@@ -150,7 +150,7 @@ public:
         if (bpf_map_delete_elem(be_.get(), &id) != 0 && errno != ENOENT) return Error::errno_("delete backend");
         return ok();
     }
-    Status put_revnat(uint16_t id, const skiff_revnat_value& v) override {
+    Status put_revnat(uint16_t id, const skiff_l4_addr& v) override {
         SKIFF_TRY(open());
         skiff_revnat_key k{id, 0};
         if (bpf_map_update_elem(rn_.get(), &k, &v, BPF_ANY) != 0) return Error::errno_("update revnat");

@@ -16,8 +16,7 @@ namespace skiff::agent {
 
 namespace {
 
-L4Addr addr_of(const skiff_backend& b) { return {Ipv4::from_be(b.ip), ntohs(b.port), b.proto}; }
-L4Addr addr_of(const skiff_revnat_value& r) { return {Ipv4::from_be(r.vip), ntohs(r.port), r.proto}; }
+L4Addr addr_of(const skiff_l4_addr& b) { return {Ipv4::from_be(b.ip), ntohs(b.port), b.proto}; }
 
 bool same(const skiff_service_value& a, const skiff_service_value& b) {
     return a.backend_id == b.backend_id && a.count == b.count && a.revnat_id == b.revnat_id && a.flags == b.flags &&
@@ -61,7 +60,7 @@ Result<uint32_t> ServiceSync::backend_id(const L4Addr& a) {
     if (auto it = backend_ids_.find(a); it != backend_ids_.end()) return it->second;
     auto id = next_free_id(next_backend_, SKIFF_BACKENDS_MAX * 2u, SKIFF_BACKENDS_MAX, backends_);
     if (!id) return Error{ENOSPC, "no free backend id"};
-    skiff_backend b{a.ip.be(), htons(a.port), a.proto, 0};
+    skiff_l4_addr b{a.ip.be(), htons(a.port), a.proto, 0};
     SKIFF_TRY(t_.put_backend(*id, b));
     ++id_writes_;
     backends_[*id] = b;
@@ -73,7 +72,7 @@ Result<uint16_t> ServiceSync::revnat_id(const L4Addr& fe) {
     if (auto it = revnat_ids_.find(fe); it != revnat_ids_.end()) return it->second;
     auto id = next_free_id<uint16_t>(next_revnat_, 65535, 65535, revnats_);
     if (!id) return Error{ENOSPC, "no free rev-NAT id"};
-    skiff_revnat_value v{fe.ip.be(), htons(fe.port), fe.proto, 0};
+    skiff_l4_addr v{fe.ip.be(), htons(fe.port), fe.proto, 0};
     SKIFF_TRY(t_.put_revnat(*id, v));
     ++id_writes_;
     revnats_[*id] = v;

@@ -27,13 +27,13 @@ class ServiceTables {
 public:
     virtual ~ServiceTables() = default;
     virtual Result<std::map<SvcKey, skiff_service_value>> services() = 0;
-    virtual Result<std::map<uint32_t, skiff_backend>> backends() = 0;
-    virtual Result<std::map<uint16_t, skiff_revnat_value>> revnats() = 0;
+    virtual Result<std::map<uint32_t, skiff_l4_addr>> backends() = 0;
+    virtual Result<std::map<uint16_t, skiff_l4_addr>> revnats() = 0;
     virtual Status put_service(const SvcKey& k, const skiff_service_value& v) = 0;
     virtual Status del_service(const SvcKey& k) = 0;
-    virtual Status put_backend(uint32_t id, const skiff_backend& b) = 0;
+    virtual Status put_backend(uint32_t id, const skiff_l4_addr& b) = 0;
     virtual Status del_backend(uint32_t id) = 0;
-    virtual Status put_revnat(uint16_t id, const skiff_revnat_value& v) = 0;
+    virtual Status put_revnat(uint16_t id, const skiff_l4_addr& v) = 0;
     virtual Status del_revnat(uint16_t id) = 0;
     // Maglev tables: {rev-NAT id, index} -> backend id.
     using MaglevKey = std::pair<uint16_t, uint32_t>;
@@ -67,7 +67,7 @@ public:
     void forget() { loaded_ = false; }  // a delta was not applied: reload, then the whole plan
 
     // Backends currently programmed (for conntrack purging).
-    const std::map<uint32_t, skiff_backend>& backends() const { return backends_; }
+    const std::map<uint32_t, skiff_l4_addr>& backends() const { return backends_; }
 
 private:
     Result<ServiceSyncStats> apply_incremental(const ServicePlan& plan);
@@ -91,8 +91,8 @@ private:
     bool loaded_ = false;
     bool full_pending_ = true;  // loaded, but no whole plan applied since
     std::map<SvcKey, skiff_service_value> services_;
-    std::map<uint32_t, skiff_backend> backends_;
-    std::map<uint16_t, skiff_revnat_value> revnats_;
+    std::map<uint32_t, skiff_l4_addr> backends_;
+    std::map<uint16_t, skiff_l4_addr> revnats_;
     std::map<ServiceTables::MaglevKey, uint32_t> maglev_;
     std::map<L4Addr, uint32_t> backend_ids_;
     std::map<L4Addr, uint16_t> revnat_ids_;

@@ -51,8 +51,8 @@ class CtGcTest : public ::testing::Test {
 protected:
     FakeCtTable t;
     CtTimeouts to;  // defaults: established 21600, syn 60, closing 10, udp 60
-    std::map<uint32_t, skiff_backend> backends{{1, skiff_backend{htonl(0x0af40201u), htons(8080), IPPROTO_TCP, 0}},
-                                               {2, skiff_backend{htonl(0x0af40202u), htons(8080), IPPROTO_UDP, 0}}};
+    std::map<uint32_t, skiff_l4_addr> backends{{1, skiff_l4_addr{htonl(0x0af40201u), htons(8080), IPPROTO_TCP, 0}},
+                                               {2, skiff_l4_addr{htonl(0x0af40202u), htons(8080), IPPROTO_UDP, 0}}};
     const uint64_t now = 1000000 * kSec;
 
     CtGcStats gc() {

@@ -27,7 +27,7 @@ protected:
     FakeCtTable ct;
     FakeSnatTable snat;
     CtTimeouts to;  // udp 60 s
-    std::map<uint32_t, skiff_backend> backends{{1, skiff_backend{htonl(0x0af40201u), htons(53), IPPROTO_UDP, 0}}};
+    std::map<uint32_t, skiff_l4_addr> backends{{1, skiff_l4_addr{htonl(0x0af40201u), htons(53), IPPROTO_UDP, 0}}};
     const uint64_t mono = 1000000 * kSec;
     const GcScheduler::Clock::time_point t0 = GcScheduler::Clock::time_point{} + 1000s;
     std::optional<CtDatapathCounts> counts = CtDatapathCounts{};

@@ -31,8 +31,8 @@ inline std::string str(const SvcKey& k) {
     return L4Addr{Ipv4::from_be(k.vip_be), ntohs(k.port_be), k.proto}.str() + "#" + std::to_string(k.slot);
 }
 
-inline skiff_backend be_of(const L4Addr& a) { return skiff_backend{a.ip.be(), htons(a.port), a.proto, 0}; }
-inline skiff_revnat_value rn_of(const L4Addr& a) { return skiff_revnat_value{a.ip.be(), htons(a.port), a.proto, 0}; }
+inline skiff_l4_addr be_of(const L4Addr& a) { return skiff_l4_addr{a.ip.be(), htons(a.port), a.proto, 0}; }
+inline skiff_l4_addr rn_of(const L4Addr& a) { return skiff_l4_addr{a.ip.be(), htons(a.port), a.proto, 0}; }
 // A frontend entry (slot 0) and a slot entry, as the tables store them.
 inline skiff_service_value fe_val(uint16_t count, uint16_t revnat_id) {
     skiff_service_value v{};
@@ -45,15 +45,14 @@ inline skiff_service_value slot_val(uint32_t backend_id) {
     v.backend_id = backend_id;
     return v;
 }
-inline L4Addr addr_of(const skiff_backend& b) { return L4Addr{Ipv4::from_be(b.ip), ntohs(b.port), b.proto}; }
-inline L4Addr addr_of(const skiff_revnat_value& r) { return L4Addr{Ipv4::from_be(r.vip), ntohs(r.port), r.proto}; }
+inline L4Addr addr_of(const skiff_l4_addr& b) { return L4Addr{Ipv4::from_be(b.ip), ntohs(b.port), b.proto}; }
 
 // Operations are logged as "put_service 10.96.0.1:80/tcp#0", "del_backend 3", ...
 class FakeServiceTables final : public ServiceTables {
 public:
     std::map<SvcKey, skiff_service_value> svc;
-    std::map<uint32_t, skiff_backend> be;
-    std::map<uint16_t, skiff_revnat_value> rn;
+    std::map<uint32_t, skiff_l4_addr> be;
+    std::map<uint16_t, skiff_l4_addr> rn;
     std::vector<std::string> ops;  // writes and deletes, in order
     int reads = 0;
     bool fail_services = false, fail_backends = false, fail_revnats = false;
@@ -61,21 +60,21 @@ public:
          fail_put_revnat = false, fail_del_revnat = false;
 
     Result<std::map<SvcKey, skiff_service_value>> services() override { return read(svc, fail_services, "services"); }
-    Result<std::map<uint32_t, skiff_backend>> backends() override { return read(be, fail_backends, "backends"); }
-    Result<std::map<uint16_t, skiff_revnat_value>> revnats() override { return read(rn, fail_revnats, "revnat"); }
+    Result<std::map<uint32_t, skiff_l4_addr>> backends() override { return read(be, fail_backends, "backends"); }
+    Result<std::map<uint16_t, skiff_l4_addr>> revnats() override { return read(rn, fail_revnats, "revnat"); }
     Status put_service(const SvcKey& k, const skiff_service_value& v) override {
         return change(fail_put_service, ENOSPC, "put_service " + str(k), [&] { svc[k] = v; });
     }
     Status del_service(const SvcKey& k) override {
         return change(fail_del_service, EBUSY, "del_service " + str(k), [&] { svc.erase(k); });
     }
-    Status put_backend(uint32_t id, const skiff_backend& b) override {
+    Status put_backend(uint32_t id, const skiff_l4_addr& b) override {
         return change(fail_put_backend, ENOSPC, "put_backend " + std::to_string(id), [&] { be[id] = b; });
     }
     Status del_backend(uint32_t id) override {
         return change(fail_del_backend, EBUSY, "del_backend " + std::to_string(id), [&] { be.erase(id); });
     }
-    Status put_revnat(uint16_t id, const skiff_revnat_value& v) override {
+    Status put_revnat(uint16_t id, const skiff_l4_addr& v) override {
         return change(fail_put_revnat, ENOSPC, "put_revnat " + std::to_string(id), [&] { rn[id] = v; });
     }
     Status del_revnat(uint16_t id) override {
