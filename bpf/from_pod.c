@@ -177,7 +177,6 @@ static __noinline int from_pod_other(struct __sk_buff *skb, struct l4_info *l4, 
 /* Returns a TC action and sets *reason, or a negative drop reason. */
 static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 {
-	struct skiff_endpoint_info *src;
 	struct l4_info l4;
 	struct iphdr *ip;
 	int ret;
@@ -186,7 +185,7 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 	if (!ip)
 		return -SKIFF_DROP_MALFORMED;
 
-	ret = endpoint_check_source(ip->saddr, skb->ifindex, &src);
+	ret = endpoint_check_source(ip->saddr, skb->ifindex);
 	if (ret < 0)
 		return ret;
 	if (!l2_to_host(skb)) {
@@ -200,8 +199,7 @@ static __always_inline int from_pod_ipv4(struct __sk_buff *skb, __u32 *reason)
 
 	/* A service reply, or to a pod here or on another node: no frontend,
 	 * no masquerade, so no lookup for either. */
-	ret = fwd_reply_or_pod(skb, config_get(), ip, &l4, endpoint_may_reply(src), FWD_TO_NODES, SKIFF_DIR_EGRESS,
-			       reason);
+	ret = fwd_reply_or_pod(skb, config_get(), ip, &l4, FWD_TO_NODES, SKIFF_DIR_EGRESS, reason);
 	if (likely(ret != FWD_NEITHER))
 		return ret;
 	ret = from_pod_other(skb, &l4, reason);

@@ -223,7 +223,7 @@ CniResult<json> cmd_add(Ctx& c) {
 
     skiff_endpoint_info info{};
     info.ifindex = static_cast<uint32_t>(links->host_ifindex);
-    info.flags = SKIFF_EP_F_LOCAL | SKIFF_EP_F_NO_SVC_REPLY;  // a new pod backs no service yet
+    info.flags = SKIFF_EP_F_LOCAL;
     std::memcpy(info.pod_mac, links->pod_mac.data(), 6);
     std::memcpy(info.host_mac, links->host_mac.data(), 6);
     if (auto s = dp->upsert_endpoint(*ip, info); !s)

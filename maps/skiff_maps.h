@@ -52,14 +52,6 @@ struct skiff_endpoint_key {
 
 enum skiff_endpoint_flags {
 	SKIFF_EP_F_LOCAL = 1u << 0, /* pod on this node, reached via its host veth */
-	/*
-	 * No service REPLY entry has been made for the pod since its entry
-	 * was written, so none can match its packets: they skip that lookup.
-	 * Set by the plugin; cleared by the datapath when it makes one (the
-	 * pod became a service backend). Entries without it (from earlier
-	 * versions) always look.
-	 */
-	SKIFF_EP_F_NO_SVC_REPLY = 1u << 1,
 };
 
 struct skiff_endpoint_info {

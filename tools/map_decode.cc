@@ -25,7 +25,7 @@ using FlagNames = std::vector<std::pair<uint32_t, const char*>>;
 
 // ---- values in the datapath's terms ----
 
-const FlagNames kEndpointFlags = {{SKIFF_EP_F_LOCAL, "local"}, {SKIFF_EP_F_NO_SVC_REPLY, "no-svc-reply"}};
+const FlagNames kLocalFlag = {{SKIFF_EP_F_LOCAL, "local"}};  // endpoints
 const FlagNames kNodeFlags = {
     {SKIFF_NODE_F_LOCAL, "local"}, {SKIFF_NODE_F_ENCAP, "encap"}, {SKIFF_NODE_F_HOST, "host"}};
 const FlagNames kSvcFlags = {{SKIFF_SVC_F_AFFINITY, "affinity"}, {SKIFF_SVC_F_MAGLEV, "maglev"}};
@@ -86,7 +86,7 @@ json ep_value(const skiff_endpoint_info& v) {
     std::copy(std::begin(v.pod_mac), std::end(v.pod_mac), pod.begin());
     std::copy(std::begin(v.host_mac), std::end(v.host_mac), hostm.begin());
     return {{"ifindex", v.ifindex},
-            {"flags", flag_list(v.flags, kEndpointFlags)},
+            {"flags", flag_list(v.flags, kLocalFlag)},
             {"pod_mac", mac_str(pod)},
             {"host_mac", mac_str(hostm)}};
 }

@@ -27,7 +27,6 @@ Result<Output> endpoint_list(const Options& o, const std::vector<std::string>&) 
         std::copy(std::begin(info.host_mac), std::end(info.host_mac), host.begin());
         json flags = json::array();
         if (info.flags & SKIFF_EP_F_LOCAL) flags.push_back("local");
-        if (info.flags & SKIFF_EP_F_NO_SVC_REPLY) flags.push_back("no-svc-reply");
         doc.push_back({{"ip", ip.str()},
                        {"ifindex", info.ifindex},
                        {"ifname", ifname_of(info.ifindex)},

@@ -4,7 +4,6 @@
 #define SKIFF_BPF_CONNTRACK_H
 
 #include "common.h"
-#include "endpoints.h"
 #include "l4.h"
 #include "maps.h"
 #include "metrics.h"
@@ -37,15 +36,10 @@ static __always_inline struct skiff_ct_value *ct_lookup(const struct skiff_ct_ke
 	return bpf_map_lookup_elem(&skiff_ct, key);
 }
 
-/* Entry accounting (see SKIFF_CT_ENTRY_INSERTED). A REPLY entry first
- * marks its source, a backend, as one whose packets may match it. */
+/* Entry accounting (see SKIFF_CT_ENTRY_INSERTED). */
 static __always_inline long ct_insert(const struct skiff_ct_key *key, const struct skiff_ct_value *val, __u64 flags)
 {
-	long err;
-
-	if (key->dir == SKIFF_CT_REPLY)
-		endpoint_note_reply(key->saddr);
-	err = bpf_map_update_elem(&skiff_ct, key, val, flags);
+	long err = bpf_map_update_elem(&skiff_ct, key, val, flags);
 
 	if (!err)
 		metrics_count(SKIFF_CT_ENTRY_INSERTED, SKIFF_DIR_EGRESS, 0);
@@ -64,8 +58,8 @@ static __always_inline long ct_put(const struct skiff_ct_key *key, const struct 
 {
 	long err = ct_insert(key, val, BPF_NOEXIST);
 
-	if (err == -SKIFF_EEXIST) /* no new entry: not counted; its source was marked */
-		err = bpf_map_update_elem(&skiff_ct, key, val, BPF_EXIST);
+	if (err == -SKIFF_EEXIST)
+		err = bpf_map_update_elem(&skiff_ct, key, val, BPF_EXIST); /* no new entry: not counted */
 	return err;
 }
 

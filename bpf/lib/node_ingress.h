@@ -204,7 +204,7 @@ static __always_inline int node_ingress_ipv4(struct __sk_buff *skb, __u32 *reaso
 
 	/* A pod's address is neither a frontend nor a masqueraded reply
 	 * (those come to the node's). */
-	ret = fwd_reply_or_pod(skb, cfg, ip, &l4, 1, 0, SKIFF_DIR_INGRESS, reason);
+	ret = fwd_reply_or_pod(skb, cfg, ip, &l4, 0, SKIFF_DIR_INGRESS, reason);
 	if (likely(ret != FWD_NEITHER))
 		return ret;
 	return node_ingress_other(skb, &l4, reason);

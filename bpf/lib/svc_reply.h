@@ -48,21 +48,19 @@ static __noinline int svc_reply_forward(struct __sk_buff *skb, struct l4_info *l
  * reply from a service backend goes back through its frontend, and a packet
  * for the pod network (here or on another node) goes straight there,
  * without the frontend and masquerade lookups: it needs neither. Returns a
- * TC action, a negative drop reason, or FWD_NEITHER. may_reply: 0 when no
- * REPLY entry can match the packet's source (endpoint_may_reply()). how:
- * the flags for dst_in_pod_network(). dir: the calling program's
- * direction; a pod's own flow (SKIFF_DIR_EGRESS) also clears a stale REPLY
- * entry on its 4-tuple.
+ * TC action, a negative drop reason, or FWD_NEITHER. how: the flags for
+ * dst_in_pod_network(). dir: the calling program's direction; a pod's own
+ * flow (SKIFF_DIR_EGRESS) also clears a stale REPLY entry on its 4-tuple.
  */
 static __always_inline int fwd_reply_or_pod(struct __sk_buff *skb, const struct skiff_config *cfg, struct iphdr *ip,
-					    struct l4_info *l4, int may_reply, __u32 how, __u32 dir, __u32 *reason)
+					    struct l4_info *l4, __u32 how, __u32 dir, __u32 *reason)
 {
 	struct skiff_endpoint_info *ep = NULL;
 	struct skiff_node_info *node = NULL;
 	struct skiff_ct_value *ct;
 	int where;
 
-	ct = may_reply ? svc_reply_lookup(ip, l4) : NULL;
+	ct = svc_reply_lookup(ip, l4);
 	if (unlikely(ct))
 		return svc_reply_forward(skb, l4, ct, dir, reason);
 	where = cluster_may_hold(cfg, ip->daddr) ? dst_in_pod_network(ip->daddr, how, &ep, &node) : 0;

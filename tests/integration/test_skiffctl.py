@@ -21,7 +21,7 @@ def test_endpoint_list_matches_what_add_programmed(node):
         host_if, pod_if = p.result["interfaces"]
         e = eps[p.ip]
         assert e["ifname"] == host_if["name"] and e["host_mac"] == host_if["mac"]
-        assert e["pod_mac"] == pod_if["mac"] and e["flags"] == ["local", "no-svc-reply"]
+        assert e["pod_mac"] == pod_if["mac"] and e["flags"] == ["local"]
     # Text output and prefixes.
     rc, text, _ = ctl(node, "e", "l")
     assert rc == 0 and all(p.ip in text for p in pods) and text.startswith("IP")

@@ -61,7 +61,7 @@ TEST_F(PluginAddTest, ResultAndSideEffects) {
     ASSERT_EQ(dp.endpoints.count(ip("10.244.1.2")), 1u);
     const auto& ep = dp.endpoints[ip("10.244.1.2")];
     EXPECT_EQ(ep.ifindex, 100u);
-    EXPECT_EQ(ep.flags, static_cast<uint32_t>(SKIFF_EP_F_LOCAL | SKIFF_EP_F_NO_SVC_REPLY));  // backs no service yet
+    EXPECT_EQ(ep.flags, static_cast<uint32_t>(SKIFF_EP_F_LOCAL));
     EXPECT_EQ(mac_str({ep.host_mac[0], ep.host_mac[1], ep.host_mac[2], ep.host_mac[3], ep.host_mac[4], ep.host_mac[5]}),
               "02:00:00:00:00:64");
     EXPECT_EQ(mac_str({ep.pod_mac[0], ep.pod_mac[1], ep.pod_mac[2], ep.pod_mac[3], ep.pod_mac[4], ep.pod_mac[5]}),
