@@ -56,10 +56,8 @@ Result<Output> service_list(const Options& o, const Args&) {
     }
     auto backend = [&](json id) {  // null id: a slot that is missing
         json b = {{"backend_id", id}, {"ip", nullptr}, {"port", nullptr}, {"proto", nullptr}};
-        if (auto it = id.is_null() ? backends.end() : backends.find(id.get<uint32_t>()); it != backends.end()) {
+        if (auto it = id.is_null() ? backends.end() : backends.find(id.get<uint32_t>()); it != backends.end())
             b.update(backend_value(it->second));
-            b.erase("flags");
-        }
         return b;
     };
     std::set<uint32_t> slotted;
