@@ -125,6 +125,17 @@ TEST_F(ServiceTest, NewUdpFlowIsDnatedWithItsChecksumUpdated) {
                      {{SKIFF_FWD_LOCAL_POD, SKIFF_DIR_EGRESS}, Count{1, in.size()}}});
 }
 
+// 42 bytes in all: fewer than the 14 L4 bytes the programs read in place
+// follow the IP header, so its ports are read by the helper instead.
+TEST_F(ServiceTest, UdpDatagramWithoutPayloadIsDnated) {
+    ASSERT_NO_FATAL_FAILURE(one_backend(kUdp));
+    Bytes in = client(kVip, kVport, 5353, kUdp, 0, 0);
+    ASSERT_EQ(in.size(), 42u);
+    RunResult r = run_pod(in);
+    ASSERT_NO_FATAL_FAILURE(expect_dnat(in, r, net_->dst, kBackendIp, kBport));
+    EXPECT_EQ(counter(SKIFF_SVC_NEW).packets, 1u);
+}
+
 TEST_F(ServiceTest, UdpWithoutChecksumKeepsZero) {
     ASSERT_NO_FATAL_FAILURE(one_backend(kUdp));
     Bytes in = client(kVip, kVport, 5353, kUdp, 0, 48, 0x21);
