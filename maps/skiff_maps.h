@@ -15,6 +15,7 @@
 
 /* Pinned map names (BPF_OBJ_NAME_LEN is 16, so at most 15 characters). */
 #define SKIFF_MAP_ENDPOINTS "skiff_endpoints"
+#define SKIFF_MAP_POD_SOURCES "skiff_pod_srcs"
 #define SKIFF_MAP_METRICS "skiff_metrics"
 #define SKIFF_MAP_NODES "skiff_nodes"
 #define SKIFF_MAP_SERVICES "skiff_services"
@@ -32,6 +33,7 @@
 #define SKIFF_MAP_FRAGS "skiff_frags"
 
 #define SKIFF_ENDPOINTS_MAX 65536
+#define SKIFF_POD_SOURCES_MAX 4096 /* slots, a power of two */
 #define SKIFF_NODES_MAX 16384
 #define SKIFF_SERVICES_MAX 262144 /* frontend + backend slots */
 #define SKIFF_BACKENDS_MAX 131072
@@ -61,6 +63,20 @@ struct skiff_endpoint_info {
 	__u8 pad0[2];
 	__u8 host_mac[SKIFF_ETH_ALEN]; /* MAC of the host-side veth */
 	__u8 pad1[2];
+};
+
+/*
+ * pod_srcs: array, slot (host veth ifindex & (SKIFF_POD_SOURCES_MAX - 1))
+ * -> the address the pod behind that veth sends from. A copy of what the
+ * endpoints map says, written and cleared with it, so that from_pod's
+ * source check is an array load instead of a hash lookup. A slot is only
+ * believed for its own ifindex and address: anything else (an empty slot,
+ * one another pod's veth holds, a pod added before the map existed) is
+ * checked in the endpoints map.
+ */
+struct skiff_pod_source {
+	__u32 ifindex; /* host-side veth; 0: empty */
+	__u32 ip;      /* network byte order */
 };
 
 /* nodes: LPM trie, PodCIDR -> the node that owns it. */

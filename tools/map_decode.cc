@@ -193,6 +193,10 @@ const std::vector<Decoder>& decoders() {
                                                      [](auto& k, auto& v, auto) {
                                                          return KV{{{"ip", ip_str(k.ip)}}, ep_value(v)};
                                                      }),
+        dec<uint32_t, skiff_pod_source>(SKIFF_MAP_POD_SOURCES,
+                                        [](auto& k, auto& v, auto) {
+                                            return KV{{{"slot", k}}, {{"ifindex", v.ifindex}, {"ip", ip_str(v.ip)}}};
+                                        }),
         dec<skiff_node_key, skiff_node_info>(SKIFF_MAP_NODES,
                                              [](auto& k, auto& v, auto) {
                                                  return KV{cidr(k), node_value(v)};

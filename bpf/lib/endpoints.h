@@ -12,11 +12,18 @@ static __always_inline struct skiff_endpoint_info *endpoint_lookup(__be32 ip)
 	return bpf_map_lookup_elem(&skiff_endpoints, &key);
 }
 
-/* 0 when ip belongs to the pod behind ifindex, else -SKIFF_DROP_INVALID_SOURCE. */
+/* 0 when ip belongs to the pod behind ifindex, else -SKIFF_DROP_INVALID_SOURCE:
+ * the pod's slot in skiff_pod_srcs when it holds this veth and address, else
+ * the endpoints map, which decides. */
 static __always_inline int endpoint_check_source(__be32 ip, __u32 ifindex)
 {
-	struct skiff_endpoint_info *ep = endpoint_lookup(ip);
+	__u32 slot = ifindex & (SKIFF_POD_SOURCES_MAX - 1);
+	struct skiff_pod_source *src = bpf_map_lookup_elem(&skiff_pod_srcs, &slot);
+	struct skiff_endpoint_info *ep;
 
+	if (likely(src && src->ifindex == ifindex && src->ip == ip))
+		return 0;
+	ep = endpoint_lookup(ip);
 	if (!ep || ep->ifindex != ifindex)
 		return -SKIFF_DROP_INVALID_SOURCE;
 	return 0;

@@ -19,6 +19,14 @@ struct {
 } skiff_endpoints SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct skiff_pod_source);
+	__uint(max_entries, SKIFF_POD_SOURCES_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skiff_pod_srcs SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct skiff_metrics_value);

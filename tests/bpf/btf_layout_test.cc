@@ -128,6 +128,9 @@ std::vector<Layout> cxx_layouts() {
           SKIFF_MEMBER(skiff_trace_result, redirect_ifindex), SKIFF_MEMBER(skiff_trace_result, backend_id),
           SKIFF_MEMBER(skiff_trace_result, flags), SKIFF_MEMBER(skiff_trace_result, seq),
           SKIFF_MEMBER(skiff_trace_result, tunnel_remote), SKIFF_MEMBER(skiff_trace_result, tunnel_vni)}},
+        {"skiff_pod_source",
+         sizeof(skiff_pod_source),
+         {SKIFF_MEMBER(skiff_pod_source, ifindex), SKIFF_MEMBER(skiff_pod_source, ip)}},
     };
 }
 
@@ -249,6 +252,7 @@ TEST_P(BtfLayoutTest, MapsUseTheSharedTypes) {
         size_t value;
     };
     for (const Want& w : {Want{SKIFF_MAP_ENDPOINTS, sizeof(skiff_endpoint_key), sizeof(skiff_endpoint_info)},
+                          Want{SKIFF_MAP_POD_SOURCES, sizeof(uint32_t), sizeof(skiff_pod_source)},
                           Want{SKIFF_MAP_METRICS, sizeof(uint32_t), sizeof(skiff_metrics_value)}}) {
         SCOPED_TRACE(w.map);
         bpf_map* m = bpf_object__find_map_by_name(obj_.get(), w.map);

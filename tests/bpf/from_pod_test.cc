@@ -174,6 +174,109 @@ TEST_F(FromPodTest, OwnSourceOnAnotherDeviceIsDropped) {
     expect_only(SKIFF_DROP_INVALID_SOURCE, 1, in.size());
 }
 
+// The source check reads the veth's slot in skiff_pod_srcs first and the
+// endpoints map when the slot is not the veth's own.
+class FromPodSourceSlotTest : public FromPodTest {
+protected:
+    void SetUp() override {
+        ASSERT_NO_FATAL_FAILURE(FromPodTest::SetUp());
+        sources_ = UniqueFd(bpf_obj_get((pins_.path() + "/" SKIFF_MAP_POD_SOURCES).c_str()));
+        ASSERT_TRUE(sources_.valid()) << std::strerror(errno);
+    }
+    void TearDown() override {
+        sources_.reset();
+        FromPodTest::TearDown();
+    }
+    static uint32_t slot_of(int ifindex) { return static_cast<uint32_t>(ifindex) & (SKIFF_POD_SOURCES_MAX - 1); }
+    skiff_pod_source slot(int ifindex) {
+        uint32_t k = slot_of(ifindex);
+        skiff_pod_source v{};
+        EXPECT_EQ(bpf_map_lookup_elem(sources_.get(), &k, &v), 0) << std::strerror(errno);
+        return v;
+    }
+    void set_slot(int ifindex, skiff_pod_source v) {
+        uint32_t k = slot_of(ifindex);
+        ASSERT_EQ(bpf_map_update_elem(sources_.get(), &k, &v, BPF_ANY), 0) << std::strerror(errno);
+    }
+    void remove(Ipv4 ip) {
+        auto s = endpoints_->remove(ip);
+        ASSERT_TRUE(s.ok()) << s.error().message;
+    }
+    void expect_forwarded_from_src(Ipv4 src) {
+        Bytes in = icmp_frame(src, kDstIp);
+        const uint64_t forwarded = counter(SKIFF_FWD_LOCAL_POD).packets;
+        RunResult r = run(in);
+        ASSERT_EQ(r.err, 0) << std::strerror(-r.err);
+        EXPECT_EQ(r.retval, kRedirect);
+        EXPECT_EQ(counter(SKIFF_FWD_LOCAL_POD).packets, forwarded + 1);
+    }
+    void expect_dropped_from_src(Ipv4 src) {
+        Bytes in = icmp_frame(src, kDstIp);
+        const uint64_t dropped = counter(SKIFF_DROP_INVALID_SOURCE).packets;
+        RunResult r = run(in);
+        ASSERT_EQ(r.err, 0) << std::strerror(-r.err);
+        EXPECT_EQ(r.retval, kShot);
+        EXPECT_EQ(counter(SKIFF_DROP_INVALID_SOURCE).packets, dropped + 1);
+    }
+    UniqueFd sources_;
+};
+
+TEST_F(FromPodSourceSlotTest, EndpointWritesFillTheSlotAndRemovalEmptiesIt) {
+    const int src = net_->src.host.ifindex;
+    skiff_pod_source v = slot(src);
+    EXPECT_EQ(v.ifindex, static_cast<uint32_t>(src));
+    EXPECT_EQ(v.ip, kSrcIp.be());
+    // Not a local pod: no slot (kNonLocalIp names the other veth, whose slot
+    // stays kOtherIp's).
+    EXPECT_EQ(slot(net_->other.host.ifindex).ip, kOtherIp.be());
+
+    ASSERT_NO_FATAL_FAILURE(remove(kSrcIp));
+    v = slot(src);
+    EXPECT_EQ(v.ifindex, 0u);
+    EXPECT_EQ(v.ip, 0u);
+
+    // A slot another veth took since is left to it.
+    ASSERT_NO_FATAL_FAILURE(upsert(kSrcIp, endpoint(net_->src)));
+    const skiff_pod_source taken{static_cast<uint32_t>(src) + SKIFF_POD_SOURCES_MAX, kUnknownIp.be()};
+    ASSERT_NO_FATAL_FAILURE(set_slot(src, taken));
+    ASSERT_NO_FATAL_FAILURE(remove(kSrcIp));
+    v = slot(src);
+    EXPECT_EQ(v.ifindex, taken.ifindex);
+    EXPECT_EQ(v.ip, taken.ip);
+}
+
+TEST_F(FromPodSourceSlotTest, TheSlotAloneAdmitsItsPod) {
+    // No endpoint entry left, only the slot: the check never reached the
+    // endpoints map.
+    ASSERT_NO_FATAL_FAILURE(remove(kSrcIp));
+    const skiff_pod_source own{static_cast<uint32_t>(net_->src.host.ifindex), kSrcIp.be()};
+    ASSERT_NO_FATAL_FAILURE(set_slot(net_->src.host.ifindex, own));
+    ASSERT_NO_FATAL_FAILURE(expect_forwarded_from_src(kSrcIp));
+}
+
+TEST_F(FromPodSourceSlotTest, WithoutItsOwnSlotTheEndpointsMapDecides) {
+    const int src = net_->src.host.ifindex;
+    // Empty (a pod added before the map existed), then held by another veth
+    // with the same slot number.
+    for (skiff_pod_source v :
+         {skiff_pod_source{}, skiff_pod_source{static_cast<uint32_t>(src) + SKIFF_POD_SOURCES_MAX, kOtherIp.be()}}) {
+        SCOPED_TRACE(v.ifindex);
+        ASSERT_NO_FATAL_FAILURE(set_slot(src, v));
+        ASSERT_NO_FATAL_FAILURE(expect_forwarded_from_src(kSrcIp));
+        ASSERT_NO_FATAL_FAILURE(expect_dropped_from_src(kOtherIp));
+        ASSERT_NO_FATAL_FAILURE(expect_dropped_from_src(kUnknownIp));
+    }
+    // The slot's address is believed for its own veth only.
+    const skiff_pod_source other_address{static_cast<uint32_t>(src), kUnknownIp.be()};
+    ASSERT_NO_FATAL_FAILURE(set_slot(src, other_address));
+    ASSERT_NO_FATAL_FAILURE(expect_forwarded_from_src(kUnknownIp));
+    ASSERT_NO_FATAL_FAILURE(expect_forwarded_from_src(kSrcIp));  // the endpoints map says so
+    Bytes in = icmp_frame(kUnknownIp, kDstIp);
+    RunResult r = test_run(from_pod_.get(), in, net_->dst.host.ifindex);
+    ASSERT_EQ(r.err, 0) << std::strerror(-r.err);
+    EXPECT_EQ(r.retval, kShot);
+}
+
 // --- 3. non-IP ------------------------------------------------------------
 
 TEST_F(FromPodTest, NonIpv4FramesGoToTheStackUnchanged) {

@@ -16,10 +16,11 @@ static ::testing::AssertionResult uses_only(const std::vector<uint32_t>& prog, c
 }
 
 // Every map the datapath pins (maps/skiff_maps.h).
-static const char* const kAllMaps[] = {SKIFF_MAP_ENDPOINTS, SKIFF_MAP_METRICS,     SKIFF_MAP_NODES,  SKIFF_MAP_SERVICES,
-                                       SKIFF_MAP_BACKENDS,  SKIFF_MAP_REVNAT,      SKIFF_MAP_CT,     SKIFF_MAP_AFFINITY,
-                                       SKIFF_MAP_CONFIG,    SKIFF_MAP_SOCK_REVNAT, SKIFF_MAP_MAGLEV, SKIFF_MAP_SNAT,
-                                       SKIFF_MAP_NOMASQ,    SKIFF_MAP_EVENTS,      SKIFF_MAP_TRACE,  SKIFF_MAP_FRAGS};
+static const char* const kAllMaps[] = {
+    SKIFF_MAP_ENDPOINTS, SKIFF_MAP_METRICS,    SKIFF_MAP_NODES,    SKIFF_MAP_SERVICES, SKIFF_MAP_BACKENDS,
+    SKIFF_MAP_REVNAT,    SKIFF_MAP_CT,         SKIFF_MAP_AFFINITY, SKIFF_MAP_CONFIG,   SKIFF_MAP_SOCK_REVNAT,
+    SKIFF_MAP_MAGLEV,    SKIFF_MAP_SNAT,       SKIFF_MAP_NOMASQ,   SKIFF_MAP_EVENTS,   SKIFF_MAP_TRACE,
+    SKIFF_MAP_FRAGS,     SKIFF_MAP_POD_SOURCES};
 
 namespace skiff::bpftest {
 namespace {

@@ -6,10 +6,12 @@ Commands run inside a namespace with `nsenter --net` (not `ip netns exec`,
 which remounts /sys and hides /sys/fs/bpf).
 """
 import functools
+import ipaddress
 import itertools
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
@@ -146,6 +148,11 @@ class Node:
     def links(self):
         return json.loads(self.run("ip", "-j", "link", "show").stdout)
 
+    def host_ifindex(self, pod):
+        """The ifindex of pod's host-side veth (the first interface of its result)."""
+        name = pod.result["interfaces"][0]["name"]
+        return json.loads(self.run("ip", "-j", "link", "show", "dev", name).stdout)[0]["ifindex"]
+
     def skiff_veths(self):
         return [l["ifname"] for l in self.links() if l["ifname"].startswith("skf")]
 
@@ -174,6 +181,18 @@ class Node:
             return []
         return json.loads(sh("bpftool", "-j", "map", "dump", "pinned", path).stdout)
 
+    def pod_sources(self):
+        """The filled slots of the pod sources array: [(host veth ifindex, pod IP)]."""
+        path = os.path.join(self.pin, "skiff_pod_srcs")
+        if not os.path.exists(path):
+            return []
+        out = []
+        for e in json.loads(sh("bpftool", "-j", "map", "dump", "pinned", path).stdout):
+            v = e["formatted"]["value"] if "formatted" in e else e["value"]
+            if v["ifindex"]:
+                out.append((v["ifindex"], str(ipaddress.IPv4Address(socket.ntohl(v["ip"])))))
+        return sorted(out)
+
     def counters(self):
         """{(reason, dir): packets} summed over CPUs, read with bpftool."""
         path = os.path.join(self.pin, "skiff_metrics")
@@ -191,7 +210,8 @@ class Node:
     def leftovers(self):
         """Per-attachment state that must be gone once every pod is deleted."""
         return {"veths": self.skiff_veths(), "routes": self.pod_routes(), "leases": self.leases(),
-                "attachments": self.attachments(), "endpoints": self.endpoints(), "temp": self.temp_files()}
+                "attachments": self.attachments(), "endpoints": self.endpoints(), "pod_sources": self.pod_sources(),
+                "temp": self.temp_files()}
 
 
 class Pod:

@@ -10,7 +10,8 @@ import subprocess
 from cluster_topo import wait_for
 from skiff_topo import CNI_PATH, SKIFF, fault_env
 
-NOTHING = {"veths": [], "routes": [], "leases": [], "attachments": [], "endpoints": [], "temp": []}
+NOTHING = {"veths": [], "routes": [], "leases": [], "attachments": [], "endpoints": [], "pod_sources": [],
+           "temp": []}
 GENEROUS = 60  # seconds: a bounded wait, not a speed check
 
 

@@ -12,9 +12,12 @@ from test_cni_del import NOTHING, settled_leftovers
 def test_del_removes_everything_and_is_idempotent(node):
     a, b = node.add_pod(), node.add_pod()
     assert len(node.skiff_veths()) == 2 and len(node.leases()) == 2 and len(node.endpoints()) == 2
+    # Each pod's source slot names its host veth and its address.
+    assert node.pod_sources() == sorted((node.host_ifindex(p), p.ip) for p in (a, b))
     node.del_pod(a)
     left = settled_leftovers(node)
     assert len(left["veths"]) == 1 and left["leases"] == [b.ip] and len(left["endpoints"]) == 1
+    assert left["pod_sources"] == [(node.host_ifindex(b), b.ip)]
     node.del_pod(a)  # DEL twice
     node.del_pod(b)
     assert settled_leftovers(node) == NOTHING

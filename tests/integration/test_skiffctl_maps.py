@@ -163,7 +163,7 @@ NET = {"devices": [{"ifindex": int, "name": str, "hook": {"ingress", "egress"}, 
 DUMP = {"name": str, "type": str, "key_size": int, "value_size": int, "max_entries": int, "per_cpu": bool,
         "entries": [{"key": "hex"}]}
 ERROR = {"error": str}
-DECODED = {"skiff_endpoints", "skiff_nodes", "skiff_nomasq", "skiff_services", "skiff_backends", "skiff_revnat",
+DECODED = {"skiff_endpoints", "skiff_pod_srcs", "skiff_nodes", "skiff_nomasq", "skiff_services", "skiff_backends", "skiff_revnat",
            "skiff_ct", "skiff_snat", "skiff_affinity", "skiff_maglev", "skiff_sock_rnat", "skiff_config",
            "skiff_frags", "skiff_trace", "skiff_metrics"}
 
@@ -447,6 +447,13 @@ def test_map_dump(env):
     # The agent's view of its node, as the datapath reads it.
     cfg = ctl_json(env.n1, "map", "dump", "skiff_config")["entries"][0]["decoded"]["value"]
     assert (cfg["node_ip"], cfg["cluster_cidr"], cfg["cluster_mask"]) == (env.n1.ip, CLUSTER_CIDR, "255.255.0.0"), cfg
+    # Each local pod's source slot: its host veth and its address.
+    srcs = ctl_json(env.n1, "map", "dump", "pod_srcs")
+    assert len(srcs["entries"]) == srcs["max_entries"] == 4096
+    filled = {e["decoded"]["value"]["ip"]: e["decoded"] for e in srcs["entries"] if e["decoded"]["value"]["ifindex"]}
+    assert set(filled) == {env.a.ip, env.client.ip}, filled
+    for d in filled.values():
+        assert d["key"]["slot"] == d["value"]["ifindex"] % 4096
     ct = ctl_json(env.n1, "ma", "d", "skiff_ct")  # prefixes
     assert all(e["decoded"]["key"]["direction"] in ("forward", "reply") for e in ct["entries"])
     # Every pinned map with a key dumps, and the layouts skiffctl knows decode.

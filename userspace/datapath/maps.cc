@@ -9,17 +9,45 @@ namespace skiff::datapath {
 
 Result<EndpointMap> EndpointMap::open(const std::string& pin_dir) {
     SKIFF_ASSIGN_OR_RETURN(UniqueFd fd, open_pinned_map(pin_dir, SKIFF_MAP_ENDPOINTS));
-    return EndpointMap(std::move(fd));
+    auto sources = open_pinned_map(pin_dir, SKIFF_MAP_POD_SOURCES);
+    if (!sources && sources.error().code != ENOENT) return sources.error();
+    return EndpointMap(std::move(fd), sources ? std::move(*sources) : UniqueFd());
 }
+
+static uint32_t source_slot(uint32_t ifindex) { return ifindex & (SKIFF_POD_SOURCES_MAX - 1); }
 
 Status EndpointMap::upsert(Ipv4 ip, const skiff_endpoint_info& info) {
     skiff_endpoint_key k{ip.be()};
+    if (auto old = lookup(ip); old && *old && (*old)->ifindex != info.ifindex) SKIFF_TRY(clear_source(ip, **old));
     if (bpf_map_update_elem(fd_.get(), &k, &info, BPF_ANY) != 0) return Error::errno_("update endpoint " + ip.str());
+    if (!sources_.valid() || !(info.flags & SKIFF_EP_F_LOCAL) || info.ifindex == 0) return ok();
+    // The veth's slot is its own from now on: a pod that shared it falls
+    // back to the endpoints map.
+    uint32_t slot = source_slot(info.ifindex);
+    skiff_pod_source src{info.ifindex, ip.be()};
+    if (bpf_map_update_elem(sources_.get(), &slot, &src, BPF_ANY) != 0)
+        return Error::errno_("update pod source slot of " + ip.str());
+    return ok();
+}
+
+// Empties the slot when it still holds this endpoint.
+Status EndpointMap::clear_source(Ipv4 ip, const skiff_endpoint_info& info) {
+    if (!sources_.valid()) return ok();
+    uint32_t slot = source_slot(info.ifindex);
+    skiff_pod_source src{};
+    if (bpf_map_lookup_elem(sources_.get(), &slot, &src) != 0)
+        return Error::errno_("look up pod source slot of " + ip.str());
+    if (src.ifindex != info.ifindex || src.ip != ip.be()) return ok();
+    skiff_pod_source empty{};
+    if (bpf_map_update_elem(sources_.get(), &slot, &empty, BPF_ANY) != 0)
+        return Error::errno_("clear pod source slot of " + ip.str());
     return ok();
 }
 
 Status EndpointMap::remove(Ipv4 ip) {
     skiff_endpoint_key k{ip.be()};
+    SKIFF_ASSIGN_OR_RETURN(auto old, lookup(ip));
+    if (old) SKIFF_TRY(clear_source(ip, *old));
     if (bpf_map_delete_elem(fd_.get(), &k) != 0) return Error::errno_("delete endpoint " + ip.str());
     return ok();
 }

@@ -114,6 +114,10 @@ private:
     UniqueFd fd_;
 };
 
+// The endpoints map, and with it each local pod's slot in the pod sources
+// array (from_pod's source check): written after the endpoint, cleared
+// before it, so a slot never says more than the endpoint does. Without a
+// pinned pod sources map (pinned by a build before it), endpoints alone.
 class EndpointMap {
 public:
     static Result<EndpointMap> open(const std::string& pin_dir);
@@ -124,8 +128,10 @@ public:
     Result<std::vector<std::pair<Ipv4, skiff_endpoint_info>>> list();
 
 private:
-    explicit EndpointMap(UniqueFd fd) : fd_(std::move(fd)) {}
+    EndpointMap(UniqueFd fd, UniqueFd sources) : fd_(std::move(fd)), sources_(std::move(sources)) {}
+    Status clear_source(Ipv4 ip, const skiff_endpoint_info& info);
     UniqueFd fd_;
+    UniqueFd sources_;  // invalid: no pod sources map pinned
 };
 
 class NodeMap {
