@@ -243,6 +243,11 @@ TEST_F(FromPodSourceSlotTest, EndpointWritesFillTheSlotAndRemovalEmptiesIt) {
     v = slot(src);
     EXPECT_EQ(v.ifindex, taken.ifindex);
     EXPECT_EQ(v.ip, taken.ip);
+    // A new endpoint behind this veth takes the slot back.
+    ASSERT_NO_FATAL_FAILURE(upsert(kSrcIp, endpoint(net_->src)));
+    v = slot(src);
+    EXPECT_EQ(v.ifindex, static_cast<uint32_t>(src));
+    EXPECT_EQ(v.ip, kSrcIp.be());
 }
 
 TEST_F(FromPodSourceSlotTest, TheSlotAloneAdmitsItsPod) {

@@ -22,9 +22,16 @@ Status EndpointMap::upsert(Ipv4 ip, const skiff_endpoint_info& info) {
     if (bpf_map_update_elem(fd_.get(), &k, &info, BPF_ANY) != 0) return Error::errno_("update endpoint " + ip.str());
     if (!sources_.valid() || !(info.flags & SKIFF_EP_F_LOCAL) || info.ifindex == 0) return ok();
     // The veth's slot is its own from now on: a pod that shared it falls
-    // back to the endpoints map.
+    // back to the endpoints map. Another veth's entry is emptied first: a
+    // reader sees it, a partly emptied one or the new one, never a mix of
+    // two pods' veths and addresses.
     uint32_t slot = source_slot(info.ifindex);
-    skiff_pod_source src{info.ifindex, ip.be()};
+    skiff_pod_source src{info.ifindex, ip.be()}, cur{}, empty{};
+    if (bpf_map_lookup_elem(sources_.get(), &slot, &cur) != 0)
+        return Error::errno_("look up pod source slot of " + ip.str());
+    if (cur.ifindex != 0 && cur.ifindex != info.ifindex &&
+        bpf_map_update_elem(sources_.get(), &slot, &empty, BPF_ANY) != 0)
+        return Error::errno_("clear pod source slot of " + ip.str());
     if (bpf_map_update_elem(sources_.get(), &slot, &src, BPF_ANY) != 0)
         return Error::errno_("update pod source slot of " + ip.str());
     return ok();
