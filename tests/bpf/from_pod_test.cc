@@ -202,22 +202,18 @@ protected:
         auto s = endpoints_->remove(ip);
         ASSERT_TRUE(s.ok()) << s.error().message;
     }
-    void expect_forwarded_from_src(Ipv4 src) {
+    // A packet from the src veth with source address src: retval, and one
+    // more packet counted under reason.
+    void expect_from_src(Ipv4 src, uint32_t retval, uint32_t reason) {
         Bytes in = icmp_frame(src, kDstIp);
-        const uint64_t forwarded = counter(SKIFF_FWD_LOCAL_POD).packets;
+        const uint64_t before = counter(reason).packets;
         RunResult r = run(in);
         ASSERT_EQ(r.err, 0) << std::strerror(-r.err);
-        EXPECT_EQ(r.retval, kRedirect);
-        EXPECT_EQ(counter(SKIFF_FWD_LOCAL_POD).packets, forwarded + 1);
+        EXPECT_EQ(r.retval, retval);
+        EXPECT_EQ(counter(reason).packets, before + 1);
     }
-    void expect_dropped_from_src(Ipv4 src) {
-        Bytes in = icmp_frame(src, kDstIp);
-        const uint64_t dropped = counter(SKIFF_DROP_INVALID_SOURCE).packets;
-        RunResult r = run(in);
-        ASSERT_EQ(r.err, 0) << std::strerror(-r.err);
-        EXPECT_EQ(r.retval, kShot);
-        EXPECT_EQ(counter(SKIFF_DROP_INVALID_SOURCE).packets, dropped + 1);
-    }
+    void expect_forwarded_from_src(Ipv4 src) { expect_from_src(src, kRedirect, SKIFF_FWD_LOCAL_POD); }
+    void expect_dropped_from_src(Ipv4 src) { expect_from_src(src, kShot, SKIFF_DROP_INVALID_SOURCE); }
     UniqueFd sources_;
 };
 

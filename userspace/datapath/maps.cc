@@ -16,6 +16,19 @@ Result<EndpointMap> EndpointMap::open(const std::string& pin_dir) {
 
 static uint32_t source_slot(uint32_t ifindex) { return ifindex & (SKIFF_POD_SOURCES_MAX - 1); }
 
+Result<skiff_pod_source> EndpointMap::read_source(uint32_t slot, Ipv4 ip) {
+    skiff_pod_source v{};
+    if (bpf_map_lookup_elem(sources_.get(), &slot, &v) != 0)
+        return Error::errno_("look up pod source slot of " + ip.str());
+    return v;
+}
+
+Status EndpointMap::write_source(uint32_t slot, const skiff_pod_source& v, Ipv4 ip) {
+    if (bpf_map_update_elem(sources_.get(), &slot, &v, BPF_ANY) != 0)
+        return Error::errno_(std::string(v.ifindex ? "update" : "clear") + " pod source slot of " + ip.str());
+    return ok();
+}
+
 Status EndpointMap::upsert(Ipv4 ip, const skiff_endpoint_info& info) {
     skiff_endpoint_key k{ip.be()};
     if (auto old = lookup(ip); old && *old && (*old)->ifindex != info.ifindex) SKIFF_TRY(clear_source(ip, **old));
@@ -26,29 +39,18 @@ Status EndpointMap::upsert(Ipv4 ip, const skiff_endpoint_info& info) {
     // reader sees it, a partly emptied one or the new one, never a mix of
     // two pods' veths and addresses.
     uint32_t slot = source_slot(info.ifindex);
-    skiff_pod_source src{info.ifindex, ip.be()}, cur{}, empty{};
-    if (bpf_map_lookup_elem(sources_.get(), &slot, &cur) != 0)
-        return Error::errno_("look up pod source slot of " + ip.str());
-    if (cur.ifindex != 0 && cur.ifindex != info.ifindex &&
-        bpf_map_update_elem(sources_.get(), &slot, &empty, BPF_ANY) != 0)
-        return Error::errno_("clear pod source slot of " + ip.str());
-    if (bpf_map_update_elem(sources_.get(), &slot, &src, BPF_ANY) != 0)
-        return Error::errno_("update pod source slot of " + ip.str());
-    return ok();
+    SKIFF_ASSIGN_OR_RETURN(skiff_pod_source cur, read_source(slot, ip));
+    if (cur.ifindex != 0 && cur.ifindex != info.ifindex) SKIFF_TRY(write_source(slot, {}, ip));
+    return write_source(slot, {info.ifindex, ip.be()}, ip);
 }
 
 // Empties the slot when it still holds this endpoint.
 Status EndpointMap::clear_source(Ipv4 ip, const skiff_endpoint_info& info) {
     if (!sources_.valid()) return ok();
     uint32_t slot = source_slot(info.ifindex);
-    skiff_pod_source src{};
-    if (bpf_map_lookup_elem(sources_.get(), &slot, &src) != 0)
-        return Error::errno_("look up pod source slot of " + ip.str());
-    if (src.ifindex != info.ifindex || src.ip != ip.be()) return ok();
-    skiff_pod_source empty{};
-    if (bpf_map_update_elem(sources_.get(), &slot, &empty, BPF_ANY) != 0)
-        return Error::errno_("clear pod source slot of " + ip.str());
-    return ok();
+    SKIFF_ASSIGN_OR_RETURN(skiff_pod_source cur, read_source(slot, ip));
+    if (cur.ifindex != info.ifindex || cur.ip != ip.be()) return ok();
+    return write_source(slot, {}, ip);
 }
 
 Status EndpointMap::remove(Ipv4 ip) {

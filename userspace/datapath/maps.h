@@ -130,6 +130,8 @@ public:
 private:
     EndpointMap(UniqueFd fd, UniqueFd sources) : fd_(std::move(fd)), sources_(std::move(sources)) {}
     Status clear_source(Ipv4 ip, const skiff_endpoint_info& info);
+    Result<skiff_pod_source> read_source(uint32_t slot, Ipv4 ip);
+    Status write_source(uint32_t slot, const skiff_pod_source& v, Ipv4 ip);
     UniqueFd fd_;
     UniqueFd sources_;  // invalid: no pod sources map pinned
 };
