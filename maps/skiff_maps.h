@@ -31,6 +31,7 @@
 #define SKIFF_MAP_EVENTS "skiff_events"
 #define SKIFF_MAP_TRACE "skiff_trace"
 #define SKIFF_MAP_FRAGS "skiff_frags"
+#define SKIFF_MAP_NEXTHOPS "skiff_nexthops"
 
 #define SKIFF_ENDPOINTS_MAX 65536
 #define SKIFF_POD_SOURCES_MAX 4096 /* slots, a power of two */
@@ -44,6 +45,8 @@
 #define SKIFF_MAGLEV_MAX (SKIFF_MAGLEV_SIZE * 512)
 #define SKIFF_SNAT_MAX 131072
 #define SKIFF_NOMASQ_MAX 4096
+#define SKIFF_NEXTHOPS_MAX 16384
+#define SKIFF_NEXTHOP_TTL_NS 50000000ull /* 50 ms */
 
 #define SKIFF_ETH_ALEN 6
 
@@ -95,6 +98,31 @@ enum skiff_node_flags {
 struct skiff_node_info {
 	__u32 node_ip; /* network byte order: next hop on the underlay */
 	__u32 flags;   /* enum skiff_node_flags */
+};
+
+/*
+ * nexthops: LRU per-CPU hash, {pod source, node IP} -> the FIB's answer
+ * for sending a pod's packet to that node by native routing, so that a
+ * flow's packets do not each pay a FIB lookup. Written by the BPF
+ * programs only, each CPU its own copy; believed until expires (a
+ * bpf_ktime_get_coarse_ns() time SKIFF_NEXTHOP_TTL_NS after the lookup)
+ * and for packets of at most mtu bytes (GSO packets: whatever their
+ * length, as the FIB checks them), else the FIB is asked again. A route
+ * or neighbour change is seen within that time; an unresolved neighbour
+ * is never cached.
+ */
+struct skiff_nexthop_key {
+	__u32 saddr;   /* network byte order: the pod's address */
+	__u32 node_ip; /* network byte order */
+};
+
+struct skiff_nexthop {
+	__u64 expires;
+	__u32 ifindex; /* egress device */
+	__u32 mtu;     /* path MTU the FIB reported; 0: none (GSO packets only) */
+	__u8 smac[SKIFF_ETH_ALEN];
+	__u8 dmac[SKIFF_ETH_ALEN];
+	__u8 pad[4];
 };
 
 /*

@@ -12,26 +12,40 @@
 #include "ipv4.h"
 #include "endpoints.h"
 #include "maps.h"
+#include "nexthop.h"
 #include "redirect.h"
 #include "tunnel.h"
 
-/* Routed hop into a pod on this node: TTL-1, MACs, straight into its netns. */
-static __always_inline int fwd_to_endpoint(struct __sk_buff *skb, struct iphdr *ip,
-					   const struct skiff_endpoint_info *ep, __u32 *reason)
+/*
+ * A routed hop's header changes: TTL-1 and the MACs. 0 when made, 1 when
+ * the TTL expires here (*reason set; the stack answers with ICMP), or a
+ * negative drop reason.
+ */
+static __always_inline int routed_hop(struct __sk_buff *skb, struct iphdr *ip, const __u8 *smac, const __u8 *dmac,
+				      __u32 *reason)
 {
 	struct ethhdr *eth;
-	int ret;
 
 	if (ip->ttl <= 1) {
 		*reason = SKIFF_FWD_TTL_EXPIRED;
-		return TC_ACT_OK;
+		return 1;
 	}
 	ipv4_dec_ttl(ip);
 	eth = eth_header(skb);
 	if (!eth)
 		return -SKIFF_DROP_MALFORMED;
-	eth_set_macs(eth, ep->host_mac, ep->pod_mac);
+	eth_set_macs(eth, smac, dmac);
+	return 0;
+}
 
+/* Routed hop into a pod on this node: TTL-1, MACs, straight into its netns. */
+static __always_inline int fwd_to_endpoint(struct __sk_buff *skb, struct iphdr *ip,
+					   const struct skiff_endpoint_info *ep, __u32 *reason)
+{
+	int ret = routed_hop(skb, ip, ep->host_mac, ep->pod_mac, reason);
+
+	if (ret)
+		return ret > 0 ? TC_ACT_OK : ret;
 	*reason = SKIFF_FWD_LOCAL_POD;
 	ret = skiff_redirect_peer(skb, ep->ifindex);
 	if (ret != TC_ACT_REDIRECT)
@@ -123,14 +137,58 @@ static __always_inline int fwd_fib(struct __sk_buff *skb, struct iphdr *ip, __be
 	return fib_send(skb, ip, &fib, rc, ok_reason, reason);
 }
 
+/*
+ * By native routing to node_ip, asking the FIB: its resolved answer is
+ * cached for the packets after (nh: this CPU's expired or too small entry,
+ * or NULL; now: the time it was read at). Out of line: a flow's packets
+ * after its first take the cached answer and never run this.
+ */
+static __noinline int fwd_node_fib(struct __sk_buff *skb, __be32 node_ip, struct skiff_nexthop *nh, __u64 now,
+				   __u32 *reason)
+{
+	struct bpf_fib_lookup fib;
+	struct iphdr *ip;
+	long rc = 0;
+
+	ip = ipv4_header(skb);
+	if (!ip)
+		return -SKIFF_DROP_MALFORMED;
+	if (fib_check(skb, ip, node_ip, &fib, &rc, reason))
+		return TC_ACT_OK;
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS && !trace_mode(skb))
+		nexthop_store(nh, ip->saddr, node_ip, &fib, now);
+	return fib_send(skb, ip, &fib, rc, SKIFF_FWD_REMOTE_NODE, reason);
+}
+
+/* By a cached FIB answer (nexthop_holds()): what fib_send() does. */
+static __always_inline int fwd_nexthop(struct __sk_buff *skb, struct iphdr *ip, const struct skiff_nexthop *nh,
+				       __u32 *reason)
+{
+	int ret = routed_hop(skb, ip, nh->smac, nh->dmac, reason);
+
+	if (ret)
+		return ret > 0 ? TC_ACT_OK : ret;
+	*reason = SKIFF_FWD_REMOTE_NODE;
+	return skiff_redirect(skb, nh->ifindex);
+}
+
 /* To the node owning the destination's PodCIDR, through the tunnel or by
  * native routing as the node map says; the source IP is never touched. */
 static __always_inline int fwd_to_node(struct __sk_buff *skb, struct iphdr *ip, const struct skiff_node_info *node,
 				       __u32 *reason)
 {
+	struct skiff_nexthop *nh = NULL;
+	__u64 now = 0;
+
 	if (node->flags & SKIFF_NODE_F_ENCAP)
 		return fwd_encap(skb, ip, node, reason);
-	return fwd_fib(skb, ip, node->node_ip, SKIFF_FWD_REMOTE_NODE, reason);
+	if (!trace_mode(skb)) {
+		nh = nexthop_lookup(ip->saddr, node->node_ip);
+		now = bpf_ktime_get_coarse_ns();
+		if (nh && nexthop_holds(skb, ip, nh, now))
+			return fwd_nexthop(skb, ip, nh, reason);
+	}
+	return fwd_node_fib(skb, node->node_ip, nh, now, reason);
 }
 
 #define FWD_TO_NODES 1u /* route remote PodCIDRs to their nodes */

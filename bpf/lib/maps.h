@@ -44,6 +44,14 @@ struct {
 } skiff_nodes SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__type(key, struct skiff_nexthop_key);
+	__type(value, struct skiff_nexthop);
+	__uint(max_entries, SKIFF_NEXTHOPS_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skiff_nexthops SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct skiff_service_key);
 	__type(value, struct skiff_service_value);

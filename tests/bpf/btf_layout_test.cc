@@ -131,6 +131,13 @@ std::vector<Layout> cxx_layouts() {
         {"skiff_pod_source",
          sizeof(skiff_pod_source),
          {SKIFF_MEMBER(skiff_pod_source, ifindex), SKIFF_MEMBER(skiff_pod_source, ip)}},
+        {"skiff_nexthop_key",
+         sizeof(skiff_nexthop_key),
+         {SKIFF_MEMBER(skiff_nexthop_key, saddr), SKIFF_MEMBER(skiff_nexthop_key, node_ip)}},
+        {"skiff_nexthop",
+         sizeof(skiff_nexthop),
+         {SKIFF_MEMBER(skiff_nexthop, expires), SKIFF_MEMBER(skiff_nexthop, ifindex), SKIFF_MEMBER(skiff_nexthop, mtu),
+          SKIFF_MEMBER(skiff_nexthop, smac), SKIFF_MEMBER(skiff_nexthop, dmac), SKIFF_MEMBER(skiff_nexthop, pad)}},
     };
 }
 
@@ -253,6 +260,7 @@ TEST_P(BtfLayoutTest, MapsUseTheSharedTypes) {
     };
     for (const Want& w : {Want{SKIFF_MAP_ENDPOINTS, sizeof(skiff_endpoint_key), sizeof(skiff_endpoint_info)},
                           Want{SKIFF_MAP_POD_SOURCES, sizeof(uint32_t), sizeof(skiff_pod_source)},
+                          Want{SKIFF_MAP_NEXTHOPS, sizeof(skiff_nexthop_key), sizeof(skiff_nexthop)},
                           Want{SKIFF_MAP_METRICS, sizeof(uint32_t), sizeof(skiff_metrics_value)}}) {
         SCOPED_TRACE(w.map);
         bpf_map* m = bpf_object__find_map_by_name(obj_.get(), w.map);

@@ -20,6 +20,11 @@ static_assert(sizeof(skiff_metrics_value) == 16);
 static_assert(sizeof(skiff_node_key) == 8);
 static_assert(offsetof(skiff_node_key, ip) == 4);
 static_assert(sizeof(skiff_node_info) == 8);
+static_assert(sizeof(skiff_nexthop_key) == 8);
+static_assert(sizeof(skiff_nexthop) == 32);
+static_assert(offsetof(skiff_nexthop, ifindex) == 8);
+static_assert(offsetof(skiff_nexthop, smac) == 16);
+static_assert(offsetof(skiff_nexthop, dmac) == 22);
 static_assert(SKIFF_METRICS_MAX == 512);
 
 static_assert(sizeof(skiff_service_key) == 12);

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The FIB's answers toward other nodes, cached per CPU (skiff_nexthops):
+ * a pod's flow to another node's PodCIDR is sent by the answer its first
+ * packet got, until it expires or a packet is too big for its MTU, and
+ * asks the FIB again only then. Traced packets neither read nor write it:
+ * they show what the FIB says now.
+ */
+#ifndef SKIFF_BPF_NEXTHOP_H
+#define SKIFF_BPF_NEXTHOP_H
+
+#include "common.h"
+#include "maps.h"
+
+static __always_inline struct skiff_nexthop *nexthop_lookup(__be32 saddr, __be32 node_ip)
+{
+	struct skiff_nexthop_key key = { .saddr = saddr, .node_ip = node_ip };
+
+	return bpf_map_lookup_elem(&skiff_nexthops, &key);
+}
+
+/*
+ * Whether a cached answer still holds for this packet at now: not expired,
+ * and within the MTU it was checked against. A GSO packet is not checked,
+ * as a lookup for it would not be (the kernel checks its segments).
+ */
+static __always_inline int nexthop_holds(const struct __sk_buff *skb, const struct iphdr *ip,
+					 const struct skiff_nexthop *nh, __u64 now)
+{
+	if (now >= nh->expires)
+		return 0;
+	return skb->gso_size || (nh->mtu && bpf_ntohs(ip->tot_len) <= nh->mtu);
+}
+
+static __always_inline void nexthop_fill(struct skiff_nexthop *nh, const struct bpf_fib_lookup *fib, __u64 now)
+{
+	nh->expires = now + SKIFF_NEXTHOP_TTL_NS;
+	nh->ifindex = fib->ifindex;
+	/* The path MTU the lookup reported. Given no length (a GSO packet),
+	 * a kernel may report none: mtu_result shares tot_len's 0, unknown. */
+	nh->mtu = fib->mtu_result;
+	__builtin_memcpy(nh->smac, fib->smac, SKIFF_ETH_ALEN);
+	__builtin_memcpy(nh->dmac, fib->dmac, SKIFF_ETH_ALEN);
+}
+
+/* Remember a resolved FIB answer: into this CPU's copy of the entry, nh,
+ * when there is one, else a new entry (the other CPUs' copies start out
+ * expired). */
+static __always_inline void nexthop_store(struct skiff_nexthop *nh, __be32 saddr, __be32 node_ip,
+					  const struct bpf_fib_lookup *fib, __u64 now)
+{
+	struct skiff_nexthop_key key = { .saddr = saddr, .node_ip = node_ip };
+	struct skiff_nexthop fresh = {};
+
+	if (nh) {
+		nexthop_fill(nh, fib, now);
+		return;
+	}
+	nexthop_fill(&fresh, fib, now);
+	bpf_map_update_elem(&skiff_nexthops, &key, &fresh, BPF_ANY);
+}
+
+#endif /* SKIFF_BPF_NEXTHOP_H */
