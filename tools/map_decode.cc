@@ -133,6 +133,27 @@ json node_value(const skiff_node_info& v) {
     return {{"node_ip", ip_str(v.node_ip)}, {"flags", flag_list(v.flags, kNodeFlags)}};
 }
 
+MacAddr mac_of(const uint8_t (&m)[SKIFF_ETH_ALEN]) {
+    MacAddr a{};
+    std::copy(std::begin(m), std::end(m), a.begin());
+    return a;
+}
+
+// Each CPU's own cached FIB answer; "expires_in_ms" is null once expired.
+Decoder nexthop_decoder() {
+    Decoder d = dec<skiff_nexthop_key, skiff_nexthop>(SKIFF_MAP_NEXTHOPS, [](auto& k, auto& v, uint64_t now) {
+        json left = v.expires > now ? json((v.expires - now) / 1000000) : json(nullptr);
+        return KV{{{"saddr", ip_str(k.saddr)}, {"node_ip", ip_str(k.node_ip)}},
+                  {{"ifindex", v.ifindex},
+                   {"mtu", v.mtu},
+                   {"smac", mac_str(mac_of(v.smac))},
+                   {"dmac", mac_str(mac_of(v.dmac))},
+                   {"expires_in_ms", left}}};
+    });
+    d.counters = false;
+    return d;
+}
+
 json svc_key(const skiff_service_key& k) {
     return {{"vip", ip_str(k.vip)}, {"port", ntohs(k.port)}, {"proto", proto_str(k.proto)}, {"slot", k.slot}};
 }
@@ -197,6 +218,7 @@ const std::vector<Decoder>& decoders() {
                                         [](auto& k, auto& v, auto) {
                                             return KV{{{"slot", k}}, {{"ifindex", v.ifindex}, {"ip", ip_str(v.ip)}}};
                                         }),
+        nexthop_decoder(),
         dec<skiff_node_key, skiff_node_info>(SKIFF_MAP_NODES,
                                              [](auto& k, auto& v, auto) {
                                                  return KV{cidr(k), node_value(v)};
