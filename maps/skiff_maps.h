@@ -101,10 +101,10 @@ struct skiff_node_info {
 };
 
 /*
- * nexthops: LRU per-CPU hash, {pod source, node IP} -> the FIB's answer
- * for sending a pod's packet to that node by native routing, so that a
- * flow's packets do not each pay a FIB lookup. Written by the BPF
- * programs only, each CPU its own copy; believed until expires (a
+ * nexthops: LRU hash, {pod source, node IP} -> the FIB's answer for
+ * sending a pod's packet to that node by native routing, so that a flow's
+ * packets do not each pay a FIB lookup. Written by the BPF programs only,
+ * each answer replacing the entry whole; believed until expires (a
  * bpf_ktime_get_coarse_ns() time SKIFF_NEXTHOP_TTL_NS after the lookup)
  * and for packets of at most mtu bytes (GSO packets: whatever their
  * length, as the FIB checks them), else the FIB is asked again. A route

@@ -126,8 +126,7 @@ Result<Output> map_dump(const Options& o, const Args& args) {
     const Decoder* dec = nullptr;
     for (const auto& d : decoders())
         if (name == d.map && m.info.key_size == d.key_size && m.info.value_size == d.value_size) dec = &d;
-    // Per-CPU counters add up as u64s; other per-CPU values are decoded CPU by CPU.
-    const bool sums = m.percpu && m.info.value_size % 8 == 0 && (!dec || dec->counters);
+    const bool sums = m.percpu && m.info.value_size % 8 == 0;  // per-CPU values add up as u64 counters
     const uint64_t now = monotonic_ns();
     json entries = json::array();
     for (const auto& [k, vs] : m.entries) {
@@ -137,9 +136,7 @@ Result<Output> map_dump(const Options& o, const Args& args) {
             json per = json::array();
             std::vector<uint64_t> lanes(m.info.value_size / 8);
             for (size_t c = 0; c < vs.size(); ++c) {
-                json one = {{"cpu", c}, {"value", hex(vs[c])}};
-                if (dec && !dec->counters) one["decoded"] = dec->run(k.data(), vs[c].data(), now);
-                per.push_back(one);
+                per.push_back({{"cpu", c}, {"value", hex(vs[c])}});
                 for (size_t i = 0; sums && i < lanes.size(); ++i) {
                     uint64_t x;
                     std::memcpy(&x, vs[c].data() + 8 * i, 8);

@@ -139,9 +139,9 @@ MacAddr mac_of(const uint8_t (&m)[SKIFF_ETH_ALEN]) {
     return a;
 }
 
-// Each CPU's own cached FIB answer; "expires_in_ms" is null once expired.
+// A cached FIB answer; "expires_in_ms" is null once expired.
 Decoder nexthop_decoder() {
-    Decoder d = dec<skiff_nexthop_key, skiff_nexthop>(SKIFF_MAP_NEXTHOPS, [](auto& k, auto& v, uint64_t now) {
+    return dec<skiff_nexthop_key, skiff_nexthop>(SKIFF_MAP_NEXTHOPS, [](auto& k, auto& v, uint64_t now) {
         json left = v.expires > now ? json((v.expires - now) / 1000000) : json(nullptr);
         return KV{{{"saddr", ip_str(k.saddr)}, {"node_ip", ip_str(k.node_ip)}},
                   {{"ifindex", v.ifindex},
@@ -150,8 +150,6 @@ Decoder nexthop_decoder() {
                    {"dmac", mac_str(mac_of(v.dmac))},
                    {"expires_in_ms", left}}};
     });
-    d.counters = false;
-    return d;
 }
 
 json svc_key(const skiff_service_key& k) {

@@ -33,7 +33,6 @@ struct Decoder {
     const char* map;
     size_t key_size, value_size;
     std::function<nlohmann::json(const uint8_t* key, const uint8_t* value, uint64_t now)> run;  // {"key", "value"}
-    bool counters = true;  // per-CPU values are counters, decoded as their sum; else each CPU's on its own
 };
 
 // One per map skiff pins whose layout skiffctl knows.

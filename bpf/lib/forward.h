@@ -139,12 +139,11 @@ static __always_inline int fwd_fib(struct __sk_buff *skb, struct iphdr *ip, __be
 
 /*
  * By native routing to node_ip, asking the FIB: its resolved answer is
- * cached for the packets after (nh: this CPU's expired or too small entry,
- * or NULL; now: the time it was read at). Out of line: a flow's packets
- * after its first take the cached answer and never run this.
+ * cached for the packets after (now: the time the cache was read at). Out
+ * of line: a flow's packets after its first take the cached answer and
+ * never run this.
  */
-static __noinline int fwd_node_fib(struct __sk_buff *skb, __be32 node_ip, struct skiff_nexthop *nh, __u64 now,
-				   __u32 *reason)
+static __noinline int fwd_node_fib(struct __sk_buff *skb, __be32 node_ip, __u64 now, __u32 *reason)
 {
 	struct bpf_fib_lookup fib;
 	struct iphdr *ip;
@@ -156,7 +155,7 @@ static __noinline int fwd_node_fib(struct __sk_buff *skb, __be32 node_ip, struct
 	if (fib_check(skb, ip, node_ip, &fib, &rc, reason))
 		return TC_ACT_OK;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS && !trace_mode(skb))
-		nexthop_store(nh, ip->saddr, node_ip, &fib, now);
+		nexthop_store(ip->saddr, node_ip, &fib, now);
 	return fib_send(skb, ip, &fib, rc, SKIFF_FWD_REMOTE_NODE, reason);
 }
 
@@ -177,7 +176,7 @@ static __always_inline int fwd_nexthop(struct __sk_buff *skb, struct iphdr *ip, 
 static __always_inline int fwd_to_node(struct __sk_buff *skb, struct iphdr *ip, const struct skiff_node_info *node,
 				       __u32 *reason)
 {
-	struct skiff_nexthop *nh = NULL;
+	struct skiff_nexthop *nh;
 	__u64 now = 0;
 
 	if (node->flags & SKIFF_NODE_F_ENCAP)
@@ -188,7 +187,7 @@ static __always_inline int fwd_to_node(struct __sk_buff *skb, struct iphdr *ip, 
 		if (nh && nexthop_holds(skb, ip, nh, now))
 			return fwd_nexthop(skb, ip, nh, reason);
 	}
-	return fwd_node_fib(skb, node->node_ip, nh, now, reason);
+	return fwd_node_fib(skb, node->node_ip, now, reason);
 }
 
 #define FWD_TO_NODES 1u /* route remote PodCIDRs to their nodes */

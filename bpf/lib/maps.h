@@ -44,7 +44,7 @@ struct {
 } skiff_nodes SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct skiff_nexthop_key);
 	__type(value, struct skiff_nexthop);
 	__uint(max_entries, SKIFF_NEXTHOPS_MAX);

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The FIB's answers toward other nodes, cached per CPU (skiff_nexthops):
- * a pod's flow to another node's PodCIDR is sent by the answer its first
- * packet got, until it expires or a packet is too big for its MTU, and
- * asks the FIB again only then. Traced packets neither read nor write it:
+ * The FIB's answers toward other nodes (skiff_nexthops): a pod's flow to
+ * another node's PodCIDR is sent by the answer its first packet got,
+ * until it expires or a packet is too big for its MTU, and asks the FIB
+ * again only then. Entries are read in place and only ever replaced whole
+ * (bpf_map_update_elem()), never written into, so a reader sees one
+ * answer, not parts of two. Traced packets neither read nor write them:
  * they show what the FIB says now.
  */
 #ifndef SKIFF_BPF_NEXTHOP_H
@@ -43,21 +45,14 @@ static __always_inline void nexthop_fill(struct skiff_nexthop *nh, const struct 
 	__builtin_memcpy(nh->dmac, fib->dmac, SKIFF_ETH_ALEN);
 }
 
-/* Remember a resolved FIB answer: into this CPU's copy of the entry, nh,
- * when there is one, else a new entry (the other CPUs' copies start out
- * expired). */
-static __always_inline void nexthop_store(struct skiff_nexthop *nh, __be32 saddr, __be32 node_ip,
-					  const struct bpf_fib_lookup *fib, __u64 now)
+/* Remember a resolved FIB answer, replacing the entry if there is one. */
+static __always_inline void nexthop_store(__be32 saddr, __be32 node_ip, const struct bpf_fib_lookup *fib, __u64 now)
 {
 	struct skiff_nexthop_key key = { .saddr = saddr, .node_ip = node_ip };
-	struct skiff_nexthop fresh = {};
+	struct skiff_nexthop nh = {};
 
-	if (nh) {
-		nexthop_fill(nh, fib, now);
-		return;
-	}
-	nexthop_fill(&fresh, fib, now);
-	bpf_map_update_elem(&skiff_nexthops, &key, &fresh, BPF_ANY);
+	nexthop_fill(&nh, fib, now);
+	bpf_map_update_elem(&skiff_nexthops, &key, &nh, BPF_ANY);
 }
 
 #endif /* SKIFF_BPF_NEXTHOP_H */
