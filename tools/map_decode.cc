@@ -81,14 +81,17 @@ double since(uint64_t now, uint64_t stamp) {
 
 json addr(uint32_t be_ip, uint16_t be_port) { return {{"addr", ip_str(be_ip)}, {"port", ntohs(be_port)}}; }
 
+MacAddr mac_of(const uint8_t (&m)[SKIFF_ETH_ALEN]) {
+    MacAddr a{};
+    std::copy(std::begin(m), std::end(m), a.begin());
+    return a;
+}
+
 json ep_value(const skiff_endpoint_info& v) {
-    MacAddr pod{}, hostm{};
-    std::copy(std::begin(v.pod_mac), std::end(v.pod_mac), pod.begin());
-    std::copy(std::begin(v.host_mac), std::end(v.host_mac), hostm.begin());
     return {{"ifindex", v.ifindex},
             {"flags", flag_list(v.flags, kLocalFlag)},
-            {"pod_mac", mac_str(pod)},
-            {"host_mac", mac_str(hostm)}};
+            {"pod_mac", mac_str(mac_of(v.pod_mac))},
+            {"host_mac", mac_str(mac_of(v.host_mac))}};
 }
 
 json tuple(const skiff_ct_key& k) {
@@ -131,12 +134,6 @@ json cidr(const skiff_node_key& k) { return {{"cidr", ip_str(k.ip) + "/" + std::
 
 json node_value(const skiff_node_info& v) {
     return {{"node_ip", ip_str(v.node_ip)}, {"flags", flag_list(v.flags, kNodeFlags)}};
-}
-
-MacAddr mac_of(const uint8_t (&m)[SKIFF_ETH_ALEN]) {
-    MacAddr a{};
-    std::copy(std::begin(m), std::end(m), a.begin());
-    return a;
 }
 
 // A cached FIB answer; "expires_in_ms" is null once expired.

@@ -23,8 +23,9 @@ static __always_inline struct skiff_nexthop *nexthop_lookup(__be32 saddr, __be32
 
 /*
  * Whether a cached answer still holds for this packet at now: not expired,
- * and within the MTU it was checked against. A GSO packet is not checked,
- * as a lookup for it would not be (the kernel checks its segments).
+ * and the packet within the path MTU the FIB reported (none reported: no
+ * packet is). A GSO packet is not checked, as a lookup for it would not
+ * be (the kernel checks its segments).
  */
 static __always_inline int nexthop_holds(const struct __sk_buff *skb, const struct iphdr *ip,
 					 const struct skiff_nexthop *nh, __u64 now)
