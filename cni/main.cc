@@ -84,9 +84,11 @@ skiff::Status spawn_detached(const std::function<void()>& job) {
     pid_t child = ::fork();
     if (child < 0) return skiff::Error::errno_("fork");
     if (child == 0) {
+        // Named before the runtime's pipes are let go: whoever sees our
+        // result (EOF on stdout) sees the job as skiff-bg.
+        ::prctl(PR_SET_NAME, "skiff-bg");
         ::setsid();
         detach_fds();
-        ::prctl(PR_SET_NAME, "skiff-bg");
         job();
         ::_exit(0);  // no atexit handlers, no stdio flush
     }
