@@ -27,23 +27,32 @@ def test_fifty_pods_up_and_down(cluster):
     cluster.kubectl("scale", "deployment", "many", "--replicas=0")
     wait_for("no pods left", lambda: not cluster.get("pods", "-l", "app=many")["items"], timeout=600)
     report("k8s_50_pods_deleted_s", round(time.monotonic() - t0, 1))
+    # The 50 pods' leases and veths are gone (what else the node had may
+    # have gone too: pods of an earlier test still terminating).
     for n in NODES:
-        wait_for(f"{n}: leases back", lambda n=n: leases(n) == base_leases[n])
-        assert veths(n) == base_veths[n], f"{n}: veths left: {veths(n) - base_veths[n]}"
+        wait_for(f"{n}: the pods' leases released", lambda n=n: not leases(n) & set(ips))
+        assert not veths(n) - base_veths[n], f"{n}: veths left: {veths(n) - base_veths[n]}"
     cluster.kubectl("delete", "deployment", "many", "--wait=true")
 
 
+# Each line names the container run it came from (a restarted container
+# starts counting again, in a new log file of the same directory). After
+# DONE it stays up: a container that exited would be restarted (the pod's
+# restartPolicy is Always), in a new root without /tmp/stop, and probe
+# again while finish() reads the log.
 PROBE = """
+read run < /proc/sys/kernel/random/uuid
 i=0
 while [ ! -e /tmp/stop ]; do
   i=$((i+1))
   if timeout 5 wget -q -O /dev/null http://{vip}/; then r=OK; else r=FAIL; fi
-  echo "$r svc $i $(date +%s)"
+  echo "$r svc $i $(date +%s) $run"
   if timeout 5 wget -q -O /dev/null http://{pod_ip}:8080/; then r=OK; else r=FAIL; fi
-  echo "$r pod $i $(date +%s)"
+  echo "$r pod $i $(date +%s) $run"
   sleep 0.2
 done
 echo DONE
+exec sleep 3600
 """
 
 
@@ -74,18 +83,29 @@ class Prober:
                 out += [line.rstrip("\n").split(" ", 3)[3] for line in fh if line.count(" ") >= 3]
         return out
 
-    def probes(self, result, since=0):
-        """(kind, n, time) of the probes with this result from time `since` on."""
+    def probes(self, result, since=0, with_run=False):
+        """(kind, n, time[, run]) of the probes with this result from time `since` on."""
         got = []
         for line in self.lines():
             w = line.split()
-            if len(w) == 4 and w[0] == result and int(w[3]) >= since:
-                got.append((w[1], int(w[2]), int(w[3])))
+            if len(w) == 5 and w[0] == result and int(w[3]) >= since:
+                got.append((w[1], int(w[2]), int(w[3])) + ((w[4],) if with_run else ()))
         return got
 
     def wait_more(self, what, n=4):
         since = int(time.time())
         wait_for(f"{n} probes {what}", lambda: len(self.probes("OK", since)) >= n)
+
+    def node_log_lines(self, last=40):
+        """What ktb-n1's kubelet and containerd logged about the prober pod."""
+        out = []
+        for d in ("kubelet-n1", "containerd-n1"):
+            try:
+                with open(os.path.join(STATE, "log", f"{d}.log"), errors="replace") as f:
+                    out += [f"{d}: {line.rstrip()}" for line in f if self.name in line][-last:]
+            except OSError as e:
+                out.append(f"{d}: {e}")
+        return "\n".join(out)
 
     def finish(self):
         self.cluster.exec(self.name, "touch", "/tmp/stop", check=True)
@@ -97,9 +117,16 @@ class Prober:
             raise AssertionError(f"{e}: log files {files}, last lines {self.lines()[-4:]}, "
                                  f"container {status}") from None
         ok, failed = self.probes("OK"), self.probes("FAIL")
+        everything = self.probes("OK", with_run=True) + self.probes("FAIL", with_run=True)
+        runs = sorted({r for *_, r in everything})
+        status = self.cluster.get("pod", self.name)["status"].get("containerStatuses")
+        # The prober ran as one container: a restart (whatever its cause)
+        # would leave probes unmade while it was down.
+        assert len(runs) == 1, (f"the prober container ran {len(runs)} times: {status}, {self.lines()[:6]}\n"
+                                + self.node_log_lines())
         # Every probe is on record: a lost log line could hide a failure.
         for kind in ("svc", "pod"):
-            seen = sorted(n for k, n, _ in ok + failed if k == kind)
+            seen = sorted(n for k, n, _, _ in everything if k == kind)
             assert seen == list(range(1, len(seen) + 1)), f"{kind} probes missing from the log: {seen}"
         self.cluster.kubectl("delete", "pod", self.name, "--wait=true")
         self.cluster.kubectl("delete", "deployment", f"{self.name}-web", "--wait=true")
