@@ -35,24 +35,21 @@ static __always_inline int nexthop_holds(const struct __sk_buff *skb, const stru
 	return skb->gso_size || (nh->mtu && bpf_ntohs(ip->tot_len) <= nh->mtu);
 }
 
-static __always_inline void nexthop_fill(struct skiff_nexthop *nh, const struct bpf_fib_lookup *fib, __u64 now)
-{
-	nh->expires = now + SKIFF_NEXTHOP_TTL_NS;
-	nh->ifindex = fib->ifindex;
-	/* The path MTU the lookup reported. Given no length (a GSO packet),
-	 * a kernel may report none: mtu_result shares tot_len's 0, unknown. */
-	nh->mtu = fib->mtu_result;
-	__builtin_memcpy(nh->smac, fib->smac, SKIFF_ETH_ALEN);
-	__builtin_memcpy(nh->dmac, fib->dmac, SKIFF_ETH_ALEN);
-}
-
 /* Remember a resolved FIB answer, replacing the entry if there is one. */
 static __always_inline void nexthop_store(__be32 saddr, __be32 node_ip, const struct bpf_fib_lookup *fib, __u64 now)
 {
 	struct skiff_nexthop_key key = { .saddr = saddr, .node_ip = node_ip };
-	struct skiff_nexthop nh = {};
+	struct skiff_nexthop nh = {
+		.expires = now + SKIFF_NEXTHOP_TTL_NS,
+		.ifindex = fib->ifindex,
+		/* The path MTU the lookup reported. Given no length (a GSO
+		 * packet), a kernel may report none: mtu_result shares
+		 * tot_len's 0, unknown. */
+		.mtu = fib->mtu_result,
+	};
 
-	nexthop_fill(&nh, fib, now);
+	__builtin_memcpy(nh.smac, fib->smac, SKIFF_ETH_ALEN);
+	__builtin_memcpy(nh.dmac, fib->dmac, SKIFF_ETH_ALEN);
 	bpf_map_update_elem(&skiff_nexthops, &key, &nh, BPF_ANY);
 }
 

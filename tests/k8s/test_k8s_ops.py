@@ -83,13 +83,13 @@ class Prober:
                 out += [line.rstrip("\n").split(" ", 3)[3] for line in fh if line.count(" ") >= 3]
         return out
 
-    def probes(self, result, since=0, with_run=False):
-        """(kind, n, time[, run]) of the probes with this result from time `since` on."""
+    def probes(self, result, since=0):
+        """(kind, n, time, run) of the probes with this result from time `since` on."""
         got = []
         for line in self.lines():
             w = line.split()
             if len(w) == 5 and w[0] == result and int(w[3]) >= since:
-                got.append((w[1], int(w[2]), int(w[3])) + ((w[4],) if with_run else ()))
+                got.append((w[1], int(w[2]), int(w[3]), w[4]))
         return got
 
     def wait_more(self, what, n=4):
@@ -117,8 +117,7 @@ class Prober:
             raise AssertionError(f"{e}: log files {files}, last lines {self.lines()[-4:]}, "
                                  f"container {status}") from None
         ok, failed = self.probes("OK"), self.probes("FAIL")
-        everything = self.probes("OK", with_run=True) + self.probes("FAIL", with_run=True)
-        runs = sorted({r for *_, r in everything})
+        runs = sorted({r for *_, r in ok + failed})
         status = self.cluster.get("pod", self.name)["status"].get("containerStatuses")
         # The prober ran as one container: a restart (whatever its cause)
         # would leave probes unmade while it was down.
@@ -126,7 +125,7 @@ class Prober:
                                 + self.node_log_lines())
         # Every probe is on record: a lost log line could hide a failure.
         for kind in ("svc", "pod"):
-            seen = sorted(n for k, n, _, _ in everything if k == kind)
+            seen = sorted(n for k, n, _, _ in ok + failed if k == kind)
             assert seen == list(range(1, len(seen) + 1)), f"{kind} probes missing from the log: {seen}"
         self.cluster.kubectl("delete", "pod", self.name, "--wait=true")
         self.cluster.kubectl("delete", "deployment", f"{self.name}-web", "--wait=true")
